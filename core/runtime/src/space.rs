@@ -1,0 +1,338 @@
+//! [`Space`]: agents joined through one transport, managed like Python Agency's spaces.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{atomic::Ordering, mpsc, Arc, Mutex, RwLock},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use agency_sdk::{
+    boundary::{AgentCore, HostLink, TransportSpace},
+    protocol::AgentTypeSpec,
+    ActionError, AgentType, Init, Message,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
+    validate_id,
+    worker::Worker,
+    SpaceError,
+};
+
+/// A source of agents of one type: a plugin library or the host binary itself.
+pub trait AgentFactory: Send + Sync {
+    /// The type's description (name, actions, access policies).
+    fn spec(&self) -> &AgentTypeSpec;
+    /// Creates an agent; `host` is how it reaches the space.
+    fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String>;
+}
+
+/// The agent types a space can create, by name.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    types: BTreeMap<String, Arc<dyn AgentFactory>>,
+}
+
+impl Catalog {
+    /// A catalog of the agent types compiled into this binary (see `#[actions]`).
+    pub fn builtin() -> Self {
+        let mut catalog = Self::default();
+        for kind in agency_sdk::agent_types() {
+            let _ = catalog.insert(Arc::new(BuiltinType { kind, spec: (kind.spec)() }));
+        }
+        catalog
+    }
+
+    /// Adds a type; refuses a name already present.
+    pub fn insert(&mut self, factory: Arc<dyn AgentFactory>) -> Result<(), String> {
+        let name = factory.spec().name.clone();
+        if self.types.contains_key(&name) {
+            return Err(format!("agent type {name:?} is provided twice"));
+        }
+        self.types.insert(name, factory);
+        Ok(())
+    }
+
+    /// The type of this name, if present.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn AgentFactory>> {
+        self.types.get(name)
+    }
+
+    /// The type names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+}
+
+struct BuiltinType {
+    kind: &'static AgentType,
+    spec: AgentTypeSpec,
+}
+
+impl AgentFactory for BuiltinType {
+    fn spec(&self) -> &AgentTypeSpec {
+        &self.spec
+    }
+
+    fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String> {
+        (self.kind.create)(init, host).map_err(|e| e.to_string())
+    }
+}
+
+/// Which agent to add, as written in `agency.toml`'s `[[agents]]`.
+///
+/// ```
+/// use agency_runtime::AgentSpec;
+/// let spec = AgentSpec::new("Calculator", "calc").ignoring_own_broadcasts();
+/// assert!(!spec.receive_own_broadcasts);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// The agent type; optional only for foreground agents.
+    #[serde(rename = "type", default)]
+    pub type_name: Option<String>,
+    /// The agent's id.
+    pub id: String,
+    /// The configuration handed to the agent's constructor.
+    #[serde(default)]
+    pub args: Value,
+    /// Whether the agent receives its own broadcasts (default `true`, as in Agency).
+    #[serde(default = "yes")]
+    pub receive_own_broadcasts: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AgentSpec {
+    /// An agent of `type_name` with id `id`, no args.
+    pub fn new(type_name: &str, id: &str) -> Self {
+        Self { type_name: Some(type_name.into()), ..Self::untyped(id) }
+    }
+
+    /// A foreground agent with no actions: the calling program drives it.
+    pub fn untyped(id: &str) -> Self {
+        Self { type_name: None, id: id.into(), args: Value::Null, receive_own_broadcasts: true }
+    }
+
+    /// The same, with constructor args.
+    pub fn with_args(mut self, args: Value) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// The same, not receiving its own broadcasts.
+    pub fn ignoring_own_broadcasts(mut self) -> Self {
+        self.receive_own_broadcasts = false;
+        self
+    }
+}
+
+/// Agents in one space, connected through one transport.
+///
+/// Dropping a space destroys it, like leaving Python Agency's `with` block.
+///
+/// ```no_run
+/// # use agency_runtime::{AgentSpec, Catalog, Space};
+/// # fn demo(transport: Box<dyn agency_sdk::boundary::TransportSpace>) -> Result<(), Box<dyn std::error::Error>> {
+/// let space = Space::open(transport, Catalog::builtin());
+/// space.add(&AgentSpec::new("Calculator", "calc"))?;
+/// let me = space.add_foreground(&AgentSpec::untyped("me"))?;
+/// let sum = me.request(
+///     serde_json::json!({"to": "calc", "action": {"name": "add", "args": {"a": 1, "b": 2}}}),
+///     std::time::Duration::from_secs(3),
+/// )?;
+/// assert_eq!(sum, 3.0);
+/// space.destroy();
+/// # Ok(()) }
+/// ```
+pub struct Space {
+    core: Arc<SpaceCore>,
+    catalog: Catalog,
+    members: Mutex<HashMap<String, Member>>,
+}
+
+struct Member {
+    endpoint: Arc<Endpoint>,
+    worker: Option<(mpsc::Sender<Work>, JoinHandle<()>)>,
+}
+
+impl Space {
+    /// Opens a space over an open transport, able to create the agent types in `catalog`.
+    pub fn open(transport: Box<dyn TransportSpace>, catalog: Catalog) -> Self {
+        let core = SpaceCore {
+            transport,
+            destroyed: Default::default(),
+            permission_prompt: RwLock::new(None),
+        };
+        Self { core: Arc::new(core), catalog, members: Mutex::default() }
+    }
+
+    /// The agent types this space can create.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Sets who decides `requested` actions for agents that do not decide themselves.
+    pub fn set_permission_prompt(&self, prompt: impl Fn(&Message) -> bool + Send + Sync + 'static) {
+        *self.core.permission_prompt.write().unwrap() = Some(Arc::new(prompt) as PermissionPrompt);
+    }
+
+    /// Adds an agent that runs in the background, on its own thread.
+    pub fn add(&self, spec: &AgentSpec) -> Result<(), SpaceError> {
+        if spec.type_name.is_none() {
+            return Err(SpaceError::MissingType(spec.id.clone()));
+        }
+        self.join(spec, false).map(drop)
+    }
+
+    /// Adds an agent and returns a handle to drive it directly: send, request, read its
+    /// log. With a type, its actions also run in the background as for [`Space::add`].
+    pub fn add_foreground(&self, spec: &AgentSpec) -> Result<Foreground, SpaceError> {
+        self.join(spec, true).map(|endpoint| Foreground { endpoint })
+    }
+
+    fn join(&self, spec: &AgentSpec, foreground: bool) -> Result<Arc<Endpoint>, SpaceError> {
+        let id = spec.id.clone();
+        validate_id(&id).map_err(|reason| SpaceError::InvalidId { id: id.clone(), reason })?;
+        let mut members = self.members.lock().unwrap();
+        if self.core.destroyed.load(Ordering::Acquire) {
+            return Err(SpaceError::Destroyed);
+        }
+        if members.contains_key(&id) {
+            return Err(SpaceError::DuplicateId(id));
+        }
+        let factory = match &spec.type_name {
+            None => None,
+            Some(name) => Some(self.catalog.get(name).ok_or_else(|| SpaceError::UnknownType {
+                name: name.clone(),
+                known: self.catalog.names().collect::<Vec<_>>().join(", "),
+            })?),
+        };
+        let (queue_tx, queue_rx) = mpsc::channel();
+        let endpoint = Arc::new(Endpoint::new(
+            id.clone(),
+            spec.receive_own_broadcasts,
+            self.core.clone(),
+            factory.map(|_| queue_tx.clone()),
+            foreground,
+        ));
+        let worker = match factory {
+            None => None,
+            Some(factory) => {
+                let init = Init { id: id.clone(), args: spec.args.clone() };
+                let agent = factory.create(&init, endpoint.clone()).map_err(|reason| SpaceError::Create {
+                    id: id.clone(),
+                    type_name: factory.spec().name.clone(),
+                    reason,
+                })?;
+                Some(Worker { endpoint: endpoint.clone(), agent, spec: Arc::new(factory.spec().clone()) })
+            }
+        };
+        self.core
+            .transport
+            .attach(&id, endpoint.clone())
+            .map_err(|reason| SpaceError::Attach { id: id.clone(), reason })?;
+        let worker = worker.map(|worker| {
+            let thread = std::thread::Builder::new()
+                .name(format!("agent {id}"))
+                .spawn(move || worker.run(queue_rx))
+                .expect("the system can start a thread");
+            (queue_tx, thread)
+        });
+        members.insert(id, Member { endpoint: endpoint.clone(), worker });
+        Ok(endpoint)
+    }
+
+    /// Removes an agent: it stops receiving, finishes the messages already queued, runs
+    /// `before_remove`, and its thread ends.
+    pub fn remove(&self, id: &str) -> Result<(), SpaceError> {
+        let member = self.members.lock().unwrap().remove(id).ok_or_else(|| SpaceError::UnknownAgent(id.into()))?;
+        self.stop(id, member);
+        Ok(())
+    }
+
+    fn stop(&self, id: &str, member: Member) {
+        self.core.transport.detach(id);
+        if let Some((queue, thread)) = member.worker {
+            let _ = queue.send(Work::Stop);
+            drop(queue);
+            if thread.join().is_err() {
+                tracing::error!(agent = id, "agent thread ended abnormally");
+            }
+        }
+        drop(member.endpoint);
+    }
+
+    /// The ids of the agents in this space (on this host), sorted.
+    pub fn agent_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.members.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Removes every agent and releases the transport. Later calls do nothing.
+    pub fn destroy(&self) {
+        let members: Vec<(String, Member)> = self.members.lock().unwrap().drain().collect();
+        if self.core.destroyed.load(Ordering::Acquire) {
+            return;
+        }
+        for (id, member) in members {
+            self.stop(&id, member);
+        }
+        self.core.destroyed.store(true, Ordering::Release);
+        self.core.transport.close();
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+/// A handle to an agent the calling program drives directly.
+#[derive(Clone)]
+pub struct Foreground {
+    endpoint: Arc<Endpoint>,
+}
+
+impl Foreground {
+    /// The agent's id.
+    pub fn id(&self) -> &str {
+        &self.endpoint.id
+    }
+
+    /// Sends a message (`from` and `meta.id` are filled in); answers its id.
+    pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
+        let message = serde_json::to_value(message)?;
+        self.endpoint.send(message).map(|sent| sent.meta.id).map_err(|e| ActionError::parse(&e))
+    }
+
+    /// Sends a message and waits up to `timeout` for the value of its `[response]`; an
+    /// `[error]` reply or the timeout (kind `TimeoutError`) is an error.
+    pub fn request(&self, message: impl Serialize, timeout: Duration) -> Result<Value, ActionError> {
+        let message = serde_json::to_value(message)?;
+        self.endpoint.request(message, timeout).map_err(|e| ActionError::parse(&e))
+    }
+
+    /// Every message this agent sent and received so far, in order.
+    pub fn log(&self) -> Vec<Message> {
+        self.endpoint.log().map(|log| log.snapshot()).unwrap_or_default()
+    }
+
+    /// Waits until `done(log)` holds, up to `timeout`; answers whether it held.
+    pub fn wait_for(&self, timeout: Duration, done: impl FnMut(&[Message]) -> bool) -> bool {
+        self.endpoint.log().is_some_and(|log| log.wait_until(timeout, done))
+    }
+
+    /// A channel of the messages this agent receives from now on.
+    pub fn subscribe(&self) -> mpsc::Receiver<Message> {
+        self.endpoint.log().map(|log| log.subscribe()).unwrap_or_else(|| mpsc::channel().1)
+    }
+}

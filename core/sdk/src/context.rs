@@ -1,0 +1,108 @@
+//! [`Context`]: what an action or callback can do besides computing its result.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    boundary::HostLink,
+    protocol::{host_op, RequestCall},
+    ActionError, Message,
+};
+
+/// The agent's view of the space while it handles a message.
+///
+/// Actions take it as a `&mut Context` (or `&Context`) parameter; callbacks receive it.
+pub struct Context {
+    id: String,
+    host: Arc<dyn HostLink>,
+    current: Option<Message>,
+}
+
+impl Context {
+    /// A context for agent `id` backed by `host`.
+    pub fn new(id: impl Into<String>, host: Arc<dyn HostLink>) -> Self {
+        Self { id: id.into(), host, current: None }
+    }
+
+    /// This agent's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The message being handled, if any.
+    pub fn current_message(&self) -> Option<&Message> {
+        self.current.as_ref()
+    }
+
+    pub(crate) fn set_current(&mut self, message: Option<Message>) {
+        self.current = message;
+    }
+
+    /// The message this agent sent that the current message answers, if it is still in the
+    /// agent's bounded log.
+    pub fn parent_message(&self) -> Option<Message> {
+        let parent_id = self.current.as_ref()?.meta.parent_id.as_ref()?;
+        let payload = serde_json::json!({ "id": parent_id }).to_string();
+        let text = self.host.call(host_op::SENT_MESSAGE, &payload).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Sends a message without waiting; `from` and `meta.id` are filled in. Returns the id.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: &agency_sdk::Context) -> Result<(), agency_sdk::ActionError> {
+    /// ctx.send(serde_json::json!({
+    ///     "to": "Chatty",
+    ///     "action": {"name": "say", "args": {"content": "hello"}}
+    /// }))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
+        let payload = serde_json::to_string(&message)?;
+        let id = self.host.call(host_op::SEND, &payload).map_err(|e| ActionError::parse(&e))?;
+        Ok(serde_json::from_str(&id).unwrap_or(id))
+    }
+
+    /// Sends a message and waits for its `[response]` value or `[error]`.
+    ///
+    /// Fails with kind `TimeoutError` after `timeout`, or with the kind the other agent
+    /// reported. The reply reaches this call directly, never queued behind the running
+    /// action. A request to this agent itself times out: its actions run one at a time.
+    pub fn request(&self, message: impl Serialize, timeout: Duration) -> Result<Value, ActionError> {
+        let call = RequestCall { message: serde_json::to_value(message)?, timeout: timeout.as_secs_f64() };
+        let payload = serde_json::to_string(&call)?;
+        let text = self.host.call(host_op::REQUEST, &payload).map_err(|e| ActionError::parse(&e))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Sends a `[response]` with `value` to the sender of the current message.
+    /// May be called any number of times.
+    pub fn respond_with(&self, value: impl Serialize) -> Result<(), ActionError> {
+        let reply = self.current_or_err()?.response(serde_json::to_value(value)?);
+        self.send(reply).map(drop)
+    }
+
+    /// Sends an `[error]` with `error` to the sender of the current message.
+    pub fn raise_with(&self, error: impl Into<ActionError>) -> Result<(), ActionError> {
+        let reply = self.current_or_err()?.error_reply(&error.into().to_string());
+        self.send(reply).map(drop)
+    }
+
+    /// Asks the space's permission prompt (for example the console's y/n question) whether
+    /// `message` may run. Without a prompt the answer is no. This is what
+    /// [`crate::Agent::request_permission`] does unless the agent overrides it.
+    pub fn ask_permission(&self, message: &Message) -> bool {
+        self.host
+            .call(host_op::ASK_PERMISSION, &message.to_json())
+            .map(|answer| answer.trim() == "true")
+            .unwrap_or(false)
+    }
+
+    fn current_or_err(&self) -> Result<&Message, ActionError> {
+        self.current
+            .as_ref()
+            .ok_or_else(|| ActionError::new("RuntimeError", "no message is being handled"))
+    }
+}

@@ -1,0 +1,65 @@
+//! Log forwarding from inside a plugin to the host.
+//!
+//! A plugin library has its own copy of `tracing`, which the host's subscriber never sees.
+//! When the host loads a plugin, this module installs, inside the plugin, a subscriber that
+//! filters at the host's level and hands each event to the host as a
+//! [`crate::protocol::LogRecord`], so plugin logs appear in the host's output.
+
+use std::{fmt::Write as _, sync::Arc};
+
+use tracing::{field::Field, level_filters::LevelFilter, Event, Subscriber};
+use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer};
+
+use crate::{
+    boundary::HostLink,
+    protocol::{host_op, LogRecord},
+};
+
+/// Installs the forwarding subscriber (once per library; later calls change nothing).
+pub(crate) fn forward_to_host(host: Arc<dyn HostLink>, max_level: &str) {
+    let level = max_level.parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
+    let subscriber = tracing_subscriber::registry().with(HostLayer { host }.with_filter(level));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+struct HostLayer {
+    host: Arc<dyn HostLink>,
+}
+
+impl<S: Subscriber> Layer<S> for HostLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+        let mut text = TextVisitor::default();
+        event.record(&mut text);
+        let meta = event.metadata();
+        let record = LogRecord {
+            level: meta.level().as_str().to_ascii_lowercase(),
+            target: meta.target().to_owned(),
+            message: text.0,
+        };
+        if let Ok(payload) = serde_json::to_string(&record) {
+            let _ = self.host.call(host_op::LOG, &payload);
+        }
+    }
+}
+
+/// Renders `message` followed by ` key=value` for the other fields.
+#[derive(Default)]
+struct TextVisitor(String);
+
+impl tracing::field::Visit for TextVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = if field.name() == "message" {
+            write!(self.0, "{value:?}")
+        } else {
+            write!(self.0, " {}={value:?}", field.name())
+        };
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = if field.name() == "message" {
+            write!(self.0, "{value}")
+        } else {
+            write!(self.0, " {}={value}", field.name())
+        };
+    }
+}
