@@ -87,11 +87,11 @@ macro_rules! export_plugin {
             extern "C" fn load_root_module() -> $crate::__private::abi_stable::library::RootModuleResult {
                 $crate::__private::abi_stable::library::__call_root_module_loader($crate::ffi::plugin_module)
             }
-            // SAFETY: the constants describe the root module `plugin_module` returns.
+            // SAFETY: `plugin_module` returns the root module type named here.
             unsafe {
-                $crate::__private::abi_stable::library::LibHeader::from_constructor(
-                    $crate::__private::abi_stable::sabi_types::Constructor(load_root_module),
-                    <$crate::__private::PluginModRef as $crate::__private::abi_stable::library::RootModule>::CONSTANTS,
+                $crate::__private::abi_stable::library::LibHeader::from_constructor::<$crate::__private::PluginModRef>(
+                    load_root_module,
+                    $crate::__private::abi_stable::library::CheckTypeLayout::Yes,
                 )
             }
         };

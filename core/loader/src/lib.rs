@@ -1,0 +1,274 @@
+//! # Agency plugin loader
+//!
+//! Finds plugin libraries in a folder, checks each one (is it a shared library, is it an
+//! Agency plugin, was it built for this ABI), and turns what they provide into transports
+//! and agent types the runtime can use. A file that cannot be used is reported with a
+//! one-line reason and skipped; the others still load. Libraries are never unloaded.
+//!
+//! ```no_run
+//! let plugins = agency_loader::Plugins::load_dir("plugins".as_ref())?;
+//! for failure in plugins.failures() {
+//!     eprintln!("skipped {failure}");
+//! }
+//! let space = plugins.open_space("local", &serde_json::json!({}))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use agency_abi::{PluginModRef, ABI_VERSION};
+use agency_runtime::{AgentFactory, Catalog, Space};
+use agency_sdk::{
+    boundary::{AgentCore, HostLink, TransportSpace},
+    ffi::{export_host, ImportedAgent, ImportedTransport},
+    protocol::{host_op, AgentTypeSpec, LogRecord, Manifest, PluginConfig},
+    Init,
+};
+
+/// A plugin library that loaded, with what it provides.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// What it says it provides.
+    pub manifest: Manifest,
+}
+
+/// A file that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct PluginError {
+    /// The file.
+    pub path: PathBuf,
+    /// A one-line reason a user can act on.
+    pub reason: String,
+}
+
+/// An error opening a space from loaded plugins.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// No plugin provides this transport.
+    #[error("unknown transport {name:?}; transports found: {known}")]
+    UnknownTransport {
+        /// The name asked for.
+        name: String,
+        /// The names available.
+        known: String,
+    },
+    /// The transport refused to open.
+    #[error("transport {name:?} could not open a space: {reason}")]
+    Transport {
+        /// The transport's name.
+        name: String,
+        /// What it said.
+        reason: String,
+    },
+}
+
+/// The plugins found in a folder (or loaded one by one).
+#[derive(Default)]
+pub struct Plugins {
+    loaded: Vec<Plugin>,
+    failures: Vec<PluginError>,
+    catalog: Catalog,
+    type_files: BTreeMap<String, PathBuf>,
+    transports: BTreeMap<String, (PluginModRef, PathBuf)>,
+}
+
+impl Plugins {
+    /// Starts from the agent types built into this binary, with no plugins.
+    pub fn new() -> Self {
+        Self { catalog: Catalog::builtin(), ..Self::default() }
+    }
+
+    /// Loads every shared library in `dir` (not recursively), in name order.
+    pub fn load_dir(dir: &Path) -> Result<Self, PluginError> {
+        let mut plugins = Self::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| PluginError {
+            path: dir.to_owned(),
+            reason: format!("cannot read the plugins folder: {e}"),
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.is_file() && is_library_name(path))
+            .collect();
+        files.sort();
+        for file in files {
+            let _ = plugins.add_file(&file);
+        }
+        Ok(plugins)
+    }
+
+    /// Loads one library; on failure records it in [`Plugins::failures`] and returns it.
+    pub fn add_file(&mut self, path: &Path) -> Result<&Plugin, PluginError> {
+        let result = self.try_add(path);
+        if let Err(error) = &result {
+            tracing::warn!("{error}");
+            self.failures.push(error.clone());
+        }
+        result.map(|()| self.loaded.last().expect("just added"))
+    }
+
+    fn try_add(&mut self, path: &Path) -> Result<(), PluginError> {
+        let fail = |reason: String| PluginError { path: path.to_owned(), reason };
+        let (module, manifest) = open_library(path).map_err(fail)?;
+        for kind in &manifest.agent_types {
+            if let Some(first) = self.type_files.get(&kind.name) {
+                return Err(fail(format!("agent type {:?} is already provided by {}", kind.name, first.display())));
+            }
+        }
+        for name in &manifest.transports {
+            if let Some((_, first)) = self.transports.get(name) {
+                return Err(fail(format!("transport {name:?} is already provided by {}", first.display())));
+            }
+        }
+        for kind in &manifest.agent_types {
+            self.catalog
+                .insert(Arc::new(PluginAgentType { module, spec: kind.clone() }))
+                .map_err(|reason| fail(format!("{reason} (once by this host binary)")))?;
+            self.type_files.insert(kind.name.clone(), path.to_owned());
+        }
+        for name in &manifest.transports {
+            self.transports.insert(name.clone(), (module, path.to_owned()));
+        }
+        tracing::info!(plugin = %path.display(), sdk = %manifest.sdk_version, "loaded plugin");
+        self.loaded.push(Plugin { path: path.to_owned(), manifest });
+        Ok(())
+    }
+
+    /// The libraries that loaded.
+    pub fn loaded(&self) -> &[Plugin] {
+        &self.loaded
+    }
+
+    /// The files that could not be used.
+    pub fn failures(&self) -> &[PluginError] {
+        &self.failures
+    }
+
+    /// Every agent type available: built into this binary or from plugins.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The names of the transports found.
+    pub fn transport_names(&self) -> Vec<&str> {
+        self.transports.keys().map(String::as_str).collect()
+    }
+
+    /// Opens a space on transport `name` with its JSON configuration.
+    pub fn open_transport(&self, name: &str, config: &serde_json::Value) -> Result<Box<dyn TransportSpace>, OpenError> {
+        let (module, _) = self.transports.get(name).ok_or_else(|| OpenError::UnknownTransport {
+            name: name.into(),
+            known: match self.transport_names().join(", ") {
+                known if known.is_empty() => "none (is the plugins folder right?)".into(),
+                known => known,
+            },
+        })?;
+        let transport = (module.open_transport())(name.into(), config.to_string().as_str().into())
+            .into_result()
+            .map_err(|reason| OpenError::Transport { name: name.into(), reason: reason.into_string() })?;
+        Ok(Box::new(ImportedTransport(transport)))
+    }
+
+    /// Opens a [`Space`] on transport `name`, able to create every agent type available.
+    pub fn open_space(&self, name: &str, config: &serde_json::Value) -> Result<Space, OpenError> {
+        Ok(Space::open(self.open_transport(name, config)?, self.catalog.clone()))
+    }
+}
+
+/// Whether a file name looks like a shared library on this platform.
+fn is_library_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.ends_with(std::env::consts::DLL_SUFFIX))
+}
+
+/// Opens, checks and initialises a plugin library.
+fn open_library(path: &Path) -> Result<(PluginModRef, Manifest), String> {
+    let header = lib_header_from_path(path).map_err(|e| summarize(&e))?;
+    let module = header.init_root_module::<PluginModRef>().map_err(|e| summarize(&e))?;
+    let config = PluginConfig { max_log_level: tracing::level_filters::LevelFilter::current().to_string() };
+    let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let host = export_host(Arc::new(PluginLog { source }));
+    let text = (module.init())(host, serde_json::to_string(&config).unwrap_or_default().as_str().into())
+        .into_result()
+        .map_err(|e| format!("its initialisation failed: {e}"))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("its manifest is unreadable: {e}"))?;
+    if manifest.abi_version != ABI_VERSION {
+        return Err(format!(
+            "built for Agency ABI {} (agency-sdk {}), this host supports ABI {ABI_VERSION}: rebuild it against a matching agency-sdk",
+            manifest.abi_version, manifest.sdk_version
+        ));
+    }
+    Ok((module, manifest))
+}
+
+/// One line a user can act on, from abi_stable's (sometimes very long) load errors.
+fn summarize(error: &LibraryError) -> String {
+    match error {
+        LibraryError::OpenError { err, .. } => format!("not a loadable shared library: {err}"),
+        LibraryError::GetSymbolError { .. } => {
+            "a shared library, but not an Agency plugin (no abi_stable root module; was it built with agency_sdk::export_plugin!()?)".into()
+        }
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
+            "built against agency-abi {actual_version}, this host needs a version compatible with {expected_version}: rebuild it against a matching agency-sdk"
+        ),
+        LibraryError::RootModule { err, .. } => format!("its initialisation failed: {}", first_line(&err.to_string())),
+        LibraryError::AbiInstability(details) => {
+            let details = details.to_string();
+            let errors: Vec<&str> = details.lines().map(str::trim).filter(|l| l.starts_with("Error:")).take(2).collect();
+            format!("its ABI does not match this host's ({}): rebuild it against a matching agency-sdk", errors.join("; "))
+        }
+        LibraryError::InvalidAbiHeader(header) => {
+            format!("built with an incompatible abi_stable (header {header:?}): rebuild it against a matching agency-sdk")
+        }
+        other => first_line(&other.to_string()),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown error").to_owned()
+}
+
+/// An agent type provided by a plugin library.
+struct PluginAgentType {
+    module: PluginModRef,
+    spec: AgentTypeSpec,
+}
+
+impl AgentFactory for PluginAgentType {
+    fn spec(&self) -> &AgentTypeSpec {
+        &self.spec
+    }
+
+    fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String> {
+        let init = serde_json::to_string(init).map_err(|e| e.to_string())?;
+        let agent = (self.module.new_agent())(self.spec.name.as_str().into(), init.as_str().into(), export_host(host))
+            .into_result()
+            .map_err(|e| e.into_string())?;
+        Ok(Box::new(ImportedAgent(agent)))
+    }
+}
+
+/// The host services a plugin gets at load time: only log forwarding.
+struct PluginLog {
+    source: String,
+}
+
+impl HostLink for PluginLog {
+    fn call(&self, op: &str, payload: &str) -> Result<String, String> {
+        if op != host_op::LOG {
+            return Err(format!("{} {op:?} before an agent exists", agency_sdk::protocol::UNSUPPORTED));
+        }
+        let record: LogRecord = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        agency_runtime::emit_log(&self.source, &record);
+        Ok("null".into())
+    }
+}

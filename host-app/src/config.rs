@@ -1,0 +1,51 @@
+//! `agency.toml`: which transport, its options, and which agents to start.
+
+use std::{collections::BTreeMap, path::Path};
+
+use agency_runtime::AgentSpec;
+use serde::Deserialize;
+
+/// The contents of `agency.toml`.
+///
+/// ```toml
+/// transport = "local"          # overridden by --transport or AGENCY_TRANSPORT
+/// console_id = "User"          # the id of the console's agent
+///
+/// [transports.local]           # options handed to a transport when it opens
+///
+/// [[agents]]
+/// type = "Calculator"
+/// id = "Calculator"
+///
+/// [[agents]]
+/// type = "Chat"
+/// id = "Chatty"
+/// args = { name = "Chatty" }
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The transport to use when neither `--transport` nor `AGENCY_TRANSPORT` is given.
+    pub transport: Option<String>,
+    /// The id of the console's agent (default `User`).
+    pub console_id: Option<String>,
+    /// Options per transport name.
+    #[serde(default)]
+    pub transports: BTreeMap<String, serde_json::Value>,
+    /// The agents to start.
+    #[serde(default)]
+    pub agents: Vec<AgentSpec>,
+}
+
+impl Config {
+    /// Reads a config file; a missing file is an error naming it.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{} is not a valid agency config: {e}", path.display()))
+    }
+
+    /// The options for transport `name` (an empty object when none are given).
+    pub fn transport_options(&self, name: &str) -> serde_json::Value {
+        self.transports.get(name).cloned().unwrap_or_else(|| serde_json::json!({}))
+    }
+}

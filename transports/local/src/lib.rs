@@ -1,0 +1,73 @@
+//! The `local` transport: every agent of the space lives in this process.
+//!
+//! A message is handed to the recipient's sink on the sender's thread, with no copy and
+//! no serialisation beyond the JSON text itself; a broadcast goes to every attached agent.
+//! Messages to ids nobody attached are dropped, as in Python Agency.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, RwLock,
+    },
+};
+
+use agency_sdk::{
+    boundary::{Inbound, TransportSpace},
+    message::BROADCAST,
+};
+
+agency_sdk::register_transport!("local", open);
+agency_sdk::export_plugin!();
+
+/// Opens a local space. It takes no options: the configuration must be an object.
+fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
+    let config: serde_json::Value = serde_json::from_str(if config.trim().is_empty() { "{}" } else { config })
+        .map_err(|e| format!("local transport configuration is not JSON: {e}"))?;
+    if !config.is_object() && !config.is_null() {
+        return Err("local transport configuration must be a JSON object".into());
+    }
+    Ok(Box::new(LocalSpace::default()))
+}
+
+#[derive(Default)]
+struct LocalSpace {
+    agents: RwLock<HashMap<String, Arc<dyn Inbound>>>,
+    closed: AtomicBool,
+}
+
+impl TransportSpace for LocalSpace {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err("the local space is closed".into());
+        }
+        let mut agents = self.agents.write().unwrap();
+        if agents.contains_key(agent_id) {
+            return Err(format!("Agent '{agent_id}' already exists"));
+        }
+        agents.insert(agent_id.to_owned(), sink);
+        Ok(())
+    }
+
+    fn detach(&self, agent_id: &str) {
+        self.agents.write().unwrap().remove(agent_id);
+    }
+
+    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err("the local space is closed".into());
+        }
+        if to == BROADCAST {
+            let sinks: Vec<Arc<dyn Inbound>> = self.agents.read().unwrap().values().cloned().collect();
+            sinks.iter().for_each(|sink| sink.deliver(body));
+        } else if let Some(sink) = self.agents.read().unwrap().get(to).cloned() {
+            sink.deliver(body);
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.agents.write().unwrap().clear();
+    }
+}
