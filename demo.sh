@@ -7,4 +7,4 @@ cd "$(dirname "$0")"
 cargo build --release --workspace --exclude agency-tests --exclude agency-test-agents
 mkdir -p target/release/plugins
 cp target/release/libagency_transport_*.so target/release/libagency_plugin_*.so target/release/plugins/
-exec target/release/agency run --config agency.toml "$@"
+exec target/release/agency run --plugins-dir target/release/plugins --config agency.toml "$@"

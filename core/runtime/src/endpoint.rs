@@ -237,23 +237,35 @@ impl HostLink for Endpoint {
 /// The messages a foreground agent sent and received, in order.
 #[derive(Default)]
 pub(crate) struct MessageLog {
-    entries: Mutex<Vec<Message>>,
+    entries: Mutex<LogEntries>,
     changed: Condvar,
     subscribers: Mutex<Vec<mpsc::Sender<Message>>>,
+}
+
+#[derive(Default)]
+struct LogEntries {
+    all: Vec<Message>,
+    received: Vec<Message>,
 }
 
 impl MessageLog {
     /// Appends a message; received ones also go to the subscribers.
     fn record(&self, message: Message, received: bool) {
+        let mut entries = self.entries.lock().unwrap();
         if received {
             self.subscribers.lock().unwrap().retain(|s| s.send(message.clone()).is_ok());
+            entries.received.push(message.clone());
         }
-        self.entries.lock().unwrap().push(message);
+        entries.all.push(message);
         self.changed.notify_all();
     }
 
-    pub fn snapshot(&self) -> Vec<Message> {
-        self.entries.lock().unwrap().clone()
+    pub fn all(&self) -> Vec<Message> {
+        self.entries.lock().unwrap().all.clone()
+    }
+
+    pub fn received(&self) -> Vec<Message> {
+        self.entries.lock().unwrap().received.clone()
     }
 
     pub fn subscribe(&self) -> mpsc::Receiver<Message> {
@@ -262,12 +274,13 @@ impl MessageLog {
         rx
     }
 
-    /// Waits until `done(log)` holds or `timeout` passes; answers whether it held.
+    /// Waits until `done(received messages)` holds or `timeout` passes; answers whether
+    /// it held.
     pub fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&[Message]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut entries = self.entries.lock().unwrap();
         loop {
-            if done(&entries) {
+            if done(&entries.received) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -321,12 +321,18 @@ impl Foreground {
         self.endpoint.request(message, timeout).map_err(|e| ActionError::parse(&e))
     }
 
-    /// Every message this agent sent and received so far, in order.
+    /// Every message this agent sent and received so far, in order (Agency's message log).
     pub fn log(&self) -> Vec<Message> {
-        self.endpoint.log().map(|log| log.snapshot()).unwrap_or_default()
+        self.endpoint.log().map(|log| log.all()).unwrap_or_default()
     }
 
-    /// Waits until `done(log)` holds, up to `timeout`; answers whether it held.
+    /// The messages this agent received so far, in order.
+    pub fn received(&self) -> Vec<Message> {
+        self.endpoint.log().map(|log| log.received()).unwrap_or_default()
+    }
+
+    /// Waits until `done(received messages)` holds, up to `timeout`; answers whether it
+    /// held.
     pub fn wait_for(&self, timeout: Duration, done: impl FnMut(&[Message]) -> bool) -> bool {
         self.endpoint.log().is_some_and(|log| log.wait_until(timeout, done))
     }

@@ -81,18 +81,17 @@ fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
                 }
             }
 
+            #[allow(unused_variables)]
             fn dispatch(
                 &mut self,
                 ctx: &mut #sdk::Context,
                 name: &str,
                 args: #private::serde_json::Map<String, #private::serde_json::Value>,
             ) -> Option<Result<Option<#private::serde_json::Value>, #sdk::ActionError>> {
-                #[allow(unused_mut, unused_variables)]
-                let mut reader = #private::ArgReader::new(name, args);
-                Some(match name {
+                match name {
                     #(#arms)*
-                    _ => return None,
-                })
+                    _ => None,
+                }
             }
         }
 
@@ -242,11 +241,13 @@ fn dispatch_arm(action: &ActionFn) -> Tokens {
         }),
     };
     quote! {
-        #name => (|| -> Result<Option<#private::serde_json::Value>, ::agency_sdk::ActionError> {
+        #name => Some((|| -> Result<Option<#private::serde_json::Value>, ::agency_sdk::ActionError> {
+            #[allow(unused_mut)]
+            let mut reader = #private::ArgReader::new(name, args);
             #(#reads)*
             reader.finish()?;
             #finish
-        })(),
+        })()),
     }
 }
 

@@ -47,9 +47,15 @@ pub mod host_op {
 /// The answer to [`agent_op::ACTION`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ActionOutcome {
-    /// The value to send back as `[response]`; absent when the action returns nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The value to send back as `[response]` (`null` included); absent when the action
+    /// returns nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub value: Option<Value>,
+}
+
+/// Reads a field that is present as `Some`, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// The payload of [`agent_op::AFTER_ACTION`]; the message is the one the last

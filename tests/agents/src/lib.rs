@@ -1,0 +1,242 @@
+//! Agents for the test suite, loaded from disk as a plugin like any third-party one.
+
+use std::time::Duration;
+
+use agency_sdk::prelude::*;
+
+agency_sdk::export_plugin!();
+
+/// Answers in every way an agent can: replies, responses, errors, silence, panics.
+pub struct Receiver {
+    grant: bool,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ReceiverConfig {
+    /// What `request_permission` answers.
+    grant: bool,
+}
+
+impl Agent for Receiver {
+    fn new(init: &Init) -> Result<Self, ActionError> {
+        Ok(Receiver { grant: init.args::<ReceiverConfig>()?.grant })
+    }
+
+    fn request_permission(&mut self, _ctx: &mut Context, _message: &Message) -> bool {
+        self.grant
+    }
+}
+
+fn sender(ctx: &Context) -> String {
+    ctx.current_message().map(|m| m.from.clone()).unwrap_or_default()
+}
+
+/// Answers in every way an agent can: replies, responses, errors, silence, panics.
+#[actions]
+impl Receiver {
+    /// Says hello back to the sender with a `say` message.
+    ///
+    /// - content: what was said
+    #[action]
+    fn say(&mut self, ctx: &Context, content: String) -> Result<(), ActionError> {
+        let _ = content;
+        let to = sender(ctx);
+        ctx.send(json!({"to": to, "action": {"name": "say", "args": {"content": format!("Hello, {to}!")}}}))?;
+        Ok(())
+    }
+
+    /// Fails with `ValueError: Something went wrong`.
+    #[action]
+    fn fail(&mut self) -> Result<(), ActionError> {
+        Err(ActionError::new("ValueError", "Something went wrong"))
+    }
+
+    /// Responds twice with `respond_with`, returning nothing.
+    #[action]
+    fn respond(&mut self, ctx: &Context) -> Result<(), ActionError> {
+        ctx.respond_with(format!("Hello, {}!", sender(ctx)))?;
+        ctx.respond_with("again")
+    }
+
+    /// Raises with `raise_with`, returning nothing.
+    #[action]
+    fn raise(&mut self, ctx: &Context) -> Result<(), ActionError> {
+        ctx.raise_with(ActionError::new("ValueError", "Something went wrong"))
+    }
+
+    /// Returns 42.
+    ///
+    /// Returns: the answer
+    #[action]
+    fn value(&mut self) -> i64 {
+        42
+    }
+
+    /// Never answers.
+    #[action]
+    fn ignore(&mut self) {}
+
+    /// Returns the current message's `meta`.
+    #[action]
+    fn echo_meta(&mut self, ctx: &Context) -> Value {
+        ctx.current_message().map(|m| serde_json::to_value(&m.meta).unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// Adds two numbers.
+    ///
+    /// - a: a number
+    /// - b: another number
+    #[action]
+    fn add(&mut self, a: f64, b: f64) -> f64 {
+        a + b
+    }
+
+    /// Nobody may run this.
+    #[action(access = "denied")]
+    fn forbidden(&mut self) -> &'static str {
+        "ran"
+    }
+
+    /// Runs only if `request_permission` agrees.
+    #[action(access = "requested")]
+    fn guarded(&mut self) -> &'static str {
+        "ran"
+    }
+
+    /// Has a help entry written by hand.
+    #[action(help = r#"{"description": "custom help", "args": {}}"#)]
+    fn custom(&mut self) {}
+
+    /// Panics.
+    #[action]
+    fn explode(&mut self) {
+        panic!("boom");
+    }
+
+    /// Sleeps, then answers.
+    ///
+    /// - seconds: how long
+    #[action]
+    fn sleep(&mut self, seconds: f64) -> &'static str {
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        "awake"
+    }
+
+    /// Requests `action` from agent `to` and returns what it answered (a request made
+    /// from inside an action).
+    ///
+    /// - to: the agent to ask
+    /// - action: the action to run
+    #[action]
+    fn ask(&mut self, ctx: &Context, to: String, action: String) -> Result<Value, ActionError> {
+        ctx.request(json!({"to": to, "action": {"name": action}}), Duration::from_secs(2))
+    }
+
+    /// Returns the message the current one answers, if any (via `parent_message`).
+    #[action]
+    fn parent(&mut self, ctx: &Context) -> Value {
+        serde_json::to_value(ctx.parent_message()).unwrap_or_default()
+    }
+}
+
+/// Reports every callback to an observer agent as a `say` message.
+pub struct Recorder {
+    observer: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecorderConfig {
+    /// The agent that gets told about each callback.
+    observer: String,
+}
+
+impl Recorder {
+    fn tell(&self, ctx: &Context, content: String) {
+        let _ = ctx.send(json!({"to": self.observer, "action": {"name": "say", "args": {"content": content}}}));
+    }
+}
+
+impl Agent for Recorder {
+    fn new(init: &Init) -> Result<Self, ActionError> {
+        Ok(Recorder { observer: init.args::<RecorderConfig>()?.observer })
+    }
+
+    fn after_add(&mut self, ctx: &mut Context) {
+        self.tell(ctx, "after_add".into());
+    }
+
+    fn before_remove(&mut self, ctx: &mut Context) {
+        self.tell(ctx, "before_remove".into());
+    }
+
+    fn before_action(&mut self, ctx: &mut Context, message: &Message) {
+        self.tell(ctx, format!("before_action {}", message.action.name));
+    }
+
+    fn after_action(&mut self, ctx: &mut Context, message: &Message, value: Option<&Value>, error: Option<&str>) {
+        let outcome = match (value, error) {
+            (_, Some(error)) => format!("error {error}"),
+            (Some(value), None) => format!("value {value}"),
+            (None, None) => "nothing".into(),
+        };
+        self.tell(ctx, format!("after_action {} {outcome}", message.action.name));
+    }
+
+    fn handle_action_value(&mut self, ctx: &mut Context, value: &Value) {
+        self.tell(ctx, format!("handle_action_value {value}"));
+    }
+
+    fn handle_action_error(&mut self, ctx: &mut Context, error: &str) {
+        self.tell(ctx, format!("handle_action_error {error}"));
+    }
+}
+
+/// Reports every callback to an observer agent as a `say` message.
+#[actions]
+impl Recorder {
+    /// Returns 1.
+    #[action]
+    fn work(&mut self) -> i64 {
+        1
+    }
+
+    /// Fails.
+    #[action]
+    fn broken(&mut self) -> Result<i64, ActionError> {
+        Err(ActionError::new("ValueError", "broken"))
+    }
+
+    /// Sends `action` to agent `to` without waiting; its reply reaches the value/error
+    /// callbacks.
+    ///
+    /// - to: the agent
+    /// - action: the action
+    #[action]
+    fn poke(&mut self, ctx: &Context, to: String, action: String) -> Result<(), ActionError> {
+        ctx.send(json!({"to": to, "action": {"name": action}})).map(drop)
+    }
+}
+
+/// An agent whose construction fails or panics, as its args say.
+pub struct Fragile;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct FragileConfig {
+    panic: bool,
+}
+
+impl Agent for Fragile {
+    fn new(init: &Init) -> Result<Self, ActionError> {
+        if init.args::<FragileConfig>()?.panic {
+            panic!("constructor panicked on purpose");
+        }
+        Err(ActionError::new("ValueError", "cannot be built"))
+    }
+}
+
+/// An agent whose construction fails or panics, as its args say.
+#[actions]
+impl Fragile {}

@@ -1,0 +1,174 @@
+//! The test harness: builds the real plugin libraries and the `agency` binary with cargo,
+//! gathers the libraries in a plugins folder, and opens spaces from them, so every test
+//! exercises the same code paths a user's host does.
+//!
+//! Semantics tests are written once as `fn name(transport: &str)` and instantiated for
+//! every transport with [`for_each_transport!`].
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
+    time::Duration,
+};
+
+use agency_loader::Plugins;
+use agency_runtime::{AgentSpec, Foreground, Space};
+use agency_sdk::boundary::{Inbound, TransportSpace};
+use serde_json::Value;
+
+/// The packages built as plugin libraries for the tests.
+const PLUGIN_PACKAGES: &[&str] = &[
+    "agency-transport-local",
+    "agency-test-agents",
+    "agency-plugin-calculator",
+    "agency-plugin-chat",
+    "agency-plugin-host",
+];
+
+/// How long tests wait for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// What one `cargo build` of the plugins and the binary produced.
+struct Built {
+    plugins_dir: PathBuf,
+    agency: PathBuf,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--message-format=json-render-diagnostics", "-p", "agency"]);
+        for package in PLUGIN_PACKAGES {
+            command.args(["-p", package]);
+        }
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let output = command.output().expect("cargo runs");
+        assert!(output.status.success(), "building the plugins failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        let mut libraries = Vec::new();
+        let mut agency = None;
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Ok(artifact) = serde_json::from_str::<Value>(line) else { continue };
+            if artifact["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let kinds = artifact["target"]["kind"].as_array().cloned().unwrap_or_default();
+            if kinds.iter().any(|k| k == "cdylib") {
+                libraries.extend(artifact["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str).map(PathBuf::from));
+            }
+            if let Some(executable) = artifact["executable"].as_str() {
+                agency = Some(PathBuf::from(executable));
+            }
+        }
+        let plugins_dir = scratch_dir("plugins");
+        for library in &libraries {
+            let _ = std::fs::remove_file(plugins_dir.join(library.file_name().unwrap()));
+            link_or_copy(library, &plugins_dir.join(library.file_name().unwrap()));
+        }
+        Built { plugins_dir, agency: agency.expect("cargo reported the agency binary") }
+    })
+}
+
+/// A fresh folder under cargo's scratch space for this test process.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let base = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// Hard-links `from` to `to` (cheap), or copies it where linking is impossible.
+pub fn link_or_copy(from: &Path, to: &Path) {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).expect("copy plugin");
+    }
+}
+
+/// The folder holding every plugin library the tests use, built fresh.
+pub fn plugins_dir() -> &'static Path {
+    &built().plugins_dir
+}
+
+/// The path of the built `agency` binary.
+pub fn agency_binary() -> &'static Path {
+    &built().agency
+}
+
+/// The plugins loaded from [`plugins_dir`], once per test process.
+pub fn plugins() -> &'static Plugins {
+    static PLUGINS: OnceLock<Plugins> = OnceLock::new();
+    PLUGINS.get_or_init(|| {
+        let plugins = Plugins::load_dir(plugins_dir()).expect("plugins folder");
+        assert!(plugins.failures().is_empty(), "plugins failed to load: {:?}", plugins.failures());
+        plugins
+    })
+}
+
+/// Opens a space on `transport` from the real plugin libraries.
+pub fn open_space(transport: &str) -> Space {
+    plugins().open_space(transport, &serde_json::json!({})).expect("space opens")
+}
+
+/// Opens a space and keeps a second handle on its transport, to publish raw bodies that
+/// no agent could send (malformed JSON, schema violations).
+pub fn open_space_with_wire(transport: &str) -> (Space, Wire) {
+    let transport: Arc<dyn TransportSpace> = Arc::from(plugins().open_transport(transport, &serde_json::json!({})).expect("transport opens"));
+    let space = Space::open(Box::new(Wire(transport.clone())), plugins().catalog().clone());
+    (space, Wire(transport))
+}
+
+/// A shared handle on a space's transport.
+pub struct Wire(Arc<dyn TransportSpace>);
+
+impl TransportSpace for Wire {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+        self.0.attach(agent_id, sink)
+    }
+    fn detach(&self, agent_id: &str) {
+        self.0.detach(agent_id)
+    }
+    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+        self.0.publish(to, body)
+    }
+    fn close(&self) {
+        self.0.close()
+    }
+}
+
+/// Adds an untyped foreground agent with `id`.
+pub fn driver(space: &Space, id: &str) -> Foreground {
+    space.add_foreground(&AgentSpec::untyped(id)).expect("foreground agent")
+}
+
+/// Waits until `agent` has received a message matching `wanted`; returns it.
+pub fn wait_for_received(agent: &Foreground, wanted: impl Fn(&agency_sdk::Message) -> bool) -> agency_sdk::Message {
+    let mut found = None;
+    agent.wait_for(PATIENCE, |received| {
+        found = received.iter().find(|m| wanted(m)).cloned();
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("{} never received the expected message; log: {:#?}", agent.id(), agent.log()))
+}
+
+/// The transports every semantics test runs on.
+pub const TRANSPORTS: &[&str] = &["local"];
+
+/// Instantiates `fn name(transport: &str)` tests once per transport, in a module per
+/// transport: `local::name`, ...
+#[macro_export]
+macro_rules! for_each_transport {
+    ($($test:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $test() { super::$test("local") } )*
+        }
+    };
+}

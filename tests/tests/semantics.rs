@@ -1,0 +1,393 @@
+//! Python Agency's test suite, behaviour by behaviour, through real plugin libraries on
+//! every transport.
+
+use std::time::Duration;
+
+use agency_runtime::{AgentSpec, Space, SpaceError};
+use agency_tests::{driver, for_each_transport, open_space, wait_for_received, PATIENCE};
+use serde_json::{json, Value};
+
+for_each_transport!(
+    send_and_reply,
+    send_and_error,
+    send_and_respond,
+    request_and_respond,
+    request_and_error,
+    request_and_timeout,
+    own_broadcast_is_received,
+    own_broadcast_can_be_ignored,
+    meta_is_passed_unchanged,
+    undefined_action_is_an_error,
+    undefined_broadcast_action_is_ignored,
+    denied_action,
+    requested_action_granted,
+    requested_action_rejected,
+    default_permission_asks_the_space_prompt,
+    help_lists_all_actions,
+    help_for_one_action,
+    callbacks_run_in_order,
+    id_validation,
+    outgoing_messages_are_validated,
+    request_from_inside_an_action,
+    one_agent_handles_messages_in_arrival_order,
+    parent_message_is_found,
+    removed_agent_receives_nothing,
+    destroyed_space_refuses_work,
+    duplicate_id_is_refused,
+    unknown_type_lists_known_types,
+    message_to_unknown_agent_is_dropped,
+);
+
+fn receiver(space: &Space, id: &str, args: Value) {
+    space.add(&AgentSpec::new("Receiver", id).with_args(args)).expect("receiver added");
+}
+
+fn action(to: &str, name: &str, args: Value) -> Value {
+    json!({"to": to, "action": {"name": name, "args": args}})
+}
+
+fn send_and_reply(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let id = sender.send(action("Receiver", "say", json!({"content": "Hello, Receiver!"}))).unwrap();
+    let reply = wait_for_received(&sender, |m| m.action.name == "say");
+    assert_eq!(reply.from, "Receiver");
+    assert_eq!(reply.to, "Sender");
+    assert_eq!(reply.action.args["content"], "Hello, Sender!");
+    let log = sender.log();
+    assert_eq!(log.len(), 2, "Agency's log: the message sent, then the reply");
+    assert_eq!(log[0].meta.id, id);
+    assert_eq!(log[0].from, "Sender");
+    assert_eq!(log[0].action.args["content"], "Hello, Receiver!");
+}
+
+fn send_and_error(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let id = sender.send(action("Receiver", "fail", json!({}))).unwrap();
+    let reply = wait_for_received(&sender, |m| m.action.name == "[error]");
+    assert_eq!(reply.meta.parent_id.as_deref(), Some(id.as_str()));
+    assert_eq!(reply.action.args["error"], "ValueError: Something went wrong");
+}
+
+fn send_and_respond(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let id = sender.send(action("Receiver", "respond", json!({}))).unwrap();
+    assert!(sender.wait_for(PATIENCE, |got| got.len() == 2));
+    let values: Vec<Value> = sender.received().iter().map(|m| m.action.args["value"].clone()).collect();
+    assert_eq!(values, [json!("Hello, Sender!"), json!("again")]);
+    assert!(sender.received().iter().all(|m| m.action.name == "[response]" && m.meta.parent_id.as_deref() == Some(&*id)));
+}
+
+fn request_and_respond(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42);
+    assert_eq!(sender.request(action("Receiver", "respond", json!({})), PATIENCE).unwrap(), "Hello, Sender!");
+}
+
+fn request_and_error(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    for name in ["fail", "raise"] {
+        let error = sender.request(action("Receiver", name, json!({})), PATIENCE).unwrap_err();
+        assert_eq!(error.to_string(), "ValueError: Something went wrong", "{name}");
+    }
+}
+
+fn request_and_timeout(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let error = sender.request(action("Receiver", "ignore", json!({})), Duration::from_millis(300)).unwrap_err();
+    assert_eq!(error.kind(), "TimeoutError");
+    assert!(error.message().contains("Receiver"), "{error}");
+}
+
+fn own_broadcast_is_received(transport: &str) {
+    let space = open_space(transport);
+    let sender = driver(&space, "Sender");
+    let other = driver(&space, "Other");
+    sender.send(action("*", "say", json!({"content": "hi all"}))).unwrap();
+    wait_for_received(&sender, |m| m.from == "Sender" && m.is_broadcast());
+    wait_for_received(&other, |m| m.from == "Sender" && m.is_broadcast());
+}
+
+fn own_broadcast_can_be_ignored(transport: &str) {
+    let space = open_space(transport);
+    let sender = space.add_foreground(&AgentSpec::untyped("Sender").ignoring_own_broadcasts()).unwrap();
+    let other = driver(&space, "Other");
+    sender.send(action("*", "say", json!({"content": "hi all"}))).unwrap();
+    wait_for_received(&other, |m| m.from == "Sender");
+    // A point-to-point marker sent after the broadcast arrives after it: ordering proves
+    // the broadcast would have been seen by now.
+    other.send(action("Sender", "marker", json!({}))).unwrap();
+    wait_for_received(&sender, |m| m.action.name == "marker");
+    assert_eq!(sender.received().len(), 1, "{:#?}", sender.received());
+}
+
+fn meta_is_passed_unchanged(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let meta = json!({"id": "custom-id", "trace": {"span": 7}, "tags": ["a"]});
+    let mut message = action("Receiver", "echo_meta", json!({}));
+    message["meta"] = meta.clone();
+    assert_eq!(sender.send(message).unwrap(), "custom-id");
+    let reply = wait_for_received(&sender, |m| m.action.name == "[response]");
+    assert_eq!(reply.action.args["value"], meta);
+    assert_eq!(reply.meta.parent_id.as_deref(), Some("custom-id"));
+}
+
+fn undefined_action_is_an_error(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let error = sender.request(action("Receiver", "undefined_action", json!({})), PATIENCE).unwrap_err();
+    assert_eq!(error.to_string(), "AttributeError: \"undefined_action\" not found on \"Receiver\"");
+}
+
+fn undefined_broadcast_action_is_ignored(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = space.add_foreground(&AgentSpec::untyped("Sender").ignoring_own_broadcasts()).unwrap();
+    sender.send(action("*", "undefined_action", json!({}))).unwrap();
+    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42);
+    assert_eq!(sender.received().len(), 1, "only the value reply: {:#?}", sender.received());
+}
+
+fn denied_action(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({"grant": true}));
+    let sender = driver(&space, "Sender");
+    let error = sender.request(action("Receiver", "forbidden", json!({})), PATIENCE).unwrap_err();
+    assert_eq!(error.to_string(), "PermissionError: \"Receiver.forbidden\" not permitted");
+}
+
+fn requested_action_granted(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({"grant": true}));
+    let sender = driver(&space, "Sender");
+    assert_eq!(sender.request(action("Receiver", "guarded", json!({})), PATIENCE).unwrap(), "ran");
+}
+
+fn requested_action_rejected(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({"grant": false}));
+    let sender = driver(&space, "Sender");
+    let error = sender.request(action("Receiver", "guarded", json!({})), PATIENCE).unwrap_err();
+    assert_eq!(error.to_string(), "PermissionError: \"Receiver.guarded\" not permitted");
+}
+
+fn default_permission_asks_the_space_prompt(transport: &str) {
+    let space = open_space(transport);
+    space.add(&AgentSpec::new("Host", "Host")).unwrap();
+    let sender = driver(&space, "Sender");
+    let list = action("Host", "list_files", json!({"path": env!("CARGO_MANIFEST_DIR")}));
+    let refused = sender.request(list.clone(), PATIENCE).unwrap_err();
+    assert_eq!(refused.to_string(), "PermissionError: \"Host.list_files\" not permitted", "no prompt means no");
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = asked.clone();
+    space.set_permission_prompt(move |message| {
+        record.lock().unwrap().push(message.action.name.clone());
+        message.action.name == "list_files"
+    });
+    let files = sender.request(list, PATIENCE).unwrap();
+    assert!(files.as_array().unwrap().contains(&json!("Cargo.toml")), "{files}");
+    let read = action("Host", "read_file", json!({"path": "Cargo.toml"}));
+    assert!(sender.request(read, PATIENCE).unwrap_err().to_string().starts_with("PermissionError"));
+    assert_eq!(*asked.lock().unwrap(), ["list_files", "read_file"]);
+}
+
+fn help_lists_all_actions(transport: &str) {
+    let space = open_space(transport);
+    space.add(&AgentSpec::new("Calculator", "Calculator")).unwrap();
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let help = sender.request(action("Calculator", "help", json!({})), PATIENCE).unwrap();
+    let names: Vec<&String> = help.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["add", "divide", "multiply", "sqrt", "subtract", "sum"], "help hides itself");
+    assert_eq!(
+        help["add"],
+        json!({
+            "description": "Adds two numbers.",
+            "args": {
+                "a": {"type": "number", "description": "the first number"},
+                "b": {"type": "number", "description": "the second number"}
+            },
+            "returns": {"type": "number", "description": "a + b"}
+        })
+    );
+    assert_eq!(help["sum"]["args"]["numbers"]["type"], "array");
+    let custom = sender.request(action("Receiver", "help", json!({})), PATIENCE).unwrap();
+    assert_eq!(custom["custom"], json!({"description": "custom help", "args": {}}));
+}
+
+fn help_for_one_action(transport: &str) {
+    let space = open_space(transport);
+    space.add(&AgentSpec::new("Calculator", "Calculator")).unwrap();
+    let sender = driver(&space, "Sender");
+    let help = sender.request(action("Calculator", "help", json!({"action_name": "sqrt"})), PATIENCE).unwrap();
+    assert_eq!(help.as_object().unwrap().keys().collect::<Vec<_>>(), ["sqrt"]);
+    let none = sender.request(action("Calculator", "help", json!({"action_name": "nope"})), PATIENCE).unwrap();
+    assert_eq!(none, json!({}));
+}
+
+fn callbacks_run_in_order(transport: &str) {
+    let space = open_space(transport);
+    let observer = driver(&space, "Observer");
+    receiver(&space, "Receiver", json!({}));
+    space.add(&AgentSpec::new("Recorder", "Recorder").with_args(json!({"observer": "Observer"}))).unwrap();
+    let sender = driver(&space, "Sender");
+    assert_eq!(sender.request(action("Recorder", "work", json!({})), PATIENCE).unwrap(), 1);
+    assert!(sender.request(action("Recorder", "broken", json!({})), PATIENCE).is_err());
+    sender.send(action("Recorder", "poke", json!({"to": "Receiver", "action": "value"}))).unwrap();
+    sender.send(action("Recorder", "poke", json!({"to": "Receiver", "action": "fail"}))).unwrap();
+    let expected = [
+        "after_add",
+        "before_action work",
+        "after_action work value 1",
+        "before_action broken",
+        "after_action broken error ValueError: broken",
+        "before_action poke",
+        "after_action poke nothing",
+        "before_action poke",
+        "after_action poke nothing",
+        "handle_action_value 42",
+        "handle_action_error ValueError: Something went wrong",
+    ];
+    let said = |got: &[agency_sdk::Message]| -> Vec<String> {
+        got.iter().map(|m| m.action.args["content"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    observer.wait_for(PATIENCE, |got| got.len() >= expected.len());
+    assert_eq!(said(&observer.received()), expected);
+    space.remove("Recorder").unwrap();
+    observer.wait_for(PATIENCE, |got| got.len() > expected.len());
+    assert_eq!(said(&observer.received()).last().map(String::as_str), Some("before_remove"));
+}
+
+fn id_validation(transport: &str) {
+    let space = open_space(transport);
+    for bad in ["", "*", "amq.queue", "__broadcast__", "a.#", "*.b", &"x".repeat(256)] {
+        let error = space.add_foreground(&AgentSpec::untyped(bad)).err().unwrap();
+        assert!(matches!(error, SpaceError::InvalidId { .. }), "{bad:?}: {error}");
+    }
+    for good in ["a", "team.alice", "with space", "ünïcode", &"x".repeat(255)] {
+        space.add_foreground(&AgentSpec::untyped(good)).unwrap();
+    }
+}
+
+fn outgoing_messages_are_validated(transport: &str) {
+    let space = open_space(transport);
+    let sender = driver(&space, "Sender");
+    let cases = [
+        (json!({"to": "x"}), "missing field `action`"),
+        (json!({"to": "x", "action": {"name": "a"}, "extra": 1}), "unknown field `extra`"),
+        (json!({"to": "x", "action": {"name": "a", "bogus": 1}}), "unknown field `bogus`"),
+        (json!({"to": "x", "action": {"name": 5}}), "invalid type"),
+        (json!({"to": "x", "from": "Mallory", "action": {"name": "a"}}), "\"from\" must be the sender's id"),
+        (json!({"to": "#", "action": {"name": "a"}}), "invalid recipient"),
+        (json!(["not", "an", "object"]), "must be a JSON object"),
+    ];
+    for (message, expected) in cases {
+        let error = sender.send(message.clone()).unwrap_err().to_string();
+        assert!(error.contains(expected), "{message}: {error}");
+    }
+    assert!(sender.log().is_empty(), "nothing invalid was sent");
+}
+
+fn request_from_inside_an_action(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Asker", json!({}));
+    receiver(&space, "Answerer", json!({}));
+    let sender = driver(&space, "Sender");
+    let asked = action("Asker", "ask", json!({"to": "Answerer", "action": "value"}));
+    assert_eq!(sender.request(asked, PATIENCE).unwrap(), 42);
+    let failing = action("Asker", "ask", json!({"to": "Answerer", "action": "fail"}));
+    assert_eq!(sender.request(failing, PATIENCE).unwrap_err().to_string(), "ValueError: Something went wrong");
+}
+
+fn one_agent_handles_messages_in_arrival_order(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    let ids: Vec<String> =
+        (0..200).map(|i| sender.send(action("Receiver", "add", json!({"a": i, "b": 0})))).collect::<Result<_, _>>().unwrap();
+    assert!(sender.wait_for(PATIENCE, |got| got.len() == 200));
+    let replies = sender.received();
+    let parents: Vec<String> = replies.iter().map(|m| m.meta.parent_id.clone().unwrap()).collect();
+    assert_eq!(parents, ids);
+    let values: Vec<f64> = replies.iter().map(|m| m.action.args["value"].as_f64().unwrap()).collect();
+    assert_eq!(values, (0..200).map(f64::from).collect::<Vec<_>>());
+}
+
+fn parent_message_is_found(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    sender.send(action("Receiver", "say", json!({"content": "hi"}))).unwrap();
+    let greeting = wait_for_received(&sender, |m| m.action.name == "say");
+    let mut follow_up = action("Receiver", "parent", json!({}));
+    follow_up["meta"] = json!({"parent_id": greeting.meta.id});
+    let parent = sender.request(follow_up, PATIENCE).unwrap();
+    assert_eq!(parent["meta"]["id"], greeting.meta.id);
+    assert_eq!(parent["action"]["args"]["content"], "Hello, Sender!");
+    assert_eq!(sender.request(action("Receiver", "parent", json!({})), PATIENCE).unwrap(), Value::Null);
+}
+
+fn removed_agent_receives_nothing(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    space.remove("Receiver").unwrap();
+    let error = sender.request(action("Receiver", "value", json!({})), Duration::from_millis(200)).unwrap_err();
+    assert_eq!(error.kind(), "TimeoutError");
+    assert_eq!(space.remove("Receiver").unwrap_err(), SpaceError::UnknownAgent("Receiver".into()));
+    receiver(&space, "Receiver", json!({}));
+    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42, "the id is free again");
+}
+
+fn destroyed_space_refuses_work(transport: &str) {
+    let space = open_space(transport);
+    let sender = driver(&space, "Sender");
+    space.destroy();
+    assert_eq!(space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap_err(), SpaceError::Destroyed);
+    let error = sender.send(action("Anyone", "say", json!({}))).unwrap_err();
+    assert!(error.to_string().contains("destroyed"), "{error}");
+    assert!(space.agent_ids().is_empty());
+    space.destroy();
+}
+
+fn duplicate_id_is_refused(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let error = space.add(&AgentSpec::new("Calculator", "Receiver")).unwrap_err();
+    assert_eq!(error.to_string(), "Agent 'Receiver' already exists");
+    assert!(space.add_foreground(&AgentSpec::untyped("Receiver")).is_err());
+    let sender = driver(&space, "Sender");
+    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42, "the first one works");
+}
+
+fn unknown_type_lists_known_types(transport: &str) {
+    let space = open_space(transport);
+    let error = space.add(&AgentSpec::new("Nope", "x")).unwrap_err().to_string();
+    assert!(error.contains("unknown agent type \"Nope\""), "{error}");
+    assert!(error.contains("Calculator") && error.contains("Receiver"), "{error}");
+    let error = space.add(&AgentSpec::untyped("y")).unwrap_err();
+    assert_eq!(error, SpaceError::MissingType("y".into()));
+}
+
+fn message_to_unknown_agent_is_dropped(transport: &str) {
+    let space = open_space(transport);
+    receiver(&space, "Receiver", json!({}));
+    let sender = driver(&space, "Sender");
+    sender.send(action("Nobody", "say", json!({}))).unwrap();
+    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42);
+    assert_eq!(sender.received().len(), 1);
+}
