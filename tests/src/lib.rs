@@ -76,10 +76,11 @@ fn built() -> &'static Built {
     })
 }
 
-/// A fresh folder under cargo's scratch space for this test process.
+/// A fresh folder in `target/tmp` (beside the test binary's `target/<profile>/deps`).
 pub fn scratch_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let base = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let exe = std::env::current_exe().expect("test binary path");
+    let base = exe.ancestors().nth(3).map_or_else(std::env::temp_dir, |target| target.join("tmp"));
     let dir = base.join(format!("{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");

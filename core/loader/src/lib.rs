@@ -192,6 +192,7 @@ fn is_library_name(path: &Path) -> bool {
 
 /// Opens, checks and initialises a plugin library.
 fn open_library(path: &Path) -> Result<(PluginModRef, Manifest), String> {
+    check_file(path)?;
     let header = lib_header_from_path(path).map_err(|e| summarize(&e))?;
     let module = header.init_root_module::<PluginModRef>().map_err(|e| summarize(&e))?;
     let config = PluginConfig { max_log_level: tracing::level_filters::LevelFilter::current().to_string() };
@@ -208,6 +209,26 @@ fn open_library(path: &Path) -> Result<(PluginModRef, Manifest), String> {
         ));
     }
     Ok((module, manifest))
+}
+
+/// Refuses files the system loader would choke on: not an object file of a known format,
+/// or truncated (a segment reaching past the end of the file, which would crash the host
+/// with SIGBUS when the loader touches it).
+fn check_file(path: &Path) -> Result<(), String> {
+    use object::{Object, ObjectSegment};
+    let data = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("not a loadable shared library: {e}"))?;
+    let length = data.len() as u64;
+    for segment in file.segments() {
+        let (offset, size) = segment.file_range();
+        if offset.saturating_add(size) > length {
+            return Err(format!(
+                "not a loadable shared library: truncated ({length} bytes, but a segment ends at byte {})",
+                offset.saturating_add(size)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One line a user can act on, from abi_stable's (sometimes very long) load errors.

@@ -15,11 +15,18 @@ use crate::{
     protocol::{host_op, LogRecord},
 };
 
-/// Installs the forwarding subscriber (once per library; later calls change nothing).
+/// Installs the forwarding subscriber (once per library; later calls change nothing),
+/// and a panic hook that reports this library's panics through it instead of printing
+/// them to standard error (the panic itself still becomes an `[error]` reply).
 pub(crate) fn forward_to_host(host: Arc<dyn HostLink>, max_level: &str) {
     let level = max_level.parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
     let subscriber = tracing_subscriber::registry().with(HostLayer { host }.with_filter(level));
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info.location().map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(%location, "panic: {}", agency_abi::panic_message(info.payload()));
+        }));
+    }
 }
 
 struct HostLayer {
