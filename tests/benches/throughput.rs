@@ -1,1 +1,140 @@
-fn main() {}
+//! Throughput and round trip of the `local` transport between two agents loaded from
+//! plugin libraries, beside a raw reference measured in the same run: a tokio channel
+//! carrying the same JSON text, decoded at the receiver.
+//!
+//! Run with `cargo bench -p agency-tests`. Figures go to standard output, one table.
+
+use std::time::{Duration, Instant};
+
+use agency_runtime::AgentSpec;
+use agency_sdk::Message;
+use serde_json::{json, Value};
+
+const MESSAGES: u64 = 200_000;
+const ROUND_TRIPS: u64 = 20_000;
+
+fn main() {
+    let agency_flood = agency_one_way();
+    let agency_trips = agency_round_trips();
+    let reference_flood = reference_one_way();
+    let reference_trips = reference_round_trips();
+    println!();
+    println!("{:<44} {:>14} {:>12} {:>12}", "local transport, 2 agents from .so files", "one-way msg/s", "rtt p50 µs", "rtt p99 µs");
+    print_row("agency (plugins on the local transport)", agency_flood, &agency_trips);
+    print_row("reference (tokio channel + JSON decode)", reference_flood, &reference_trips);
+    println!(
+        "{:<44} {:>13.2}x {:>11.2}x {:>11.2}x",
+        "agency / reference",
+        agency_flood / reference_flood,
+        percentile(&agency_trips, 0.5) / percentile(&reference_trips, 0.5),
+        percentile(&agency_trips, 0.99) / percentile(&reference_trips, 0.99),
+    );
+}
+
+fn print_row(name: &str, per_second: f64, trips: &[f64]) {
+    println!("{name:<44} {per_second:>14.0} {:>12.1} {:>12.1}", percentile(trips, 0.5), percentile(trips, 0.99));
+}
+
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn bench_space() -> (agency_runtime::Space, agency_runtime::Foreground) {
+    let space = agency_tests::open_space("local");
+    space.add(&AgentSpec::new("Bench", "A")).unwrap();
+    space.add(&AgentSpec::new("Bench", "B")).unwrap();
+    let driver = space.add_foreground(&AgentSpec::untyped("driver")).unwrap();
+    (space, driver)
+}
+
+/// Agent A floods agent B with `tick` messages; messages per second until B has seen all.
+fn agency_one_way() -> f64 {
+    let (_space, driver) = bench_space();
+    let flood = |count: u64| {
+        let message = json!({"to": "A", "action": {"name": "flood", "args": {"to": "B", "count": count}}});
+        driver.request(message, Duration::from_secs(300)).unwrap()
+    };
+    flood(MESSAGES / 10);
+    let result = flood(MESSAGES);
+    assert_eq!(result["received"], MESSAGES);
+    MESSAGES as f64 / result["seconds"].as_f64().unwrap()
+}
+
+/// Agent A requests `ping` from agent B, one request after the other.
+fn agency_round_trips() -> Vec<f64> {
+    let (_space, driver) = bench_space();
+    let trips = |count: u64| -> Vec<f64> {
+        let message = json!({"to": "A", "action": {"name": "round_trips", "args": {"to": "B", "count": count}}});
+        serde_json::from_value(driver.request(message, Duration::from_secs(300)).unwrap()).unwrap()
+    };
+    trips(ROUND_TRIPS / 10);
+    trips(ROUND_TRIPS)
+}
+
+fn tick_body(n: u64) -> String {
+    json!({"meta": {"id": uuid_like(n)}, "from": "A", "to": "B", "action": {"name": "tick", "args": {"n": n}}}).to_string()
+}
+
+fn uuid_like(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// The same JSON bodies through an unbounded tokio channel, decoded at the receiver.
+fn reference_one_way() -> f64 {
+    let bodies: Vec<String> = (0..MESSAGES).map(tick_body).collect();
+    runtime().block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let started = Instant::now();
+        let receiver = tokio::spawn(async move {
+            let mut count = 0u64;
+            while let Some(body) = rx.recv().await {
+                let message: Message = serde_json::from_str(&body).unwrap();
+                count += u64::from(message.action.name == "tick");
+                if count == MESSAGES {
+                    break;
+                }
+            }
+            count
+        });
+        for body in bodies {
+            tx.send(body).unwrap();
+        }
+        assert_eq!(receiver.await.unwrap(), MESSAGES);
+        MESSAGES as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// A request and its response as JSON text through two tokio channels, both decoded.
+fn reference_round_trips() -> Vec<f64> {
+    runtime().block_on(async {
+        let (request_tx, mut request_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (reply_tx, mut reply_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(body) = request_rx.recv().await {
+                let request: Message = serde_json::from_str(&body).unwrap();
+                let reply = json!({
+                    "meta": {"id": uuid_like(0), "parent_id": request.meta.id},
+                    "from": "B", "to": request.from,
+                    "action": {"name": "[response]", "args": {"value": 1}}
+                });
+                reply_tx.send(reply.to_string()).unwrap();
+            }
+        });
+        let mut trips = Vec::new();
+        for n in 0..ROUND_TRIPS + ROUND_TRIPS / 10 {
+            let started = Instant::now();
+            let body = json!({"meta": {"id": uuid_like(n)}, "from": "A", "to": "B", "action": {"name": "ping"}});
+            request_tx.send(body.to_string()).unwrap();
+            let reply: Message = serde_json::from_str(&reply_rx.recv().await.unwrap()).unwrap();
+            assert_eq!(reply.action.args["value"], Value::from(1));
+            trips.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        trips.split_off((ROUND_TRIPS / 10) as usize)
+    })
+}

@@ -8,7 +8,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc, Arc, Condvar, Mutex, RwLock,
     },
     time::{Duration, Instant},
@@ -16,19 +16,71 @@ use std::{
 
 use agency_sdk::{
     boundary::{HostLink, Inbound, TransportSpace},
-    message::{BROADCAST, ERROR},
+    message::{Action, Meta, PartialMeta, BROADCAST, ERROR},
     protocol::{host_op, LogRecord, RequestCall, UNSUPPORTED},
     Message,
 };
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
-use crate::validate_id;
+use crate::{handover, validate_id};
 
 /// How many sent messages an agent remembers for `parent_message` look-ups.
 pub const SENT_LOG_CAPACITY: usize = 1024;
 
 /// Decides whether a `requested` action may run (for example by asking a person).
 pub type PermissionPrompt = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
+
+/// A message as an agent sends it: `from` and `meta` (or `meta.id`) may be left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a message object")]
+pub(crate) struct Outgoing {
+    #[serde(default)]
+    meta: PartialMeta,
+    from: Option<String>,
+    to: String,
+    action: Action,
+}
+
+impl Outgoing {
+    /// Reads an outgoing message from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        if !text.trim_start().starts_with('{') {
+            return Err(NOT_AN_OBJECT.into());
+        }
+        serde_json::from_str(text).map_err(|e| format!("ValueError: invalid message: {e}"))
+    }
+
+    /// Reads an outgoing message from a JSON value.
+    pub fn from_value(value: Value) -> Result<Self, String> {
+        if !value.is_object() {
+            return Err(NOT_AN_OBJECT.into());
+        }
+        serde_json::from_value(value).map_err(|e| format!("ValueError: invalid message: {e}"))
+    }
+}
+
+/// Serde would read a JSON array as a struct's fields in order; a message must be an object.
+const NOT_AN_OBJECT: &str = "TypeError: a message must be a JSON object";
+
+/// Receives from `queue`, spinning briefly before sleeping: a reply or the next message
+/// usually comes within microseconds, and waking a sleeping thread costs far more.
+/// Answers `None` once `timeout` passes.
+pub(crate) fn receive<T>(queue: &mpsc::Receiver<T>, timeout: Duration) -> Option<T> {
+    let started = Instant::now();
+    for round in 0..SPIN_ROUNDS {
+        match queue.try_recv() {
+            Ok(item) => return Some(item),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if round < SPIN_ROUNDS / 2 => std::hint::spin_loop(),
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    queue.recv_timeout(timeout.saturating_sub(started.elapsed())).ok()
+}
+
+/// How many times [`receive`] polls before it sleeps (about 20-50 µs).
+const SPIN_ROUNDS: u32 = 256;
 
 /// What all endpoints of one space share.
 pub(crate) struct SpaceCore {
@@ -39,7 +91,8 @@ pub(crate) struct SpaceCore {
 
 /// Work for an agent's worker thread.
 pub(crate) enum Work {
-    Message(Message),
+    /// A message body as it arrived, and the message if it was already parsed.
+    Message(String, Option<Message>),
     Stop,
 }
 
@@ -56,7 +109,10 @@ pub(crate) struct Endpoint {
     worker: Option<mpsc::Sender<Work>>,
     log: Option<MessageLog>,
     pending: Mutex<HashMap<String, mpsc::SyncSender<Reply>>>,
-    sent: Mutex<VecDeque<Message>>,
+    /// How many requests are waiting, or about to wait, for a reply.
+    pending_count: AtomicUsize,
+    /// The ids and texts of the last messages sent, oldest first.
+    sent: Mutex<VecDeque<(String, String)>>,
 }
 
 impl Endpoint {
@@ -74,6 +130,7 @@ impl Endpoint {
             worker,
             log: keep_log.then(MessageLog::default),
             pending: Mutex::default(),
+            pending_count: AtomicUsize::new(0),
             sent: Mutex::default(),
         }
     }
@@ -82,87 +139,81 @@ impl Endpoint {
         self.log.as_ref()
     }
 
-    /// Completes and publishes a message; answers it as sent, or `"<Kind>: <text>"`.
-    pub fn send(&self, outgoing: Value) -> Result<Message, String> {
+    /// Completes and publishes a message; answers its id, or `"<Kind>: <text>"`.
+    pub fn send(&self, outgoing: Outgoing) -> Result<String, String> {
         let message = self.complete(outgoing)?;
-        self.publish(&message)?;
-        Ok(message)
+        let id = message.meta.id.clone();
+        self.publish(message)?;
+        Ok(id)
     }
 
     /// Sends a message and waits up to `timeout` for its reply's value.
-    pub fn request(&self, outgoing: Value, timeout: Duration) -> Result<Value, String> {
+    pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, String> {
         let message = self.complete(outgoing)?;
+        let (id, to, action) = (message.meta.id.clone(), message.to.clone(), message.action.name.clone());
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.pending.lock().unwrap().insert(message.meta.id.clone(), reply_tx);
-        if let Err(error) = self.publish(&message) {
-            self.pending.lock().unwrap().remove(&message.meta.id);
-            return Err(error);
-        }
         let started = Instant::now();
-        match reply_rx.recv_timeout(timeout) {
-            Ok(Reply::Value(value)) => Ok(value),
-            Ok(Reply::Error(error)) => Err(error),
-            Err(_) => {
-                self.pending.lock().unwrap().remove(&message.meta.id);
+        self.pending.lock().unwrap().insert(id.clone(), reply_tx);
+        self.pending_count.fetch_add(1, Ordering::AcqRel);
+        let answer = self.publish(message).map(|()| receive(&reply_rx, timeout));
+        self.pending_count.fetch_sub(1, Ordering::AcqRel);
+        match answer {
+            Ok(Some(Reply::Value(value))) => Ok(value),
+            Ok(Some(Reply::Error(error))) => Err(error),
+            Ok(None) => {
+                self.pending.lock().unwrap().remove(&id);
                 Err(format!(
-                    "TimeoutError: no reply from \"{}\" to \"{}\" within {:.3}s",
-                    message.to,
-                    message.action.name,
+                    "TimeoutError: no reply from \"{to}\" to \"{action}\" within {:.3}s",
                     started.elapsed().as_secs_f64()
                 ))
             }
+            Err(error) => {
+                self.pending.lock().unwrap().remove(&id);
+                Err(error)
+            }
         }
     }
 
-    /// Fills in `from` and `meta.id` and validates the result.
-    fn complete(&self, outgoing: Value) -> Result<Message, String> {
-        let Value::Object(mut fields) = outgoing else {
-            return Err("TypeError: a message must be a JSON object".into());
-        };
-        match fields.get("from") {
-            None => {
-                fields.insert("from".into(), Value::String(self.id.clone()));
+    /// Fills in `from` and `meta.id` and checks the recipient.
+    fn complete(&self, outgoing: Outgoing) -> Result<Message, String> {
+        match &outgoing.from {
+            Some(from) if *from != self.id => {
+                return Err(format!("ValueError: \"from\" must be the sender's id \"{}\", not {from:?}", self.id));
             }
-            Some(Value::String(from)) if *from == self.id => {}
-            Some(other) => {
-                return Err(format!("ValueError: \"from\" must be the sender's id \"{}\", not {other}", self.id));
-            }
+            _ => {}
         }
-        let meta = fields.entry("meta").or_insert_with(|| Value::Object(Map::new()));
-        let Value::Object(meta) = meta else {
-            return Err("ValueError: invalid message: \"meta\" must be an object".into());
-        };
-        meta.entry("id").or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
-        let message: Message = serde_json::from_value(Value::Object(fields))
-            .map_err(|e| format!("ValueError: invalid message: {e}"))?;
-        if message.to != BROADCAST {
-            validate_id(&message.to).map_err(|e| format!("ValueError: invalid recipient {:?}: {e}", message.to))?;
+        if outgoing.to != BROADCAST {
+            validate_id(&outgoing.to).map_err(|e| format!("ValueError: invalid recipient {:?}: {e}", outgoing.to))?;
         }
-        Ok(message)
+        let PartialMeta { id, parent_id, extra } = outgoing.meta;
+        Ok(Message {
+            meta: Meta { id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()), parent_id, extra },
+            from: self.id.clone(),
+            to: outgoing.to,
+            action: outgoing.action,
+        })
     }
 
-    fn publish(&self, message: &Message) -> Result<(), String> {
+    fn publish(&self, message: Message) -> Result<(), String> {
         if self.core.destroyed.load(Ordering::Acquire) {
             return Err("RuntimeError: the space has been destroyed".into());
         }
-        {
-            let mut sent = self.sent.lock().unwrap();
-            if sent.len() == SENT_LOG_CAPACITY {
-                sent.pop_front();
-            }
-            sent.push_back(message.clone());
-        }
+        let body = message.to_json();
+        let (id, to) = (message.meta.id.clone(), message.to.clone());
         if let Some(log) = &self.log {
             log.record(message.clone(), false);
         }
-        self.core
-            .transport
-            .publish(&message.to, &message.to_json())
-            .map_err(|e| format!("TransportError: {e}"))
+        let published = handover::offering(&body, message, || self.core.transport.publish(&to, &body));
+        let mut sent = self.sent.lock().unwrap();
+        if sent.len() == SENT_LOG_CAPACITY {
+            sent.pop_front();
+        }
+        sent.push_back((id, body));
+        published.map_err(|e| format!("TransportError: {e}"))
     }
 
-    fn sent_message(&self, id: &str) -> Option<Message> {
-        self.sent.lock().unwrap().iter().rev().find(|m| m.meta.id == id).cloned()
+    fn sent_message(&self, id: &str) -> Option<String> {
+        self.sent.lock().unwrap().iter().rev().find(|(sent, _)| sent == id).map(|(_, body)| body.clone())
     }
 
     fn ask_permission(&self, message: &Message) -> bool {
@@ -171,40 +222,69 @@ impl Endpoint {
     }
 }
 
-impl Inbound for Endpoint {
-    fn deliver(&self, body: &str) {
-        let message = match Message::from_json(body) {
+impl Endpoint {
+    /// Parses a delivered body and checks it is for this agent; logs and drops it if not.
+    pub fn accept(&self, body: &str) -> Option<Message> {
+        self.check(Message::from_json(body))
+    }
+
+    fn check(&self, message: Result<Message, String>) -> Option<Message> {
+        let message = match message {
             Ok(message) => message,
             Err(reason) => {
                 tracing::warn!(agent = %self.id, %reason, "dropped a message");
-                return;
+                return None;
             }
         };
         if message.to != self.id && !message.is_broadcast() {
             tracing::warn!(agent = %self.id, to = %message.to, "dropped a message addressed to another agent");
-            return;
+            return None;
         }
         if message.is_broadcast() && message.from == self.id && !self.receive_own_broadcasts {
+            return None;
+        }
+        Some(message)
+    }
+
+    /// Hands a reply to the request waiting for it; gives the message back otherwise.
+    fn complete_request(&self, message: Message) -> Option<Message> {
+        if !message.is_reply() || self.pending_count.load(Ordering::Acquire) == 0 {
+            return Some(message);
+        }
+        let waiter = message.meta.parent_id.as_ref().and_then(|id| self.pending.lock().unwrap().remove(id));
+        let Some(waiter) = waiter else { return Some(message) };
+        let args = &message.action.args;
+        let reply = if message.action.name == ERROR {
+            Reply::Error(args.get("error").and_then(Value::as_str).unwrap_or("Error: (no text)").to_owned())
+        } else {
+            Reply::Value(args.get("value").cloned().unwrap_or(Value::Null))
+        };
+        let _ = waiter.try_send(reply);
+        None
+    }
+}
+
+impl Inbound for Endpoint {
+    /// Runs on the transport's thread. While no request of this agent is pending, a body
+    /// for a worker is queued as it is and parsed on the worker's thread (no reply can be
+    /// waited for, since a request registers before it publishes); otherwise it is parsed
+    /// here so that a reply reaches its waiting request even while the worker is busy.
+    fn deliver(&self, body: &str) {
+        let handed_over = handover::take(body);
+        let idle = self.pending_count.load(Ordering::Acquire) == 0;
+        if let (Some(worker), None, true, None) = (&self.worker, &self.log, idle, &handed_over) {
+            let _ = worker.send(Work::Message(body.to_owned(), None));
             return;
         }
+        let Some(message) = self.check(handed_over.ok_or(()).or_else(|()| Message::from_json(body))) else {
+            return;
+        };
         if let Some(log) = &self.log {
             log.record(message.clone(), true);
         }
-        if message.is_reply() {
-            let waiter = message.meta.parent_id.as_ref().and_then(|id| self.pending.lock().unwrap().remove(id));
-            if let Some(waiter) = waiter {
-                let args = &message.action.args;
-                let reply = if message.action.name == ERROR {
-                    Reply::Error(args.get("error").and_then(Value::as_str).unwrap_or("Error: (no text)").to_owned())
-                } else {
-                    Reply::Value(args.get("value").cloned().unwrap_or(Value::Null))
-                };
-                let _ = waiter.try_send(reply);
-                return;
-            }
-        }
+        let Some(message) = self.complete_request(message) else { return };
         if let Some(worker) = &self.worker {
-            let _ = worker.send(Work::Message(message));
+            let _ = worker.send(Work::Message(body.to_owned(), Some(message)));
         }
     }
 }
@@ -213,16 +293,16 @@ impl HostLink for Endpoint {
     fn call(&self, op: &str, payload: &str) -> Result<String, String> {
         let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(|e| format!("TypeError: {e}"));
         match op {
-            host_op::SEND => Ok(Value::String(self.send(parse(payload)?)?.meta.id).to_string()),
+            host_op::SEND => Ok(Value::String(self.send(Outgoing::from_json(payload)?)?).to_string()),
             host_op::REQUEST => {
                 let call: RequestCall = serde_json::from_str(payload).map_err(|e| format!("TypeError: {e}"))?;
                 let timeout = Duration::try_from_secs_f64(call.timeout).unwrap_or(Duration::ZERO);
-                Ok(self.request(call.message, timeout)?.to_string())
+                Ok(self.request(Outgoing::from_value(call.message)?, timeout)?.to_string())
             }
             host_op::ASK_PERMISSION => Ok(self.ask_permission(&Message::from_json(payload)?).to_string()),
             host_op::SENT_MESSAGE => {
                 let id = parse(payload)?.get("id").and_then(Value::as_str).map(str::to_owned).unwrap_or_default();
-                Ok(self.sent_message(&id).map_or_else(|| "null".to_owned(), |m| m.to_json()))
+                Ok(self.sent_message(&id).unwrap_or_else(|| "null".to_owned()))
             }
             host_op::LOG => {
                 let record: LogRecord = serde_json::from_str(payload).map_err(|e| e.to_string())?;

@@ -10,9 +10,11 @@
 //! - [`space`]: [`Space`], [`AgentSpec`], [`Catalog`], [`Foreground`].
 //! - `endpoint`: one agent's sink and sender (validation, pending requests).
 //! - `worker`: one agent's thread (help, permissions, callbacks, replies).
+//! - `handover`: parsed messages passed through in-process transports without re-parsing.
 
 mod endpoint;
 mod error;
+mod handover;
 mod id;
 pub mod space;
 mod worker;

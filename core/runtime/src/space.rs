@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
+    endpoint::{Endpoint, Outgoing, PermissionPrompt, SpaceCore, Work},
     validate_id,
     worker::Worker,
     SpaceError,
@@ -310,15 +310,15 @@ impl Foreground {
 
     /// Sends a message (`from` and `meta.id` are filled in); answers its id.
     pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
-        let message = serde_json::to_value(message)?;
-        self.endpoint.send(message).map(|sent| sent.meta.id).map_err(|e| ActionError::parse(&e))
+        let outgoing = Outgoing::from_value(serde_json::to_value(message)?);
+        outgoing.and_then(|message| self.endpoint.send(message)).map_err(|e| ActionError::parse(&e))
     }
 
     /// Sends a message and waits up to `timeout` for the value of its `[response]`; an
     /// `[error]` reply or the timeout (kind `TimeoutError`) is an error.
     pub fn request(&self, message: impl Serialize, timeout: Duration) -> Result<Value, ActionError> {
-        let message = serde_json::to_value(message)?;
-        self.endpoint.request(message, timeout).map_err(|e| ActionError::parse(&e))
+        let outgoing = Outgoing::from_value(serde_json::to_value(message)?);
+        outgoing.and_then(|message| self.endpoint.request(message, timeout)).map_err(|e| ActionError::parse(&e))
     }
 
     /// Every message this agent sent and received so far, in order (Agency's message log).

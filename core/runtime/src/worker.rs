@@ -6,18 +6,21 @@
 //! errors Python Agency sends, and actions run between `before_action` and `after_action`,
 //! their value or error sent back to the sender.
 
-use std::sync::{mpsc, Arc};
+use std::{
+    sync::{mpsc, Arc},
+    time::Duration,
+};
 
 use agency_sdk::{
     agent::unknown_action,
     boundary::AgentCore,
     message::RESPONSE,
-    protocol::{agent_op, Access, ActionOutcome, AgentTypeSpec},
+    protocol::{agent_op, Access, ActionOutcome, AfterAction, AgentTypeSpec},
     Message,
 };
 use serde_json::{Map, Value};
 
-use crate::endpoint::{Endpoint, Work};
+use crate::endpoint::{receive, Endpoint, Outgoing, Work};
 
 /// The name of the built-in action that describes the others.
 pub const HELP: &str = "help";
@@ -32,21 +35,23 @@ impl Worker {
     /// Runs `after_add`, then every message until [`Work::Stop`], then `before_remove`.
     pub fn run(mut self, queue: mpsc::Receiver<Work>) {
         self.callback(agent_op::AFTER_ADD, "{}");
-        while let Ok(Work::Message(message)) = queue.recv() {
-            self.handle(&message);
+        while let Some(Work::Message(body, parsed)) = receive(&queue, Duration::MAX) {
+            if let Some(message) = parsed.or_else(|| self.endpoint.accept(&body)) {
+                self.handle(&message, &body);
+            }
         }
         self.callback(agent_op::BEFORE_REMOVE, "{}");
     }
 
-    fn handle(&mut self, message: &Message) {
-        let json = message.to_json();
+    /// Handles one message; `json` is its text as it arrived.
+    fn handle(&mut self, message: &Message, json: &str) {
         if message.is_reply() {
             let op = if message.action.name == RESPONSE {
                 agent_op::HANDLE_ACTION_VALUE
             } else {
                 agent_op::HANDLE_ACTION_ERROR
             };
-            self.callback(op, &json);
+            self.callback(op, json);
             return;
         }
         if message.action.name == HELP {
@@ -59,23 +64,20 @@ impl Worker {
             }
             return;
         };
-        if !self.permitted(action.access, &json) {
+        if !self.permitted(action.access, json) {
             let error = format!("PermissionError: \"{}.{}\" not permitted", self.endpoint.id, message.action.name);
             self.reply(message, Err(error));
             return;
         }
-        self.callback(agent_op::BEFORE_ACTION, &json);
-        let outcome = self.agent.call(agent_op::ACTION, &json).and_then(|text| {
+        self.callback(agent_op::BEFORE_ACTION, json);
+        let outcome = self.agent.call(agent_op::ACTION, json).and_then(|text| {
             serde_json::from_str::<ActionOutcome>(&text)
                 .map(|outcome| outcome.value)
                 .map_err(|e| format!("TypeError: unreadable action outcome: {e}"))
         });
-        let after = serde_json::json!({
-            "value": outcome.as_ref().ok().cloned().flatten(),
-            "error": outcome.as_ref().err(),
-        });
+        let after = AfterAction { value: outcome.as_ref().ok().cloned().flatten(), error: outcome.as_ref().err().cloned() };
         self.reply(message, outcome);
-        self.callback(agent_op::AFTER_ACTION, &after.to_string());
+        self.callback(agent_op::AFTER_ACTION, &serde_json::to_string(&after).unwrap_or_default());
     }
 
     fn permitted(&mut self, access: Access, json: &str) -> bool {
@@ -112,7 +114,7 @@ impl Worker {
             Ok(Some(value)) => message.response(value),
             Err(error) => message.error_reply(&error),
         };
-        if let Err(error) = self.endpoint.send(reply) {
+        if let Err(error) = Outgoing::from_value(reply).and_then(|reply| self.endpoint.send(reply)) {
             tracing::warn!(agent = %self.endpoint.id, %error, "could not send a reply");
         }
     }

@@ -86,7 +86,7 @@ fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
                 &mut self,
                 ctx: &mut #sdk::Context,
                 name: &str,
-                args: #private::serde_json::Map<String, #private::serde_json::Value>,
+                args: &#private::serde_json::Map<String, #private::serde_json::Value>,
             ) -> Option<Result<Option<#private::serde_json::Value>, #sdk::ActionError>> {
                 match name {
                     #(#arms)*
@@ -218,6 +218,7 @@ fn dispatch_arm(action: &ActionFn) -> Tokens {
     let private = quote!(::agency_sdk::__private);
     let mut reads = Vec::new();
     let mut call_args = Vec::new();
+    let mut names = Vec::new();
     for (index, param) in action.params.iter().enumerate() {
         match param {
             Param::Context => call_args.push(quote!(ctx)),
@@ -225,6 +226,7 @@ fn dispatch_arm(action: &ActionFn) -> Tokens {
                 let var = format_ident!("arg{index}");
                 let read = if *optional { quote!(optional) } else { quote!(required) };
                 reads.push(quote!(let #var = reader.#read::<#ty>(#name)?;));
+                names.push(name);
                 call_args.push(quote!(#var));
             }
         }
@@ -245,7 +247,7 @@ fn dispatch_arm(action: &ActionFn) -> Tokens {
             #[allow(unused_mut)]
             let mut reader = #private::ArgReader::new(name, args);
             #(#reads)*
-            reader.finish()?;
+            reader.finish(&[#(#names),*])?;
             #finish
         })()),
     }

@@ -119,7 +119,7 @@ pub trait Actions: Agent {
         &mut self,
         ctx: &mut Context,
         name: &str,
-        args: Map<String, Value>,
+        args: &Map<String, Value>,
     ) -> Option<Result<Option<Value>, ActionError>>;
 }
 
@@ -189,7 +189,7 @@ impl<A: Actions> Dispatcher<A> {
                 let message = self.load(payload)?;
                 let outcome = self
                     .agent
-                    .dispatch(&mut self.ctx, &message.action.name, message.action.args.clone())
+                    .dispatch(&mut self.ctx, &message.action.name, &message.action.args)
                     .unwrap_or_else(|| Err(unknown_action(&message, self.ctx.id())))?;
                 return Ok(serde_json::to_string(&ActionOutcome { value: outcome })?);
             }
@@ -217,21 +217,18 @@ impl<A: Actions> Dispatcher<A> {
     }
 
     /// Makes the message in `payload` the current one (parsing it only if it changed).
-    fn load(&mut self, payload: &str) -> Result<Message, ActionError> {
-        if self.current_json != payload || self.ctx.current_message().is_none() {
+    fn load(&mut self, payload: &str) -> Result<Arc<Message>, ActionError> {
+        if self.current_json != payload || self.ctx.current().is_none() {
             let message = Message::from_json(payload).map_err(|e| ActionError::new("TypeError", e))?;
-            self.ctx.set_current(Some(message));
+            self.ctx.set_current(Some(Arc::new(message)));
             self.current_json.clear();
             self.current_json.push_str(payload);
         }
         self.current()
     }
 
-    fn current(&self) -> Result<Message, ActionError> {
-        self.ctx
-            .current_message()
-            .cloned()
-            .ok_or_else(|| ActionError::new("RuntimeError", "no current message"))
+    fn current(&self) -> Result<Arc<Message>, ActionError> {
+        self.ctx.current().cloned().ok_or_else(|| ActionError::new("RuntimeError", "no current message"))
     }
 }
 

@@ -11,13 +11,14 @@ use crate::ActionError;
 #[doc(hidden)]
 pub struct ArgReader<'a> {
     action: &'a str,
-    args: Map<String, Value>,
+    args: &'a Map<String, Value>,
+    taken: usize,
 }
 
 impl<'a> ArgReader<'a> {
     /// Starts reading the arguments of `action`.
-    pub fn new(action: &'a str, args: Map<String, Value>) -> Self {
-        Self { action, args }
+    pub fn new(action: &'a str, args: &'a Map<String, Value>) -> Self {
+        Self { action, args, taken: 0 }
     }
 
     /// Takes an argument that must be present.
@@ -33,25 +34,30 @@ impl<'a> ArgReader<'a> {
 
     /// Takes an argument that may be absent (or `null`).
     pub fn optional<T: DeserializeOwned + JsonSchema>(&mut self, name: &str) -> Result<Option<T>, ActionError> {
-        match self.args.remove(name) {
+        let value = self.args.get(name);
+        self.taken += usize::from(value.is_some());
+        match value {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value::<T>(value.clone()).map(Some).map_err(|_| {
+            Some(value) => T::deserialize(value).map(Some).map_err(|_| {
                 ActionError::new(
                     "TypeError",
                     format!(
                         "argument \"{name}\" of {}() must be {}, got {}",
                         self.action,
                         json_type::<T>(),
-                        describe(&value)
+                        describe(value)
                     ),
                 )
             }),
         }
     }
 
-    /// Fails if arguments the action does not take are left.
-    pub fn finish(self) -> Result<(), ActionError> {
-        match self.args.keys().next() {
+    /// Fails if there are arguments other than `expected`, the action's parameters.
+    pub fn finish(self, expected: &[&str]) -> Result<(), ActionError> {
+        if self.taken == self.args.len() {
+            return Ok(());
+        }
+        match self.args.keys().find(|key| !expected.contains(&key.as_str())) {
             None => Ok(()),
             Some(extra) => Err(ActionError::new(
                 "TypeError",

@@ -17,7 +17,7 @@ use crate::{
 pub struct Context {
     id: String,
     host: Arc<dyn HostLink>,
-    current: Option<Message>,
+    current: Option<Arc<Message>>,
 }
 
 impl Context {
@@ -33,10 +33,14 @@ impl Context {
 
     /// The message being handled, if any.
     pub fn current_message(&self) -> Option<&Message> {
+        self.current.as_deref()
+    }
+
+    pub(crate) fn current(&self) -> Option<&Arc<Message>> {
         self.current.as_ref()
     }
 
-    pub(crate) fn set_current(&mut self, message: Option<Message>) {
+    pub(crate) fn set_current(&mut self, message: Option<Arc<Message>>) {
         self.current = message;
     }
 
@@ -102,7 +106,7 @@ impl Context {
 
     fn current_or_err(&self) -> Result<&Message, ActionError> {
         self.current
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| ActionError::new("RuntimeError", "no message is being handled"))
     }
 }

@@ -38,6 +38,7 @@ pub struct Message {
 
 /// The `meta` part of a message.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PartialMeta")]
 pub struct Meta {
     /// The message's unique id (a UUID unless the sender chose one).
     pub id: String,
@@ -58,6 +59,57 @@ pub struct Action {
     /// Named arguments.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub args: Map<String, Value>,
+}
+
+/// `meta` as read from JSON before the `id` rule is applied: an outgoing message may
+/// leave `id` out (the sender's host fills it in), a delivered one may not.
+///
+/// Read in one pass, without building an intermediate map (the hot path of every message).
+#[derive(Debug, Default)]
+pub struct PartialMeta {
+    /// `meta.id`, if given.
+    pub id: Option<String>,
+    /// `meta.parent_id`, if given.
+    pub parent_id: Option<String>,
+    /// Every other key.
+    pub extra: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for PartialMeta {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetaVisitor;
+        impl<'de> serde::de::Visitor<'de> for MetaVisitor {
+            type Value = PartialMeta;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a meta object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PartialMeta, A::Error> {
+                let mut meta = PartialMeta::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "id" => meta.id = Some(map.next_value()?),
+                        "parent_id" => meta.parent_id = map.next_value()?,
+                        _ => {
+                            meta.extra.insert(key.into_owned(), map.next_value()?);
+                        }
+                    }
+                }
+                Ok(meta)
+            }
+        }
+        deserializer.deserialize_map(MetaVisitor)
+    }
+}
+
+impl TryFrom<PartialMeta> for Meta {
+    type Error = &'static str;
+
+    fn try_from(meta: PartialMeta) -> Result<Self, Self::Error> {
+        let id = meta.id.ok_or("missing field `meta.id`")?;
+        Ok(Meta { id, parent_id: meta.parent_id, extra: meta.extra })
+    }
 }
 
 impl Message {

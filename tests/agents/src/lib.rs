@@ -240,3 +240,71 @@ impl Agent for Fragile {
 /// An agent whose construction fails or panics, as its args say.
 #[actions]
 impl Fragile {}
+
+/// Drives the benchmark from inside a plugin: floods another agent, or ping-pongs with it.
+pub struct Bench {
+    ticks: u64,
+}
+
+impl Agent for Bench {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        Ok(Bench { ticks: 0 })
+    }
+}
+
+/// Drives the benchmark from inside a plugin: floods another agent, or ping-pongs with it.
+#[actions]
+impl Bench {
+    /// Counts one message; answers nothing.
+    ///
+    /// - n: a payload number
+    #[action]
+    fn tick(&mut self, n: u64) {
+        let _ = n;
+        self.ticks += 1;
+    }
+
+    /// Answers how many ticks arrived since the last call, and resets the count.
+    #[action]
+    fn count(&mut self) -> u64 {
+        std::mem::take(&mut self.ticks)
+    }
+
+    /// Answers at once.
+    #[action]
+    fn ping(&mut self) -> u64 {
+        1
+    }
+
+    /// Sends `count` ticks to `to`, then asks it for its count (which arrives after all
+    /// ticks, since an agent handles messages in order). Returns the seconds it took and
+    /// the count.
+    ///
+    /// - to: the agent to flood
+    /// - count: how many messages
+    #[action]
+    fn flood(&mut self, ctx: &Context, to: String, count: u64) -> Result<Value, ActionError> {
+        let started = std::time::Instant::now();
+        for n in 0..count {
+            ctx.send(json!({"to": to, "action": {"name": "tick", "args": {"n": n}}}))?;
+        }
+        let received = ctx.request(json!({"to": to, "action": {"name": "count"}}), Duration::from_secs(120))?;
+        Ok(json!({"seconds": started.elapsed().as_secs_f64(), "received": received}))
+    }
+
+    /// Makes `count` requests to `to`'s `ping`, one after the other; returns each round
+    /// trip in microseconds.
+    ///
+    /// - to: the agent to ping
+    /// - count: how many round trips
+    #[action]
+    fn round_trips(&mut self, ctx: &Context, to: String, count: u64) -> Result<Vec<f64>, ActionError> {
+        (0..count)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                ctx.request(json!({"to": to, "action": {"name": "ping"}}), Duration::from_secs(10))?;
+                Ok(started.elapsed().as_secs_f64() * 1e6)
+            })
+            .collect()
+    }
+}
