@@ -18,9 +18,13 @@ pub fn parse_line(line: &str) -> Result<Option<Value>, String> {
         return Ok(None);
     }
     let Some(command) = line.strip_prefix('/') else {
-        return Ok(Some(json!({"to": "*", "action": {"name": "say", "args": {"content": line}}})));
+        return Ok(Some(
+            json!({"to": "*", "action": {"name": "say", "args": {"content": line}}}),
+        ));
     };
-    let (target, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+    let (target, rest) = command
+        .split_once(char::is_whitespace)
+        .unwrap_or((command, ""));
     let (agent, action) = target
         .rsplit_once('.')
         .filter(|(agent, action)| !agent.is_empty() && !action.is_empty())
@@ -31,12 +35,19 @@ pub fn parse_line(line: &str) -> Result<Option<Value>, String> {
         let (key, after) = rest
             .split_once(':')
             .filter(|(key, _)| !key.is_empty() && !key.contains(char::is_whitespace))
-            .ok_or_else(|| format!("expected key:value, got {:?}", rest.split_whitespace().next().unwrap_or(rest)))?;
+            .ok_or_else(|| {
+                format!(
+                    "expected key:value, got {:?}",
+                    rest.split_whitespace().next().unwrap_or(rest)
+                )
+            })?;
         let (value, after) = take_value(after)?;
         args.insert(key.to_owned(), value);
         rest = after.trim_start();
     }
-    Ok(Some(json!({"to": agent, "action": {"name": action, "args": args}})))
+    Ok(Some(
+        json!({"to": agent, "action": {"name": action, "args": args}}),
+    ))
 }
 
 /// Reads one value from the start of `text`; returns it and the text after it.
@@ -62,7 +73,9 @@ fn take_value(text: &str) -> Result<(Value, &str), String> {
 }
 
 fn truncate(text: &str) -> &str {
-    text.char_indices().nth(30).map_or(text, |(i, _)| &text[..i])
+    text.char_indices()
+        .nth(30)
+        .map_or(text, |(i, _)| &text[..i])
 }
 
 #[cfg(test)]
@@ -72,7 +85,10 @@ mod tests {
     #[test]
     fn plain_text_is_a_broadcast_say() {
         let message = parse_line("hello there").unwrap().unwrap();
-        assert_eq!(message, json!({"to": "*", "action": {"name": "say", "args": {"content": "hello there"}}}));
+        assert_eq!(
+            message,
+            json!({"to": "*", "action": {"name": "say", "args": {"content": "hello there"}}})
+        );
     }
 
     #[test]
@@ -97,7 +113,9 @@ mod tests {
     fn bad_commands_are_explained() {
         assert!(parse_line("/Calc").unwrap_err().contains("/Agent.action"));
         assert!(parse_line("/Calc.add a").unwrap_err().contains("key:value"));
-        assert!(parse_line(r#"/Calc.add a:"open"#).unwrap_err().contains("invalid JSON"));
+        assert!(parse_line(r#"/Calc.add a:"open"#)
+            .unwrap_err()
+            .contains("invalid JSON"));
         assert!(parse_line("/Calc.add a:").unwrap_err().contains("missing"));
     }
 

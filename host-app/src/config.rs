@@ -40,12 +40,17 @@ pub struct Config {
 impl Config {
     /// Reads a config file; a missing file is an error naming it.
     pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{} is not a valid agency config: {e}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| format!("{} is not a valid agency config: {e}", path.display()))
     }
 
     /// The options for transport `name` (an empty object when none are given).
     pub fn transport_options(&self, name: &str) -> serde_json::Value {
-        self.transports.get(name).cloned().unwrap_or_else(|| serde_json::json!({}))
+        self.transports
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}))
     }
 }

@@ -41,7 +41,10 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) {
     let prompts = events.clone();
     space.set_permission_prompt(move |message| {
         let (answer_tx, answer_rx) = mpsc::sync_channel(1);
-        prompts.send(Event::Prompt(message.clone(), answer_tx)).is_ok() && answer_rx.recv().unwrap_or(false)
+        prompts
+            .send(Event::Prompt(message.clone(), answer_tx))
+            .is_ok()
+            && answer_rx.recv().unwrap_or(false)
     });
     let interrupts = events;
     if let Err(error) = ctrlc::set_handler(move || {
@@ -49,7 +52,14 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) {
     }) {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
     }
-    let console = Console { me, awaiting: HashSet::new(), prompts: VecDeque::new(), blocking: None, ready, wait };
+    let console = Console {
+        me,
+        awaiting: HashSet::new(),
+        prompts: VecDeque::new(),
+        blocking: None,
+        ready,
+        wait,
+    };
     console.run(queue);
 }
 
@@ -74,20 +84,34 @@ impl Console {
             if end_of_input.is_some() && self.awaiting.is_empty() {
                 return;
             }
-            let deadline = [end_of_input, self.blocking.as_ref().map(|(_, until)| *until)].into_iter().flatten().min();
+            let deadline = [
+                end_of_input,
+                self.blocking.as_ref().map(|(_, until)| *until),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let event = match deadline {
                 None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(deadline) => queue.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+                Some(deadline) => {
+                    queue.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
             };
             let event = match event {
                 Ok(event) => event,
-                Err(RecvTimeoutError::Timeout) if end_of_input.is_none_or(|end| Instant::now() < end) => {
+                Err(RecvTimeoutError::Timeout)
+                    if end_of_input.is_none_or(|end| Instant::now() < end) =>
+                {
                     self.unblock();
                     continue;
                 }
                 Err(_) => {
                     if !self.awaiting.is_empty() {
-                        println!("(stopped waiting for {} repl{})", self.awaiting.len(), plural(self.awaiting.len()));
+                        println!(
+                            "(stopped waiting for {} repl{})",
+                            self.awaiting.len(),
+                            plural(self.awaiting.len())
+                        );
                     }
                     return;
                 }
@@ -101,7 +125,10 @@ impl Console {
                 Event::Incoming(message) => self.on_incoming(&message),
                 Event::Prompt(message, answer) => {
                     if end_of_input.is_some() {
-                        println!("refused {}: no input left to ask permission", describe_action(&message));
+                        println!(
+                            "refused {}: no input left to ask permission",
+                            describe_action(&message)
+                        );
                         let _ = answer.send(false);
                     } else {
                         self.prompts.push_back((message, answer));
@@ -134,7 +161,11 @@ impl Console {
     fn on_line(&mut self, line: &str) {
         if let Some((message, answer)) = self.prompts.pop_front() {
             let allowed = matches!(line.trim().to_lowercase().as_str(), "y" | "yes");
-            println!("{} {}", if allowed { "allowed" } else { "refused" }, describe_action(&message));
+            println!(
+                "{} {}",
+                if allowed { "allowed" } else { "refused" },
+                describe_action(&message)
+            );
             let _ = answer.send(allowed);
             if !self.prompts.is_empty() {
                 self.show_prompt();
@@ -171,8 +202,14 @@ impl Console {
         let args = &message.action.args;
         let text = match message.action.name.as_str() {
             RESPONSE => render(args.get("value").unwrap_or(&Value::Null)),
-            ERROR => format!("error: {}", render(args.get("error").unwrap_or(&Value::Null))),
-            "say" => format!("says: {}", render(args.get("content").unwrap_or(&Value::Null))),
+            ERROR => format!(
+                "error: {}",
+                render(args.get("error").unwrap_or(&Value::Null))
+            ),
+            "say" => format!(
+                "says: {}",
+                render(args.get("content").unwrap_or(&Value::Null))
+            ),
             name => format!("-> {name} {}", Value::Object(args.clone())),
         };
         println!("{}: {text}", message.from);

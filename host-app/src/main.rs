@@ -20,8 +20,17 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use tracing_subscriber::EnvFilter;
 
+/// Messages are allocated on one agent's thread and freed on another's; mimalloc handles
+/// that pattern far better than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
-#[command(name = "agency", version, about = "Run a space of agents loaded from plugins")]
+#[command(
+    name = "agency",
+    version,
+    about = "Run a space of agents loaded from plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,11 +63,18 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Run { transport, plugins_dir, config, wait } => run(transport, plugins_dir, config, wait),
+        Command::Run {
+            transport,
+            plugins_dir,
+            config,
+            wait,
+        } => run(transport, plugins_dir, config, wait),
         Command::Plugins { plugins_dir } => list_plugins(plugins_dir),
     };
     match result {
@@ -70,15 +86,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(transport: Option<String>, plugins_dir: Option<PathBuf>, config: Option<PathBuf>, wait: f64) -> Result<(), String> {
+fn run(
+    transport: Option<String>,
+    plugins_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    wait: f64,
+) -> Result<(), String> {
     let config = match config {
         Some(path) => Config::read(&path)?,
         None if Path::new("agency.toml").exists() => Config::read(Path::new("agency.toml"))?,
         None => Config::default(),
     };
     let plugins = load_plugins(plugins_dir)?;
-    let transport = transport.or_else(|| config.transport.clone()).unwrap_or_else(|| "local".into());
-    let space = plugins.open_space(&transport, &config.transport_options(&transport)).map_err(|e| e.to_string())?;
+    let transport = transport
+        .or_else(|| config.transport.clone())
+        .unwrap_or_else(|| "local".into());
+    let space = plugins
+        .open_space(&transport, &config.transport_options(&transport))
+        .map_err(|e| e.to_string())?;
     for agent in &config.agents {
         if let Err(error) = space.add(agent) {
             eprintln!("error: cannot start agent {:?}: {error}", agent.id);
@@ -98,7 +123,12 @@ fn list_plugins(plugins_dir: Option<PathBuf>) -> Result<(), String> {
     let plugins = load_plugins(plugins_dir)?;
     for plugin in plugins.loaded() {
         let manifest = &plugin.manifest;
-        println!("{} (abi {}, sdk {})", plugin.path.display(), manifest.abi_version, manifest.sdk_version);
+        println!(
+            "{} (abi {}, sdk {})",
+            plugin.path.display(),
+            manifest.abi_version,
+            manifest.sdk_version
+        );
         for name in &manifest.transports {
             println!("  transport {name}");
         }
@@ -108,11 +138,27 @@ fn list_plugins(plugins_dir: Option<PathBuf>) -> Result<(), String> {
                 let args: Vec<String> = action
                     .args
                     .iter()
-                    .map(|arg| format!("{}{}: {}", arg.name, if arg.optional { "?" } else { "" }, arg.doc.json_type))
+                    .map(|arg| {
+                        format!(
+                            "{}{}: {}",
+                            arg.name,
+                            if arg.optional { "?" } else { "" },
+                            arg.doc.json_type
+                        )
+                    })
                     .collect();
-                let returns = action.returns.as_ref().map(|r| format!(" -> {}", r.json_type)).unwrap_or_default();
+                let returns = action
+                    .returns
+                    .as_ref()
+                    .map(|r| format!(" -> {}", r.json_type))
+                    .unwrap_or_default();
                 let access = serde_json::to_value(action.access).unwrap_or_default();
-                println!("    {}({}){returns} [{}]", action.name, args.join(", "), access.as_str().unwrap_or(""));
+                println!(
+                    "    {}({}){returns} [{}]",
+                    action.name,
+                    args.join(", "),
+                    access.as_str().unwrap_or("")
+                );
             }
         }
     }

@@ -43,7 +43,12 @@ fn built() -> &'static Built {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
-        command.args(["build", "--message-format=json-render-diagnostics", "-p", "agency"]);
+        command.args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "-p",
+            "agency",
+        ]);
         for package in PLUGIN_PACKAGES {
             command.args(["-p", package]);
         }
@@ -51,17 +56,33 @@ fn built() -> &'static Built {
             command.arg("--release");
         }
         let output = command.output().expect("cargo runs");
-        assert!(output.status.success(), "building the plugins failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "building the plugins failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let mut libraries = Vec::new();
         let mut agency = None;
         for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(artifact) = serde_json::from_str::<Value>(line) else { continue };
+            let Ok(artifact) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
             if artifact["reason"] != "compiler-artifact" {
                 continue;
             }
-            let kinds = artifact["target"]["kind"].as_array().cloned().unwrap_or_default();
+            let kinds = artifact["target"]["kind"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if kinds.iter().any(|k| k == "cdylib") {
-                libraries.extend(artifact["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str).map(PathBuf::from));
+                libraries.extend(
+                    artifact["filenames"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(PathBuf::from),
+                );
             }
             if let Some(executable) = artifact["executable"].as_str() {
                 agency = Some(PathBuf::from(executable));
@@ -72,7 +93,10 @@ fn built() -> &'static Built {
             let _ = std::fs::remove_file(plugins_dir.join(library.file_name().unwrap()));
             link_or_copy(library, &plugins_dir.join(library.file_name().unwrap()));
         }
-        Built { plugins_dir, agency: agency.expect("cargo reported the agency binary") }
+        Built {
+            plugins_dir,
+            agency: agency.expect("cargo reported the agency binary"),
+        }
     })
 }
 
@@ -80,8 +104,15 @@ fn built() -> &'static Built {
 pub fn scratch_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let exe = std::env::current_exe().expect("test binary path");
-    let base = exe.ancestors().nth(3).map_or_else(std::env::temp_dir, |target| target.join("tmp"));
-    let dir = base.join(format!("{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let base = exe
+        .ancestors()
+        .nth(3)
+        .map_or_else(std::env::temp_dir, |target| target.join("tmp"));
+    let dir = base.join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
     dir
@@ -109,21 +140,34 @@ pub fn plugins() -> &'static Plugins {
     static PLUGINS: OnceLock<Plugins> = OnceLock::new();
     PLUGINS.get_or_init(|| {
         let plugins = Plugins::load_dir(plugins_dir()).expect("plugins folder");
-        assert!(plugins.failures().is_empty(), "plugins failed to load: {:?}", plugins.failures());
+        assert!(
+            plugins.failures().is_empty(),
+            "plugins failed to load: {:?}",
+            plugins.failures()
+        );
         plugins
     })
 }
 
 /// Opens a space on `transport` from the real plugin libraries.
 pub fn open_space(transport: &str) -> Space {
-    plugins().open_space(transport, &serde_json::json!({})).expect("space opens")
+    plugins()
+        .open_space(transport, &serde_json::json!({}))
+        .expect("space opens")
 }
 
 /// Opens a space and keeps a second handle on its transport, to publish raw bodies that
 /// no agent could send (malformed JSON, schema violations).
 pub fn open_space_with_wire(transport: &str) -> (Space, Wire) {
-    let transport: Arc<dyn TransportSpace> = Arc::from(plugins().open_transport(transport, &serde_json::json!({})).expect("transport opens"));
-    let space = Space::open(Box::new(Wire(transport.clone())), plugins().catalog().clone());
+    let transport: Arc<dyn TransportSpace> = Arc::from(
+        plugins()
+            .open_transport(transport, &serde_json::json!({}))
+            .expect("transport opens"),
+    );
+    let space = Space::open(
+        Box::new(Wire(transport.clone())),
+        plugins().catalog().clone(),
+    );
     (space, Wire(transport))
 }
 
@@ -147,17 +191,28 @@ impl TransportSpace for Wire {
 
 /// Adds an untyped foreground agent with `id`.
 pub fn driver(space: &Space, id: &str) -> Foreground {
-    space.add_foreground(&AgentSpec::untyped(id)).expect("foreground agent")
+    space
+        .add_foreground(&AgentSpec::untyped(id))
+        .expect("foreground agent")
 }
 
 /// Waits until `agent` has received a message matching `wanted`; returns it.
-pub fn wait_for_received(agent: &Foreground, wanted: impl Fn(&agency_sdk::Message) -> bool) -> agency_sdk::Message {
+pub fn wait_for_received(
+    agent: &Foreground,
+    wanted: impl Fn(&agency_sdk::Message) -> bool,
+) -> agency_sdk::Message {
     let mut found = None;
     agent.wait_for(PATIENCE, |received| {
         found = received.iter().find(|m| wanted(m)).cloned();
         found.is_some()
     });
-    found.unwrap_or_else(|| panic!("{} never received the expected message; log: {:#?}", agent.id(), agent.log()))
+    found.unwrap_or_else(|| {
+        panic!(
+            "{} never received the expected message; log: {:#?}",
+            agent.id(),
+            agent.log()
+        )
+    })
 }
 
 /// The transports every semantics test runs on.

@@ -3,7 +3,10 @@
 use agency_loader::{OpenError, Plugins};
 use agency_runtime::{AgentSpec, SpaceError};
 use agency_sdk::boundary::TransportSpace;
-use agency_tests::{driver, for_each_transport, open_space, open_space_with_wire, plugins_dir, scratch_dir, PATIENCE};
+use agency_tests::{
+    driver, for_each_transport, open_space, open_space_with_wire, plugins_dir, scratch_dir,
+    PATIENCE,
+};
 use serde_json::{json, Value};
 
 for_each_transport!(
@@ -34,81 +37,174 @@ fn malformed_bodies_are_dropped(transport: &str) {
     for body in &bodies {
         wire.publish("Receiver", body).unwrap();
     }
-    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42);
-    assert_eq!(sender.received().len(), 1, "no reply to any malformed body: {:#?}", sender.received());
+    assert_eq!(
+        sender
+            .request(action("Receiver", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42
+    );
+    assert_eq!(
+        sender.received().len(),
+        1,
+        "no reply to any malformed body: {:#?}",
+        sender.received()
+    );
 }
 
 fn wrong_argument_types_are_errors(transport: &str) {
     let space = open_space(transport);
-    space.add(&AgentSpec::new("Calculator", "Calculator")).unwrap();
+    space
+        .add(&AgentSpec::new("Calculator", "Calculator"))
+        .unwrap();
     let sender = driver(&space, "Sender");
     let cases = [
-        (json!({"a": "x", "b": 2}), "TypeError: argument \"a\" of add() must be number, got string \"x\""),
-        (json!({"a": 1}), "TypeError: add() missing argument \"b\" (number)"),
-        (json!({"a": 1, "b": 2, "c": 3}), "TypeError: add() got an unexpected argument \"c\""),
-        (json!({"a": [1], "b": 2}), "TypeError: argument \"a\" of add() must be number, got array"),
+        (
+            json!({"a": "x", "b": 2}),
+            "TypeError: argument \"a\" of add() must be number, got string \"x\"",
+        ),
+        (
+            json!({"a": 1}),
+            "TypeError: add() missing argument \"b\" (number)",
+        ),
+        (
+            json!({"a": 1, "b": 2, "c": 3}),
+            "TypeError: add() got an unexpected argument \"c\"",
+        ),
+        (
+            json!({"a": [1], "b": 2}),
+            "TypeError: argument \"a\" of add() must be number, got array",
+        ),
     ];
     for (args, expected) in cases {
-        let error = sender.request(action("Calculator", "add", args.clone()), PATIENCE).unwrap_err();
+        let error = sender
+            .request(action("Calculator", "add", args.clone()), PATIENCE)
+            .unwrap_err();
         assert_eq!(error.to_string(), expected, "{args}");
     }
     let sum = action("Calculator", "sum", json!({"numbers": [1, "two"]}));
-    assert!(sender.request(sum, PATIENCE).unwrap_err().to_string().contains("must be array"));
+    assert!(sender
+        .request(sum, PATIENCE)
+        .unwrap_err()
+        .to_string()
+        .contains("must be array"));
     let divide = action("Calculator", "divide", json!({"a": 1, "b": 0}));
-    assert_eq!(sender.request(divide, PATIENCE).unwrap_err().to_string(), "ZeroDivisionError: division by zero");
-    assert_eq!(sender.request(action("Calculator", "add", json!({"a": 1, "b": 2})), PATIENCE).unwrap(), 3.0);
+    assert_eq!(
+        sender.request(divide, PATIENCE).unwrap_err().to_string(),
+        "ZeroDivisionError: division by zero"
+    );
+    assert_eq!(
+        sender
+            .request(
+                action("Calculator", "add", json!({"a": 1, "b": 2})),
+                PATIENCE
+            )
+            .unwrap(),
+        3.0
+    );
 }
 
 fn panicking_action_is_an_error(transport: &str) {
     let space = open_space(transport);
     space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap();
-    space.add(&AgentSpec::new("Calculator", "Calculator")).unwrap();
+    space
+        .add(&AgentSpec::new("Calculator", "Calculator"))
+        .unwrap();
     let sender = driver(&space, "Sender");
     for _ in 0..3 {
-        let error = sender.request(action("Receiver", "explode", json!({})), PATIENCE).unwrap_err();
+        let error = sender
+            .request(action("Receiver", "explode", json!({})), PATIENCE)
+            .unwrap_err();
         assert_eq!(error.to_string(), "Panic: boom");
     }
-    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42, "the agent carries on");
+    assert_eq!(
+        sender
+            .request(action("Receiver", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42,
+        "the agent carries on"
+    );
     let sum = action("Calculator", "add", json!({"a": 1, "b": 1}));
-    assert_eq!(sender.request(sum, PATIENCE).unwrap(), 2.0, "other agents carry on");
+    assert_eq!(
+        sender.request(sum, PATIENCE).unwrap(),
+        2.0,
+        "other agents carry on"
+    );
 }
 
 fn failing_constructors_are_errors(transport: &str) {
     let space = open_space(transport);
-    let failed = space.add(&AgentSpec::new("Fragile", "Fragile")).unwrap_err();
+    let failed = space
+        .add(&AgentSpec::new("Fragile", "Fragile"))
+        .unwrap_err();
     assert_eq!(
         failed.to_string(),
         "agent 'Fragile' of type Fragile could not be created: ValueError: cannot be built"
     );
-    let panicked = space.add(&AgentSpec::new("Fragile", "Fragile").with_args(json!({"panic": true}))).unwrap_err();
-    assert!(panicked.to_string().ends_with("Panic: constructor panicked on purpose"), "{panicked}");
-    let bad_args = space.add(&AgentSpec::new("Fragile", "Fragile").with_args(json!({"panic": "yes"}))).unwrap_err();
-    assert!(bad_args.to_string().contains("invalid args for agent \"Fragile\""), "{bad_args}");
+    let panicked = space
+        .add(&AgentSpec::new("Fragile", "Fragile").with_args(json!({"panic": true})))
+        .unwrap_err();
+    assert!(
+        panicked
+            .to_string()
+            .ends_with("Panic: constructor panicked on purpose"),
+        "{panicked}"
+    );
+    let bad_args = space
+        .add(&AgentSpec::new("Fragile", "Fragile").with_args(json!({"panic": "yes"})))
+        .unwrap_err();
+    assert!(
+        bad_args
+            .to_string()
+            .contains("invalid args for agent \"Fragile\""),
+        "{bad_args}"
+    );
     assert!(space.agent_ids().is_empty(), "no half-added agent");
     space.add(&AgentSpec::new("Receiver", "Fragile")).unwrap();
     let sender = driver(&space, "Sender");
-    assert_eq!(sender.request(action("Fragile", "value", json!({})), PATIENCE).unwrap(), 42, "the id was not taken");
+    assert_eq!(
+        sender
+            .request(action("Fragile", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42,
+        "the id was not taken"
+    );
 }
 
 #[test]
 fn unknown_transport_lists_the_known_ones() {
-    let error = agency_tests::plugins().open_space("carrier-pigeon", &json!({})).err().unwrap();
+    let error = agency_tests::plugins()
+        .open_space("carrier-pigeon", &json!({}))
+        .err()
+        .unwrap();
     assert!(matches!(error, OpenError::UnknownTransport { .. }));
-    assert_eq!(error.to_string(), "unknown transport \"carrier-pigeon\"; transports found: local");
+    assert_eq!(
+        error.to_string(),
+        "unknown transport \"carrier-pigeon\"; transports found: local"
+    );
 }
 
 #[test]
 fn transport_refuses_bad_options() {
-    let error = agency_tests::plugins().open_space("local", &json!(["not", "options"])).err().unwrap();
+    let error = agency_tests::plugins()
+        .open_space("local", &json!(["not", "options"]))
+        .err()
+        .unwrap();
     assert_eq!(error.to_string(), "transport \"local\" could not open a space: local transport configuration must be a JSON object");
 }
 
 #[test]
 fn duplicate_attach_is_refused_by_the_transport_too() {
-    let transport = agency_tests::plugins().open_transport("local", &json!({})).unwrap();
+    let transport = agency_tests::plugins()
+        .open_transport("local", &json!({}))
+        .unwrap();
     let space = agency_runtime::Space::open(transport, agency_tests::plugins().catalog().clone());
     space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap();
-    assert_eq!(space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap_err(), SpaceError::DuplicateId("Receiver".into()));
+    assert_eq!(
+        space
+            .add(&AgentSpec::new("Receiver", "Receiver"))
+            .unwrap_err(),
+        SpaceError::DuplicateId("Receiver".into())
+    );
 }
 
 /// Files that are not usable plugins are refused one by one, with a reason, while the
@@ -117,16 +213,31 @@ fn duplicate_attach_is_refused_by_the_transport_too() {
 fn bad_plugin_files_are_refused_and_the_rest_load() {
     let dir = scratch_dir("bad-plugins");
     let suffix = std::env::consts::DLL_SUFFIX;
-    let good = plugins_dir().join(format!("{}agency_plugin_calculator{suffix}", std::env::consts::DLL_PREFIX));
+    let good = plugins_dir().join(format!(
+        "{}agency_plugin_calculator{suffix}",
+        std::env::consts::DLL_PREFIX
+    ));
     agency_tests::link_or_copy(&good, &dir.join(good.file_name().unwrap()));
-    std::fs::write(dir.join(format!("libtext{suffix}")), "this is not a library").unwrap();
+    std::fs::write(
+        dir.join(format!("libtext{suffix}")),
+        "this is not a library",
+    )
+    .unwrap();
     let bytes = std::fs::read(&good).unwrap();
-    std::fs::write(dir.join(format!("libtruncated{suffix}")), &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(
+        dir.join(format!("libtruncated{suffix}")),
+        &bytes[..bytes.len() / 3],
+    )
+    .unwrap();
     std::fs::write(dir.join(format!("libempty{suffix}")), b"").unwrap();
     std::fs::write(dir.join("notes.txt"), "ignored: not a library name").unwrap();
 
     let plugins = Plugins::load_dir(&dir).unwrap();
-    let loaded: Vec<_> = plugins.loaded().iter().map(|p| p.path.file_name().unwrap().to_owned()).collect();
+    let loaded: Vec<_> = plugins
+        .loaded()
+        .iter()
+        .map(|p| p.path.file_name().unwrap().to_owned())
+        .collect();
     assert_eq!(loaded, [good.file_name().unwrap()]);
     let reasons: Vec<String> = plugins.failures().iter().map(ToString::to_string).collect();
     assert_eq!(reasons.len(), 3, "{reasons:#?}");
@@ -135,7 +246,11 @@ fn bad_plugin_files_are_refused_and_the_rest_load() {
         assert_eq!(reason.lines().count(), 1, "one line: {reason}");
     }
     assert!(plugins.catalog().get("Calculator").is_some());
-    assert!(Plugins::load_dir(&dir.join("missing")).err().unwrap().to_string().contains("cannot read the plugins folder"));
+    assert!(Plugins::load_dir(&dir.join("missing"))
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("cannot read the plugins folder"));
 }
 
 /// A shared library that is not an Agency plugin, and two plugins providing the same
@@ -146,18 +261,33 @@ fn foreign_libraries_and_duplicate_types_are_refused() {
     let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     let good = plugins_dir().join(format!("{prefix}agency_plugin_calculator{suffix}"));
     agency_tests::link_or_copy(&good, &dir.join(format!("{prefix}a_calculator{suffix}")));
-    agency_tests::link_or_copy(&good, &dir.join(format!("{prefix}b_calculator_copy{suffix}")));
-    let libc = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
+    agency_tests::link_or_copy(
+        &good,
+        &dir.join(format!("{prefix}b_calculator_copy{suffix}")),
+    );
+    let libc = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
     if let Some(libm) = libc {
         std::fs::copy(libm, dir.join(format!("{prefix}m{suffix}"))).unwrap();
     }
     let plugins = Plugins::load_dir(&dir).unwrap();
     assert_eq!(plugins.loaded().len(), 1);
     let reasons: Vec<String> = plugins.failures().iter().map(ToString::to_string).collect();
-    assert!(reasons.iter().any(|r| r.contains("b_calculator_copy") && r.contains("agent type \"Calculator\" is already provided by") && r.contains("a_calculator")), "{reasons:#?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("b_calculator_copy")
+            && r.contains("agent type \"Calculator\" is already provided by")
+            && r.contains("a_calculator")),
+        "{reasons:#?}"
+    );
     if libc.is_some() {
-        assert!(reasons.iter().any(|r| r.contains("not an Agency plugin")), "{reasons:#?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("not an Agency plugin")),
+            "{reasons:#?}"
+        );
     }
 }

@@ -33,17 +33,38 @@ fn config(text: &str) -> PathBuf {
 
 fn agency(args: &[&str]) -> Command {
     let mut command = Command::new(agency_binary());
-    command.args(args).env_remove("AGENCY_TRANSPORT").env("RUST_LOG", "warn");
+    command
+        .args(args)
+        .env_remove("AGENCY_TRANSPORT")
+        .env("RUST_LOG", "warn");
     command
 }
 
 fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
     let config = config(config_text);
     let plugins = plugins_dir().to_str().unwrap().to_owned();
-    let mut args = vec!["run", "--plugins-dir", &plugins, "--config", config.to_str().unwrap(), "--wait", "2"];
+    let mut args = vec![
+        "run",
+        "--plugins-dir",
+        &plugins,
+        "--config",
+        config.to_str().unwrap(),
+        "--wait",
+        "2",
+    ];
     args.extend_from_slice(extra);
-    let mut child = agency(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let mut child = agency(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -57,7 +78,11 @@ fn piped_commands_print_their_replies() {
                  /Calculator.sum numbers:[1, 2.5]\n/Calculator.add a:\"x\" b:1\n/Nobody.anything\nhello\n/Calculator\n";
     let output = run_piped(DEMO_CONFIG, &[], input);
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
     for expected in [
         "Calculator: 3.0",
         "Calculator: error: ZeroDivisionError: division by zero",
@@ -67,9 +92,15 @@ fn piped_commands_print_their_replies() {
         "Chatty: Hello, User! I am Chatty.",
         "error: expected /Agent.action key:value ..., got \"Calculator\"",
     ] {
-        assert!(stdout.lines().any(|line| line == expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.lines().any(|line| line == expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
-    let order: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Calculator: ")).collect();
+    let order: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Calculator: "))
+        .collect();
     assert_eq!(order.len(), 5, "replies in command order: {order:#?}");
     assert!(order[0].ends_with("3.0") && order[3].ends_with("3.5"));
 }
@@ -78,13 +109,25 @@ fn piped_commands_print_their_replies() {
 fn piped_permission_answers_are_read_after_the_question() {
     let dir = scratch_dir("listing");
     std::fs::write(dir.join("visible.txt"), "x").unwrap();
-    let input = format!("/Host.list_files path:{:?}\ny\n/Host.read_file path:\"/etc/hostname\"\nn\n", dir.to_str().unwrap());
+    let input = format!(
+        "/Host.list_files path:{:?}\ny\n/Host.read_file path:\"/etc/hostname\"\nn\n",
+        dir.to_str().unwrap()
+    );
     let output = run_piped(DEMO_CONFIG, &[], &input);
     let stdout = text(&output.stdout);
-    assert!(stdout.contains("permission: allow User -> Host.list_files"), "{stdout}");
+    assert!(
+        stdout.contains("permission: allow User -> Host.list_files"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Host: [\"visible.txt\"]"), "{stdout}");
-    assert!(stdout.contains("refused User -> Host.read_file"), "{stdout}");
-    assert!(stdout.contains("Host: error: PermissionError: \"Host.read_file\" not permitted"), "{stdout}");
+    assert!(
+        stdout.contains("refused User -> Host.read_file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Host: error: PermissionError: \"Host.read_file\" not permitted"),
+        "{stdout}"
+    );
 }
 
 /// Collects a child's output as it comes, to wait for a prompt that has no newline.
@@ -98,7 +141,9 @@ impl Screen {
         std::thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n @ 1..) = stdout.read(&mut buffer) {
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
         Screen(shared)
@@ -111,7 +156,10 @@ impl Screen {
             if screen.contains(wanted) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "never saw {wanted:?} on screen:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "never saw {wanted:?} on screen:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -121,21 +169,34 @@ impl Screen {
 fn interactive_session_asks_permission_and_stops_on_ctrl_c() {
     let config = config(DEMO_CONFIG);
     let plugins = plugins_dir().to_str().unwrap().to_owned();
-    let mut child = agency(&["run", "--plugins-dir", &plugins, "--config", config.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = agency(&[
+        "run",
+        "--plugins-dir",
+        &plugins,
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let screen = Screen::attach(&mut child);
     let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "/Host.run_command command:\"echo\" args:[\"from the host\"]").unwrap();
+    writeln!(
+        stdin,
+        "/Host.run_command command:\"echo\" args:[\"from the host\"]"
+    )
+    .unwrap();
     screen.wait_for("? [y/N] ");
     writeln!(stdin, "yes").unwrap();
     screen.wait_for("from the host");
     writeln!(stdin, "/Calculator.multiply a:6 b:7").unwrap();
     screen.wait_for("Calculator: 42.0");
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     let screen = screen.wait_for("interrupted");
@@ -147,17 +208,26 @@ fn interactive_session_asks_permission_and_stops_on_ctrl_c() {
 fn unknown_transport_is_an_error_naming_the_known_ones() {
     let output = run_piped(DEMO_CONFIG, &["--transport", "carrier-pigeon"], "");
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(text(&output.stderr).trim(), "error: unknown transport \"carrier-pigeon\"; transports found: local");
+    assert_eq!(
+        text(&output.stderr).trim(),
+        "error: unknown transport \"carrier-pigeon\"; transports found: local"
+    );
 }
 
 #[test]
 fn transport_can_come_from_the_environment() {
     let config = config(DEMO_CONFIG);
-    let output = agency(&["run", "--plugins-dir", plugins_dir().to_str().unwrap(), "--config", config.to_str().unwrap()])
-        .env("AGENCY_TRANSPORT", "smoke-signals")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = agency(&[
+        "run",
+        "--plugins-dir",
+        plugins_dir().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .env("AGENCY_TRANSPORT", "smoke-signals")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
     assert!(text(&output.stderr).contains("unknown transport \"smoke-signals\""));
 }
 
@@ -166,7 +236,10 @@ fn bad_agents_in_the_config_are_reported_and_the_others_start() {
     let config_text = format!("{DEMO_CONFIG}\n[[agents]]\ntype = \"Nope\"\nid = \"Broken\"\n\n[[agents]]\ntype = \"Fragile\"\nid = \"Fragile\"\n");
     let output = run_piped(&config_text, &[], "/Calculator.add a:2 b:2\n");
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("error: cannot start agent \"Broken\": unknown agent type \"Nope\""), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot start agent \"Broken\": unknown agent type \"Nope\""),
+        "{stderr}"
+    );
     assert!(stderr.contains("error: cannot start agent \"Fragile\": agent 'Fragile' of type Fragile could not be created: ValueError: cannot be built"), "{stderr}");
     assert!(text(&output.stdout).contains("Calculator: 4.0"));
 }
@@ -175,7 +248,11 @@ fn bad_agents_in_the_config_are_reported_and_the_others_start() {
 fn invalid_config_file_is_an_error() {
     let output = run_piped("[[agents]]\nkind = \"Calculator\"\n", &[], "");
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("is not a valid agency config"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("is not a valid agency config"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
@@ -185,8 +262,14 @@ fn plugins_command_lists_types_actions_and_refusals() {
         let path = entry.unwrap().path();
         agency_tests::link_or_copy(&path, &dir.join(path.file_name().unwrap()));
     }
-    std::fs::write(dir.join(format!("libbroken{}", std::env::consts::DLL_SUFFIX)), "garbage").unwrap();
-    let output = agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        dir.join(format!("libbroken{}", std::env::consts::DLL_SUFFIX)),
+        "garbage",
+    )
+    .unwrap();
+    let output = agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stdout = text(&output.stdout);
     assert!(output.status.success());
     for expected in [
@@ -196,7 +279,15 @@ fn plugins_command_lists_types_actions_and_refusals() {
         "    run_command(command: string, args?: array) -> any [requested]",
         "    forbidden() -> string [denied]",
     ] {
-        assert!(stdout.lines().any(|l| l == expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
-    assert!(stdout.lines().any(|l| l.contains("libbroken") && l.contains("not a loadable shared library")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("libbroken") && l.contains("not a loadable shared library")),
+        "{stdout}"
+    );
 }

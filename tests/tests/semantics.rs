@@ -39,7 +39,9 @@ for_each_transport!(
 );
 
 fn receiver(space: &Space, id: &str, args: Value) {
-    space.add(&AgentSpec::new("Receiver", id).with_args(args)).expect("receiver added");
+    space
+        .add(&AgentSpec::new("Receiver", id).with_args(args))
+        .expect("receiver added");
 }
 
 fn action(to: &str, name: &str, args: Value) -> Value {
@@ -50,13 +52,23 @@ fn send_and_reply(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let id = sender.send(action("Receiver", "say", json!({"content": "Hello, Receiver!"}))).unwrap();
+    let id = sender
+        .send(action(
+            "Receiver",
+            "say",
+            json!({"content": "Hello, Receiver!"}),
+        ))
+        .unwrap();
     let reply = wait_for_received(&sender, |m| m.action.name == "say");
     assert_eq!(reply.from, "Receiver");
     assert_eq!(reply.to, "Sender");
     assert_eq!(reply.action.args["content"], "Hello, Sender!");
     let log = sender.log();
-    assert_eq!(log.len(), 2, "Agency's log: the message sent, then the reply");
+    assert_eq!(
+        log.len(),
+        2,
+        "Agency's log: the message sent, then the reply"
+    );
     assert_eq!(log[0].meta.id, id);
     assert_eq!(log[0].from, "Sender");
     assert_eq!(log[0].action.args["content"], "Hello, Receiver!");
@@ -69,26 +81,48 @@ fn send_and_error(transport: &str) {
     let id = sender.send(action("Receiver", "fail", json!({}))).unwrap();
     let reply = wait_for_received(&sender, |m| m.action.name == "[error]");
     assert_eq!(reply.meta.parent_id.as_deref(), Some(id.as_str()));
-    assert_eq!(reply.action.args["error"], "ValueError: Something went wrong");
+    assert_eq!(
+        reply.action.args["error"],
+        "ValueError: Something went wrong"
+    );
 }
 
 fn send_and_respond(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let id = sender.send(action("Receiver", "respond", json!({}))).unwrap();
+    let id = sender
+        .send(action("Receiver", "respond", json!({})))
+        .unwrap();
     assert!(sender.wait_for(PATIENCE, |got| got.len() == 2));
-    let values: Vec<Value> = sender.received().iter().map(|m| m.action.args["value"].clone()).collect();
+    let values: Vec<Value> = sender
+        .received()
+        .iter()
+        .map(|m| m.action.args["value"].clone())
+        .collect();
     assert_eq!(values, [json!("Hello, Sender!"), json!("again")]);
-    assert!(sender.received().iter().all(|m| m.action.name == "[response]" && m.meta.parent_id.as_deref() == Some(&*id)));
+    assert!(sender
+        .received()
+        .iter()
+        .all(|m| m.action.name == "[response]" && m.meta.parent_id.as_deref() == Some(&*id)));
 }
 
 fn request_and_respond(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42);
-    assert_eq!(sender.request(action("Receiver", "respond", json!({})), PATIENCE).unwrap(), "Hello, Sender!");
+    assert_eq!(
+        sender
+            .request(action("Receiver", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42
+    );
+    assert_eq!(
+        sender
+            .request(action("Receiver", "respond", json!({})), PATIENCE)
+            .unwrap(),
+        "Hello, Sender!"
+    );
 }
 
 fn request_and_error(transport: &str) {
@@ -96,8 +130,14 @@ fn request_and_error(transport: &str) {
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
     for name in ["fail", "raise"] {
-        let error = sender.request(action("Receiver", name, json!({})), PATIENCE).unwrap_err();
-        assert_eq!(error.to_string(), "ValueError: Something went wrong", "{name}");
+        let error = sender
+            .request(action("Receiver", name, json!({})), PATIENCE)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "ValueError: Something went wrong",
+            "{name}"
+        );
     }
 }
 
@@ -105,7 +145,12 @@ fn request_and_timeout(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let error = sender.request(action("Receiver", "ignore", json!({})), Duration::from_millis(300)).unwrap_err();
+    let error = sender
+        .request(
+            action("Receiver", "ignore", json!({})),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
     assert_eq!(error.kind(), "TimeoutError");
     assert!(error.message().contains("Receiver"), "{error}");
 }
@@ -114,16 +159,22 @@ fn own_broadcast_is_received(transport: &str) {
     let space = open_space(transport);
     let sender = driver(&space, "Sender");
     let other = driver(&space, "Other");
-    sender.send(action("*", "say", json!({"content": "hi all"}))).unwrap();
+    sender
+        .send(action("*", "say", json!({"content": "hi all"})))
+        .unwrap();
     wait_for_received(&sender, |m| m.from == "Sender" && m.is_broadcast());
     wait_for_received(&other, |m| m.from == "Sender" && m.is_broadcast());
 }
 
 fn own_broadcast_can_be_ignored(transport: &str) {
     let space = open_space(transport);
-    let sender = space.add_foreground(&AgentSpec::untyped("Sender").ignoring_own_broadcasts()).unwrap();
+    let sender = space
+        .add_foreground(&AgentSpec::untyped("Sender").ignoring_own_broadcasts())
+        .unwrap();
     let other = driver(&space, "Other");
-    sender.send(action("*", "say", json!({"content": "hi all"}))).unwrap();
+    sender
+        .send(action("*", "say", json!({"content": "hi all"})))
+        .unwrap();
     wait_for_received(&other, |m| m.from == "Sender");
     // A point-to-point marker sent after the broadcast arrives after it: ordering proves
     // the broadcast would have been seen by now.
@@ -149,49 +200,91 @@ fn undefined_action_is_an_error(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let error = sender.request(action("Receiver", "undefined_action", json!({})), PATIENCE).unwrap_err();
-    assert_eq!(error.to_string(), "AttributeError: \"undefined_action\" not found on \"Receiver\"");
+    let error = sender
+        .request(action("Receiver", "undefined_action", json!({})), PATIENCE)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "AttributeError: \"undefined_action\" not found on \"Receiver\""
+    );
 }
 
 fn undefined_broadcast_action_is_ignored(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
-    let sender = space.add_foreground(&AgentSpec::untyped("Sender").ignoring_own_broadcasts()).unwrap();
-    sender.send(action("*", "undefined_action", json!({}))).unwrap();
-    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42);
-    assert_eq!(sender.received().len(), 1, "only the value reply: {:#?}", sender.received());
+    let sender = space
+        .add_foreground(&AgentSpec::untyped("Sender").ignoring_own_broadcasts())
+        .unwrap();
+    sender
+        .send(action("*", "undefined_action", json!({})))
+        .unwrap();
+    assert_eq!(
+        sender
+            .request(action("Receiver", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42
+    );
+    assert_eq!(
+        sender.received().len(),
+        1,
+        "only the value reply: {:#?}",
+        sender.received()
+    );
 }
 
 fn denied_action(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({"grant": true}));
     let sender = driver(&space, "Sender");
-    let error = sender.request(action("Receiver", "forbidden", json!({})), PATIENCE).unwrap_err();
-    assert_eq!(error.to_string(), "PermissionError: \"Receiver.forbidden\" not permitted");
+    let error = sender
+        .request(action("Receiver", "forbidden", json!({})), PATIENCE)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "PermissionError: \"Receiver.forbidden\" not permitted"
+    );
 }
 
 fn requested_action_granted(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({"grant": true}));
     let sender = driver(&space, "Sender");
-    assert_eq!(sender.request(action("Receiver", "guarded", json!({})), PATIENCE).unwrap(), "ran");
+    assert_eq!(
+        sender
+            .request(action("Receiver", "guarded", json!({})), PATIENCE)
+            .unwrap(),
+        "ran"
+    );
 }
 
 fn requested_action_rejected(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({"grant": false}));
     let sender = driver(&space, "Sender");
-    let error = sender.request(action("Receiver", "guarded", json!({})), PATIENCE).unwrap_err();
-    assert_eq!(error.to_string(), "PermissionError: \"Receiver.guarded\" not permitted");
+    let error = sender
+        .request(action("Receiver", "guarded", json!({})), PATIENCE)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "PermissionError: \"Receiver.guarded\" not permitted"
+    );
 }
 
 fn default_permission_asks_the_space_prompt(transport: &str) {
     let space = open_space(transport);
     space.add(&AgentSpec::new("Host", "Host")).unwrap();
     let sender = driver(&space, "Sender");
-    let list = action("Host", "list_files", json!({"path": env!("CARGO_MANIFEST_DIR")}));
+    let list = action(
+        "Host",
+        "list_files",
+        json!({"path": env!("CARGO_MANIFEST_DIR")}),
+    );
     let refused = sender.request(list.clone(), PATIENCE).unwrap_err();
-    assert_eq!(refused.to_string(), "PermissionError: \"Host.list_files\" not permitted", "no prompt means no");
+    assert_eq!(
+        refused.to_string(),
+        "PermissionError: \"Host.list_files\" not permitted",
+        "no prompt means no"
+    );
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = asked.clone();
     space.set_permission_prompt(move |message| {
@@ -199,20 +292,35 @@ fn default_permission_asks_the_space_prompt(transport: &str) {
         message.action.name == "list_files"
     });
     let files = sender.request(list, PATIENCE).unwrap();
-    assert!(files.as_array().unwrap().contains(&json!("Cargo.toml")), "{files}");
+    assert!(
+        files.as_array().unwrap().contains(&json!("Cargo.toml")),
+        "{files}"
+    );
     let read = action("Host", "read_file", json!({"path": "Cargo.toml"}));
-    assert!(sender.request(read, PATIENCE).unwrap_err().to_string().starts_with("PermissionError"));
+    assert!(sender
+        .request(read, PATIENCE)
+        .unwrap_err()
+        .to_string()
+        .starts_with("PermissionError"));
     assert_eq!(*asked.lock().unwrap(), ["list_files", "read_file"]);
 }
 
 fn help_lists_all_actions(transport: &str) {
     let space = open_space(transport);
-    space.add(&AgentSpec::new("Calculator", "Calculator")).unwrap();
+    space
+        .add(&AgentSpec::new("Calculator", "Calculator"))
+        .unwrap();
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let help = sender.request(action("Calculator", "help", json!({})), PATIENCE).unwrap();
+    let help = sender
+        .request(action("Calculator", "help", json!({})), PATIENCE)
+        .unwrap();
     let names: Vec<&String> = help.as_object().unwrap().keys().collect();
-    assert_eq!(names, ["add", "divide", "multiply", "sqrt", "subtract", "sum"], "help hides itself");
+    assert_eq!(
+        names,
+        ["add", "divide", "multiply", "sqrt", "subtract", "sum"],
+        "help hides itself"
+    );
     assert_eq!(
         help["add"],
         json!({
@@ -225,17 +333,37 @@ fn help_lists_all_actions(transport: &str) {
         })
     );
     assert_eq!(help["sum"]["args"]["numbers"]["type"], "array");
-    let custom = sender.request(action("Receiver", "help", json!({})), PATIENCE).unwrap();
-    assert_eq!(custom["custom"], json!({"description": "custom help", "args": {}}));
+    let custom = sender
+        .request(action("Receiver", "help", json!({})), PATIENCE)
+        .unwrap();
+    assert_eq!(
+        custom["custom"],
+        json!({"description": "custom help", "args": {}})
+    );
 }
 
 fn help_for_one_action(transport: &str) {
     let space = open_space(transport);
-    space.add(&AgentSpec::new("Calculator", "Calculator")).unwrap();
+    space
+        .add(&AgentSpec::new("Calculator", "Calculator"))
+        .unwrap();
     let sender = driver(&space, "Sender");
-    let help = sender.request(action("Calculator", "help", json!({"action_name": "sqrt"})), PATIENCE).unwrap();
-    assert_eq!(help.as_object().unwrap().keys().collect::<Vec<_>>(), ["sqrt"]);
-    let none = sender.request(action("Calculator", "help", json!({"action_name": "nope"})), PATIENCE).unwrap();
+    let help = sender
+        .request(
+            action("Calculator", "help", json!({"action_name": "sqrt"})),
+            PATIENCE,
+        )
+        .unwrap();
+    assert_eq!(
+        help.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["sqrt"]
+    );
+    let none = sender
+        .request(
+            action("Calculator", "help", json!({"action_name": "nope"})),
+            PATIENCE,
+        )
+        .unwrap();
     assert_eq!(none, json!({}));
 }
 
@@ -243,12 +371,33 @@ fn callbacks_run_in_order(transport: &str) {
     let space = open_space(transport);
     let observer = driver(&space, "Observer");
     receiver(&space, "Receiver", json!({}));
-    space.add(&AgentSpec::new("Recorder", "Recorder").with_args(json!({"observer": "Observer"}))).unwrap();
+    space
+        .add(&AgentSpec::new("Recorder", "Recorder").with_args(json!({"observer": "Observer"})))
+        .unwrap();
     let sender = driver(&space, "Sender");
-    assert_eq!(sender.request(action("Recorder", "work", json!({})), PATIENCE).unwrap(), 1);
-    assert!(sender.request(action("Recorder", "broken", json!({})), PATIENCE).is_err());
-    sender.send(action("Recorder", "poke", json!({"to": "Receiver", "action": "value"}))).unwrap();
-    sender.send(action("Recorder", "poke", json!({"to": "Receiver", "action": "fail"}))).unwrap();
+    assert_eq!(
+        sender
+            .request(action("Recorder", "work", json!({})), PATIENCE)
+            .unwrap(),
+        1
+    );
+    assert!(sender
+        .request(action("Recorder", "broken", json!({})), PATIENCE)
+        .is_err());
+    sender
+        .send(action(
+            "Recorder",
+            "poke",
+            json!({"to": "Receiver", "action": "value"}),
+        ))
+        .unwrap();
+    sender
+        .send(action(
+            "Recorder",
+            "poke",
+            json!({"to": "Receiver", "action": "fail"}),
+        ))
+        .unwrap();
     let expected = [
         "after_add",
         "before_action work",
@@ -263,20 +412,44 @@ fn callbacks_run_in_order(transport: &str) {
         "handle_action_error ValueError: Something went wrong",
     ];
     let said = |got: &[agency_sdk::Message]| -> Vec<String> {
-        got.iter().map(|m| m.action.args["content"].as_str().unwrap_or_default().to_owned()).collect()
+        got.iter()
+            .map(|m| {
+                m.action.args["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
     };
     observer.wait_for(PATIENCE, |got| got.len() >= expected.len());
     assert_eq!(said(&observer.received()), expected);
     space.remove("Recorder").unwrap();
     observer.wait_for(PATIENCE, |got| got.len() > expected.len());
-    assert_eq!(said(&observer.received()).last().map(String::as_str), Some("before_remove"));
+    assert_eq!(
+        said(&observer.received()).last().map(String::as_str),
+        Some("before_remove")
+    );
 }
 
 fn id_validation(transport: &str) {
     let space = open_space(transport);
-    for bad in ["", "*", "amq.queue", "__broadcast__", "a.#", "*.b", &"x".repeat(256)] {
-        let error = space.add_foreground(&AgentSpec::untyped(bad)).err().unwrap();
-        assert!(matches!(error, SpaceError::InvalidId { .. }), "{bad:?}: {error}");
+    for bad in [
+        "",
+        "*",
+        "amq.queue",
+        "__broadcast__",
+        "a.#",
+        "*.b",
+        &"x".repeat(256),
+    ] {
+        let error = space
+            .add_foreground(&AgentSpec::untyped(bad))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(error, SpaceError::InvalidId { .. }),
+            "{bad:?}: {error}"
+        );
     }
     for good in ["a", "team.alice", "with space", "ünïcode", &"x".repeat(255)] {
         space.add_foreground(&AgentSpec::untyped(good)).unwrap();
@@ -288,11 +461,23 @@ fn outgoing_messages_are_validated(transport: &str) {
     let sender = driver(&space, "Sender");
     let cases = [
         (json!({"to": "x"}), "missing field `action`"),
-        (json!({"to": "x", "action": {"name": "a"}, "extra": 1}), "unknown field `extra`"),
-        (json!({"to": "x", "action": {"name": "a", "bogus": 1}}), "unknown field `bogus`"),
+        (
+            json!({"to": "x", "action": {"name": "a"}, "extra": 1}),
+            "unknown field `extra`",
+        ),
+        (
+            json!({"to": "x", "action": {"name": "a", "bogus": 1}}),
+            "unknown field `bogus`",
+        ),
         (json!({"to": "x", "action": {"name": 5}}), "invalid type"),
-        (json!({"to": "x", "from": "Mallory", "action": {"name": "a"}}), "\"from\" must be the sender's id"),
-        (json!({"to": "#", "action": {"name": "a"}}), "invalid recipient"),
+        (
+            json!({"to": "x", "from": "Mallory", "action": {"name": "a"}}),
+            "\"from\" must be the sender's id",
+        ),
+        (
+            json!({"to": "#", "action": {"name": "a"}}),
+            "invalid recipient",
+        ),
         (json!(["not", "an", "object"]), "must be a JSON object"),
     ];
     for (message, expected) in cases {
@@ -310,20 +495,31 @@ fn request_from_inside_an_action(transport: &str) {
     let asked = action("Asker", "ask", json!({"to": "Answerer", "action": "value"}));
     assert_eq!(sender.request(asked, PATIENCE).unwrap(), 42);
     let failing = action("Asker", "ask", json!({"to": "Answerer", "action": "fail"}));
-    assert_eq!(sender.request(failing, PATIENCE).unwrap_err().to_string(), "ValueError: Something went wrong");
+    assert_eq!(
+        sender.request(failing, PATIENCE).unwrap_err().to_string(),
+        "ValueError: Something went wrong"
+    );
 }
 
 fn one_agent_handles_messages_in_arrival_order(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let ids: Vec<String> =
-        (0..200).map(|i| sender.send(action("Receiver", "add", json!({"a": i, "b": 0})))).collect::<Result<_, _>>().unwrap();
+    let ids: Vec<String> = (0..200)
+        .map(|i| sender.send(action("Receiver", "add", json!({"a": i, "b": 0}))))
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert!(sender.wait_for(PATIENCE, |got| got.len() == 200));
     let replies = sender.received();
-    let parents: Vec<String> = replies.iter().map(|m| m.meta.parent_id.clone().unwrap()).collect();
+    let parents: Vec<String> = replies
+        .iter()
+        .map(|m| m.meta.parent_id.clone().unwrap())
+        .collect();
     assert_eq!(parents, ids);
-    let values: Vec<f64> = replies.iter().map(|m| m.action.args["value"].as_f64().unwrap()).collect();
+    let values: Vec<f64> = replies
+        .iter()
+        .map(|m| m.action.args["value"].as_f64().unwrap())
+        .collect();
     assert_eq!(values, (0..200).map(f64::from).collect::<Vec<_>>());
 }
 
@@ -331,14 +527,21 @@ fn parent_message_is_found(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    sender.send(action("Receiver", "say", json!({"content": "hi"}))).unwrap();
+    sender
+        .send(action("Receiver", "say", json!({"content": "hi"})))
+        .unwrap();
     let greeting = wait_for_received(&sender, |m| m.action.name == "say");
     let mut follow_up = action("Receiver", "parent", json!({}));
     follow_up["meta"] = json!({"parent_id": greeting.meta.id});
     let parent = sender.request(follow_up, PATIENCE).unwrap();
     assert_eq!(parent["meta"]["id"], greeting.meta.id);
     assert_eq!(parent["action"]["args"]["content"], "Hello, Sender!");
-    assert_eq!(sender.request(action("Receiver", "parent", json!({})), PATIENCE).unwrap(), Value::Null);
+    assert_eq!(
+        sender
+            .request(action("Receiver", "parent", json!({})), PATIENCE)
+            .unwrap(),
+        Value::Null
+    );
 }
 
 fn removed_agent_receives_nothing(transport: &str) {
@@ -346,18 +549,37 @@ fn removed_agent_receives_nothing(transport: &str) {
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
     space.remove("Receiver").unwrap();
-    let error = sender.request(action("Receiver", "value", json!({})), Duration::from_millis(200)).unwrap_err();
+    let error = sender
+        .request(
+            action("Receiver", "value", json!({})),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
     assert_eq!(error.kind(), "TimeoutError");
-    assert_eq!(space.remove("Receiver").unwrap_err(), SpaceError::UnknownAgent("Receiver".into()));
+    assert_eq!(
+        space.remove("Receiver").unwrap_err(),
+        SpaceError::UnknownAgent("Receiver".into())
+    );
     receiver(&space, "Receiver", json!({}));
-    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42, "the id is free again");
+    assert_eq!(
+        sender
+            .request(action("Receiver", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42,
+        "the id is free again"
+    );
 }
 
 fn destroyed_space_refuses_work(transport: &str) {
     let space = open_space(transport);
     let sender = driver(&space, "Sender");
     space.destroy();
-    assert_eq!(space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap_err(), SpaceError::Destroyed);
+    assert_eq!(
+        space
+            .add(&AgentSpec::new("Receiver", "Receiver"))
+            .unwrap_err(),
+        SpaceError::Destroyed
+    );
     let error = sender.send(action("Anyone", "say", json!({}))).unwrap_err();
     assert!(error.to_string().contains("destroyed"), "{error}");
     assert!(space.agent_ids().is_empty());
@@ -367,18 +589,34 @@ fn destroyed_space_refuses_work(transport: &str) {
 fn duplicate_id_is_refused(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
-    let error = space.add(&AgentSpec::new("Calculator", "Receiver")).unwrap_err();
+    let error = space
+        .add(&AgentSpec::new("Calculator", "Receiver"))
+        .unwrap_err();
     assert_eq!(error.to_string(), "Agent 'Receiver' already exists");
-    assert!(space.add_foreground(&AgentSpec::untyped("Receiver")).is_err());
+    assert!(space
+        .add_foreground(&AgentSpec::untyped("Receiver"))
+        .is_err());
     let sender = driver(&space, "Sender");
-    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42, "the first one works");
+    assert_eq!(
+        sender
+            .request(action("Receiver", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42,
+        "the first one works"
+    );
 }
 
 fn unknown_type_lists_known_types(transport: &str) {
     let space = open_space(transport);
-    let error = space.add(&AgentSpec::new("Nope", "x")).unwrap_err().to_string();
+    let error = space
+        .add(&AgentSpec::new("Nope", "x"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("unknown agent type \"Nope\""), "{error}");
-    assert!(error.contains("Calculator") && error.contains("Receiver"), "{error}");
+    assert!(
+        error.contains("Calculator") && error.contains("Receiver"),
+        "{error}"
+    );
     let error = space.add(&AgentSpec::untyped("y")).unwrap_err();
     assert_eq!(error, SpaceError::MissingType("y".into()));
 }
@@ -388,6 +626,11 @@ fn message_to_unknown_agent_is_dropped(transport: &str) {
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
     sender.send(action("Nobody", "say", json!({}))).unwrap();
-    assert_eq!(sender.request(action("Receiver", "value", json!({})), PATIENCE).unwrap(), 42);
+    assert_eq!(
+        sender
+            .request(action("Receiver", "value", json!({})), PATIENCE)
+            .unwrap(),
+        42
+    );
     assert_eq!(sender.received().len(), 1);
 }

@@ -83,7 +83,10 @@ pub struct Plugins {
 impl Plugins {
     /// Starts from the agent types built into this binary, with no plugins.
     pub fn new() -> Self {
-        Self { catalog: Catalog::builtin(), ..Self::default() }
+        Self {
+            catalog: Catalog::builtin(),
+            ..Self::default()
+        }
     }
 
     /// Loads every shared library in `dir` (not recursively), in name order.
@@ -116,29 +119,46 @@ impl Plugins {
     }
 
     fn try_add(&mut self, path: &Path) -> Result<(), PluginError> {
-        let fail = |reason: String| PluginError { path: path.to_owned(), reason };
+        let fail = |reason: String| PluginError {
+            path: path.to_owned(),
+            reason,
+        };
         let (module, manifest) = open_library(path).map_err(fail)?;
         for kind in &manifest.agent_types {
             if let Some(first) = self.type_files.get(&kind.name) {
-                return Err(fail(format!("agent type {:?} is already provided by {}", kind.name, first.display())));
+                return Err(fail(format!(
+                    "agent type {:?} is already provided by {}",
+                    kind.name,
+                    first.display()
+                )));
             }
         }
         for name in &manifest.transports {
             if let Some((_, first)) = self.transports.get(name) {
-                return Err(fail(format!("transport {name:?} is already provided by {}", first.display())));
+                return Err(fail(format!(
+                    "transport {name:?} is already provided by {}",
+                    first.display()
+                )));
             }
         }
         for kind in &manifest.agent_types {
             self.catalog
-                .insert(Arc::new(PluginAgentType { module, spec: kind.clone() }))
+                .insert(Arc::new(PluginAgentType {
+                    module,
+                    spec: kind.clone(),
+                }))
                 .map_err(|reason| fail(format!("{reason} (once by this host binary)")))?;
             self.type_files.insert(kind.name.clone(), path.to_owned());
         }
         for name in &manifest.transports {
-            self.transports.insert(name.clone(), (module, path.to_owned()));
+            self.transports
+                .insert(name.clone(), (module, path.to_owned()));
         }
         tracing::info!(plugin = %path.display(), sdk = %manifest.sdk_version, "loaded plugin");
-        self.loaded.push(Plugin { path: path.to_owned(), manifest });
+        self.loaded.push(Plugin {
+            path: path.to_owned(),
+            manifest,
+        });
         Ok(())
     }
 
@@ -163,23 +183,36 @@ impl Plugins {
     }
 
     /// Opens a space on transport `name` with its JSON configuration.
-    pub fn open_transport(&self, name: &str, config: &serde_json::Value) -> Result<Box<dyn TransportSpace>, OpenError> {
-        let (module, _) = self.transports.get(name).ok_or_else(|| OpenError::UnknownTransport {
-            name: name.into(),
-            known: match self.transport_names().join(", ") {
-                known if known.is_empty() => "none (is the plugins folder right?)".into(),
-                known => known,
-            },
-        })?;
+    pub fn open_transport(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<Box<dyn TransportSpace>, OpenError> {
+        let (module, _) = self
+            .transports
+            .get(name)
+            .ok_or_else(|| OpenError::UnknownTransport {
+                name: name.into(),
+                known: match self.transport_names().join(", ") {
+                    known if known.is_empty() => "none (is the plugins folder right?)".into(),
+                    known => known,
+                },
+            })?;
         let transport = (module.open_transport())(name.into(), config.to_string().as_str().into())
             .into_result()
-            .map_err(|reason| OpenError::Transport { name: name.into(), reason: reason.into_string() })?;
+            .map_err(|reason| OpenError::Transport {
+                name: name.into(),
+                reason: reason.into_string(),
+            })?;
         Ok(Box::new(ImportedTransport(transport)))
     }
 
     /// Opens a [`Space`] on transport `name`, able to create every agent type available.
     pub fn open_space(&self, name: &str, config: &serde_json::Value) -> Result<Space, OpenError> {
-        Ok(Space::open(self.open_transport(name, config)?, self.catalog.clone()))
+        Ok(Space::open(
+            self.open_transport(name, config)?,
+            self.catalog.clone(),
+        ))
     }
 }
 
@@ -194,14 +227,28 @@ fn is_library_name(path: &Path) -> bool {
 fn open_library(path: &Path) -> Result<(PluginModRef, Manifest), String> {
     check_file(path)?;
     let header = lib_header_from_path(path).map_err(|e| summarize(&e))?;
-    let module = header.init_root_module::<PluginModRef>().map_err(|e| summarize(&e))?;
-    let config = PluginConfig { max_log_level: tracing::level_filters::LevelFilter::current().to_string() };
-    let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let module = header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| summarize(&e))?;
+    let config = PluginConfig {
+        max_log_level: tracing::level_filters::LevelFilter::current().to_string(),
+    };
+    let source = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let host = export_host(Arc::new(PluginLog { source }));
-    let text = (module.init())(host, serde_json::to_string(&config).unwrap_or_default().as_str().into())
-        .into_result()
-        .map_err(|e| format!("its initialisation failed: {e}"))?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("its manifest is unreadable: {e}"))?;
+    let text = (module.init())(
+        host,
+        serde_json::to_string(&config)
+            .unwrap_or_default()
+            .as_str()
+            .into(),
+    )
+    .into_result()
+    .map_err(|e| format!("its initialisation failed: {e}"))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| format!("its manifest is unreadable: {e}"))?;
     if manifest.abi_version != ABI_VERSION {
         return Err(format!(
             "built for Agency ABI {} (agency-sdk {}), this host supports ABI {ABI_VERSION}: rebuild it against a matching agency-sdk",
@@ -217,7 +264,8 @@ fn open_library(path: &Path) -> Result<(PluginModRef, Manifest), String> {
 fn check_file(path: &Path) -> Result<(), String> {
     use object::{Object, ObjectSegment};
     let data = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("not a loadable shared library: {e}"))?;
+    let file =
+        object::File::parse(&*data).map_err(|e| format!("not a loadable shared library: {e}"))?;
     let length = data.len() as u64;
     for segment in file.segments() {
         let (offset, size) = segment.file_range();
@@ -255,7 +303,11 @@ fn summarize(error: &LibraryError) -> String {
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown error").to_owned()
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_owned()
 }
 
 /// An agent type provided by a plugin library.
@@ -271,9 +323,13 @@ impl AgentFactory for PluginAgentType {
 
     fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String> {
         let init = serde_json::to_string(init).map_err(|e| e.to_string())?;
-        let agent = (self.module.new_agent())(self.spec.name.as_str().into(), init.as_str().into(), export_host(host))
-            .into_result()
-            .map_err(|e| e.into_string())?;
+        let agent = (self.module.new_agent())(
+            self.spec.name.as_str().into(),
+            init.as_str().into(),
+            export_host(host),
+        )
+        .into_result()
+        .map_err(|e| e.into_string())?;
         Ok(Box::new(ImportedAgent(agent)))
     }
 }
@@ -286,7 +342,10 @@ struct PluginLog {
 impl HostLink for PluginLog {
     fn call(&self, op: &str, payload: &str) -> Result<String, String> {
         if op != host_op::LOG {
-            return Err(format!("{} {op:?} before an agent exists", agency_sdk::protocol::UNSUPPORTED));
+            return Err(format!(
+                "{} {op:?} before an agent exists",
+                agency_sdk::protocol::UNSUPPORTED
+            ));
         }
         let record: LogRecord = serde_json::from_str(payload).map_err(|e| e.to_string())?;
         agency_runtime::emit_log(&self.source, &record);

@@ -76,7 +76,9 @@ pub(crate) fn receive<T>(queue: &mpsc::Receiver<T>, timeout: Duration) -> Option
             Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
         }
     }
-    queue.recv_timeout(timeout.saturating_sub(started.elapsed())).ok()
+    queue
+        .recv_timeout(timeout.saturating_sub(started.elapsed()))
+        .ok()
 }
 
 /// How many times [`receive`] polls before it sleeps (about 20-50 µs).
@@ -150,7 +152,11 @@ impl Endpoint {
     /// Sends a message and waits up to `timeout` for its reply's value.
     pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, String> {
         let message = self.complete(outgoing)?;
-        let (id, to, action) = (message.meta.id.clone(), message.to.clone(), message.action.name.clone());
+        let (id, to, action) = (
+            message.meta.id.clone(),
+            message.to.clone(),
+            message.action.name.clone(),
+        );
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         let started = Instant::now();
         self.pending.lock().unwrap().insert(id.clone(), reply_tx);
@@ -178,16 +184,28 @@ impl Endpoint {
     fn complete(&self, outgoing: Outgoing) -> Result<Message, String> {
         match &outgoing.from {
             Some(from) if *from != self.id => {
-                return Err(format!("ValueError: \"from\" must be the sender's id \"{}\", not {from:?}", self.id));
+                return Err(format!(
+                    "ValueError: \"from\" must be the sender's id \"{}\", not {from:?}",
+                    self.id
+                ));
             }
             _ => {}
         }
         if outgoing.to != BROADCAST {
-            validate_id(&outgoing.to).map_err(|e| format!("ValueError: invalid recipient {:?}: {e}", outgoing.to))?;
+            validate_id(&outgoing.to)
+                .map_err(|e| format!("ValueError: invalid recipient {:?}: {e}", outgoing.to))?;
         }
-        let PartialMeta { id, parent_id, extra } = outgoing.meta;
+        let PartialMeta {
+            id,
+            parent_id,
+            extra,
+        } = outgoing.meta;
         Ok(Message {
-            meta: Meta { id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()), parent_id, extra },
+            meta: Meta {
+                id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                parent_id,
+                extra,
+            },
             from: self.id.clone(),
             to: outgoing.to,
             action: outgoing.action,
@@ -203,7 +221,8 @@ impl Endpoint {
         if let Some(log) = &self.log {
             log.record(message.clone(), false);
         }
-        let published = handover::offering(&body, message, || self.core.transport.publish(&to, &body));
+        let published =
+            handover::offering(&body, message, || self.core.transport.publish(&to, &body));
         let mut sent = self.sent.lock().unwrap();
         if sent.len() == SENT_LOG_CAPACITY {
             sent.pop_front();
@@ -213,7 +232,13 @@ impl Endpoint {
     }
 
     fn sent_message(&self, id: &str) -> Option<String> {
-        self.sent.lock().unwrap().iter().rev().find(|(sent, _)| sent == id).map(|(_, body)| body.clone())
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(sent, _)| sent == id)
+            .map(|(_, body)| body.clone())
     }
 
     fn ask_permission(&self, message: &Message) -> bool {
@@ -251,11 +276,22 @@ impl Endpoint {
         if !message.is_reply() || self.pending_count.load(Ordering::Acquire) == 0 {
             return Some(message);
         }
-        let waiter = message.meta.parent_id.as_ref().and_then(|id| self.pending.lock().unwrap().remove(id));
-        let Some(waiter) = waiter else { return Some(message) };
+        let waiter = message
+            .meta
+            .parent_id
+            .as_ref()
+            .and_then(|id| self.pending.lock().unwrap().remove(id));
+        let Some(waiter) = waiter else {
+            return Some(message);
+        };
         let args = &message.action.args;
         let reply = if message.action.name == ERROR {
-            Reply::Error(args.get("error").and_then(Value::as_str).unwrap_or("Error: (no text)").to_owned())
+            Reply::Error(
+                args.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Error: (no text)")
+                    .to_owned(),
+            )
         } else {
             Reply::Value(args.get("value").cloned().unwrap_or(Value::Null))
         };
@@ -276,13 +312,17 @@ impl Inbound for Endpoint {
             let _ = worker.send(Work::Message(body.to_owned(), None));
             return;
         }
-        let Some(message) = self.check(handed_over.ok_or(()).or_else(|()| Message::from_json(body))) else {
+        let Some(message) =
+            self.check(handed_over.ok_or(()).or_else(|()| Message::from_json(body)))
+        else {
             return;
         };
         if let Some(log) = &self.log {
             log.record(message.clone(), true);
         }
-        let Some(message) = self.complete_request(message) else { return };
+        let Some(message) = self.complete_request(message) else {
+            return;
+        };
         if let Some(worker) = &self.worker {
             let _ = worker.send(Work::Message(body.to_owned(), Some(message)));
         }
@@ -291,17 +331,29 @@ impl Inbound for Endpoint {
 
 impl HostLink for Endpoint {
     fn call(&self, op: &str, payload: &str) -> Result<String, String> {
-        let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(|e| format!("TypeError: {e}"));
+        let parse =
+            |text: &str| serde_json::from_str::<Value>(text).map_err(|e| format!("TypeError: {e}"));
         match op {
-            host_op::SEND => Ok(Value::String(self.send(Outgoing::from_json(payload)?)?).to_string()),
-            host_op::REQUEST => {
-                let call: RequestCall = serde_json::from_str(payload).map_err(|e| format!("TypeError: {e}"))?;
-                let timeout = Duration::try_from_secs_f64(call.timeout).unwrap_or(Duration::ZERO);
-                Ok(self.request(Outgoing::from_value(call.message)?, timeout)?.to_string())
+            host_op::SEND => {
+                Ok(Value::String(self.send(Outgoing::from_json(payload)?)?).to_string())
             }
-            host_op::ASK_PERMISSION => Ok(self.ask_permission(&Message::from_json(payload)?).to_string()),
+            host_op::REQUEST => {
+                let call: RequestCall =
+                    serde_json::from_str(payload).map_err(|e| format!("TypeError: {e}"))?;
+                let timeout = Duration::try_from_secs_f64(call.timeout).unwrap_or(Duration::ZERO);
+                Ok(self
+                    .request(Outgoing::from_value(call.message)?, timeout)?
+                    .to_string())
+            }
+            host_op::ASK_PERMISSION => Ok(self
+                .ask_permission(&Message::from_json(payload)?)
+                .to_string()),
             host_op::SENT_MESSAGE => {
-                let id = parse(payload)?.get("id").and_then(Value::as_str).map(str::to_owned).unwrap_or_default();
+                let id = parse(payload)?
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_default();
                 Ok(self.sent_message(&id).unwrap_or_else(|| "null".to_owned()))
             }
             host_op::LOG => {
@@ -333,7 +385,10 @@ impl MessageLog {
     fn record(&self, message: Message, received: bool) {
         let mut entries = self.entries.lock().unwrap();
         if received {
-            self.subscribers.lock().unwrap().retain(|s| s.send(message.clone()).is_ok());
+            self.subscribers
+                .lock()
+                .unwrap()
+                .retain(|s| s.send(message.clone()).is_ok());
             entries.received.push(message.clone());
         }
         entries.all.push(message);

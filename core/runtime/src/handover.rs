@@ -22,7 +22,11 @@ struct InFlight {
 
 /// Runs `publish` with `message` on offer to receivers of exactly `body`.
 pub(crate) fn offering<R>(body: &str, message: Message, publish: impl FnOnce() -> R) -> R {
-    let offer = InFlight { address: body.as_ptr() as usize, length: body.len(), message };
+    let offer = InFlight {
+        address: body.as_ptr() as usize,
+        length: body.len(),
+        message,
+    };
     let previous = IN_FLIGHT.with(|slot| slot.replace(Some(offer)));
     let result = publish();
     IN_FLIGHT.with(|slot| *slot.borrow_mut() = previous);

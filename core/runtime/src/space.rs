@@ -41,7 +41,10 @@ impl Catalog {
     pub fn builtin() -> Self {
         let mut catalog = Self::default();
         for kind in agency_sdk::agent_types() {
-            let _ = catalog.insert(Arc::new(BuiltinType { kind, spec: (kind.spec)() }));
+            let _ = catalog.insert(Arc::new(BuiltinType {
+                kind,
+                spec: (kind.spec)(),
+            }));
         }
         catalog
     }
@@ -112,12 +115,20 @@ fn yes() -> bool {
 impl AgentSpec {
     /// An agent of `type_name` with id `id`, no args.
     pub fn new(type_name: &str, id: &str) -> Self {
-        Self { type_name: Some(type_name.into()), ..Self::untyped(id) }
+        Self {
+            type_name: Some(type_name.into()),
+            ..Self::untyped(id)
+        }
     }
 
     /// A foreground agent with no actions: the calling program drives it.
     pub fn untyped(id: &str) -> Self {
-        Self { type_name: None, id: id.into(), args: Value::Null, receive_own_broadcasts: true }
+        Self {
+            type_name: None,
+            id: id.into(),
+            args: Value::Null,
+            receive_own_broadcasts: true,
+        }
     }
 
     /// The same, with constructor args.
@@ -170,7 +181,11 @@ impl Space {
             destroyed: Default::default(),
             permission_prompt: RwLock::new(None),
         };
-        Self { core: Arc::new(core), catalog, members: Mutex::default() }
+        Self {
+            core: Arc::new(core),
+            catalog,
+            members: Mutex::default(),
+        }
     }
 
     /// The agent types this space can create.
@@ -194,12 +209,16 @@ impl Space {
     /// Adds an agent and returns a handle to drive it directly: send, request, read its
     /// log. With a type, its actions also run in the background as for [`Space::add`].
     pub fn add_foreground(&self, spec: &AgentSpec) -> Result<Foreground, SpaceError> {
-        self.join(spec, true).map(|endpoint| Foreground { endpoint })
+        self.join(spec, true)
+            .map(|endpoint| Foreground { endpoint })
     }
 
     fn join(&self, spec: &AgentSpec, foreground: bool) -> Result<Arc<Endpoint>, SpaceError> {
         let id = spec.id.clone();
-        validate_id(&id).map_err(|reason| SpaceError::InvalidId { id: id.clone(), reason })?;
+        validate_id(&id).map_err(|reason| SpaceError::InvalidId {
+            id: id.clone(),
+            reason,
+        })?;
         let mut members = self.members.lock().unwrap();
         if self.core.destroyed.load(Ordering::Acquire) {
             return Err(SpaceError::Destroyed);
@@ -209,10 +228,14 @@ impl Space {
         }
         let factory = match &spec.type_name {
             None => None,
-            Some(name) => Some(self.catalog.get(name).ok_or_else(|| SpaceError::UnknownType {
-                name: name.clone(),
-                known: self.catalog.names().collect::<Vec<_>>().join(", "),
-            })?),
+            Some(name) => Some(
+                self.catalog
+                    .get(name)
+                    .ok_or_else(|| SpaceError::UnknownType {
+                        name: name.clone(),
+                        known: self.catalog.names().collect::<Vec<_>>().join(", "),
+                    })?,
+            ),
         };
         let (queue_tx, queue_rx) = mpsc::channel();
         let endpoint = Arc::new(Endpoint::new(
@@ -225,19 +248,31 @@ impl Space {
         let worker = match factory {
             None => None,
             Some(factory) => {
-                let init = Init { id: id.clone(), args: spec.args.clone() };
-                let agent = factory.create(&init, endpoint.clone()).map_err(|reason| SpaceError::Create {
+                let init = Init {
                     id: id.clone(),
-                    type_name: factory.spec().name.clone(),
-                    reason,
+                    args: spec.args.clone(),
+                };
+                let agent = factory.create(&init, endpoint.clone()).map_err(|reason| {
+                    SpaceError::Create {
+                        id: id.clone(),
+                        type_name: factory.spec().name.clone(),
+                        reason,
+                    }
                 })?;
-                Some(Worker { endpoint: endpoint.clone(), agent, spec: Arc::new(factory.spec().clone()) })
+                Some(Worker {
+                    endpoint: endpoint.clone(),
+                    agent,
+                    spec: Arc::new(factory.spec().clone()),
+                })
             }
         };
         self.core
             .transport
             .attach(&id, endpoint.clone())
-            .map_err(|reason| SpaceError::Attach { id: id.clone(), reason })?;
+            .map_err(|reason| SpaceError::Attach {
+                id: id.clone(),
+                reason,
+            })?;
         let worker = worker.map(|worker| {
             let thread = std::thread::Builder::new()
                 .name(format!("agent {id}"))
@@ -245,14 +280,25 @@ impl Space {
                 .expect("the system can start a thread");
             (queue_tx, thread)
         });
-        members.insert(id, Member { endpoint: endpoint.clone(), worker });
+        members.insert(
+            id,
+            Member {
+                endpoint: endpoint.clone(),
+                worker,
+            },
+        );
         Ok(endpoint)
     }
 
     /// Removes an agent: it stops receiving, finishes the messages already queued, runs
     /// `before_remove`, and its thread ends.
     pub fn remove(&self, id: &str) -> Result<(), SpaceError> {
-        let member = self.members.lock().unwrap().remove(id).ok_or_else(|| SpaceError::UnknownAgent(id.into()))?;
+        let member = self
+            .members
+            .lock()
+            .unwrap()
+            .remove(id)
+            .ok_or_else(|| SpaceError::UnknownAgent(id.into()))?;
         self.stop(id, member);
         Ok(())
     }
@@ -311,14 +357,22 @@ impl Foreground {
     /// Sends a message (`from` and `meta.id` are filled in); answers its id.
     pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
         let outgoing = Outgoing::from_value(serde_json::to_value(message)?);
-        outgoing.and_then(|message| self.endpoint.send(message)).map_err(|e| ActionError::parse(&e))
+        outgoing
+            .and_then(|message| self.endpoint.send(message))
+            .map_err(|e| ActionError::parse(&e))
     }
 
     /// Sends a message and waits up to `timeout` for the value of its `[response]`; an
     /// `[error]` reply or the timeout (kind `TimeoutError`) is an error.
-    pub fn request(&self, message: impl Serialize, timeout: Duration) -> Result<Value, ActionError> {
+    pub fn request(
+        &self,
+        message: impl Serialize,
+        timeout: Duration,
+    ) -> Result<Value, ActionError> {
         let outgoing = Outgoing::from_value(serde_json::to_value(message)?);
-        outgoing.and_then(|message| self.endpoint.request(message, timeout)).map_err(|e| ActionError::parse(&e))
+        outgoing
+            .and_then(|message| self.endpoint.request(message, timeout))
+            .map_err(|e| ActionError::parse(&e))
     }
 
     /// Every message this agent sent and received so far, in order (Agency's message log).
@@ -328,17 +382,25 @@ impl Foreground {
 
     /// The messages this agent received so far, in order.
     pub fn received(&self) -> Vec<Message> {
-        self.endpoint.log().map(|log| log.received()).unwrap_or_default()
+        self.endpoint
+            .log()
+            .map(|log| log.received())
+            .unwrap_or_default()
     }
 
     /// Waits until `done(received messages)` holds, up to `timeout`; answers whether it
     /// held.
     pub fn wait_for(&self, timeout: Duration, done: impl FnMut(&[Message]) -> bool) -> bool {
-        self.endpoint.log().is_some_and(|log| log.wait_until(timeout, done))
+        self.endpoint
+            .log()
+            .is_some_and(|log| log.wait_until(timeout, done))
     }
 
     /// A channel of the messages this agent receives from now on.
     pub fn subscribe(&self) -> mpsc::Receiver<Message> {
-        self.endpoint.log().map(|log| log.subscribe()).unwrap_or_else(|| mpsc::channel().1)
+        self.endpoint
+            .log()
+            .map(|log| log.subscribe())
+            .unwrap_or_else(|| mpsc::channel().1)
     }
 }

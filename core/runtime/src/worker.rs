@@ -58,14 +58,25 @@ impl Worker {
             self.reply(message, Ok(Some(self.help(message))));
             return;
         }
-        let Some(action) = self.spec.actions.iter().find(|a| a.name == message.action.name) else {
+        let Some(action) = self
+            .spec
+            .actions
+            .iter()
+            .find(|a| a.name == message.action.name)
+        else {
             if !message.is_broadcast() {
-                self.reply(message, Err(unknown_action(message, &self.endpoint.id).to_string()));
+                self.reply(
+                    message,
+                    Err(unknown_action(&message.action.name, &self.endpoint.id).to_string()),
+                );
             }
             return;
         };
         if !self.permitted(action.access, json) {
-            let error = format!("PermissionError: \"{}.{}\" not permitted", self.endpoint.id, message.action.name);
+            let error = format!(
+                "PermissionError: \"{}.{}\" not permitted",
+                self.endpoint.id, message.action.name
+            );
             self.reply(message, Err(error));
             return;
         }
@@ -75,9 +86,15 @@ impl Worker {
                 .map(|outcome| outcome.value)
                 .map_err(|e| format!("TypeError: unreadable action outcome: {e}"))
         });
-        let after = AfterAction { value: outcome.as_ref().ok().cloned().flatten(), error: outcome.as_ref().err().cloned() };
+        let after = AfterAction {
+            value: outcome.as_ref().ok().cloned().flatten(),
+            error: outcome.as_ref().err().cloned(),
+        };
         self.reply(message, outcome);
-        self.callback(agent_op::AFTER_ACTION, &serde_json::to_string(&after).unwrap_or_default());
+        self.callback(
+            agent_op::AFTER_ACTION,
+            &serde_json::to_string(&after).unwrap_or_default(),
+        );
     }
 
     fn permitted(&mut self, access: Access, json: &str) -> bool {
@@ -96,7 +113,11 @@ impl Worker {
 
     /// `{name: help entry}` for every action, or only for `args.action_name` when given.
     fn help(&self, message: &Message) -> Value {
-        let only = message.action.args.get("action_name").and_then(Value::as_str);
+        let only = message
+            .action
+            .args
+            .get("action_name")
+            .and_then(Value::as_str);
         let entries: Map<String, Value> = self
             .spec
             .actions
@@ -114,7 +135,8 @@ impl Worker {
             Ok(Some(value)) => message.response(value),
             Err(error) => message.error_reply(&error),
         };
-        if let Err(error) = Outgoing::from_value(reply).and_then(|reply| self.endpoint.send(reply)) {
+        if let Err(error) = Outgoing::from_value(reply).and_then(|reply| self.endpoint.send(reply))
+        {
             tracing::warn!(agent = %self.endpoint.id, %error, "could not send a reply");
         }
     }

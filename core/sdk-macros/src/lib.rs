@@ -32,7 +32,11 @@ struct ActionFn {
 
 enum Param {
     Context,
-    Arg { name: String, ty: Type, optional: bool },
+    Arg {
+        name: String,
+        ty: Box<Type>,
+        optional: bool,
+    },
 }
 
 enum Output {
@@ -53,8 +57,18 @@ fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
     let self_ty = block.self_ty.clone();
     let type_name = match (&*self_ty, attr.is_empty()) {
         (_, false) => string_option(attr, "name")?,
-        (Type::Path(path), true) => path.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
-        _ => return Err(Error::new(self_ty.span(), "#[actions] needs a named type, or #[actions(name = \"...\")]")),
+        (Type::Path(path), true) => path
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default(),
+        _ => {
+            return Err(Error::new(
+                self_ty.span(),
+                "#[actions] needs a named type, or #[actions(name = \"...\")]",
+            ))
+        }
     };
     let type_doc = Doc::parse(&block.attrs).description;
     let mut actions = Vec::new();
@@ -107,7 +121,11 @@ fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
 
 /// Reads and removes the `#[action(...)]` attribute of a method, if it has one.
 fn take_action(method: &mut ImplItemFn) -> Result<Option<ActionFn>, Error> {
-    let Some(position) = method.attrs.iter().position(|a| a.path().is_ident("action")) else {
+    let Some(position) = method
+        .attrs
+        .iter()
+        .position(|a| a.path().is_ident("action"))
+    else {
         return Ok(None);
     };
     let attr = method.attrs.remove(position);
@@ -117,7 +135,9 @@ fn take_action(method: &mut ImplItemFn) -> Result<Option<ActionFn>, Error> {
     if let Meta::List(_) = attr.meta {
         attr.parse_nested_meta(|meta| {
             let value: Lit = meta.value()?.parse()?;
-            let Lit::Str(text) = value else { return Err(meta.error("expected a string")) };
+            let Lit::Str(text) = value else {
+                return Err(meta.error("expected a string"));
+            };
             if meta.path.is_ident("name") {
                 name = text.value();
             } else if meta.path.is_ident("access") {
@@ -125,7 +145,12 @@ fn take_action(method: &mut ImplItemFn) -> Result<Option<ActionFn>, Error> {
                     "permitted" => quote!(Permitted),
                     "denied" => quote!(Denied),
                     "requested" => quote!(Requested),
-                    _ => return Err(Error::new(text.span(), "access is \"permitted\", \"denied\" or \"requested\"")),
+                    _ => {
+                        return Err(Error::new(
+                            text.span(),
+                            "access is \"permitted\", \"denied\" or \"requested\"",
+                        ))
+                    }
                 };
             } else if meta.path.is_ident("help") {
                 serde_json::from_str::<serde_json::Value>(&text.value())
@@ -145,13 +170,20 @@ fn take_action(method: &mut ImplItemFn) -> Result<Option<ActionFn>, Error> {
             continue;
         }
         let Pat::Ident(ident) = &*typed.pat else {
-            return Err(Error::new(typed.pat.span(), "action arguments must be plain names"));
+            return Err(Error::new(
+                typed.pat.span(),
+                "action arguments must be plain names",
+            ));
         };
         let (ty, optional) = match generic_of(&typed.ty, "Option") {
-            Some(inner) => (inner, true),
-            None => ((*typed.ty).clone(), false),
+            Some(inner) => (Box::new(inner), true),
+            None => (typed.ty.clone(), false),
         };
-        params.push(Param::Arg { name: ident.ident.to_string().trim_start_matches("r#").to_owned(), ty, optional });
+        params.push(Param::Arg {
+            name: ident.ident.to_string().trim_start_matches("r#").to_owned(),
+            ty,
+            optional,
+        });
     }
     let output = match &method.sig.output {
         ReturnType::Default => Output::Nothing,
@@ -197,7 +229,9 @@ fn action_spec(action: &ActionFn) -> Tokens {
         _ => quote!(None),
     };
     let help = match &action.help {
-        Some(json) => quote!(Some(#private::serde_json::from_str(#json).expect("checked at compile time"))),
+        Some(json) => {
+            quote!(Some(#private::serde_json::from_str(#json).expect("checked at compile time")))
+        }
         None => quote!(None),
     };
     quote! {
@@ -224,7 +258,11 @@ fn dispatch_arm(action: &ActionFn) -> Tokens {
             Param::Context => call_args.push(quote!(ctx)),
             Param::Arg { name, ty, optional } => {
                 let var = format_ident!("arg{index}");
-                let read = if *optional { quote!(optional) } else { quote!(required) };
+                let read = if *optional {
+                    quote!(optional)
+                } else {
+                    quote!(required)
+                };
                 reads.push(quote!(let #var = reader.#read::<#ty>(#name)?;));
                 names.push(name);
                 call_args.push(quote!(#var));
@@ -236,7 +274,9 @@ fn dispatch_arm(action: &ActionFn) -> Tokens {
     let finish = match &action.output {
         Output::Nothing => quote!({ #call; Ok(None) }),
         Output::Value(_) => quote!({ let value = #call; #to_value }),
-        Output::Fallible(None) => quote!(#call.map(|()| None).map_err(::agency_sdk::ActionError::from)),
+        Output::Fallible(None) => {
+            quote!(#call.map(|()| None).map_err(::agency_sdk::ActionError::from))
+        }
         Output::Fallible(Some(_)) => quote!(match #call {
             Ok(value) => #to_value,
             Err(error) => Err(::agency_sdk::ActionError::from(error)),
@@ -272,7 +312,9 @@ fn generic_of(ty: &Type, wrapper: &str) -> Option<Type> {
     if last.ident != wrapper {
         return None;
     }
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
     args.args.iter().find_map(|arg| match arg {
         GenericArgument::Type(ty) => Some(ty.clone()),
         _ => None,
@@ -282,9 +324,17 @@ fn generic_of(ty: &Type, wrapper: &str) -> Option<Type> {
 /// Reads `key = "value"` from an attribute's arguments.
 fn string_option(attr: Tokens, key: &str) -> Result<String, Error> {
     let meta: Meta = syn::parse2(attr)?;
-    let Meta::NameValue(pair) = meta else { return Err(Error::new(meta.span(), format!("expected {key} = \"...\""))) };
+    let Meta::NameValue(pair) = meta else {
+        return Err(Error::new(meta.span(), format!("expected {key} = \"...\"")));
+    };
     match (&pair.value, pair.path.is_ident(key)) {
-        (Expr::Lit(syn::ExprLit { lit: Lit::Str(text), .. }), true) => Ok(text.value()),
+        (
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(text),
+                ..
+            }),
+            true,
+        ) => Ok(text.value()),
         _ => Err(Error::new(pair.span(), format!("expected {key} = \"...\""))),
     }
 }
@@ -299,7 +349,10 @@ impl Doc {
             let line = line.trim();
             let item = line.strip_prefix("- ").or_else(|| line.strip_prefix("* "));
             if let Some((name, note)) = item.and_then(|item| item.split_once(':')) {
-                doc.args.push((name.trim().trim_matches('`').to_owned(), note.trim().to_owned()));
+                doc.args.push((
+                    name.trim().trim_matches('`').to_owned(),
+                    note.trim().to_owned(),
+                ));
             } else if let Some(note) = line.strip_prefix("Returns:") {
                 doc.returns = note.trim().to_owned();
             } else if line.is_empty() {
@@ -317,17 +370,26 @@ impl Doc {
     }
 
     fn arg(&self, name: &str) -> String {
-        self.args.iter().find(|(arg, _)| arg == name).map(|(_, note)| note.clone()).unwrap_or_default()
+        self.args
+            .iter()
+            .find(|(arg, _)| arg == name)
+            .map(|(_, note)| note.clone())
+            .unwrap_or_default()
     }
 }
 
 fn doc_line(attr: &Attribute) -> Option<String> {
-    let Meta::NameValue(pair) = &attr.meta else { return None };
+    let Meta::NameValue(pair) = &attr.meta else {
+        return None;
+    };
     if !pair.path.is_ident("doc") {
         return None;
     }
     match &pair.value {
-        Expr::Lit(syn::ExprLit { lit: Lit::Str(text), .. }) => Some(text.value()),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(text),
+            ..
+        }) => Some(text.value()),
         _ => None,
     }
 }

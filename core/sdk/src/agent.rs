@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::{
     boundary::{AgentCore, HostLink},
+    message::Action,
     protocol::{agent_op, ActionOutcome, AfterAction, AgentTypeSpec, UNSUPPORTED},
-    ActionError, Context, Message,
+    ActionError, Context,
 };
 
 /// What an agent is created from: its id and the `args` given in `agency.toml` or
@@ -37,9 +38,17 @@ impl Init {
     /// assert_eq!(init.args::<Config>().unwrap().greeting, "hi");
     /// ```
     pub fn args<T: DeserializeOwned>(&self) -> Result<T, ActionError> {
-        let args = if self.args.is_null() { Value::Object(Map::new()) } else { self.args.clone() };
-        serde_json::from_value(args)
-            .map_err(|e| ActionError::new("TypeError", format!("invalid args for agent {:?}: {e}", self.id)))
+        let args = if self.args.is_null() {
+            Value::Object(Map::new())
+        } else {
+            self.args.clone()
+        };
+        serde_json::from_value(args).map_err(|e| {
+            ActionError::new(
+                "TypeError",
+                format!("invalid args for agent {:?}: {e}", self.id),
+            )
+        })
     }
 }
 
@@ -83,18 +92,12 @@ pub trait Agent: Sized + Send + 'static {
     /// Called before the agent leaves the space.
     fn before_remove(&mut self, _ctx: &mut Context) {}
 
-    /// Called before an existing, permitted action runs.
-    fn before_action(&mut self, _ctx: &mut Context, _message: &Message) {}
+    /// Called before an existing, permitted action runs; the message is
+    /// `ctx.current_message()`.
+    fn before_action(&mut self, _ctx: &mut Context) {}
 
-    /// Called after every action, with what it returned or the error it raised.
-    fn after_action(
-        &mut self,
-        _ctx: &mut Context,
-        _message: &Message,
-        _value: Option<&Value>,
-        _error: Option<&str>,
-    ) {
-    }
+    /// Called after every action that ran, with what it returned or the error it raised.
+    fn after_action(&mut self, _ctx: &mut Context, _value: Option<&Value>, _error: Option<&str>) {}
 
     /// Receives `[response]` values that no pending request was waiting for.
     fn handle_action_value(&mut self, _ctx: &mut Context, _value: &Value) {}
@@ -102,10 +105,11 @@ pub trait Agent: Sized + Send + 'static {
     /// Receives `[error]` texts that no pending request was waiting for.
     fn handle_action_error(&mut self, _ctx: &mut Context, _error: &str) {}
 
-    /// Decides whether a `requested` action may run. By default asks the space's
-    /// permission prompt (the console asks y/n); without one the answer is no.
-    fn request_permission(&mut self, ctx: &mut Context, message: &Message) -> bool {
-        ctx.ask_permission(message)
+    /// Decides whether the `requested` action in `ctx.current_message()` may run. By
+    /// default asks the space's permission prompt (the console asks y/n); without one the
+    /// answer is no.
+    fn request_permission(&mut self, ctx: &mut Context) -> bool {
+        ctx.ask_permission()
     }
 }
 
@@ -123,6 +127,9 @@ pub trait Actions: Agent {
     ) -> Option<Result<Option<Value>, ActionError>>;
 }
 
+/// Builds an agent instance from its init data and its link to the host.
+pub type CreateAgent = fn(&Init, Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, ActionError>;
+
 /// A registered agent type: what [`crate::actions`] submits for each `impl` block, in a
 /// plugin library or in the host binary alike.
 pub struct AgentType {
@@ -131,7 +138,7 @@ pub struct AgentType {
     /// Describes the type and its actions.
     pub spec: fn() -> AgentTypeSpec,
     /// Creates an instance for the host to drive.
-    pub create: fn(&Init, Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, ActionError>,
+    pub create: CreateAgent,
 }
 
 inventory::collect!(AgentType);
@@ -148,16 +155,22 @@ pub fn create_agent<A: Actions>(
     host: Arc<dyn HostLink>,
 ) -> Result<Box<dyn AgentCore>, ActionError> {
     let agent = catch_panic(|| A::new(init))?;
-    Ok(Box::new(Dispatcher { agent, ctx: Context::new(init.id.clone(), host), current_json: String::new() }))
+    Ok(Box::new(Dispatcher {
+        agent,
+        ctx: Context::new(init.id.clone(), host),
+    }))
 }
 
 /// Drives one agent value: decodes host operations, calls the agent, encodes the answer.
 struct Dispatcher<A> {
     agent: A,
     ctx: Context,
-    /// The JSON text of the context's current message, to skip re-parsing it when
-    /// `before_action`, `action` and `request_permission` carry the same message.
-    current_json: String,
+}
+
+/// The part of a message an action needs; the rest is skipped, not allocated.
+#[derive(serde::Deserialize)]
+struct ActionPart {
+    action: Action,
 }
 
 impl<A: Actions> AgentCore for Dispatcher<A> {
@@ -168,81 +181,72 @@ impl<A: Actions> AgentCore for Dispatcher<A> {
 
 impl<A: Actions> Dispatcher<A> {
     fn run(&mut self, op: &str, payload: &str) -> Result<String, ActionError> {
-        let done = || Ok("null".to_owned());
+        let (agent, ctx) = (&mut self.agent, &mut self.ctx);
         match op {
-            agent_op::AFTER_ADD | agent_op::BEFORE_REMOVE => {
-                self.ctx.set_current(None);
-                self.current_json.clear();
-                if op == agent_op::AFTER_ADD {
-                    self.agent.after_add(&mut self.ctx);
-                } else {
-                    self.agent.before_remove(&mut self.ctx);
-                }
+            agent_op::AFTER_ADD => {
+                ctx.set_current_json(None);
+                agent.after_add(ctx);
+            }
+            agent_op::BEFORE_REMOVE => {
+                ctx.set_current_json(None);
+                agent.before_remove(ctx);
             }
             agent_op::AFTER_ACTION => {
                 let after: AfterAction = serde_json::from_str(payload)?;
-                let message = self.current()?;
-                let (value, error) = (after.value.as_ref(), after.error.as_deref());
-                self.agent.after_action(&mut self.ctx, &message, value, error);
-            }
-            agent_op::ACTION => {
-                let message = self.load(payload)?;
-                let outcome = self
-                    .agent
-                    .dispatch(&mut self.ctx, &message.action.name, &message.action.args)
-                    .unwrap_or_else(|| Err(unknown_action(&message, self.ctx.id())))?;
-                return Ok(serde_json::to_string(&ActionOutcome { value: outcome })?);
-            }
-            agent_op::REQUEST_PERMISSION => {
-                let message = self.load(payload)?;
-                return Ok(self.agent.request_permission(&mut self.ctx, &message).to_string());
+                agent.after_action(ctx, after.value.as_ref(), after.error.as_deref());
             }
             agent_op::BEFORE_ACTION => {
-                let message = self.load(payload)?;
-                self.agent.before_action(&mut self.ctx, &message);
+                ctx.set_current_json(Some(payload));
+                agent.before_action(ctx);
             }
-            agent_op::HANDLE_ACTION_VALUE => {
-                let message = self.load(payload)?;
-                let value = message.action.args.get("value").cloned().unwrap_or(Value::Null);
-                self.agent.handle_action_value(&mut self.ctx, &value);
+            agent_op::REQUEST_PERMISSION => {
+                ctx.set_current_json(Some(payload));
+                return Ok(agent.request_permission(ctx).to_string());
             }
-            agent_op::HANDLE_ACTION_ERROR => {
-                let message = self.load(payload)?;
-                let error = message.action.args.get("error").and_then(Value::as_str).unwrap_or("");
-                self.agent.handle_action_error(&mut self.ctx, error);
+            agent_op::ACTION | agent_op::HANDLE_ACTION_VALUE | agent_op::HANDLE_ACTION_ERROR => {
+                ctx.set_current_json(Some(payload));
+                let Action { name, args } = serde_json::from_str::<ActionPart>(payload)
+                    .map_err(|e| ActionError::new("TypeError", format!("invalid message: {e}")))?
+                    .action;
+                if op == agent_op::HANDLE_ACTION_VALUE {
+                    agent.handle_action_value(ctx, args.get("value").unwrap_or(&Value::Null));
+                } else if op == agent_op::HANDLE_ACTION_ERROR {
+                    agent.handle_action_error(
+                        ctx,
+                        args.get("error").and_then(Value::as_str).unwrap_or(""),
+                    );
+                } else {
+                    let outcome = agent
+                        .dispatch(ctx, &name, &args)
+                        .unwrap_or_else(|| Err(unknown_action(&name, ctx.id())))?;
+                    return Ok(serde_json::to_string(&ActionOutcome { value: outcome })?);
+                }
             }
-            _ => return Err(ActionError::new("RuntimeError", format!("{UNSUPPORTED} {op:?}"))),
+            _ => {
+                return Err(ActionError::new(
+                    "RuntimeError",
+                    format!("{UNSUPPORTED} {op:?}"),
+                ))
+            }
         }
-        done()
-    }
-
-    /// Makes the message in `payload` the current one (parsing it only if it changed).
-    fn load(&mut self, payload: &str) -> Result<Arc<Message>, ActionError> {
-        if self.current_json != payload || self.ctx.current().is_none() {
-            let message = Message::from_json(payload).map_err(|e| ActionError::new("TypeError", e))?;
-            self.ctx.set_current(Some(Arc::new(message)));
-            self.current_json.clear();
-            self.current_json.push_str(payload);
-        }
-        self.current()
-    }
-
-    fn current(&self) -> Result<Arc<Message>, ActionError> {
-        self.ctx.current().cloned().ok_or_else(|| ActionError::new("RuntimeError", "no current message"))
+        Ok("null".to_owned())
     }
 }
 
 /// The error for an action an agent does not have, worded as in Python Agency.
-pub fn unknown_action(message: &Message, agent_id: &str) -> ActionError {
+pub fn unknown_action(action: &str, agent_id: &str) -> ActionError {
     ActionError::new(
         "AttributeError",
-        format!("\"{}\" not found on \"{agent_id}\"", message.action.name),
+        format!("\"{action}\" not found on \"{agent_id}\""),
     )
 }
 
 /// Runs `f`, turning a panic into an `ActionError` of kind `Panic`.
 fn catch_panic<T>(f: impl FnOnce() -> Result<T, ActionError>) -> Result<T, ActionError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        Err(ActionError::new("Panic", agency_abi::panic_message(&*panic)))
+        Err(ActionError::new(
+            "Panic",
+            agency_abi::panic_message(&*panic),
+        ))
     })
 }

@@ -18,22 +18,36 @@ pub struct ArgReader<'a> {
 impl<'a> ArgReader<'a> {
     /// Starts reading the arguments of `action`.
     pub fn new(action: &'a str, args: &'a Map<String, Value>) -> Self {
-        Self { action, args, taken: 0 }
+        Self {
+            action,
+            args,
+            taken: 0,
+        }
     }
 
     /// Takes an argument that must be present.
-    pub fn required<T: DeserializeOwned + JsonSchema>(&mut self, name: &str) -> Result<T, ActionError> {
+    pub fn required<T: DeserializeOwned + JsonSchema>(
+        &mut self,
+        name: &str,
+    ) -> Result<T, ActionError> {
         match self.optional(name)? {
             Some(value) => Ok(value),
             None => Err(ActionError::new(
                 "TypeError",
-                format!("{}() missing argument \"{name}\" ({})", self.action, json_type::<T>()),
+                format!(
+                    "{}() missing argument \"{name}\" ({})",
+                    self.action,
+                    json_type::<T>()
+                ),
             )),
         }
     }
 
     /// Takes an argument that may be absent (or `null`).
-    pub fn optional<T: DeserializeOwned + JsonSchema>(&mut self, name: &str) -> Result<Option<T>, ActionError> {
+    pub fn optional<T: DeserializeOwned + JsonSchema>(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<T>, ActionError> {
         let value = self.args.get(name);
         self.taken += usize::from(value.is_some());
         match value {
@@ -57,7 +71,11 @@ impl<'a> ArgReader<'a> {
         if self.taken == self.args.len() {
             return Ok(());
         }
-        match self.args.keys().find(|key| !expected.contains(&key.as_str())) {
+        match self
+            .args
+            .keys()
+            .find(|key| !expected.contains(&key.as_str()))
+        {
             None => Ok(()),
             Some(extra) => Err(ActionError::new(
                 "TypeError",

@@ -1,6 +1,6 @@
 //! [`Context`]: what an action or callback can do besides computing its result.
 
-use std::{sync::Arc, time::Duration};
+use std::{cell::OnceCell, sync::Arc, time::Duration};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,13 +17,23 @@ use crate::{
 pub struct Context {
     id: String,
     host: Arc<dyn HostLink>,
-    current: Option<Arc<Message>>,
+    current: Option<Current>,
+}
+
+/// The message being handled: its text, parsed only when someone looks at it.
+struct Current {
+    json: String,
+    parsed: OnceCell<Option<Message>>,
 }
 
 impl Context {
     /// A context for agent `id` backed by `host`.
     pub fn new(id: impl Into<String>, host: Arc<dyn HostLink>) -> Self {
-        Self { id: id.into(), host, current: None }
+        Self {
+            id: id.into(),
+            host,
+            current: None,
+        }
     }
 
     /// This agent's id.
@@ -33,21 +43,36 @@ impl Context {
 
     /// The message being handled, if any.
     pub fn current_message(&self) -> Option<&Message> {
-        self.current.as_deref()
+        let current = self.current.as_ref()?;
+        current
+            .parsed
+            .get_or_init(|| Message::from_json(&current.json).ok())
+            .as_ref()
     }
 
-    pub(crate) fn current(&self) -> Option<&Arc<Message>> {
-        self.current.as_ref()
+    /// The JSON text of the message being handled, if any.
+    pub(crate) fn current_json(&self) -> Option<&str> {
+        self.current.as_ref().map(|current| current.json.as_str())
     }
 
-    pub(crate) fn set_current(&mut self, message: Option<Arc<Message>>) {
-        self.current = message;
+    /// Makes the message with this text the current one (kept if it already is).
+    pub(crate) fn set_current_json(&mut self, json: Option<&str>) {
+        match (json, &mut self.current) {
+            (Some(json), Some(current)) if current.json == json => {}
+            (Some(json), _) => {
+                self.current = Some(Current {
+                    json: json.to_owned(),
+                    parsed: OnceCell::new(),
+                })
+            }
+            (None, _) => self.current = None,
+        }
     }
 
     /// The message this agent sent that the current message answers, if it is still in the
     /// agent's bounded log.
     pub fn parent_message(&self) -> Option<Message> {
-        let parent_id = self.current.as_ref()?.meta.parent_id.as_ref()?;
+        let parent_id = self.current_message()?.meta.parent_id.as_ref()?;
         let payload = serde_json::json!({ "id": parent_id }).to_string();
         let text = self.host.call(host_op::SENT_MESSAGE, &payload).ok()?;
         serde_json::from_str(&text).ok()
@@ -65,8 +90,39 @@ impl Context {
     /// ```
     pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
         let payload = serde_json::to_string(&message)?;
-        let id = self.host.call(host_op::SEND, &payload).map_err(|e| ActionError::parse(&e))?;
+        let id = self
+            .host
+            .call(host_op::SEND, &payload)
+            .map_err(|e| ActionError::parse(&e))?;
         Ok(serde_json::from_str(&id).unwrap_or(id))
+    }
+
+    /// Sends action `name` with `args` to agent `to` (or `*`); answers the message id.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: &agency_sdk::Context) -> Result<(), agency_sdk::ActionError> {
+    /// ctx.send_action("Chatty", "say", serde_json::json!({"content": "hello"}))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_action(
+        &self,
+        to: &str,
+        name: &str,
+        args: impl Serialize,
+    ) -> Result<String, ActionError> {
+        self.send(OutgoingAction::new(to, name, args))
+    }
+
+    /// Requests action `name` with `args` from agent `to` and waits for the value, as
+    /// [`Context::request`] does.
+    pub fn request_action(
+        &self,
+        to: &str,
+        name: &str,
+        args: impl Serialize,
+        timeout: Duration,
+    ) -> Result<Value, ActionError> {
+        self.request(OutgoingAction::new(to, name, args), timeout)
     }
 
     /// Sends a message and waits for its `[response]` value or `[error]`.
@@ -74,39 +130,73 @@ impl Context {
     /// Fails with kind `TimeoutError` after `timeout`, or with the kind the other agent
     /// reported. The reply reaches this call directly, never queued behind the running
     /// action. A request to this agent itself times out: its actions run one at a time.
-    pub fn request(&self, message: impl Serialize, timeout: Duration) -> Result<Value, ActionError> {
-        let call = RequestCall { message: serde_json::to_value(message)?, timeout: timeout.as_secs_f64() };
+    pub fn request(
+        &self,
+        message: impl Serialize,
+        timeout: Duration,
+    ) -> Result<Value, ActionError> {
+        let call = RequestCall {
+            message: serde_json::to_value(message)?,
+            timeout: timeout.as_secs_f64(),
+        };
         let payload = serde_json::to_string(&call)?;
-        let text = self.host.call(host_op::REQUEST, &payload).map_err(|e| ActionError::parse(&e))?;
+        let text = self
+            .host
+            .call(host_op::REQUEST, &payload)
+            .map_err(|e| ActionError::parse(&e))?;
         Ok(serde_json::from_str(&text)?)
     }
 
     /// Sends a `[response]` with `value` to the sender of the current message.
     /// May be called any number of times.
     pub fn respond_with(&self, value: impl Serialize) -> Result<(), ActionError> {
-        let reply = self.current_or_err()?.response(serde_json::to_value(value)?);
+        let reply = self
+            .current_or_err()?
+            .response(serde_json::to_value(value)?);
         self.send(reply).map(drop)
     }
 
     /// Sends an `[error]` with `error` to the sender of the current message.
     pub fn raise_with(&self, error: impl Into<ActionError>) -> Result<(), ActionError> {
-        let reply = self.current_or_err()?.error_reply(&error.into().to_string());
+        let reply = self
+            .current_or_err()?
+            .error_reply(&error.into().to_string());
         self.send(reply).map(drop)
     }
 
     /// Asks the space's permission prompt (for example the console's y/n question) whether
-    /// `message` may run. Without a prompt the answer is no. This is what
-    /// [`crate::Agent::request_permission`] does unless the agent overrides it.
-    pub fn ask_permission(&self, message: &Message) -> bool {
-        self.host
-            .call(host_op::ASK_PERMISSION, &message.to_json())
-            .map(|answer| answer.trim() == "true")
-            .unwrap_or(false)
+    /// the current message may run. Without a prompt, or a current message, the answer is
+    /// no. This is what [`crate::Agent::request_permission`] does unless overridden.
+    pub fn ask_permission(&self) -> bool {
+        self.current_json()
+            .and_then(|json| self.host.call(host_op::ASK_PERMISSION, json).ok())
+            .is_some_and(|answer| answer.trim() == "true")
     }
 
     fn current_or_err(&self) -> Result<&Message, ActionError> {
-        self.current
-            .as_deref()
+        self.current_message()
             .ok_or_else(|| ActionError::new("RuntimeError", "no message is being handled"))
+    }
+}
+
+/// `{"to", "action": {"name", "args"}}`, serialised without building a JSON value first.
+#[derive(Serialize)]
+struct OutgoingAction<'a, A> {
+    to: &'a str,
+    action: ActionBody<'a, A>,
+}
+
+#[derive(Serialize)]
+struct ActionBody<'a, A> {
+    name: &'a str,
+    args: A,
+}
+
+impl<'a, A: Serialize> OutgoingAction<'a, A> {
+    fn new(to: &'a str, name: &'a str, args: A) -> Self {
+        Self {
+            to,
+            action: ActionBody { name, args },
+        }
     }
 }

@@ -4,7 +4,9 @@ use std::{error::Error as StdError, fmt};
 
 /// An error sent back to the sender as an `[error]` reply, shaped `"<Kind>: <text>"`.
 ///
-/// Any standard error converts with `?`; its kind is the error type's name.
+/// Any standard error converts with `?`; its kind is the error type's name. Text alone
+/// becomes kind `Error` with [`ActionError::msg`]. It converts into `Box<dyn Error>` for
+/// programs that use `?` on it.
 ///
 /// ```
 /// use agency_sdk::ActionError;
@@ -15,7 +17,7 @@ use std::{error::Error as StdError, fmt};
 /// let error = ActionError::from(parsed.unwrap_err());
 /// assert_eq!(error.to_string(), "ParseFloatError: invalid float literal");
 ///
-/// assert_eq!(ActionError::from("plain text").to_string(), "Error: plain text");
+/// assert_eq!(ActionError::msg("plain text").to_string(), "Error: plain text");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionError {
@@ -26,7 +28,15 @@ pub struct ActionError {
 impl ActionError {
     /// An error of the given kind (for example `ValueError`) and text.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind: kind.into(), message: message.into() }
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error of kind `Error` with this text.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::new("Error", message)
     }
 
     /// The kind, such as `ValueError`.
@@ -56,23 +66,42 @@ impl fmt::Display for ActionError {
     }
 }
 
-impl<E> From<E> for ActionError
-where
-    E: Into<Box<dyn StdError + Send + Sync>>,
-{
+impl<E: StdError + Send + Sync + 'static> From<E> for ActionError {
     fn from(error: E) -> Self {
-        let kind = short_type_name(std::any::type_name::<E>());
-        let message = error.into().to_string();
-        Self::new(kind, message)
+        Self::new(short_type_name(std::any::type_name::<E>()), error.to_string())
     }
 }
 
-/// `alloc::string::String` → `Error`, `core::num::ParseFloatError` → `ParseFloatError`.
-fn short_type_name(full: &str) -> String {
+/// `core::num::ParseFloatError` → `ParseFloatError`.
+fn short_type_name(full: &str) -> &str {
     let without_generics = full.split('<').next().unwrap_or(full);
-    let last = without_generics.rsplit("::").next().unwrap_or(without_generics);
-    match last.trim_start_matches('&').trim_start_matches("'static ") {
-        "String" | "str" | "Box" | "Cow" => "Error".to_owned(),
-        name => name.to_owned(),
+    without_generics
+        .rsplit("::")
+        .next()
+        .unwrap_or(without_generics)
+}
+
+/// An [`ActionError`] seen as a standard error (it cannot implement the trait itself,
+/// since every standard error converts into it).
+#[derive(Debug)]
+struct StdActionError(ActionError);
+
+impl fmt::Display for StdActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for StdActionError {}
+
+impl From<ActionError> for Box<dyn StdError + Send + Sync> {
+    fn from(error: ActionError) -> Self {
+        Box::new(StdActionError(error))
+    }
+}
+
+impl From<ActionError> for Box<dyn StdError> {
+    fn from(error: ActionError) -> Self {
+        Box::new(StdActionError(error))
     }
 }

@@ -31,7 +31,10 @@ fn to_call_result(result: Result<String, String>) -> CallResult {
 }
 
 fn from_call_result(result: CallResult) -> Result<String, String> {
-    result.into_result().map(RString::into_string).map_err(RString::into_string)
+    result
+        .into_result()
+        .map(RString::into_string)
+        .map_err(RString::into_string)
 }
 
 // ---- host services ----------------------------------------------------------------------
@@ -83,7 +86,12 @@ struct ExportedTransport(Box<dyn TransportSpace>);
 
 impl TransportObj for ExportedTransport {
     fn attach(&self, agent_id: RStr<'_>, sink: SinkBox) -> RResult<(), RString> {
-        guarded(|| self.0.attach(agent_id.as_str(), Arc::new(ImportedSink(sink))).map_err(RString::from).into())
+        guarded(|| {
+            self.0
+                .attach(agent_id.as_str(), Arc::new(ImportedSink(sink)))
+                .map_err(RString::from)
+                .into()
+        })
     }
 
     fn detach(&self, agent_id: RStr<'_>) {
@@ -94,7 +102,12 @@ impl TransportObj for ExportedTransport {
     }
 
     fn publish(&self, to: RStr<'_>, body: RStr<'_>) -> RResult<(), RString> {
-        guarded(|| self.0.publish(to.as_str(), body.as_str()).map_err(RString::from).into())
+        guarded(|| {
+            self.0
+                .publish(to.as_str(), body.as_str())
+                .map_err(RString::from)
+                .into()
+        })
     }
 
     fn close(&self) {
@@ -111,7 +124,10 @@ pub struct ImportedTransport(pub TransportBox);
 impl TransportSpace for ImportedTransport {
     fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
         let sink = SinkObj_TO::from_ptr(RArc::new(ExportedSink(sink)), TD_Opaque);
-        self.0.attach(agent_id.into(), sink).into_result().map_err(RString::into_string)
+        self.0
+            .attach(agent_id.into(), sink)
+            .into_result()
+            .map_err(RString::into_string)
     }
 
     fn detach(&self, agent_id: &str) {
@@ -119,7 +135,10 @@ impl TransportSpace for ImportedTransport {
     }
 
     fn publish(&self, to: &str, body: &str) -> Result<(), String> {
-        self.0.publish(to.into(), body.into()).into_result().map_err(RString::into_string)
+        self.0
+            .publish(to.into(), body.into())
+            .into_result()
+            .map_err(RString::into_string)
     }
 
     fn close(&self) {
@@ -150,8 +169,12 @@ impl Inbound for ImportedSink {
 
 /// The root module of a plugin built with this SDK; [`crate::export_plugin`] exports it.
 pub fn plugin_module() -> PluginModRef {
-    PluginMod { init: plugin_init, new_agent: plugin_new_agent, open_transport: plugin_open_transport }
-        .leak_into_prefix()
+    PluginMod {
+        init: plugin_init,
+        new_agent: plugin_new_agent,
+        open_transport: plugin_open_transport,
+    }
+    .leak_into_prefix()
 }
 
 /// What this library provides.
@@ -172,30 +195,40 @@ extern "C" fn plugin_init(host: HostBox, config: RStr<'_>) -> CallResult {
     })
 }
 
-extern "C" fn plugin_new_agent(type_name: RStr<'_>, init: RStr<'_>, host: HostBox) -> RResult<AgentBox, RString> {
+extern "C" fn plugin_new_agent(
+    type_name: RStr<'_>,
+    init: RStr<'_>,
+    host: HostBox,
+) -> RResult<AgentBox, RString> {
     guarded(|| {
         let create = || -> Result<AgentBox, String> {
             let kind = agent_types()
                 .find(|t| t.name == type_name.as_str())
                 .ok_or_else(|| format!("this plugin has no agent type {:?}", type_name.as_str()))?;
             let init: Init = serde_json::from_str(init.as_str()).map_err(|e| e.to_string())?;
-            let agent = (kind.create)(&init, Arc::new(ImportedHost(host))).map_err(|e| e.to_string())?;
+            let agent =
+                (kind.create)(&init, Arc::new(ImportedHost(host))).map_err(|e| e.to_string())?;
             Ok(AgentObj_TO::from_value(ExportedAgent(agent), TD_Opaque))
         };
         create().map_err(RString::from).into()
     })
 }
 
-extern "C" fn plugin_open_transport(name: RStr<'_>, config: RStr<'_>) -> RResult<TransportBox, RString> {
+extern "C" fn plugin_open_transport(
+    name: RStr<'_>,
+    config: RStr<'_>,
+) -> RResult<TransportBox, RString> {
     guarded(|| {
         let open = || -> Result<TransportBox, String> {
             let kind = transport_types()
                 .find(|t| t.name == name.as_str())
                 .ok_or_else(|| format!("this plugin has no transport {:?}", name.as_str()))?;
             let space = (kind.open)(config.as_str())?;
-            Ok(TransportObj_TO::from_value(ExportedTransport(space), TD_Opaque))
+            Ok(TransportObj_TO::from_value(
+                ExportedTransport(space),
+                TD_Opaque,
+            ))
         };
         open().map_err(RString::from).into()
     })
 }
-

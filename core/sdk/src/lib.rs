@@ -84,12 +84,17 @@ macro_rules! export_plugin {
         #[doc(hidden)]
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
         pub static AGENCY_PLUGIN_HEADER: $crate::__private::abi_stable::library::LibHeader = {
-            extern "C" fn load_root_module() -> $crate::__private::abi_stable::library::RootModuleResult {
-                $crate::__private::abi_stable::library::__call_root_module_loader($crate::ffi::plugin_module)
+            extern "C" fn load_root_module(
+            ) -> $crate::__private::abi_stable::library::RootModuleResult {
+                $crate::__private::abi_stable::library::__call_root_module_loader(
+                    $crate::ffi::plugin_module,
+                )
             }
             // SAFETY: `plugin_module` returns the root module type named here.
             unsafe {
-                $crate::__private::abi_stable::library::LibHeader::from_constructor::<$crate::__private::PluginModRef>(
+                $crate::__private::abi_stable::library::LibHeader::from_constructor::<
+                    $crate::__private::PluginModRef,
+                >(
                     load_root_module,
                     $crate::__private::abi_stable::library::CheckTypeLayout::Yes,
                 )

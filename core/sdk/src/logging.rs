@@ -19,7 +19,9 @@ use crate::{
 /// and a panic hook that reports this library's panics through it instead of printing
 /// them to standard error (the panic itself still becomes an `[error]` reply).
 pub(crate) fn forward_to_host(host: Arc<dyn HostLink>, max_level: &str) {
-    let level = max_level.parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
+    let level = max_level
+        .parse::<LevelFilter>()
+        .unwrap_or(LevelFilter::INFO);
     let subscriber = tracing_subscriber::registry().with(HostLayer { host }.with_filter(level));
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
         std::panic::set_hook(Box::new(|info| {

@@ -85,7 +85,10 @@ impl<'de> Deserialize<'de> for PartialMeta {
                 f.write_str("a meta object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PartialMeta, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PartialMeta, A::Error> {
                 let mut meta = PartialMeta::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match &*key {
@@ -108,7 +111,11 @@ impl TryFrom<PartialMeta> for Meta {
 
     fn try_from(meta: PartialMeta) -> Result<Self, Self::Error> {
         let id = meta.id.ok_or("missing field `meta.id`")?;
-        Ok(Meta { id, parent_id: meta.parent_id, extra: meta.extra })
+        Ok(Meta {
+            id,
+            parent_id: meta.parent_id,
+            extra: meta.extra,
+        })
     }
 }
 

@@ -49,7 +49,11 @@ pub mod host_op {
 pub struct ActionOutcome {
     /// The value to send back as `[response]` (`null` included); absent when the action
     /// returns nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub value: Option<Value>,
 }
 
@@ -189,7 +193,12 @@ impl ActionSpec {
         let args: Map<String, Value> = self
             .args
             .iter()
-            .map(|arg| (arg.name.clone(), serde_json::to_value(&arg.doc).unwrap_or_default()))
+            .map(|arg| {
+                (
+                    arg.name.clone(),
+                    serde_json::to_value(&arg.doc).unwrap_or_default(),
+                )
+            })
             .collect();
         let mut entry = serde_json::json!({"description": self.description, "args": args});
         if let Some(returns) = &self.returns {

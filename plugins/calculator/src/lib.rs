@@ -71,7 +71,10 @@ impl Calculator {
     #[action]
     fn sqrt(&mut self, x: f64) -> Result<f64, ActionError> {
         if x < 0.0 {
-            return Err(ActionError::new("ValueError", format!("cannot take the square root of {x}")));
+            return Err(ActionError::new(
+                "ValueError",
+                format!("cannot take the square root of {x}"),
+            ));
         }
         Ok(x.sqrt())
     }

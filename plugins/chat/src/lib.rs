@@ -19,7 +19,9 @@ struct ChatConfig {
 impl Agent for Chat {
     fn new(init: &Init) -> Result<Self, ActionError> {
         let config: ChatConfig = init.args()?;
-        Ok(Chat { name: config.name.unwrap_or_else(|| init.id.clone()) })
+        Ok(Chat {
+            name: config.name.unwrap_or_else(|| init.id.clone()),
+        })
     }
 }
 
@@ -33,9 +35,15 @@ impl Chat {
     /// Returns: the agent's answer
     #[action]
     fn say(&mut self, ctx: &Context, content: String) -> String {
-        let from = ctx.current_message().map(|m| m.from.as_str()).unwrap_or("stranger");
+        let from = ctx
+            .current_message()
+            .map(|m| m.from.as_str())
+            .unwrap_or("stranger");
         let text = content.trim().to_lowercase();
-        if ["hello", "hi", "hey"].iter().any(|greeting| text.starts_with(greeting)) {
+        if ["hello", "hi", "hey"]
+            .iter()
+            .any(|greeting| text.starts_with(greeting))
+        {
             format!("Hello, {from}! I am {}.", self.name)
         } else if text.ends_with('?') {
             format!("Good question, {from}. I am only a demo, so I cannot say.")

@@ -28,8 +28,14 @@ impl Host {
     ///
     /// Returns: an object with the exit `status`, `stdout` and `stderr`
     #[action(access = "requested")]
-    fn run_command(&mut self, command: String, args: Option<Vec<String>>) -> Result<Value, ActionError> {
-        let output = Command::new(&command).args(args.unwrap_or_default()).output()?;
+    fn run_command(
+        &mut self,
+        command: String,
+        args: Option<Vec<String>>,
+    ) -> Result<Value, ActionError> {
+        let output = Command::new(&command)
+            .args(args.unwrap_or_default())
+            .output()?;
         Ok(json!({
             "status": output.status.code(),
             "stdout": String::from_utf8_lossy(&output.stdout),

@@ -20,16 +20,20 @@ struct ReceiverConfig {
 
 impl Agent for Receiver {
     fn new(init: &Init) -> Result<Self, ActionError> {
-        Ok(Receiver { grant: init.args::<ReceiverConfig>()?.grant })
+        Ok(Receiver {
+            grant: init.args::<ReceiverConfig>()?.grant,
+        })
     }
 
-    fn request_permission(&mut self, _ctx: &mut Context, _message: &Message) -> bool {
+    fn request_permission(&mut self, _ctx: &mut Context) -> bool {
         self.grant
     }
 }
 
 fn sender(ctx: &Context) -> String {
-    ctx.current_message().map(|m| m.from.clone()).unwrap_or_default()
+    ctx.current_message()
+        .map(|m| m.from.clone())
+        .unwrap_or_default()
 }
 
 /// Answers in every way an agent can: replies, responses, errors, silence, panics.
@@ -80,7 +84,9 @@ impl Receiver {
     /// Returns the current message's `meta`.
     #[action]
     fn echo_meta(&mut self, ctx: &Context) -> Value {
-        ctx.current_message().map(|m| serde_json::to_value(&m.meta).unwrap_or_default()).unwrap_or_default()
+        ctx.current_message()
+            .map(|m| serde_json::to_value(&m.meta).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Adds two numbers.
@@ -130,7 +136,10 @@ impl Receiver {
     /// - action: the action to run
     #[action]
     fn ask(&mut self, ctx: &Context, to: String, action: String) -> Result<Value, ActionError> {
-        ctx.request(json!({"to": to, "action": {"name": action}}), Duration::from_secs(2))
+        ctx.request(
+            json!({"to": to, "action": {"name": action}}),
+            Duration::from_secs(2),
+        )
     }
 
     /// Returns the message the current one answers, if any (via `parent_message`).
@@ -154,13 +163,15 @@ struct RecorderConfig {
 
 impl Recorder {
     fn tell(&self, ctx: &Context, content: String) {
-        let _ = ctx.send(json!({"to": self.observer, "action": {"name": "say", "args": {"content": content}}}));
+        let _ = ctx.send_action(&self.observer, "say", json!({ "content": content }));
     }
 }
 
 impl Agent for Recorder {
     fn new(init: &Init) -> Result<Self, ActionError> {
-        Ok(Recorder { observer: init.args::<RecorderConfig>()?.observer })
+        Ok(Recorder {
+            observer: init.args::<RecorderConfig>()?.observer,
+        })
     }
 
     fn after_add(&mut self, ctx: &mut Context) {
@@ -171,17 +182,25 @@ impl Agent for Recorder {
         self.tell(ctx, "before_remove".into());
     }
 
-    fn before_action(&mut self, ctx: &mut Context, message: &Message) {
-        self.tell(ctx, format!("before_action {}", message.action.name));
+    fn before_action(&mut self, ctx: &mut Context) {
+        let name = ctx
+            .current_message()
+            .map(|m| m.action.name.clone())
+            .unwrap_or_default();
+        self.tell(ctx, format!("before_action {name}"));
     }
 
-    fn after_action(&mut self, ctx: &mut Context, message: &Message, value: Option<&Value>, error: Option<&str>) {
+    fn after_action(&mut self, ctx: &mut Context, value: Option<&Value>, error: Option<&str>) {
+        let name = ctx
+            .current_message()
+            .map(|m| m.action.name.clone())
+            .unwrap_or_default();
         let outcome = match (value, error) {
             (_, Some(error)) => format!("error {error}"),
             (Some(value), None) => format!("value {value}"),
             (None, None) => "nothing".into(),
         };
-        self.tell(ctx, format!("after_action {} {outcome}", message.action.name));
+        self.tell(ctx, format!("after_action {name} {outcome}"));
     }
 
     fn handle_action_value(&mut self, ctx: &mut Context, value: &Value) {
@@ -215,7 +234,8 @@ impl Recorder {
     /// - action: the action
     #[action]
     fn poke(&mut self, ctx: &Context, to: String, action: String) -> Result<(), ActionError> {
-        ctx.send(json!({"to": to, "action": {"name": action}})).map(drop)
+        ctx.send(json!({"to": to, "action": {"name": action}}))
+            .map(drop)
     }
 }
 
@@ -286,9 +306,9 @@ impl Bench {
     fn flood(&mut self, ctx: &Context, to: String, count: u64) -> Result<Value, ActionError> {
         let started = std::time::Instant::now();
         for n in 0..count {
-            ctx.send(json!({"to": to, "action": {"name": "tick", "args": {"n": n}}}))?;
+            ctx.send_action(&to, "tick", json!({ "n": n }))?;
         }
-        let received = ctx.request(json!({"to": to, "action": {"name": "count"}}), Duration::from_secs(120))?;
+        let received = ctx.request_action(&to, "count", json!({}), Duration::from_secs(120))?;
         Ok(json!({"seconds": started.elapsed().as_secs_f64(), "received": received}))
     }
 
@@ -298,11 +318,16 @@ impl Bench {
     /// - to: the agent to ping
     /// - count: how many round trips
     #[action]
-    fn round_trips(&mut self, ctx: &Context, to: String, count: u64) -> Result<Vec<f64>, ActionError> {
+    fn round_trips(
+        &mut self,
+        ctx: &Context,
+        to: String,
+        count: u64,
+    ) -> Result<Vec<f64>, ActionError> {
         (0..count)
             .map(|_| {
                 let started = std::time::Instant::now();
-                ctx.request(json!({"to": to, "action": {"name": "ping"}}), Duration::from_secs(10))?;
+                ctx.request_action(&to, "ping", json!({}), Duration::from_secs(10))?;
                 Ok(started.elapsed().as_secs_f64() * 1e6)
             })
             .collect()

@@ -22,8 +22,12 @@ agency_sdk::export_plugin!();
 
 /// Opens a local space. It takes no options: the configuration must be an object.
 fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
-    let config: serde_json::Value = serde_json::from_str(if config.trim().is_empty() { "{}" } else { config })
-        .map_err(|e| format!("local transport configuration is not JSON: {e}"))?;
+    let config: serde_json::Value = serde_json::from_str(if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    })
+    .map_err(|e| format!("local transport configuration is not JSON: {e}"))?;
     if !config.is_object() && !config.is_null() {
         return Err("local transport configuration must be a JSON object".into());
     }
@@ -58,7 +62,8 @@ impl TransportSpace for LocalSpace {
             return Err("the local space is closed".into());
         }
         if to == BROADCAST {
-            let sinks: Vec<Arc<dyn Inbound>> = self.agents.read().unwrap().values().cloned().collect();
+            let sinks: Vec<Arc<dyn Inbound>> =
+                self.agents.read().unwrap().values().cloned().collect();
             sinks.iter().for_each(|sink| sink.deliver(body));
         } else if let Some(sink) = self.agents.read().unwrap().get(to).cloned() {
             sink.deliver(body);
