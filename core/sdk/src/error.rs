@@ -68,7 +68,10 @@ impl fmt::Display for ActionError {
 
 impl<E: StdError + Send + Sync + 'static> From<E> for ActionError {
     fn from(error: E) -> Self {
-        Self::new(short_type_name(std::any::type_name::<E>()), error.to_string())
+        Self::new(
+            short_type_name(std::any::type_name::<E>()),
+            error.to_string(),
+        )
     }
 }
 
