@@ -291,3 +291,40 @@ fn plugins_command_lists_types_actions_and_refusals() {
         "{stdout}"
     );
 }
+
+/// The plugin of the README (the SDK's `counter` example), built and loaded as a user
+/// would: copied into a plugins folder next to the transport.
+#[test]
+fn readme_example_plugin_answers() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = Command::new(cargo)
+        .args(["build", "-p", "agency-sdk", "--example", "counter", "--message-format=json-render-diagnostics"])
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", text(&build.stderr));
+    let library = text(&build.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|artifact| artifact["target"]["name"] == "counter")
+        .find_map(|artifact| artifact["filenames"][0].as_str().map(PathBuf::from))
+        .expect("cargo reported the counter library");
+    let dir = scratch_dir("readme-plugins");
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let transport = format!("{prefix}agency_transport_local{suffix}");
+    agency_tests::link_or_copy(&plugins_dir().join(&transport), &dir.join(&transport));
+    agency_tests::link_or_copy(&library, &dir.join(format!("{prefix}counter{suffix}")));
+    let config = config("[[agents]]\ntype = \"Counter\"\nid = \"counter\"\nargs = { start = 1.5 }\n");
+    let mut child = agency(&["run", "--plugins-dir", dir.to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = "/counter.add amount:2\n/counter.reset\nn\n/counter.add amount:\"two\"\n";
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("counter: 3.5"), "{stdout}\n{}", text(&output.stderr));
+    assert!(stdout.contains("counter: error: PermissionError: \"counter.reset\" not permitted"), "{stdout}");
+    assert!(stdout.contains("counter: error: TypeError: argument \"amount\" of add() must be number, got string \"two\""), "{stdout}");
+}
