@@ -31,7 +31,8 @@ fn main() {
         floods[1].push(reference_one_way(Encode::EachMessage));
         floods[2].push(reference_one_way(Encode::Beforehand));
     }
-    let [agency_flood, reference_flood, decode_only_flood] = floods.map(|runs| percentile(&runs, 0.5));
+    let [agency_flood, reference_flood, decode_only_flood] =
+        floods.map(|runs| percentile(&runs, 0.5));
     let agency_trips = agency_round_trips(&driver);
     let reference_trips = reference_round_trips();
     space.destroy();

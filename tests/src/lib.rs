@@ -215,6 +215,35 @@ pub fn wait_for_received(
     })
 }
 
+/// `{"to": to, "action": {"name": name, "args": args}}`
+pub fn action(to: &str, name: &str, args: Value) -> Value {
+    serde_json::json!({"to": to, "action": {"name": name, "args": args}})
+}
+
+/// Requests action `name`, without arguments, from agent `to`.
+pub fn ask(agent: &Foreground, to: &str, name: &str) -> Result<Value, agency_sdk::ActionError> {
+    agent.request(action(to, name, serde_json::json!({})), PATIENCE)
+}
+
+/// Asserts that `sender` received nothing so far but the reply to a request it makes now
+/// to `receiver`'s `value` action. An agent handles messages in arrival order, so
+/// anything sent to `receiver` before would have been answered by then.
+pub fn assert_nothing_else_received(sender: &Foreground, receiver: &str) {
+    assert_eq!(ask(sender, receiver, "value").unwrap(), 42);
+    let received = sender.received();
+    assert_eq!(received.len(), 1, "only the value reply: {received:#?}");
+}
+
+/// Asserts that every one of `expected` is a whole line of `output`.
+pub fn assert_lines(output: &str, expected: &[&str]) {
+    for line in expected {
+        assert!(
+            output.lines().any(|l| l == *line),
+            "missing {line:?} in:\n{output}"
+        );
+    }
+}
+
 /// The transports every semantics test runs on.
 pub const TRANSPORTS: &[&str] = &["local"];
 

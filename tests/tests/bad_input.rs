@@ -4,10 +4,10 @@ use agency_loader::{OpenError, Plugins};
 use agency_runtime::{AgentSpec, SpaceError};
 use agency_sdk::boundary::TransportSpace;
 use agency_tests::{
-    driver, for_each_transport, open_space, open_space_with_wire, plugins_dir, scratch_dir,
-    PATIENCE,
+    action, ask, assert_nothing_else_received, driver, for_each_transport, open_space,
+    open_space_with_wire, plugins_dir, scratch_dir, PATIENCE,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 for_each_transport!(
     malformed_bodies_are_dropped,
@@ -15,10 +15,6 @@ for_each_transport!(
     panicking_action_is_an_error,
     failing_constructors_are_errors,
 );
-
-fn action(to: &str, name: &str, args: Value) -> Value {
-    json!({"to": to, "action": {"name": name, "args": args}})
-}
 
 fn malformed_bodies_are_dropped(transport: &str) {
     let (space, wire) = open_space_with_wire(transport);
@@ -37,18 +33,7 @@ fn malformed_bodies_are_dropped(transport: &str) {
     for body in &bodies {
         wire.publish("Receiver", body).unwrap();
     }
-    assert_eq!(
-        sender
-            .request(action("Receiver", "value", json!({})), PATIENCE)
-            .unwrap(),
-        42
-    );
-    assert_eq!(
-        sender.received().len(),
-        1,
-        "no reply to any malformed body: {:#?}",
-        sender.received()
-    );
+    assert_nothing_else_received(&sender, "Receiver");
 }
 
 fn wrong_argument_types_are_errors(transport: &str) {
@@ -111,15 +96,11 @@ fn panicking_action_is_an_error(transport: &str) {
         .unwrap();
     let sender = driver(&space, "Sender");
     for _ in 0..3 {
-        let error = sender
-            .request(action("Receiver", "explode", json!({})), PATIENCE)
-            .unwrap_err();
+        let error = ask(&sender, "Receiver", "explode").unwrap_err();
         assert_eq!(error.to_string(), "Panic: boom");
     }
     assert_eq!(
-        sender
-            .request(action("Receiver", "value", json!({})), PATIENCE)
-            .unwrap(),
+        ask(&sender, "Receiver", "value").unwrap(),
         42,
         "the agent carries on"
     );
@@ -162,9 +143,7 @@ fn failing_constructors_are_errors(transport: &str) {
     space.add(&AgentSpec::new("Receiver", "Fragile")).unwrap();
     let sender = driver(&space, "Sender");
     assert_eq!(
-        sender
-            .request(action("Fragile", "value", json!({})), PATIENCE)
-            .unwrap(),
+        ask(&sender, "Fragile", "value").unwrap(),
         42,
         "the id was not taken"
     );

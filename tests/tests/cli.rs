@@ -3,13 +3,13 @@
 
 use std::{
     io::{Read, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use agency_tests::{agency_binary, plugins_dir, scratch_dir, PATIENCE};
+use agency_tests::{agency_binary, assert_lines, plugins_dir, scratch_dir, PATIENCE};
 
 const DEMO_CONFIG: &str = r#"
 [[agents]]
@@ -40,32 +40,38 @@ fn agency(args: &[&str]) -> Command {
     command
 }
 
-fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
+/// Starts `agency run` on a plugins folder and a config, with piped standard streams.
+fn start(plugins: &Path, config_text: &str, extra: &[&str]) -> Child {
     let config = config(config_text);
-    let plugins = plugins_dir().to_str().unwrap().to_owned();
+    let (plugins, config) = (plugins.to_str().unwrap(), config.to_str().unwrap());
     let mut args = vec![
         "run",
         "--plugins-dir",
-        &plugins,
+        plugins,
         "--config",
-        config.to_str().unwrap(),
+        config,
         "--wait",
         "2",
     ];
     args.extend_from_slice(extra);
-    let mut child = agency(&args)
+    agency(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
         .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+}
+
+/// Writes `input` to the child, closes its input and waits for it.
+fn finish(mut child: Child, input: &str) -> Output {
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
     child.wait_with_output().unwrap()
+}
+
+fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
+    finish(start(plugins_dir(), config_text, extra), input)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -83,7 +89,7 @@ fn piped_commands_print_their_replies() {
         "{stdout}\n{}",
         text(&output.stderr)
     );
-    for expected in [
+    let expected = [
         "Calculator: 3.0",
         "Calculator: error: ZeroDivisionError: division by zero",
         r#"Calculator: {"sqrt":{"args":{"x":{"description":"a number, zero or more","type":"number"}},"description":"The square root of a number; negative numbers are an error.","returns":{"description":"√x","type":"number"}}}"#,
@@ -91,12 +97,8 @@ fn piped_commands_print_their_replies() {
         "Calculator: error: TypeError: argument \"a\" of add() must be number, got string \"x\"",
         "Chatty: Hello, User! I am Chatty.",
         "error: expected /Agent.action key:value ..., got \"Calculator\"",
-    ] {
-        assert!(
-            stdout.lines().any(|line| line == expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
+    ];
+    assert_lines(&stdout, &expected);
     let order: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("Calculator: "))
@@ -167,20 +169,7 @@ impl Screen {
 
 #[test]
 fn interactive_session_asks_permission_and_stops_on_ctrl_c() {
-    let config = config(DEMO_CONFIG);
-    let plugins = plugins_dir().to_str().unwrap().to_owned();
-    let mut child = agency(&[
-        "run",
-        "--plugins-dir",
-        &plugins,
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = start(plugins_dir(), DEMO_CONFIG, &[]);
     let screen = Screen::attach(&mut child);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(
@@ -272,18 +261,14 @@ fn plugins_command_lists_types_actions_and_refusals() {
         .unwrap();
     let stdout = text(&output.stdout);
     assert!(output.status.success());
-    for expected in [
+    let expected = [
         "  transport local",
         "  agent type Calculator: Does arithmetic on numbers.",
         "    add(a: number, b: number) -> number [permitted]",
         "    run_command(command: string, args?: array) -> any [requested]",
         "    forbidden() -> string [denied]",
-    ] {
-        assert!(
-            stdout.lines().any(|l| l == expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
+    ];
+    assert_lines(&stdout, &expected);
     assert!(
         stdout
             .lines()
@@ -298,7 +283,14 @@ fn plugins_command_lists_types_actions_and_refusals() {
 fn readme_example_plugin_answers() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build = Command::new(cargo)
-        .args(["build", "-p", "agency-sdk", "--example", "counter", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "-p",
+            "agency-sdk",
+            "--example",
+            "counter",
+            "--message-format=json-render-diagnostics",
+        ])
         .output()
         .unwrap();
     assert!(build.status.success(), "{}", text(&build.stderr));
@@ -313,18 +305,18 @@ fn readme_example_plugin_answers() {
     let transport = format!("{prefix}agency_transport_local{suffix}");
     agency_tests::link_or_copy(&plugins_dir().join(&transport), &dir.join(&transport));
     agency_tests::link_or_copy(&library, &dir.join(format!("{prefix}counter{suffix}")));
-    let config = config("[[agents]]\ntype = \"Counter\"\nid = \"counter\"\nargs = { start = 1.5 }\n");
-    let mut child = agency(&["run", "--plugins-dir", dir.to_str().unwrap(), "--config", config.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let config = "[[agents]]\ntype = \"Counter\"\nid = \"counter\"\nargs = { start = 1.5 }\n";
     let input = "/counter.add amount:2\n/counter.reset\nn\n/counter.add amount:\"two\"\n";
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = finish(start(&dir, config, &[]), input);
     let stdout = text(&output.stdout);
-    assert!(stdout.contains("counter: 3.5"), "{stdout}\n{}", text(&output.stderr));
-    assert!(stdout.contains("counter: error: PermissionError: \"counter.reset\" not permitted"), "{stdout}");
+    assert!(
+        stdout.contains("counter: 3.5"),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("counter: error: PermissionError: \"counter.reset\" not permitted"),
+        "{stdout}"
+    );
     assert!(stdout.contains("counter: error: TypeError: argument \"amount\" of add() must be number, got string \"two\""), "{stdout}");
 }

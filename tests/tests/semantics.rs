@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use agency_runtime::{AgentSpec, Space, SpaceError};
-use agency_tests::{driver, for_each_transport, open_space, wait_for_received, PATIENCE};
+use agency_tests::{
+    action, ask, assert_nothing_else_received, driver, for_each_transport, open_space,
+    wait_for_received, PATIENCE,
+};
 use serde_json::{json, Value};
 
 for_each_transport!(
@@ -42,10 +45,6 @@ fn receiver(space: &Space, id: &str, args: Value) {
     space
         .add(&AgentSpec::new("Receiver", id).with_args(args))
         .expect("receiver added");
-}
-
-fn action(to: &str, name: &str, args: Value) -> Value {
-    json!({"to": to, "action": {"name": name, "args": args}})
 }
 
 fn send_and_reply(transport: &str) {
@@ -111,16 +110,9 @@ fn request_and_respond(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
+    assert_eq!(ask(&sender, "Receiver", "value").unwrap(), 42);
     assert_eq!(
-        sender
-            .request(action("Receiver", "value", json!({})), PATIENCE)
-            .unwrap(),
-        42
-    );
-    assert_eq!(
-        sender
-            .request(action("Receiver", "respond", json!({})), PATIENCE)
-            .unwrap(),
+        ask(&sender, "Receiver", "respond").unwrap(),
         "Hello, Sender!"
     );
 }
@@ -200,9 +192,7 @@ fn undefined_action_is_an_error(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let error = sender
-        .request(action("Receiver", "undefined_action", json!({})), PATIENCE)
-        .unwrap_err();
+    let error = ask(&sender, "Receiver", "undefined_action").unwrap_err();
     assert_eq!(
         error.to_string(),
         "AttributeError: \"undefined_action\" not found on \"Receiver\""
@@ -218,27 +208,14 @@ fn undefined_broadcast_action_is_ignored(transport: &str) {
     sender
         .send(action("*", "undefined_action", json!({})))
         .unwrap();
-    assert_eq!(
-        sender
-            .request(action("Receiver", "value", json!({})), PATIENCE)
-            .unwrap(),
-        42
-    );
-    assert_eq!(
-        sender.received().len(),
-        1,
-        "only the value reply: {:#?}",
-        sender.received()
-    );
+    assert_nothing_else_received(&sender, "Receiver");
 }
 
 fn denied_action(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({"grant": true}));
     let sender = driver(&space, "Sender");
-    let error = sender
-        .request(action("Receiver", "forbidden", json!({})), PATIENCE)
-        .unwrap_err();
+    let error = ask(&sender, "Receiver", "forbidden").unwrap_err();
     assert_eq!(
         error.to_string(),
         "PermissionError: \"Receiver.forbidden\" not permitted"
@@ -249,21 +226,14 @@ fn requested_action_granted(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({"grant": true}));
     let sender = driver(&space, "Sender");
-    assert_eq!(
-        sender
-            .request(action("Receiver", "guarded", json!({})), PATIENCE)
-            .unwrap(),
-        "ran"
-    );
+    assert_eq!(ask(&sender, "Receiver", "guarded").unwrap(), "ran");
 }
 
 fn requested_action_rejected(transport: &str) {
     let space = open_space(transport);
     receiver(&space, "Receiver", json!({"grant": false}));
     let sender = driver(&space, "Sender");
-    let error = sender
-        .request(action("Receiver", "guarded", json!({})), PATIENCE)
-        .unwrap_err();
+    let error = ask(&sender, "Receiver", "guarded").unwrap_err();
     assert_eq!(
         error.to_string(),
         "PermissionError: \"Receiver.guarded\" not permitted"
@@ -312,9 +282,7 @@ fn help_lists_all_actions(transport: &str) {
         .unwrap();
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    let help = sender
-        .request(action("Calculator", "help", json!({})), PATIENCE)
-        .unwrap();
+    let help = ask(&sender, "Calculator", "help").unwrap();
     let names: Vec<&String> = help.as_object().unwrap().keys().collect();
     assert_eq!(
         names,
@@ -333,9 +301,7 @@ fn help_lists_all_actions(transport: &str) {
         })
     );
     assert_eq!(help["sum"]["args"]["numbers"]["type"], "array");
-    let custom = sender
-        .request(action("Receiver", "help", json!({})), PATIENCE)
-        .unwrap();
+    let custom = ask(&sender, "Receiver", "help").unwrap();
     assert_eq!(
         custom["custom"],
         json!({"description": "custom help", "args": {}})
@@ -375,15 +341,8 @@ fn callbacks_run_in_order(transport: &str) {
         .add(&AgentSpec::new("Recorder", "Recorder").with_args(json!({"observer": "Observer"})))
         .unwrap();
     let sender = driver(&space, "Sender");
-    assert_eq!(
-        sender
-            .request(action("Recorder", "work", json!({})), PATIENCE)
-            .unwrap(),
-        1
-    );
-    assert!(sender
-        .request(action("Recorder", "broken", json!({})), PATIENCE)
-        .is_err());
+    assert_eq!(ask(&sender, "Recorder", "work").unwrap(), 1);
+    assert!(ask(&sender, "Recorder", "broken").is_err());
     sender
         .send(action(
             "Recorder",
@@ -536,12 +495,7 @@ fn parent_message_is_found(transport: &str) {
     let parent = sender.request(follow_up, PATIENCE).unwrap();
     assert_eq!(parent["meta"]["id"], greeting.meta.id);
     assert_eq!(parent["action"]["args"]["content"], "Hello, Sender!");
-    assert_eq!(
-        sender
-            .request(action("Receiver", "parent", json!({})), PATIENCE)
-            .unwrap(),
-        Value::Null
-    );
+    assert_eq!(ask(&sender, "Receiver", "parent").unwrap(), Value::Null);
 }
 
 fn removed_agent_receives_nothing(transport: &str) {
@@ -562,9 +516,7 @@ fn removed_agent_receives_nothing(transport: &str) {
     );
     receiver(&space, "Receiver", json!({}));
     assert_eq!(
-        sender
-            .request(action("Receiver", "value", json!({})), PATIENCE)
-            .unwrap(),
+        ask(&sender, "Receiver", "value").unwrap(),
         42,
         "the id is free again"
     );
@@ -598,9 +550,7 @@ fn duplicate_id_is_refused(transport: &str) {
         .is_err());
     let sender = driver(&space, "Sender");
     assert_eq!(
-        sender
-            .request(action("Receiver", "value", json!({})), PATIENCE)
-            .unwrap(),
+        ask(&sender, "Receiver", "value").unwrap(),
         42,
         "the first one works"
     );
@@ -626,11 +576,5 @@ fn message_to_unknown_agent_is_dropped(transport: &str) {
     receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
     sender.send(action("Nobody", "say", json!({}))).unwrap();
-    assert_eq!(
-        sender
-            .request(action("Receiver", "value", json!({})), PATIENCE)
-            .unwrap(),
-        42
-    );
-    assert_eq!(sender.received().len(), 1);
+    assert_nothing_else_received(&sender, "Receiver");
 }

@@ -19,7 +19,9 @@ impl Agent for Counter {
         struct Config {
             start: f64,
         }
-        Ok(Counter { total: init.args::<Config>()?.start })
+        Ok(Counter {
+            total: init.args::<Config>()?.start,
+        })
     }
 }
 
