@@ -320,3 +320,25 @@ fn readme_example_plugin_answers() {
     );
     assert!(stdout.contains("counter: error: TypeError: argument \"amount\" of add() must be number, got string \"two\""), "{stdout}");
 }
+
+/// Logs and panics inside a plugin reach the host's log, naming the plugin file.
+#[test]
+fn plugin_logs_appear_in_the_host_output() {
+    let config = "[[agents]]\ntype = \"Receiver\"\nid = \"Receiver\"\n";
+    let output = run_piped(config, &[], "/Receiver.explode\n/Receiver.value\n");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(stdout.contains("Receiver: error: Panic: boom"), "{stdout}");
+    assert!(
+        stdout.contains("Receiver: 42"),
+        "the agent carries on: {stdout}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("panic: boom"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("libagency_test_agents"), "{line}");
+    assert!(
+        line.contains("tests/agents/src/lib.rs"),
+        "with the panic's location: {line}"
+    );
+}

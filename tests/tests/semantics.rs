@@ -578,3 +578,23 @@ fn message_to_unknown_agent_is_dropped(transport: &str) {
     sender.send(action("Nobody", "say", json!({}))).unwrap();
     assert_nothing_else_received(&sender, "Receiver");
 }
+
+/// An agent stuck in an action does not hold `remove` (or Ctrl-C) hostage.
+#[test]
+fn busy_agent_is_left_behind_after_the_stop_timeout() {
+    let space = open_space("local");
+    receiver(&space, "Sleeper", json!({}));
+    let sender = driver(&space, "Sender");
+    sender
+        .send(action("Sleeper", "sleep", json!({"seconds": 3})))
+        .unwrap();
+    space.set_stop_timeout(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    space.remove("Sleeper").unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(space.agent_ids().iter().all(|id| id != "Sleeper"));
+}

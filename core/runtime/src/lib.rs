@@ -22,7 +22,7 @@ mod worker;
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};
 pub use error::SpaceError;
 pub use id::{validate_id, RESERVED_BROADCAST_KEY};
-pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space};
+pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space, DEFAULT_STOP_TIMEOUT};
 pub use worker::HELP;
 
 use agency_sdk::protocol::LogRecord;

@@ -166,12 +166,22 @@ pub struct Space {
     core: Arc<SpaceCore>,
     catalog: Catalog,
     members: Mutex<HashMap<String, Member>>,
+    stop_timeout: RwLock<Duration>,
 }
 
-struct Member {
-    endpoint: Arc<Endpoint>,
-    worker: Option<(mpsc::Sender<Work>, JoinHandle<()>)>,
+/// An agent of this space as the space sees it: its worker, if it has one.
+type Member = Option<WorkerHandle>;
+
+struct WorkerHandle {
+    queue: mpsc::Sender<Work>,
+    /// Disconnects when the worker thread ends, however it ends.
+    ended: mpsc::Receiver<()>,
+    thread: JoinHandle<()>,
 }
+
+/// How long `remove` and `destroy` wait for an agent to finish its queued messages and
+/// `before_remove` by default.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Space {
     /// Opens a space over an open transport, able to create the agent types in `catalog`.
@@ -185,6 +195,7 @@ impl Space {
             core: Arc::new(core),
             catalog,
             members: Mutex::default(),
+            stop_timeout: RwLock::new(DEFAULT_STOP_TIMEOUT),
         }
     }
 
@@ -274,19 +285,21 @@ impl Space {
                 reason,
             })?;
         let worker = worker.map(|worker| {
+            let (ended_tx, ended) = mpsc::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name(format!("agent {id}"))
-                .spawn(move || worker.run(queue_rx))
+                .spawn(move || {
+                    let _ended = ended_tx;
+                    worker.run(queue_rx);
+                })
                 .expect("the system can start a thread");
-            (queue_tx, thread)
+            WorkerHandle {
+                queue: queue_tx,
+                ended,
+                thread,
+            }
         });
-        members.insert(
-            id,
-            Member {
-                endpoint: endpoint.clone(),
-                worker,
-            },
-        );
+        members.insert(id, worker);
         Ok(endpoint)
     }
 
@@ -305,14 +318,27 @@ impl Space {
 
     fn stop(&self, id: &str, member: Member) {
         self.core.transport.detach(id);
-        if let Some((queue, thread)) = member.worker {
-            let _ = queue.send(Work::Stop);
-            drop(queue);
-            if thread.join().is_err() {
-                tracing::error!(agent = id, "agent thread ended abnormally");
+        let Some(worker) = member else { return };
+        let _ = worker.queue.send(Work::Stop);
+        let timeout = *self.stop_timeout.read().unwrap();
+        match worker.ended.recv_timeout(timeout) {
+            Err(mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
+                agent = id,
+                "agent did not stop within {timeout:?} (an action still running?); leaving its thread behind"
+            ),
+            _ => {
+                if worker.thread.join().is_err() {
+                    tracing::error!(agent = id, "agent thread ended abnormally");
+                }
             }
         }
-        drop(member.endpoint);
+    }
+
+    /// Sets how long `remove` and `destroy` wait for each agent to finish the messages it
+    /// has queued and its `before_remove` (default [`DEFAULT_STOP_TIMEOUT`]). An agent still
+    /// busy after that is left running detached from the space, with a warning.
+    pub fn set_stop_timeout(&self, timeout: Duration) {
+        *self.stop_timeout.write().unwrap() = timeout;
     }
 
     /// The ids of the agents in this space (on this host), sorted.

@@ -19,10 +19,29 @@ pub fn transport_types() -> impl Iterator<Item = &'static TransportType> {
     inventory::iter::<TransportType>.into_iter()
 }
 
-/// Registers a transport under a name.
+/// Registers a transport under a name, in a transport plugin (or a host binary).
 ///
-/// ```ignore
-/// agency_sdk::register_transport!("local", open_local_space);
+/// ```
+/// use std::sync::Arc;
+/// use agency_sdk::boundary::{Inbound, TransportSpace};
+///
+/// /// A transport that loses everything.
+/// struct Void;
+///
+/// impl TransportSpace for Void {
+///     fn attach(&self, _id: &str, _sink: Arc<dyn Inbound>) -> Result<(), String> { Ok(()) }
+///     fn detach(&self, _id: &str) {}
+///     fn publish(&self, _to: &str, _body: &str) -> Result<(), String> { Ok(()) }
+///     fn close(&self) {}
+/// }
+///
+/// fn open(_config: &str) -> Result<Box<dyn TransportSpace>, String> {
+///     Ok(Box::new(Void))
+/// }
+///
+/// agency_sdk::register_transport!("void", open);
+///
+/// assert!(agency_sdk::transport_types().any(|t| t.name == "void"));
 /// ```
 #[macro_export]
 macro_rules! register_transport {
