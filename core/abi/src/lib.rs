@@ -11,6 +11,7 @@
 //! - [`guarded`] turns a panic into an error value; every implementation of these traits
 //!   must use it, since a panic reaching an abi_stable shim aborts the process.
 #![allow(non_local_definitions)]
+#![warn(missing_docs)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

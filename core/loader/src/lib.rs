@@ -13,6 +13,7 @@
 //! let space = plugins.open_space("local", &serde_json::json!({}))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 use std::{
     collections::BTreeMap,

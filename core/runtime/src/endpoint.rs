@@ -9,80 +9,26 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        mpsc, Arc, Condvar, Mutex, RwLock,
+        mpsc, Arc, Mutex, RwLock,
     },
     time::{Duration, Instant},
 };
 
 use agency_sdk::{
     boundary::{HostLink, Inbound, TransportSpace},
-    message::{Action, Meta, PartialMeta, BROADCAST, ERROR},
+    message::{Meta, PartialMeta, BROADCAST, ERROR},
     protocol::{host_op, LogRecord, RequestCall, UNSUPPORTED},
     Message,
 };
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{handover, validate_id};
+use crate::{handover, log::MessageLog, outgoing::Outgoing, validate_id, wait::receive};
 
 /// How many sent messages an agent remembers for `parent_message` look-ups.
 pub const SENT_LOG_CAPACITY: usize = 1024;
 
 /// Decides whether a `requested` action may run (for example by asking a person).
 pub type PermissionPrompt = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
-
-/// A message as an agent sends it: `from` and `meta` (or `meta.id`) may be left out.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a message object")]
-pub(crate) struct Outgoing {
-    #[serde(default)]
-    meta: PartialMeta,
-    from: Option<String>,
-    to: String,
-    action: Action,
-}
-
-impl Outgoing {
-    /// Reads an outgoing message from JSON text.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        if !text.trim_start().starts_with('{') {
-            return Err(NOT_AN_OBJECT.into());
-        }
-        serde_json::from_str(text).map_err(|e| format!("ValueError: invalid message: {e}"))
-    }
-
-    /// Reads an outgoing message from a JSON value.
-    pub fn from_value(value: Value) -> Result<Self, String> {
-        if !value.is_object() {
-            return Err(NOT_AN_OBJECT.into());
-        }
-        serde_json::from_value(value).map_err(|e| format!("ValueError: invalid message: {e}"))
-    }
-}
-
-/// Serde would read a JSON array as a struct's fields in order; a message must be an object.
-const NOT_AN_OBJECT: &str = "TypeError: a message must be a JSON object";
-
-/// Receives from `queue`, spinning briefly before sleeping: a reply or the next message
-/// usually comes within microseconds, and waking a sleeping thread costs far more.
-/// Answers `None` once `timeout` passes.
-pub(crate) fn receive<T>(queue: &mpsc::Receiver<T>, timeout: Duration) -> Option<T> {
-    let started = Instant::now();
-    for round in 0..SPIN_ROUNDS {
-        match queue.try_recv() {
-            Ok(item) => return Some(item),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if round < SPIN_ROUNDS / 2 => std::hint::spin_loop(),
-            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
-        }
-    }
-    queue
-        .recv_timeout(timeout.saturating_sub(started.elapsed()))
-        .ok()
-}
-
-/// How many times [`receive`] polls before it sleeps (about 20-50 µs).
-const SPIN_ROUNDS: u32 = 256;
 
 /// What all endpoints of one space share.
 pub(crate) struct SpaceCore {
@@ -362,67 +308,6 @@ impl HostLink for Endpoint {
                 Ok("null".into())
             }
             _ => Err(format!("{UNSUPPORTED} {op:?}")),
-        }
-    }
-}
-
-/// The messages a foreground agent sent and received, in order.
-#[derive(Default)]
-pub(crate) struct MessageLog {
-    entries: Mutex<LogEntries>,
-    changed: Condvar,
-    subscribers: Mutex<Vec<mpsc::Sender<Message>>>,
-}
-
-#[derive(Default)]
-struct LogEntries {
-    all: Vec<Message>,
-    received: Vec<Message>,
-}
-
-impl MessageLog {
-    /// Appends a message; received ones also go to the subscribers.
-    fn record(&self, message: Message, received: bool) {
-        let mut entries = self.entries.lock().unwrap();
-        if received {
-            self.subscribers
-                .lock()
-                .unwrap()
-                .retain(|s| s.send(message.clone()).is_ok());
-            entries.received.push(message.clone());
-        }
-        entries.all.push(message);
-        self.changed.notify_all();
-    }
-
-    pub fn all(&self) -> Vec<Message> {
-        self.entries.lock().unwrap().all.clone()
-    }
-
-    pub fn received(&self) -> Vec<Message> {
-        self.entries.lock().unwrap().received.clone()
-    }
-
-    pub fn subscribe(&self) -> mpsc::Receiver<Message> {
-        let (tx, rx) = mpsc::channel();
-        self.subscribers.lock().unwrap().push(tx);
-        rx
-    }
-
-    /// Waits until `done(received messages)` holds or `timeout` passes; answers whether
-    /// it held.
-    pub fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&[Message]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut entries = self.entries.lock().unwrap();
-        loop {
-            if done(&entries.received) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            entries = self.changed.wait_timeout(entries, left).unwrap().0;
         }
     }
 }

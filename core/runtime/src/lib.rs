@@ -11,12 +11,17 @@
 //! - `endpoint`: one agent's sink and sender (validation, pending requests).
 //! - `worker`: one agent's thread (help, permissions, callbacks, replies).
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
+//! - `outgoing`, `log`, `wait`: outgoing messages, foreground logs, spin-then-sleep waits.
+#![warn(missing_docs)]
 
 mod endpoint;
 mod error;
 mod handover;
 mod id;
+mod log;
+mod outgoing;
 pub mod space;
+mod wait;
 mod worker;
 
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};

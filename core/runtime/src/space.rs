@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    endpoint::{Endpoint, Outgoing, PermissionPrompt, SpaceCore, Work},
+    endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
+    outgoing::Outgoing,
     validate_id,
     worker::Worker,
     SpaceError,

@@ -20,7 +20,11 @@ use agency_sdk::{
 };
 use serde_json::{Map, Value};
 
-use crate::endpoint::{receive, Endpoint, Outgoing, Work};
+use crate::{
+    endpoint::{Endpoint, Work},
+    outgoing::Outgoing,
+    wait::receive,
+};
 
 /// The name of the built-in action that describes the others.
 pub const HELP: &str = "help";

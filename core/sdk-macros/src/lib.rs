@@ -1,4 +1,5 @@
 //! The `#[actions]` attribute of `agency-sdk`; see that crate for documentation.
+#![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;

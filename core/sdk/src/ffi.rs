@@ -4,7 +4,6 @@
 //! Both sides use this module: a plugin exports its agents and transports and imports the
 //! host's services; the host imports agents and transports and exports its services.
 //! Every exported method body runs under [`guarded`], so a panic becomes an error value.
-#![allow(missing_docs)]
 
 use std::sync::Arc;
 

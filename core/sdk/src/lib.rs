@@ -45,6 +45,7 @@
 //!
 //! What the host does with these (validation, routing, permissions, `help`, replies) is
 //! decided once, in the host's runtime; the SDK only carries calls across the boundary.
+#![warn(missing_docs)]
 
 pub mod agent;
 mod args;
