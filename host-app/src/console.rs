@@ -5,7 +5,8 @@
 //! are put to the user as a y/n question, answered by the next line. After a command to
 //! one agent the console reads no further line until its reply (or a permission question)
 //! arrives, or `wait` passes, so piped input behaves as if typed by a person watching.
-//! At the end of input it waits (up to `wait`) for the replies still in flight.
+//! At the end of input it waits (up to `wait`) for the replies still in flight, and until
+//! nothing more arrives for a moment, so answers to a last broadcast are printed too.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -63,6 +64,18 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) {
     console.run(queue);
 }
 
+/// After the input ends, how long the console keeps listening once nothing is awaited
+/// and nothing arrives: answers to a last broadcast still get printed.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The console's state once its input has ended.
+struct Ending {
+    /// When to stop waiting for replies still awaited.
+    give_up: Instant,
+    /// When the last message arrived (or the input ended).
+    last_heard: Instant,
+}
+
 struct Console {
     me: Foreground,
     /// Ids of sent messages whose reply has not arrived yet.
@@ -79,18 +92,26 @@ struct Console {
 
 impl Console {
     fn run(mut self, queue: Receiver<Event>) {
-        let mut end_of_input: Option<Instant> = None;
+        let mut ending: Option<Ending> = None;
         loop {
-            if end_of_input.is_some() && self.awaiting.is_empty() {
-                return;
+            if let Some(end) = &ending {
+                let now = Instant::now();
+                if self.awaiting.is_empty() && now >= end.last_heard + QUIET {
+                    return;
+                }
+                if now >= end.give_up {
+                    let count = self.awaiting.len();
+                    println!("(stopped waiting for {count} repl{})", plural(count));
+                    return;
+                }
             }
-            let deadline = [
-                end_of_input,
-                self.blocking.as_ref().map(|(_, until)| *until),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let deadline = match &ending {
+                Some(end) if self.awaiting.is_empty() => {
+                    Some(end.give_up.min(end.last_heard + QUIET))
+                }
+                Some(end) => Some(end.give_up),
+                None => self.blocking.as_ref().map(|(_, until)| *until),
+            };
             let event = match deadline {
                 None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 Some(deadline) => {
@@ -99,32 +120,30 @@ impl Console {
             };
             let event = match event {
                 Ok(event) => event,
-                Err(RecvTimeoutError::Timeout)
-                    if end_of_input.is_none_or(|end| Instant::now() < end) =>
-                {
+                Err(RecvTimeoutError::Timeout) => {
                     self.unblock();
                     continue;
                 }
-                Err(_) => {
-                    if !self.awaiting.is_empty() {
-                        println!(
-                            "(stopped waiting for {} repl{})",
-                            self.awaiting.len(),
-                            plural(self.awaiting.len())
-                        );
-                    }
-                    return;
-                }
+                Err(RecvTimeoutError::Disconnected) => return,
             };
             match event {
                 Event::Line(line) => self.on_line(&line),
                 Event::EndOfInput => {
-                    end_of_input = Some(Instant::now() + self.wait);
+                    let now = Instant::now();
+                    ending = Some(Ending {
+                        give_up: now + self.wait,
+                        last_heard: now,
+                    });
                     self.refuse_prompts("no input left");
                 }
-                Event::Incoming(message) => self.on_incoming(&message),
+                Event::Incoming(message) => {
+                    if let Some(end) = &mut ending {
+                        end.last_heard = Instant::now();
+                    }
+                    self.on_incoming(&message);
+                }
                 Event::Prompt(message, answer) => {
-                    if end_of_input.is_some() {
+                    if ending.is_some() {
                         println!(
                             "refused {}: no input left to ask permission",
                             describe_action(&message)

@@ -108,6 +108,12 @@ fn piped_commands_print_their_replies() {
 }
 
 #[test]
+fn answers_to_a_last_broadcast_are_printed() {
+    let output = run_piped(DEMO_CONFIG, &[], "hello everyone\n");
+    assert_lines(&text(&output.stdout), &["Chatty: Hello, User! I am Chatty."]);
+}
+
+#[test]
 fn piped_permission_answers_are_read_after_the_question() {
     let dir = scratch_dir("listing");
     std::fs::write(dir.join("visible.txt"), "x").unwrap();
