@@ -98,6 +98,9 @@ fn run(
         None => Config::default(),
     };
     let plugins = load_plugins(plugins_dir)?;
+    for failure in plugins.failures() {
+        eprintln!("warning: plugin skipped: {failure}");
+    }
     let transport = transport
         .or_else(|| config.transport.clone())
         .unwrap_or_else(|| "local".into());
@@ -168,14 +171,10 @@ fn list_plugins(plugins_dir: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads the plugins folder, reporting (not failing on) files that cannot be used.
+/// Loads the plugins folder; files that cannot be used are in `failures()`.
 fn load_plugins(dir: Option<PathBuf>) -> Result<Plugins, String> {
     let dir = dir.unwrap_or_else(default_plugins_dir);
-    let plugins = Plugins::load_dir(&dir).map_err(|e| e.to_string())?;
-    for failure in plugins.failures() {
-        eprintln!("warning: plugin skipped: {failure}");
-    }
-    Ok(plugins)
+    Plugins::load_dir(&dir).map_err(|e| e.to_string())
 }
 
 /// `./plugins` if it exists, else `plugins` beside the binary.

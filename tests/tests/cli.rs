@@ -110,7 +110,10 @@ fn piped_commands_print_their_replies() {
 #[test]
 fn answers_to_a_last_broadcast_are_printed() {
     let output = run_piped(DEMO_CONFIG, &[], "hello everyone\n");
-    assert_lines(&text(&output.stdout), &["Chatty: Hello, User! I am Chatty."]);
+    assert_lines(
+        &text(&output.stdout),
+        &["Chatty: Hello, User! I am Chatty."],
+    );
 }
 
 #[test]
@@ -250,18 +253,39 @@ fn invalid_config_file_is_an_error() {
     );
 }
 
-#[test]
-fn plugins_command_lists_types_actions_and_refusals() {
-    let dir = scratch_dir("listed-plugins");
+/// A copy of the test plugins folder with one file that is not a library.
+fn plugins_with_a_broken_file() -> PathBuf {
+    let dir = scratch_dir("plugins-and-garbage");
     for entry in std::fs::read_dir(plugins_dir()).unwrap() {
         let path = entry.unwrap().path();
         agency_tests::link_or_copy(&path, &dir.join(path.file_name().unwrap()));
     }
-    std::fs::write(
-        dir.join(format!("libbroken{}", std::env::consts::DLL_SUFFIX)),
-        "garbage",
-    )
-    .unwrap();
+    let broken = format!("libbroken{}", std::env::consts::DLL_SUFFIX);
+    std::fs::write(dir.join(broken), "garbage").unwrap();
+    dir
+}
+
+#[test]
+fn a_broken_plugin_is_reported_and_the_space_runs() {
+    let output = finish(
+        start(&plugins_with_a_broken_file(), DEMO_CONFIG, &[]),
+        "/Calculator.add a:1 b:1\n",
+    );
+    let stderr = text(&output.stderr);
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("warning: plugin skipped:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        warning.contains("libbroken") && warning.contains("not a loadable shared library"),
+        "{warning}"
+    );
+    assert_lines(&text(&output.stdout), &["Calculator: 2.0"]);
+}
+
+#[test]
+fn plugins_command_lists_types_actions_and_refusals() {
+    let dir = plugins_with_a_broken_file();
     let output = agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()])
         .output()
         .unwrap();

@@ -113,7 +113,7 @@ impl Plugins {
     pub fn add_file(&mut self, path: &Path) -> Result<&Plugin, PluginError> {
         let result = self.try_add(path);
         if let Err(error) = &result {
-            tracing::warn!("{error}");
+            tracing::debug!("refused {error}");
             self.failures.push(error.clone());
         }
         result.map(|()| self.loaded.last().expect("just added"))
