@@ -372,3 +372,27 @@ fn plugin_logs_appear_in_the_host_output() {
         "with the panic's location: {line}"
     );
 }
+
+/// `log` and `tracing` records inside a plugin reach the host's log; `#[action(name)]`
+/// renames an action.
+#[test]
+fn plugin_log_records_reach_the_host() {
+    let config = "[[agents]]\ntype = \"Receiver\"\nid = \"Receiver\"\n";
+    let output = run_piped(
+        config,
+        &[],
+        "/Receiver.log text:\"hello logs\"\n/Receiver.write_logs\n",
+    );
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let logged = |needle: &str| {
+        stderr
+            .lines()
+            .any(|l| l.contains(needle) && l.contains("libagency_test_agents"))
+    };
+    assert!(logged("via log: hello logs"), "{stderr}");
+    assert!(logged("via tracing text=hello logs"), "{stderr}");
+    assert!(
+        stdout.contains("AttributeError: \"write_logs\" not found on \"Receiver\""),
+        "{stdout}"
+    );
+}

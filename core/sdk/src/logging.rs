@@ -3,7 +3,8 @@
 //! A plugin library has its own copy of `tracing`, which the host's subscriber never sees.
 //! When the host loads a plugin, this module installs, inside the plugin, a subscriber that
 //! filters at the host's level and hands each event to the host as a
-//! [`crate::protocol::LogRecord`], so plugin logs appear in the host's output.
+//! [`crate::protocol::LogRecord`], so plugin logs appear in the host's output. Records of
+//! the `log` crate (used by many libraries) are bridged into the same subscriber.
 
 use std::{fmt::Write as _, sync::Arc};
 
@@ -24,6 +25,12 @@ pub(crate) fn forward_to_host(host: Arc<dyn HostLink>, max_level: &str) {
         .unwrap_or(LevelFilter::INFO);
     let subscriber = tracing_subscriber::registry().with(HostLayer { host }.with_filter(level));
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        let log_level = level
+            .into_level()
+            .map_or(tracing_log::log::LevelFilter::Off, |level| {
+                tracing_log::AsLog::as_log(&level).to_level_filter()
+            });
+        let _ = tracing_log::LogTracer::init_with_filter(log_level);
         std::panic::set_hook(Box::new(|info| {
             let location = info.location().map(ToString::to_string).unwrap_or_default();
             tracing::warn!(%location, "panic: {}", agency_abi::panic_message(info.payload()));

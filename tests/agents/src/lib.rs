@@ -114,6 +114,15 @@ impl Receiver {
     #[action(help = r#"{"description": "custom help", "args": {}}"#)]
     fn custom(&mut self) {}
 
+    /// Logs a warning through the `log` crate and one through `tracing`.
+    ///
+    /// - text: what to log
+    #[action(name = "log")]
+    fn write_logs(&mut self, text: String) {
+        log::warn!("via log: {text}");
+        tracing::warn!(%text, "via tracing");
+    }
+
     /// Panics.
     #[action]
     fn explode(&mut self) {
