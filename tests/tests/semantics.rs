@@ -598,3 +598,57 @@ fn busy_agent_is_left_behind_after_the_stop_timeout() {
     );
     assert!(space.agent_ids().iter().all(|id| id != "Sleeper"));
 }
+
+/// Leaving the space's scope destroys it: every agent runs `before_remove`.
+#[test]
+fn dropping_the_space_removes_every_agent() {
+    let space = open_space("local");
+    let observer = driver(&space, "Observer");
+    for id in ["First", "Second"] {
+        let spec = AgentSpec::new("Recorder", id).with_args(json!({"observer": "Observer"}));
+        space.add(&spec).unwrap();
+    }
+    drop(space);
+    let goodbyes = observer
+        .received()
+        .iter()
+        .filter(|m| m.action.args["content"] == "before_remove")
+        .map(|m| m.from.clone())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(goodbyes, ["First".to_owned(), "Second".to_owned()].into());
+    assert!(observer.send(action("First", "work", json!({}))).is_err());
+}
+
+/// Many requesters at once, many agents, broadcasts fanning out: every reply reaches the
+/// request it answers.
+#[test]
+fn concurrent_requests_and_broadcast_fan_out() {
+    let space = open_space("local");
+    for n in 0..20 {
+        receiver(&space, &format!("Receiver{n}"), json!({}));
+    }
+    let listeners: Vec<_> = (0..20)
+        .map(|n| driver(&space, &format!("Listener{n}")))
+        .collect();
+    std::thread::scope(|scope| {
+        for n in 0..8 {
+            let space = &space;
+            scope.spawn(move || {
+                let me = driver(space, &format!("Requester{n}"));
+                for i in 0..200 {
+                    let to = format!("Receiver{}", (n + i) % 20);
+                    let sum = me.request(action(&to, "add", json!({"a": n, "b": i})), PATIENCE);
+                    assert_eq!(sum.unwrap(), f64::from(n + i));
+                }
+                me.send(action("*", "say", json!({"content": n}))).unwrap();
+            });
+        }
+    });
+    for listener in &listeners {
+        assert!(
+            listener.wait_for(PATIENCE, |got| got.len() == 8),
+            "{}",
+            listener.id()
+        );
+    }
+}

@@ -350,11 +350,15 @@ impl Space {
     }
 
     /// Removes every agent and releases the transport. Later calls do nothing.
+    ///
+    /// Agents with a worker stop first, so what their `before_remove` sends still reaches
+    /// the foreground agents.
     pub fn destroy(&self) {
-        let members: Vec<(String, Member)> = self.members.lock().unwrap().drain().collect();
+        let mut members: Vec<(String, Member)> = self.members.lock().unwrap().drain().collect();
         if self.core.destroyed.load(Ordering::Acquire) {
             return;
         }
+        members.sort_by_key(|(_, worker)| worker.is_none());
         for (id, member) in members {
             self.stop(&id, member);
         }
