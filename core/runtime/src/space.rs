@@ -274,7 +274,7 @@ impl Space {
                 Some(Worker {
                     endpoint: endpoint.clone(),
                     agent,
-                    spec: Arc::new(factory.spec().clone()),
+                    spec: factory.spec().clone(),
                 })
             }
         };

@@ -32,7 +32,7 @@ pub const HELP: &str = "help";
 pub(crate) struct Worker {
     pub endpoint: Arc<Endpoint>,
     pub agent: Box<dyn AgentCore>,
-    pub spec: Arc<AgentTypeSpec>,
+    pub spec: AgentTypeSpec,
 }
 
 impl Worker {
