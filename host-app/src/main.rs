@@ -43,7 +43,8 @@ enum Command {
         /// The transport to use [default: the config's, else `local`].
         #[arg(long, env = "AGENCY_TRANSPORT")]
         transport: Option<String>,
-        /// Where plugin libraries are [default: ./plugins, else `plugins` beside the binary].
+        /// Where plugin libraries are [default: ./plugins, else `plugins` beside the binary,
+        /// whichever holds libraries].
         #[arg(long, env = "AGENCY_PLUGINS_DIR")]
         plugins_dir: Option<PathBuf>,
         /// The config file [default: ./agency.toml if it exists].
@@ -177,14 +178,26 @@ fn load_plugins(dir: Option<PathBuf>) -> Result<Plugins, String> {
     Plugins::load_dir(&dir).map_err(|e| e.to_string())
 }
 
-/// `./plugins` if it exists, else `plugins` beside the binary.
+/// The first of `./plugins` and `plugins` beside the binary that holds a library file,
+/// else `./plugins`.
 fn default_plugins_dir() -> PathBuf {
     let local = PathBuf::from("plugins");
-    if local.is_dir() {
-        return local;
-    }
-    std::env::current_exe()
+    let beside_binary = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("plugins")))
+        .and_then(|exe| exe.parent().map(|dir| dir.join("plugins")));
+    let holds_libraries = |dir: &PathBuf| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.filter_map(Result::ok).any(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(std::env::consts::DLL_SUFFIX)
+            })
+        })
+    };
+    [Some(local.clone()), beside_binary]
+        .into_iter()
+        .flatten()
+        .find(holds_libraries)
         .unwrap_or(local)
 }

@@ -396,3 +396,32 @@ fn plugin_log_records_reach_the_host() {
         "{stdout}"
     );
 }
+
+/// Without `--plugins-dir`, `./plugins` is used when it holds libraries; the config comes
+/// from `./agency.toml`.
+#[test]
+fn plugins_and_config_default_to_the_current_folder() {
+    let dir = scratch_dir("working-folder");
+    std::fs::create_dir(dir.join("plugins")).unwrap();
+    for entry in std::fs::read_dir(plugins_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        agency_tests::link_or_copy(&path, &dir.join("plugins").join(path.file_name().unwrap()));
+    }
+    std::fs::write(dir.join("agency.toml"), DEMO_CONFIG).unwrap();
+    let mut child = agency(&["run", "--wait", "2"])
+        .env_remove("AGENCY_PLUGINS_DIR")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/Calculator.add a:2 b:3\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_lines(&text(&output.stdout), &["Calculator: 5.0"]);
+}
