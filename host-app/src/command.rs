@@ -120,6 +120,29 @@ mod tests {
     }
 
     #[test]
+    fn any_line_parses_or_is_explained_without_panicking() {
+        let alphabet: Vec<char> = "/.:\" [{]}ab1-é€😀\\tn".chars().collect();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            let length = (seed % 24) as usize;
+            let line: String = (0..length)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            if let Ok(Some(message)) = parse_line(&line) {
+                assert!(
+                    message["to"].is_string() && message["action"]["args"].is_object(),
+                    "{line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn empty_lines_send_nothing() {
         assert_eq!(parse_line("   ").unwrap(), None);
     }
