@@ -15,6 +15,9 @@ use std::{
     time::Duration,
 };
 
+pub mod process;
+pub mod proxy;
+
 use agency_loader::Plugins;
 use agency_runtime::{AgentSpec, Foreground, Space};
 use agency_sdk::boundary::{Inbound, TransportSpace};
@@ -23,6 +26,7 @@ use serde_json::Value;
 /// The packages built as plugin libraries for the tests.
 const PLUGIN_PACKAGES: &[&str] = &[
     "agency-transport-local",
+    "agency-transport-amqp",
     "agency-test-agents",
     "agency-plugin-calculator",
     "agency-plugin-chat",
@@ -102,17 +106,12 @@ fn built() -> &'static Built {
 
 /// A fresh folder in `target/tmp` (beside the test binary's `target/<profile>/deps`).
 pub fn scratch_dir(name: &str) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let exe = std::env::current_exe().expect("test binary path");
     let base = exe
         .ancestors()
         .nth(3)
         .map_or_else(std::env::temp_dir, |target| target.join("tmp"));
-    let dir = base.join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = base.join(unique_name(name));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
     dir
@@ -152,8 +151,30 @@ pub fn plugins() -> &'static Plugins {
 /// Opens a space on `transport` from the real plugin libraries.
 pub fn open_space(transport: &str) -> Space {
     plugins()
-        .open_space(transport, &serde_json::json!({}))
+        .open_space(transport, &space_options(transport))
         .expect("space opens")
+}
+
+/// The options that give a test a space of its own: on `amqp`, a fresh exchange and queue
+/// names prefixed with it (queues are per vhost, so equal agent ids would collide).
+pub fn space_options(transport: &str) -> Value {
+    match transport {
+        "amqp" => {
+            let name = unique_name("agency-test");
+            serde_json::json!({"exchange": name, "queue_prefix": format!("{name}.")})
+        }
+        _ => serde_json::json!({}),
+    }
+}
+
+/// A name no other test (in this process or another) uses: `<prefix>-<pid>-<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Opens a space and keeps a second handle on its transport, to publish raw bodies that
@@ -161,7 +182,7 @@ pub fn open_space(transport: &str) -> Space {
 pub fn open_space_with_wire(transport: &str) -> (Space, Wire) {
     let transport: Arc<dyn TransportSpace> = Arc::from(
         plugins()
-            .open_transport(transport, &serde_json::json!({}))
+            .open_transport(transport, &space_options(transport))
             .expect("transport opens"),
     );
     let space = Space::open(
@@ -244,16 +265,16 @@ pub fn assert_lines(output: &str, expected: &[&str]) {
     }
 }
 
-/// The transports every semantics test runs on.
-pub const TRANSPORTS: &[&str] = &["local"];
-
 /// Instantiates `fn name(transport: &str)` tests once per transport, in a module per
-/// transport: `local::name`, ...
+/// transport: `local::name`, `amqp::name`.
 #[macro_export]
 macro_rules! for_each_transport {
     ($($test:ident),* $(,)?) => {
         mod local {
             $( #[test] fn $test() { super::$test("local") } )*
+        }
+        mod amqp {
+            $( #[test] fn $test() { super::$test("amqp") } )*
         }
     };
 }

@@ -158,7 +158,7 @@ fn unknown_transport_lists_the_known_ones() {
     assert!(matches!(error, OpenError::UnknownTransport { .. }));
     assert_eq!(
         error.to_string(),
-        "unknown transport \"carrier-pigeon\"; transports found: local"
+        "unknown transport \"carrier-pigeon\"; transports found: amqp, local"
     );
 }
 

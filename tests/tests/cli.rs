@@ -2,14 +2,16 @@
 //! interactive standard input.
 
 use std::{
-    io::{Read, Write},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    io::Write,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
 };
 
-use agency_tests::{agency_binary, assert_lines, plugins_dir, scratch_dir, PATIENCE};
+use agency_tests::{
+    assert_lines, plugins_dir,
+    process::{agency, config, finish, start, text, Screen},
+    scratch_dir,
+};
 
 const DEMO_CONFIG: &str = r#"
 [[agents]]
@@ -25,57 +27,8 @@ type = "Host"
 id = "Host"
 "#;
 
-fn config(text: &str) -> PathBuf {
-    let path = scratch_dir("config").join("agency.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn agency(args: &[&str]) -> Command {
-    let mut command = Command::new(agency_binary());
-    command
-        .args(args)
-        .env_remove("AGENCY_TRANSPORT")
-        .env("RUST_LOG", "warn");
-    command
-}
-
-/// Starts `agency run` on a plugins folder and a config, with piped standard streams.
-fn start(plugins: &Path, config_text: &str, extra: &[&str]) -> Child {
-    let config = config(config_text);
-    let (plugins, config) = (plugins.to_str().unwrap(), config.to_str().unwrap());
-    let mut args = vec![
-        "run",
-        "--plugins-dir",
-        plugins,
-        "--config",
-        config,
-        "--wait",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    agency(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Writes `input` to the child, closes its input and waits for it.
-fn finish(mut child: Child, input: &str) -> Output {
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
-
 fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
     finish(start(plugins_dir(), config_text, extra), input)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
@@ -141,41 +94,6 @@ fn piped_permission_answers_are_read_after_the_question() {
     );
 }
 
-/// Collects a child's output as it comes, to wait for a prompt that has no newline.
-struct Screen(Arc<Mutex<String>>);
-
-impl Screen {
-    fn attach(child: &mut Child) -> Self {
-        let shared = Arc::new(Mutex::new(String::new()));
-        let mut stdout = child.stdout.take().unwrap();
-        let sink = shared.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n @ 1..) = stdout.read(&mut buffer) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        Screen(shared)
-    }
-
-    fn wait_for(&self, wanted: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let screen = self.0.lock().unwrap().clone();
-            if screen.contains(wanted) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {wanted:?} on screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
 #[test]
 fn interactive_session_asks_permission_and_stops_on_ctrl_c() {
     let mut child = start(plugins_dir(), DEMO_CONFIG, &[]);
@@ -208,7 +126,7 @@ fn unknown_transport_is_an_error_naming_the_known_ones() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         text(&output.stderr).trim(),
-        "error: unknown transport \"carrier-pigeon\"; transports found: local"
+        "error: unknown transport \"carrier-pigeon\"; transports found: amqp, local"
     );
 }
 

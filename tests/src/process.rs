@@ -1,0 +1,162 @@
+//! Real `agency` processes for end-to-end tests: start one on a config, feed its console,
+//! and watch what it prints.
+
+use std::{
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Output, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::{agency_binary, scratch_dir, PATIENCE};
+
+/// Writes `text` to a fresh `agency.toml`; answers its path.
+pub fn config(text: &str) -> PathBuf {
+    let path = scratch_dir("config").join("agency.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `agency ARGS`, with no transport from the environment and warnings logged.
+pub fn agency(args: &[&str]) -> Command {
+    let mut command = Command::new(agency_binary());
+    command
+        .args(args)
+        .env_remove("AGENCY_TRANSPORT")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Starts `agency run` on a plugins folder and a config, with piped standard streams.
+pub fn start(plugins: &Path, config_text: &str, extra: &[&str]) -> Child {
+    let config = config(config_text);
+    let (plugins, config) = (plugins.to_str().unwrap(), config.to_str().unwrap());
+    let mut args = vec![
+        "run",
+        "--plugins-dir",
+        plugins,
+        "--config",
+        config,
+        "--wait",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    agency(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Writes `input` to the child, closes its input and waits for it.
+pub fn finish(mut child: Child, input: &str) -> Output {
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Bytes as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Collects a child's output as it comes, to wait for a prompt that has no newline.
+pub struct Screen(Arc<Mutex<String>>);
+
+impl Screen {
+    /// Collects the child's standard output.
+    pub fn attach(child: &mut Child) -> Self {
+        Self::capture(child.stdout.take().unwrap())
+    }
+
+    /// Collects everything `stream` yields, on a thread of its own.
+    pub fn capture(mut stream: impl Read + Send + 'static) -> Self {
+        let shared = Arc::new(Mutex::new(String::new()));
+        let sink = shared.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buffer) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Screen(shared)
+    }
+
+    /// Everything collected so far.
+    pub fn contents(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (up to [`PATIENCE`]) until the output contains `wanted`; answers it all.
+    pub fn wait_for(&self, wanted: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let screen = self.contents();
+            if screen.contains(wanted) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {wanted:?} on screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A running `agency` process with its console input open and its output collected.
+pub struct Host {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// What it printed on standard output.
+    pub stdout: Screen,
+    /// What it logged on standard error.
+    pub stderr: Screen,
+}
+
+impl Host {
+    /// Starts `agency run` with the test plugins and `config_text`.
+    pub fn start(config_text: &str, extra: &[&str]) -> Self {
+        let mut child = start(crate::plugins_dir(), config_text, extra);
+        let stdin = child.stdin.take();
+        let stdout = Screen::attach(&mut child);
+        let stderr = Screen::capture(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Types one line at the console.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("console input open");
+        writeln!(stdin, "{line}").unwrap();
+    }
+
+    /// Ends the console input and waits for a clean exit; answers the output.
+    pub fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let stdout = self.stdout.contents();
+        assert!(
+            status.success(),
+            "{status:?}\n{stdout}\n{}",
+            self.stderr.contents()
+        );
+        stdout
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

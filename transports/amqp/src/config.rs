@@ -1,0 +1,228 @@
+//! The transport's configuration: `[transports.amqp]` keys, then Agency's environment.
+//!
+//! The broker address comes from `url` (`amqp://` or `amqps://`), or else from `host`,
+//! `port`, `username`, `password` and `vhost`. Each key is read from the configuration
+//! object first, then from its environment variable (`AMQP_URL`, `AMQP_HOST`,
+//! `AMQP_PORT`, `AMQP_USERNAME`, `AMQP_PASSWORD`, `AMQP_VHOST`, as Python Agency reads
+//! them), then falls back to the default (`guest:guest@localhost:5672/`).
+
+use std::time::Duration;
+
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use serde::Deserialize;
+
+/// The keys accepted in `[transports.amqp]`; every one is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    username: Option<String>,
+    password: Option<String>,
+    vhost: Option<String>,
+    exchange: Option<String>,
+    queue_prefix: Option<String>,
+    heartbeat: Option<u16>,
+    prefetch: Option<u16>,
+    max_unconfirmed: Option<usize>,
+    outbox_capacity: Option<usize>,
+    max_message_bytes: Option<usize>,
+    queue_expires_secs: Option<u64>,
+    connect_timeout_secs: Option<u64>,
+    dedup_window: Option<usize>,
+}
+
+/// A complete, validated transport configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the broker is, with credentials.
+    pub uri: AMQPUri,
+    /// The topic exchange of the space (`agency`, as in Python Agency).
+    pub exchange: String,
+    /// Prepended to queue names (empty: `<id>` and `<id>-broadcast`, as Python Agency).
+    pub queue_prefix: String,
+    /// Unacknowledged deliveries per consumer.
+    pub prefetch: u16,
+    /// Published messages awaiting a broker confirm at once.
+    pub max_unconfirmed: usize,
+    /// Messages kept for the broker (while disconnected or slow) before `send` fails.
+    pub outbox_capacity: usize,
+    /// Larger deliveries are logged and dropped.
+    pub max_message_bytes: usize,
+    /// How long an agent's queues outlive the last connection that consumed them.
+    pub queue_expires: Duration,
+    /// How long a start-up connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How many recent message ids each agent remembers to drop redelivered copies.
+    pub dedup_window: usize,
+}
+
+impl Config {
+    /// Reads the configuration object (JSON) and the environment.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        Self::new(text, |name| std::env::var(name).ok())
+    }
+
+    fn new(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let keys: Keys = if text.trim().is_empty() {
+            Keys::default()
+        } else {
+            serde_json::from_str(text)
+                .map_err(|e| format!("invalid amqp transport configuration: {e}"))?
+        };
+        let pick = |key: Option<String>, var: &str| key.or_else(|| env(var));
+        let heartbeat = keys.heartbeat.unwrap_or(60);
+        let connect_timeout = Duration::from_secs(keys.connect_timeout_secs.unwrap_or(10));
+        let mut uri = match pick(keys.url, "AMQP_URL") {
+            Some(url) => url
+                .parse::<AMQPUri>()
+                .map_err(|e| format!("invalid AMQP URL {}: {e}", redact(&url)))?,
+            None => {
+                let port = match pick(keys.port.map(|p| p.to_string()), "AMQP_PORT") {
+                    Some(port) => port
+                        .parse()
+                        .map_err(|_| format!("invalid AMQP port {port:?}: expected 1-65535"))?,
+                    None => 5672,
+                };
+                AMQPUri {
+                    scheme: AMQPScheme::AMQP,
+                    authority: AMQPAuthority {
+                        userinfo: AMQPUserInfo {
+                            username: pick(keys.username, "AMQP_USERNAME")
+                                .unwrap_or_else(|| "guest".into()),
+                            password: pick(keys.password, "AMQP_PASSWORD")
+                                .unwrap_or_else(|| "guest".into()),
+                        },
+                        host: pick(keys.host, "AMQP_HOST").unwrap_or_else(|| "localhost".into()),
+                        port,
+                    },
+                    vhost: pick(keys.vhost, "AMQP_VHOST").unwrap_or_else(|| "/".into()),
+                    query: AMQPQueryString::default(),
+                }
+            }
+        };
+        uri.query.heartbeat.get_or_insert(heartbeat);
+        uri.query
+            .connection_timeout
+            .get_or_insert(connect_timeout.as_millis() as u64);
+        let exchange = keys.exchange.unwrap_or_else(|| "agency".into());
+        if exchange.is_empty() || exchange.starts_with("amq.") {
+            return Err(format!(
+                "invalid exchange name {exchange:?}: it must be non-empty and not start with \"amq.\""
+            ));
+        }
+        let positive = |value: Option<usize>, default: usize, key: &str| match value {
+            Some(0) => Err(format!("amqp transport: `{key}` must be at least 1")),
+            value => Ok(value.unwrap_or(default)),
+        };
+        Ok(Self {
+            uri,
+            exchange,
+            queue_prefix: keys.queue_prefix.unwrap_or_default(),
+            prefetch: positive(keys.prefetch.map(usize::from), 200, "prefetch")? as u16,
+            max_unconfirmed: positive(keys.max_unconfirmed, 1000, "max_unconfirmed")?,
+            outbox_capacity: positive(keys.outbox_capacity, 100_000, "outbox_capacity")?,
+            max_message_bytes: positive(keys.max_message_bytes, 8 << 20, "max_message_bytes")?,
+            queue_expires: Duration::from_secs(keys.queue_expires_secs.unwrap_or(600).max(1)),
+            connect_timeout,
+            dedup_window: positive(keys.dedup_window, 65_536, "dedup_window")?,
+        })
+    }
+
+    /// The broker address without the password, for messages and logs.
+    pub fn broker(&self) -> String {
+        let AMQPAuthority {
+            userinfo,
+            host,
+            port,
+            ..
+        } = &self.uri.authority;
+        format!(
+            "{}://{}@{host}:{port}/{}",
+            self.uri.scheme,
+            userinfo.username,
+            self.uri.vhost.replace('/', "%2f")
+        )
+    }
+
+    /// The queue that receives messages addressed to `agent_id`.
+    pub fn direct_queue(&self, agent_id: &str) -> String {
+        format!("{}{agent_id}", self.queue_prefix)
+    }
+
+    /// The queue that receives broadcasts for `agent_id`.
+    pub fn broadcast_queue(&self, agent_id: &str) -> String {
+        format!("{}{agent_id}-broadcast", self.queue_prefix)
+    }
+}
+
+/// A URL with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("{url:?}");
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("\"{scheme}://{user}:***{}\"", &rest[at..])
+        }
+        None => format!("{url:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        Config::new(json, |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_match_python_agency() {
+        let config = config("{}", &[]).unwrap();
+        assert_eq!(config.broker(), "amqp://guest@localhost:5672/%2f");
+        assert_eq!(config.exchange, "agency");
+        assert_eq!(config.direct_queue("a"), "a");
+        assert_eq!(config.broadcast_queue("a"), "a-broadcast");
+        assert_eq!(config.uri.query.heartbeat, Some(60));
+    }
+
+    #[test]
+    fn keys_override_the_environment() {
+        let vars = [
+            ("AMQP_HOST", "envhost"),
+            ("AMQP_PORT", "5673"),
+            ("AMQP_VHOST", "v"),
+        ];
+        let config = config(r#"{"host": "filehost"}"#, &vars).unwrap();
+        assert_eq!(config.broker(), "amqp://guest@filehost:5673/v");
+    }
+
+    #[test]
+    fn url_wins_over_parts_and_keeps_tls() {
+        let vars = [("AMQP_URL", "amqps://u:secret@h:5671/x?heartbeat=5")];
+        let config = config(r#"{"host": "ignored"}"#, &vars).unwrap();
+        assert_eq!(config.broker(), "amqps://u@h:5671/x");
+        assert_eq!(config.uri.query.heartbeat, Some(5));
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        let error = config(r#"{"url": "http://u:secret@h/"}"#, &[]).unwrap_err();
+        assert!(error.contains("http://u:***@h/"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+        let error = config("{}", &[("AMQP_PORT", "x")]).unwrap_err();
+        assert!(error.contains("invalid AMQP port"), "{error}");
+        let error = config(r#"{"exchange": "amq.topic"}"#, &[]).unwrap_err();
+        assert!(error.contains("amq."), "{error}");
+        let error = config(r#"{"hots": "h"}"#, &[]).unwrap_err();
+        assert!(error.contains("unknown field `hots`"), "{error}");
+    }
+}

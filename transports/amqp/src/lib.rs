@@ -1,0 +1,50 @@
+//! The `amqp` transport: one space across every process attached to a RabbitMQ exchange.
+//!
+//! ## Wire format (shared with Python Agency)
+//! A durable topic exchange (`agency` unless configured); each agent consumes two queues,
+//! `<id>` bound with routing key `<id>` and `<id>-broadcast` bound with `__broadcast__`;
+//! messages are published with routing key = recipient id (or `__broadcast__` for `*`),
+//! the message JSON as UTF-8 text, `content_type: text/plain`, `content_encoding: utf-8`,
+//! `delivery_mode: 2`. We add a `message_id` property, which Python ignores.
+//!
+//! ## Delivery guarantee
+//! Between Rust agents: **each message is handed to its recipient exactly once, in the
+//! order each sender sent it**, across lost connections and broker-side closes, within
+//! these bounds:
+//! - the sender keeps at most `outbox_capacity` (100,000) unconfirmed messages; beyond
+//!   that, `send` fails with an error saying so (it waits up to 30 s while connected);
+//! - the sender retries until the broker confirms, but gives up at `close` after 10 s;
+//! - the recipient's queues outlive its connection for `queue_expires_secs` (600 s):
+//!   messages to an agent whose process is away that long are lost with its queues;
+//! - copies (a message published again after a lost confirm, or delivered again after a
+//!   lost ack) are recognised by `message_id` among the last `dedup_window` (65,536)
+//!   messages of that agent;
+//! - a message is acknowledged once the agent's mailbox holds it: a crash of the receiving
+//!   process loses what its mailboxes held;
+//! - queues are durable and messages persistent, so a broker restart keeps them.
+//!
+//! Messages from Python agents carry no `message_id` and are delivered at least once.
+//!
+//! ## Modules
+//! - [`config`]: the `[transports.amqp]` keys and the `AMQP_*` environment.
+//! - `session`: the connection, its supervision and reconnection.
+//! - `consumer`: an agent's queues, consumers, and de-duplication.
+//! - `publisher`: the outbox and the confirm-mode publishing task.
+//! - `space`: the [`TransportSpace`](agency_sdk::boundary::TransportSpace) the host sees.
+
+pub mod config;
+mod consumer;
+mod publisher;
+mod session;
+mod space;
+
+use agency_sdk::boundary::TransportSpace;
+
+agency_sdk::register_transport!("amqp", open);
+agency_sdk::export_plugin!();
+
+/// Opens a space on the broker the configuration (or the environment) names.
+fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
+    let config = config::Config::from_json(config)?;
+    Ok(Box::new(space::AmqpSpace::open(config)?))
+}

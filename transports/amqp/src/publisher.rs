@@ -1,0 +1,164 @@
+//! Sending: the outbox and the task that publishes it with confirms.
+//!
+//! `publish` puts a message into a bounded outbox and returns. One task per space takes
+//! messages in order and publishes them on a confirm-mode channel, pipelined: up to
+//! `max_unconfirmed` wait for the broker's confirm at once. A message leaves the
+//! transport's care only when the broker confirms it. When the connection drops, the
+//! unconfirmed messages go back to the front of the line and are published again, in
+//! order, on the next connection; the broker may have routed some of them already, so
+//! each carries a `message_id` that receivers use to drop the copy.
+
+use std::{collections::VecDeque, sync::atomic::Ordering, sync::Arc};
+
+use lapin::{
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    BasicProperties, Channel, Connection, PublisherConfirm,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::space::Shared;
+
+/// A message waiting for the broker.
+pub struct Outgoing {
+    /// The recipient id, or the broadcast key.
+    pub routing_key: String,
+    /// The message JSON text.
+    pub body: String,
+    /// Unique per published message, kept when it is published again.
+    pub message_id: String,
+}
+
+/// Publishes everything the outbox receives, across reconnections, until the space ends.
+pub async fn run(shared: Arc<Shared>, mut outbox: mpsc::Receiver<Outgoing>) {
+    let mut connections = shared.connection.subscribe();
+    let mut waiting = VecDeque::new();
+    loop {
+        let current = connections.borrow_and_update().clone();
+        let channel = match current {
+            Some(connection) => confirm_channel(&connection).await.ok(),
+            None => None,
+        };
+        let Some(channel) = channel else {
+            if connections.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        match pump(
+            &shared,
+            &channel,
+            &mut outbox,
+            &mut waiting,
+            &mut connections,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::debug!(%error, unconfirmed = waiting.len(), "publishing paused")
+            }
+        }
+    }
+}
+
+async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// What woke the publishing loop.
+enum Event {
+    /// The front message's confirm: whether the broker refused it, or why it failed.
+    Confirmed(Result<bool, String>),
+    Next(Option<Outgoing>),
+    ConnectionChanged,
+}
+
+/// Publishes on one channel until it fails (unconfirmed messages end up in `waiting`), or
+/// until the outbox is closed and everything in it confirmed.
+async fn pump(
+    shared: &Shared,
+    channel: &Channel,
+    outbox: &mut mpsc::Receiver<Outgoing>,
+    waiting: &mut VecDeque<Outgoing>,
+    connections: &mut watch::Receiver<Option<Arc<Connection>>>,
+) -> Result<(), String> {
+    let limit = shared.config.max_unconfirmed;
+    let mut in_flight: VecDeque<(Outgoing, PublisherConfirm)> = VecDeque::new();
+    let mut open = true;
+    let error = loop {
+        if in_flight.len() < limit {
+            if let Some(message) = waiting.pop_front() {
+                match publish(shared, channel, &message).await {
+                    Ok(confirm) => in_flight.push_back((message, confirm)),
+                    Err(error) => {
+                        waiting.push_front(message);
+                        break error.to_string();
+                    }
+                }
+                continue;
+            }
+        }
+        if !open && in_flight.is_empty() && waiting.is_empty() {
+            return Ok(());
+        }
+        let event = tokio::select! {
+            biased;
+            _ = connections.changed() => Event::ConnectionChanged,
+            confirmation = async { (&mut in_flight.front_mut().unwrap().1).await },
+                if !in_flight.is_empty() => Event::Confirmed(
+                    confirmation.map(|c| c.is_nack()).map_err(|e| e.to_string())),
+            next = outbox.recv(), if open && in_flight.len() < limit => Event::Next(next),
+        };
+        match event {
+            Event::ConnectionChanged => break "connection lost".into(),
+            Event::Next(None) => open = false,
+            Event::Next(Some(message)) => match publish(shared, channel, &message).await {
+                Ok(confirm) => in_flight.push_back((message, confirm)),
+                Err(error) => {
+                    waiting.push_front(message);
+                    break error.to_string();
+                }
+            },
+            Event::Confirmed(Ok(refused)) => {
+                let (message, _) = in_flight.pop_front().unwrap();
+                if refused {
+                    tracing::warn!(to = %message.routing_key, "the broker refused a message; publishing it again");
+                    waiting.push_back(message);
+                } else {
+                    shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            Event::Confirmed(Err(error)) => break error,
+        }
+    };
+    for (message, _) in in_flight.into_iter().rev() {
+        waiting.push_front(message);
+    }
+    Err(error)
+}
+
+async fn publish(
+    shared: &Shared,
+    channel: &Channel,
+    message: &Outgoing,
+) -> lapin::Result<PublisherConfirm> {
+    // The properties Python Agency publishes with, plus our id for de-duplication.
+    let properties = BasicProperties::default()
+        .with_content_type("text/plain".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_message_id(message.message_id.as_str().into());
+    channel
+        .basic_publish(
+            shared.config.exchange.as_str().into(),
+            message.routing_key.as_str().into(),
+            BasicPublishOptions::default(),
+            message.body.as_bytes(),
+            properties,
+        )
+        .await
+}
