@@ -2,12 +2,16 @@
 //!
 //! [`Proxy::cut`] shuts down every connection that passes through it at that moment, as a
 //! network failure would; new connections are accepted again at once (the broker is
-//! still there), so a client that reconnects gets through.
+//! still there), so a client that reconnects gets through. [`Proxy::set_down`] keeps the
+//! line down (every new connection is dropped at once) until it is set up again.
 
 use std::{
     io,
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     thread,
 };
 
@@ -15,6 +19,7 @@ use std::{
 pub struct Proxy {
     address: SocketAddr,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    down: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -25,8 +30,13 @@ impl Proxy {
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let upstream = upstream.to_owned();
         let sockets = open.clone();
+        let down = Arc::new(AtomicBool::new(false));
+        let refusing = down.clone();
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                if refusing.load(Ordering::Acquire) {
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
@@ -37,12 +47,24 @@ impl Proxy {
                 }
             }
         });
-        Self { address, open }
+        Self {
+            address,
+            open,
+            down,
+        }
     }
 
     /// `amqp://guest:guest@<proxy address>/%2f`
     pub fn amqp_url(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.address)
+    }
+
+    /// Takes the line down (cutting what passes now) or brings it back up.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Release);
+        if down {
+            self.cut();
+        }
     }
 
     /// Drops every connection passing through now; answers how many it cut.

@@ -22,7 +22,9 @@ use agency_sdk::{
 };
 use serde_json::Value;
 
-use crate::{handover, log::MessageLog, outgoing::Outgoing, validate_id, wait::receive};
+use crate::{
+    handover, log::MessageLog, mailbox::Mailbox, outgoing::Outgoing, validate_id, wait::receive,
+};
 
 /// How many sent messages an agent remembers for `parent_message` look-ups.
 pub const SENT_LOG_CAPACITY: usize = 1024;
@@ -54,7 +56,7 @@ pub(crate) struct Endpoint {
     pub id: String,
     receive_own_broadcasts: bool,
     core: Arc<SpaceCore>,
-    worker: Option<mpsc::Sender<Work>>,
+    worker: Option<Mailbox>,
     log: Option<MessageLog>,
     pending: Mutex<HashMap<String, mpsc::SyncSender<Reply>>>,
     /// How many requests are waiting, or about to wait, for a reply.
@@ -68,7 +70,7 @@ impl Endpoint {
         id: String,
         receive_own_broadcasts: bool,
         core: Arc<SpaceCore>,
-        worker: Option<mpsc::Sender<Work>>,
+        worker: Option<Mailbox>,
         keep_log: bool,
     ) -> Self {
         Self {
@@ -255,7 +257,7 @@ impl Inbound for Endpoint {
         let handed_over = handover::take(body);
         let idle = self.pending_count.load(Ordering::Acquire) == 0;
         if let (Some(worker), None, true, None) = (&self.worker, &self.log, idle, &handed_over) {
-            let _ = worker.send(Work::Message(body.to_owned(), None));
+            worker.deliver(body, None);
             return;
         }
         let Some(message) =
@@ -270,7 +272,7 @@ impl Inbound for Endpoint {
             return;
         };
         if let Some(worker) = &self.worker {
-            let _ = worker.send(Work::Message(body.to_owned(), Some(message)));
+            worker.deliver(body, Some(message));
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`space`]: [`Space`], [`AgentSpec`], [`Catalog`], [`Foreground`].
 //! - `endpoint`: one agent's sink and sender (validation, pending requests).
 //! - `worker`: one agent's thread (help, permissions, callbacks, replies).
+//! - `mailbox`: an agent's queue, bounded for deliveries from transport threads.
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
 //! - `outgoing`, `log`, `wait`: outgoing messages, foreground logs, spin-then-sleep waits.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ mod error;
 mod handover;
 mod id;
 mod log;
+mod mailbox;
 mod outgoing;
 pub mod space;
 mod wait;
@@ -27,6 +29,7 @@ mod worker;
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};
 pub use error::SpaceError;
 pub use id::{validate_id, RESERVED_BROADCAST_KEY};
+pub use mailbox::MAILBOX_LIMIT;
 pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space, DEFAULT_STOP_TIMEOUT};
 pub use worker::HELP;
 

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
+    endpoint::{Endpoint, PermissionPrompt, SpaceCore},
+    mailbox::{mailbox, Mailbox},
     outgoing::Outgoing,
     validate_id,
     worker::Worker,
@@ -174,7 +175,7 @@ pub struct Space {
 type Member = Option<WorkerHandle>;
 
 struct WorkerHandle {
-    queue: mpsc::Sender<Work>,
+    queue: Mailbox,
     /// Disconnects when the worker thread ends, however it ends.
     ended: mpsc::Receiver<()>,
     thread: JoinHandle<()>,
@@ -249,7 +250,7 @@ impl Space {
                     })?,
             ),
         };
-        let (queue_tx, queue_rx) = mpsc::channel();
+        let (queue_tx, queue_rx) = mailbox();
         let endpoint = Arc::new(Endpoint::new(
             id.clone(),
             spec.receive_own_broadcasts,
@@ -320,7 +321,7 @@ impl Space {
     fn stop(&self, id: &str, member: Member) {
         self.core.transport.detach(id);
         let Some(worker) = member else { return };
-        let _ = worker.queue.send(Work::Stop);
+        worker.queue.stop();
         let timeout = *self.stop_timeout.read().unwrap();
         match worker.ended.recv_timeout(timeout) {
             Err(mpsc::RecvTimeoutError::Timeout) => tracing::warn!(

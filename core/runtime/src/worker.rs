@@ -6,10 +6,7 @@
 //! errors Python Agency sends, and actions run between `before_action` and `after_action`,
 //! their value or error sent back to the sender.
 
-use std::{
-    sync::{mpsc, Arc},
-    time::Duration,
-};
+use std::sync::Arc;
 
 use agency_sdk::{
     agent::unknown_action,
@@ -22,8 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::{
     endpoint::{Endpoint, Work},
+    mailbox::MailboxReceiver,
     outgoing::Outgoing,
-    wait::receive,
 };
 
 /// The name of the built-in action that describes the others.
@@ -37,9 +34,9 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Runs `after_add`, then every message until [`Work::Stop`], then `before_remove`.
-    pub fn run(mut self, queue: mpsc::Receiver<Work>) {
+    pub fn run(mut self, mailbox: MailboxReceiver) {
         self.callback(agent_op::AFTER_ADD, "{}");
-        while let Some(Work::Message(body, parsed)) = receive(&queue, Duration::MAX) {
+        while let Some(Work::Message(body, parsed)) = mailbox.next() {
             if let Some(message) = parsed.or_else(|| self.endpoint.accept(&body)) {
                 self.handle(&message, &body);
             }

@@ -46,7 +46,8 @@ pub struct Config {
     pub prefetch: u16,
     /// Published messages awaiting a broker confirm at once.
     pub max_unconfirmed: usize,
-    /// Messages kept for the broker (while disconnected or slow) before `send` fails.
+    /// Messages not yet confirmed by the broker (queued, in flight, or kept while
+    /// disconnected) before `send` waits (connected) or fails (disconnected).
     pub outbox_capacity: usize,
     /// Larger deliveries are logged and dropped.
     pub max_message_bytes: usize,

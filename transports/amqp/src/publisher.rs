@@ -29,7 +29,7 @@ pub struct Outgoing {
 }
 
 /// Publishes everything the outbox receives, across reconnections, until the space ends.
-pub async fn run(shared: Arc<Shared>, mut outbox: mpsc::Receiver<Outgoing>) {
+pub async fn run(shared: Arc<Shared>, mut outbox: mpsc::UnboundedReceiver<Outgoing>) {
     let mut connections = shared.connection.subscribe();
     let mut waiting = VecDeque::new();
     loop {
@@ -82,7 +82,7 @@ enum Event {
 async fn pump(
     shared: &Shared,
     channel: &Channel,
-    outbox: &mut mpsc::Receiver<Outgoing>,
+    outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
     waiting: &mut VecDeque<Outgoing>,
     connections: &mut watch::Receiver<Option<Arc<Connection>>>,
 ) -> Result<(), String> {

@@ -34,6 +34,8 @@ use crate::{
 
 /// The longest queue name or routing key AMQP allows, in bytes.
 const MAX_NAME_BYTES: usize = 255;
+/// How long a reconnecting agent waits for the broker to drop its old consumers.
+const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
 /// How long `close` waits for the broker to confirm what was sent.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `publish` waits for room in a full outbox while connected.
@@ -88,21 +90,31 @@ impl Link {
 
     /// Subscribes every attached agent on a new connection.
     ///
-    /// An agent whose id another process took meanwhile is reported and left without a
-    /// channel; any other failure means the connection is bad and is returned.
+    /// The broker may not have noticed yet that the old connection is gone and still
+    /// hold its exclusive consumers: a refused subscription is retried for
+    /// [`TAKEOVER_GRACE`], then reported (another process took the id) and the agent is
+    /// left without a channel. Any other failure means the connection is bad.
     pub async fn restore(
         &mut self,
         config: &Config,
         connection: &Arc<Connection>,
     ) -> Result<(), String> {
         for (id, subscription) in &mut self.agents {
-            match consumer::subscribe(config, connection, &subscription.inbox).await {
-                Ok(channel) => subscription.channel = Some(channel),
-                Err(error) if consumer::is_duplicate(&error) => tracing::error!(
-                    agent = %id,
-                    "another process took this agent's id while the connection was down; it no longer receives messages"
-                ),
-                Err(error) => return Err(error.to_string()),
+            let deadline = Instant::now() + TAKEOVER_GRACE;
+            loop {
+                match consumer::subscribe(config, connection, &subscription.inbox).await {
+                    Ok(channel) => subscription.channel = Some(channel),
+                    Err(error) if consumer::is_duplicate(&error) && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(error) if consumer::is_duplicate(&error) => tracing::error!(
+                        agent = %id,
+                        "another process took this agent's id while the connection was down; it no longer receives messages"
+                    ),
+                    Err(error) => return Err(error.to_string()),
+                }
+                break;
             }
         }
         self.connection = Some(connection.clone());
@@ -113,7 +125,7 @@ impl Link {
 /// An open space on the `amqp` transport.
 pub struct AmqpSpace {
     shared: Arc<Shared>,
-    outbox: mpsc::Sender<Outgoing>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
     /// Makes every `message_id` of this space unique on the broker.
     id_prefix: String,
     next_id: AtomicU64,
@@ -125,7 +137,7 @@ impl AmqpSpace {
     pub fn open(config: Config) -> Result<Self, String> {
         let runtime = runtime();
         let live = runtime.block_on(session::connect(&config))?;
-        let (outbox, outbox_rx) = mpsc::channel(config.outbox_capacity);
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             connection: watch::Sender::new(Some(live.connection.clone())),
             link: Mutex::new(Link {
@@ -153,29 +165,39 @@ impl AmqpSpace {
         self.shared.connection.borrow().is_some()
     }
 
-    /// Waits for room in a full outbox while the broker is connected (it is slower than
-    /// the senders); fails at once while disconnected, so nothing piles up unseen.
-    fn publish_when_room(&self, mut message: Outgoing) -> Result<(), String> {
+    /// Counts one more unconfirmed message, within `outbox_capacity`. At the bound it
+    /// waits for room while connected (the broker is slower than the senders), and fails
+    /// at once while disconnected, so nothing piles up unseen.
+    fn reserve(&self) -> Result<(), String> {
+        let capacity = self.shared.config.outbox_capacity;
         let deadline = Instant::now() + FULL_OUTBOX_WAIT;
-        while self.connected() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-            match self.outbox.try_send(message) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(back)) => message = back,
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed_error()),
+        loop {
+            let count = self.shared.unconfirmed.load(Ordering::Acquire);
+            if count < capacity {
+                let next = count + 1;
+                let unconfirmed = &self.shared.unconfirmed;
+                if unconfirmed
+                    .compare_exchange(count, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+                continue;
             }
+            if !self.connected() || Instant::now() >= deadline {
+                return Err(format!(
+                    "the amqp outbox is full: {capacity} messages are waiting for the broker at \
+                     {}{}; retry later or raise `outbox_capacity`",
+                    self.shared.config.broker(),
+                    if self.connected() {
+                        ""
+                    } else {
+                        " (reconnecting)"
+                    },
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        Err(format!(
-            "the amqp outbox is full: {} messages are waiting for the broker at {}{}; \
-             retry later or raise `outbox_capacity`",
-            self.shared.config.outbox_capacity,
-            self.shared.config.broker(),
-            if self.connected() {
-                ""
-            } else {
-                " (reconnecting)"
-            },
-        ))
     }
 
     fn closed_error(&self) -> String {
@@ -270,16 +292,11 @@ impl TransportSpace for AmqpSpace {
                 self.next_id.fetch_add(1, Ordering::Relaxed)
             ),
         };
-        self.shared.unconfirmed.fetch_add(1, Ordering::AcqRel);
-        let sent = match self.outbox.try_send(message) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(message)) => self.publish_when_room(message),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.closed_error()),
-        };
-        if sent.is_err() {
+        self.reserve()?;
+        self.outbox.send(message).map_err(|_| {
             self.shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
-        }
-        sent
+            self.closed_error()
+        })
     }
 
     /// Waits (up to 10 s) for the broker to confirm every message sent, then closes the

@@ -1,0 +1,374 @@
+//! The `amqp` transport against the real RabbitMQ on 127.0.0.1:5672: faults on the line
+//! and at the broker, spaces spanning several `agency` processes, bad bodies on the wire,
+//! and start-up errors. (The semantics suite runs on `amqp` too, in `semantics.rs`.)
+
+use std::{process::Command, time::Duration};
+
+use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
+use agency_tests::{
+    action, ask, driver, plugins, process::Host, proxy::Proxy, space_options, unique_name,
+};
+use lapin::{options::BasicPublishOptions, BasicProperties, Connection, ConnectionProperties};
+use serde_json::{json, Value};
+
+const BROKER: &str = "127.0.0.1:5672";
+/// The length of the message streams the fault tests send.
+const STREAM: u64 = 10_000;
+/// How long a stream may take to arrive, reconnections included.
+const STREAM_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Opens an `amqp` space with the test's own exchange and extra options.
+fn open(options: &Value, extra: Value) -> Space {
+    let mut options = options.clone();
+    options
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    plugins()
+        .open_space("amqp", &options)
+        .expect("amqp space opens")
+}
+
+/// Sends [`STREAM`] numbered messages from a `Sender` in `sending` to a `Receiver` in
+/// `receiving`; `at_2000` runs once the receiver has 2,000 of them (half the stream still
+/// to send), `at_6000` once it has 6,000. Checks each arrived exactly once, in order.
+fn stream_survives(
+    sending: &Space,
+    receiving: &Space,
+    at_2000: impl FnOnce(),
+    at_6000: impl FnOnce(),
+) {
+    let receiver = driver(receiving, "Receiver");
+    let sender = driver(sending, "Sender");
+    let counted =
+        |at_least: usize| move |received: &[agency_sdk::Message]| received.len() >= at_least;
+    let send = |range: std::ops::Range<u64>| {
+        for n in range {
+            sender
+                .send(action("Receiver", "count", json!({"n": n})))
+                .expect("kept while disconnected");
+        }
+    };
+    send(0..STREAM / 2);
+    assert!(receiver.wait_for(STREAM_PATIENCE, counted(2_000)));
+    at_2000();
+    send(STREAM / 2..STREAM);
+    sender.send(action("Receiver", "end", json!({}))).unwrap();
+    assert!(receiver.wait_for(STREAM_PATIENCE, counted(6_000)));
+    at_6000();
+    let ended = receiver.wait_for(STREAM_PATIENCE, |received| {
+        received.iter().any(|m| m.action.name == "end")
+    });
+    let received = receiver.received();
+    assert!(
+        ended,
+        "the stream ended: {} messages arrived",
+        received.len()
+    );
+    let numbers: Vec<u64> = received
+        .iter()
+        .filter(|m| m.action.name == "count")
+        .map(|m| m.action.args["n"].as_u64().unwrap())
+        .collect();
+    let duplicates = numbers.len() as i64 - STREAM as i64;
+    assert!(
+        numbers == (0..STREAM).collect::<Vec<_>>(),
+        "every message exactly once, in order: {} received ({duplicates:+} against {STREAM})",
+        numbers.len()
+    );
+    assert_eq!(received.last().unwrap().action.name, "end");
+}
+
+#[test]
+fn cutting_the_publisher_then_the_consumer_loses_and_duplicates_nothing() {
+    let options = space_options("amqp");
+    let (sender_line, receiver_line) = (Proxy::start(BROKER), Proxy::start(BROKER));
+    let receiving = open(&options, json!({"url": receiver_line.amqp_url()}));
+    let sending = open(&options, json!({"url": sender_line.amqp_url()}));
+    stream_survives(
+        &sending,
+        &receiving,
+        || assert!(sender_line.cut() >= 1, "the publisher's connection was cut"),
+        || {
+            assert!(
+                receiver_line.cut() >= 1,
+                "the consumer's connection was cut"
+            )
+        },
+    );
+}
+
+#[test]
+fn a_broker_side_close_of_every_connection_is_survived() {
+    let options = space_options("amqp");
+    let receiving = open(&options, json!({}));
+    let sending = open(&options, json!({}));
+    let close_all = || {
+        let output = Command::new("rabbitmqctl")
+            .args(["close_all_connections", "agency test: forced close"])
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(output.status.success(), "{output:?}");
+    };
+    stream_survives(&sending, &receiving, close_all, close_all);
+}
+
+#[test]
+fn messages_sent_while_disconnected_are_kept_up_to_the_bound_then_delivered() {
+    let options = space_options("amqp");
+    let line = Proxy::start(BROKER);
+    let receiving = open(&options, json!({}));
+    let sending = open(
+        &options,
+        json!({"url": line.amqp_url(), "outbox_capacity": 50}),
+    );
+    let receiver = driver(&receiving, "Receiver");
+    let sender = driver(&sending, "Sender");
+    line.set_down(true);
+    let kept: Vec<String> = (0..50)
+        .map(|n| {
+            sender
+                .send(action("Receiver", "count", json!({"n": n})))
+                .unwrap()
+        })
+        .collect();
+    let error = sender
+        .send(action("Receiver", "count", json!({"n": 50})))
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the amqp outbox is full: 50 messages")
+            && error.to_string().contains("(reconnecting)"),
+        "{error}"
+    );
+    line.set_down(false);
+    assert!(
+        receiver.wait_for(STREAM_PATIENCE, |received| received.len() == 50),
+        "the 50 kept messages arrive after reconnection"
+    );
+    let ids: Vec<String> = receiver.received().into_iter().map(|m| m.meta.id).collect();
+    assert_eq!(ids, kept);
+}
+
+/// `agency.toml` for a host on `exchange`, with a console and agents `(type, id)`.
+fn host_config(exchange: &str, console: &str, agents: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "transport = \"amqp\"\nconsole_id = \"{console}\"\n[transports.amqp]\nexchange = \"{exchange}\"\n"
+    );
+    for (kind, id) in agents {
+        text += &format!("[[agents]]\ntype = \"{kind}\"\nid = \"{id}\"\n");
+    }
+    text
+}
+
+/// Two `agency` processes on one exchange form one space. Queue names are the default
+/// (Python Agency's), so the ids are unique to this run.
+#[test]
+fn two_host_processes_form_one_space() {
+    let exchange = unique_name("agency-test-hosts");
+    let id = |name: &str| format!("{name}-{exchange}");
+    let (alice, bob, calc, chat_a, chat_b) =
+        (id("alice"), id("bob"), id("calc"), id("chatA"), id("chatB"));
+    let mut a = Host::start(
+        &host_config(
+            &exchange,
+            &alice,
+            &[("Calculator", &calc), ("Chat", &chat_a)],
+        ),
+        &[],
+    );
+    a.type_line(&format!("/{calc}.add a:0 b:0"));
+    a.stdout.wait_for(&format!("{calc}: 0.0"));
+    let mut b = Host::start(&host_config(&exchange, &bob, &[("Chat", &chat_b)]), &[]);
+    b.type_line(&format!("/{calc}.add a:2 b:3"));
+    b.stdout.wait_for(&format!("{calc}: 5.0"));
+    a.type_line(&format!("/{chat_b}.say content:\"hi\""));
+    a.stdout
+        .wait_for(&format!("{chat_b}: Hello, {alice}! I am {chat_b}."));
+    b.type_line("hello all");
+    for chat in [&chat_a, &chat_b] {
+        b.stdout
+            .wait_for(&format!("{chat}: Hello, {bob}! I am {chat}."));
+    }
+
+    // A third process that takes an id the first one holds is refused; the first goes on.
+    let c = Host::start(
+        &host_config(&exchange, &id("carol"), &[("Chat", &chat_a)]),
+        &[],
+    );
+    c.stderr.wait_for(&format!(
+        "Agent '{chat_a}' already exists: another process consumes its queue \"{chat_a}\""
+    ));
+    drop(c);
+    b.type_line(&format!("/{chat_a}.say content:\"hey\""));
+    b.stdout
+        .wait_for(&format!("{chat_a}: Hello, {bob}! I am {chat_a}."));
+    a.finish();
+    b.finish();
+}
+
+/// Publishes raw bodies straight to a queue through the default exchange, as any client
+/// on the broker could.
+fn publish_raw(queue: &str, bodies: &[Vec<u8>]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let connection = Connection::connect(
+            &format!("amqp://guest:guest@{BROKER}/%2f"),
+            ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        for body in bodies {
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default().with_content_type("text/plain".into()),
+                )
+                .await
+                .unwrap();
+        }
+        let _ = connection.close(200, "done".into()).await;
+    });
+}
+
+#[test]
+fn bad_bodies_on_the_wire_are_logged_and_dropped() {
+    let exchange = unique_name("agency-test-wire");
+    let config = host_config(&exchange, "console", &[("Receiver", "Receiver")]).replace(
+        "[[agents]]",
+        &format!("queue_prefix = \"{exchange}.\"\nmax_message_bytes = 4096\n[[agents]]"),
+    );
+    let mut host = Host::start(&config, &[]);
+    host.type_line("/Receiver.value");
+    host.stdout.wait_for("Receiver: 42");
+    let schema_violation =
+        json!({"meta": {"id": "1"}, "from": "x", "to": "Receiver", "action": {"name": 7}});
+    publish_raw(
+        &format!("{exchange}.Receiver"),
+        &[
+            b"not json".to_vec(),
+            schema_violation.to_string().into_bytes(),
+            vec![b' '; 5000],
+            vec![0xff, 0xfe, b'{'],
+        ],
+    );
+    host.stderr
+        .wait_for("body of 5000 bytes exceeds max_message_bytes (4096)");
+    host.stderr.wait_for("body is not UTF-8 text");
+    host.stderr
+        .wait_for("invalid message: expected ident at line 1 column 2");
+    host.stderr
+        .wait_for("invalid type: integer `7`, expected a string");
+    let options = json!({"exchange": exchange, "queue_prefix": format!("{exchange}.")});
+    let space = open(&options, json!({}));
+    let asker = driver(&space, "Asker");
+    assert_eq!(
+        ask(&asker, "Receiver", "value").unwrap(),
+        42,
+        "still working"
+    );
+    host.finish();
+}
+
+#[test]
+fn start_up_errors_name_what_failed_and_never_the_password() {
+    let options = space_options("amqp");
+    let error = |extra: Value| {
+        let mut with = options.clone();
+        with.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        plugins()
+            .open_space("amqp", &with)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let wrong_scheme = error(json!({"url": "http://guest:hunter2@localhost/"}));
+    assert!(
+        wrong_scheme.contains("invalid AMQP URL \"http://guest:***@localhost/\""),
+        "{wrong_scheme}"
+    );
+    let refused = error(json!({"password": "hunter2"}));
+    assert!(
+        refused.contains("cannot connect to the AMQP broker at amqp://guest@localhost:5672/%2f"),
+        "{refused}"
+    );
+    let unreachable = error(json!({"port": 1}));
+    assert!(
+        unreachable.contains("cannot connect to the AMQP broker at amqp://guest@localhost:1/%2f"),
+        "{unreachable}"
+    );
+    for message in [wrong_scheme, refused, unreachable] {
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+    // The space of another test with the same exchange still works meanwhile.
+    let space = open(&options, json!({}));
+    space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap();
+    assert_eq!(
+        ask(&driver(&space, "Asker"), "Receiver", "value").unwrap(),
+        42
+    );
+}
+
+/// How many messages of `queue` the broker holds ready (not yet delivered).
+fn ready_in_broker(queue: &str) -> u64 {
+    let output = Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, ready) = line.split_once('\t')?;
+            (name == queue).then(|| ready.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_slow_agent_leaves_the_backlog_in_the_broker() {
+    let options = space_options("amqp");
+    let receiving = open(&options, json!({}));
+    receiving.add(&AgentSpec::new("Receiver", "Slow")).unwrap();
+    let sending = open(&options, json!({}));
+    let sender = driver(&sending, "Sender");
+    sender
+        .send(action("Slow", "sleep", json!({"seconds": 8})))
+        .unwrap();
+    let extra = 3_000;
+    for _ in 0..MAILBOX_LIMIT + extra {
+        sender.send(action("Slow", "ignore", json!({}))).unwrap();
+    }
+    let queue = format!("{}Slow", options["queue_prefix"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    let mut ready = 0;
+    while ready < 2_000 && std::time::Instant::now() < deadline {
+        ready = ready_in_broker(&queue);
+    }
+    assert!(
+        ready >= 2_000,
+        "beyond {MAILBOX_LIMIT} queued in the agent (and the prefetch), the broker keeps the \
+         backlog: {ready} ready"
+    );
+    let asked = sender.request(action("Slow", "value", json!({})), STREAM_PATIENCE);
+    assert_eq!(
+        asked.unwrap(),
+        42,
+        "everything is handled once the agent is back"
+    );
+}
