@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use agency_runtime::AgentSpec;
 use agency_sdk::Message;
+use agency_tests::figures::{percentile, print_table, Row};
 use serde_json::{json, Value};
 
 #[global_allocator]
@@ -36,42 +37,28 @@ fn main() {
     let agency_trips = agency_round_trips(&driver);
     let reference_trips = reference_round_trips();
     space.destroy();
-    let (p50, p99) = (
-        |t: &[f64]| percentile(t, 0.5),
-        |t: &[f64]| percentile(t, 0.99),
-    );
-    println!();
-    println!(
-        "{:<58} {:>14} {:>11} {:>11}",
-        "local transport, 2 agents from .so files", "one-way msg/s", "rtt p50 µs", "rtt p99 µs"
-    );
-    println!(
-        "{:<58} {agency_flood:>14.0} {:>11.1} {:>11.1}",
-        "agency",
-        p50(&agency_trips),
-        p99(&agency_trips)
-    );
-    println!(
-        "{:<58} {reference_flood:>14.0} {:>11.1} {:>11.1}",
-        "reference: tokio channel, sender encodes, receiver decodes",
-        p50(&reference_trips),
-        p99(&reference_trips)
-    );
-    println!(
-        "{:<58} {decode_only_flood:>14.0} {:>11} {:>11}",
-        "reference: tokio channel, receiver decodes only", "-", "-"
-    );
-    println!(
-        "{:<58} {:>13.2}x {:>10.2}x {:>10.2}x",
-        "agency / reference (encode + decode)",
-        agency_flood / reference_flood,
-        p50(&agency_trips) / p50(&reference_trips),
-        p99(&agency_trips) / p99(&reference_trips),
-    );
-    println!(
-        "{:<58} {:>13.2}x",
-        "agency / reference (decode only)",
-        agency_flood / decode_only_flood
+    print_table(
+        "local transport, 2 agents from .so files",
+        &[
+            Row {
+                name: "agency",
+                short: "agency",
+                one_way: agency_flood,
+                trips: Some(&agency_trips),
+            },
+            Row {
+                name: "reference: tokio channel, sender encodes, receiver decodes",
+                short: "reference (encode + decode)",
+                one_way: reference_flood,
+                trips: Some(&reference_trips),
+            },
+            Row {
+                name: "reference: tokio channel, receiver decodes only",
+                short: "reference (decode only)",
+                one_way: decode_only_flood,
+                trips: None,
+            },
+        ],
     );
 }
 
@@ -82,12 +69,6 @@ enum Encode {
     EachMessage,
     /// All of them before the clock starts: the channel and the decoding alone.
     Beforehand,
-}
-
-fn percentile(samples: &[f64], q: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 fn bench_space() -> (agency_runtime::Space, agency_runtime::Foreground) {

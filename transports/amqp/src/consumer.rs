@@ -50,8 +50,8 @@ impl Inbox {
 
     /// Hands one delivery to the agent, unless it is a copy, too large or not text.
     ///
-    /// The sink may block to apply backpressure (the agent is behind), so this runs where
-    /// blocking is allowed: the consumer task's thread leaves the runtime's pool meanwhile.
+    /// The sink may block to apply backpressure (the agent is behind); this runs on the
+    /// agent's own consumer thread, so only this agent's consumers wait.
     fn receive(&self, delivery: &Delivery) {
         if let Some(id) = delivery.properties.message_id() {
             if !self.seen.lock().unwrap().insert(id.as_str()) {
@@ -69,7 +69,7 @@ impl Inbox {
             return;
         }
         match std::str::from_utf8(&delivery.data) {
-            Ok(body) => tokio::task::block_in_place(|| self.sink.deliver(body)),
+            Ok(body) => self.sink.deliver(body),
             Err(error) => tracing::warn!(
                 agent = %self.agent_id,
                 reason = %format!("body is not UTF-8 text: {error}"),
@@ -85,6 +85,22 @@ impl Inbox {
 /// agent's exclusive queue) when another process already holds the id; see
 /// [`is_duplicate`].
 pub async fn subscribe(
+    config: &Config,
+    connection: &Connection,
+    inbox: &Arc<Inbox>,
+) -> lapin::Result<Channel> {
+    tokio::time::timeout(config.connect_timeout, open(config, connection, inbox))
+        .await
+        .map_err(|_| {
+            let silent = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the broker did not answer in time",
+            );
+            lapin::Error::from(silent)
+        })?
+}
+
+async fn open(
     config: &Config,
     connection: &Connection,
     inbox: &Arc<Inbox>,
@@ -119,6 +135,7 @@ pub async fn subscribe(
             )
             .await?;
     }
+    let mut consumers = Vec::new();
     for (queue, _) in &queues {
         let exclusive = BasicConsumeOptions {
             exclusive: true,
@@ -132,8 +149,17 @@ pub async fn subscribe(
                 FieldTable::default(),
             )
             .await?;
-        tokio::spawn(consume(consumer, inbox.clone()));
+        consumers.push(consume(consumer, inbox.clone()));
     }
+    // Deliveries may wait for room in the agent's mailbox: they run on a thread of the
+    // agent's own, so that a slow agent holds back nobody else's consumers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(lapin::Error::from)?;
+    std::thread::Builder::new()
+        .name(format!("amqp {id}"))
+        .spawn(move || runtime.block_on(futures_util::future::join_all(consumers)))
+        .map_err(lapin::Error::from)?;
     Ok(channel)
 }
 

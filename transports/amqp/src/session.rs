@@ -22,23 +22,27 @@ pub struct Live {
     events: Pin<Box<dyn Stream<Item = Event> + Send>>,
 }
 
-/// Connects and declares the space's exchange (topic, durable, as Python Agency).
+/// Connects and declares the space's exchange (topic, durable, as Python Agency), within
+/// the connect timeout.
 pub async fn connect(config: &Config) -> Result<Live, String> {
+    tokio::time::timeout(config.connect_timeout, open(config))
+        .await
+        .map_err(|_| {
+            format!(
+                "cannot connect to the AMQP broker at {}: no answer within {}s",
+                config.broker(),
+                config.connect_timeout.as_secs_f64()
+            )
+        })?
+}
+
+async fn open(config: &Config) -> Result<Live, String> {
     let broker = config.broker();
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("agency (pid {})", std::process::id()).into());
-    let connection = tokio::time::timeout(
-        config.connect_timeout,
-        Connection::connect_uri(config.uri.clone(), properties),
-    )
-    .await
-    .map_err(|_| {
-        format!(
-            "cannot connect to the AMQP broker at {broker}: no answer within {}s",
-            config.connect_timeout.as_secs_f64()
-        )
-    })?
-    .map_err(|e| format!("cannot connect to the AMQP broker at {broker}: {e}"))?;
+    let connection = Connection::connect_uri(config.uri.clone(), properties)
+        .await
+        .map_err(|e| format!("cannot connect to the AMQP broker at {broker}: {e}"))?;
     let events = Box::pin(connection.events_listener());
     let channel = connection
         .create_channel()

@@ -255,13 +255,16 @@ impl TransportSpace for AmqpSpace {
 
     fn detach(&self, agent_id: &str) {
         let config = &self.shared.config;
-        runtime().block_on(async {
+        let removal = async {
             let removed = self.shared.link.lock().await.agents.remove(agent_id);
             let Some(channel) = removed.and_then(|s| s.channel) else {
                 return;
             };
             // The agent is gone for good: so are its queues (Python's are auto-deleted).
-            for queue in [config.direct_queue(agent_id), config.broadcast_queue(agent_id)] {
+            for queue in [
+                config.direct_queue(agent_id),
+                config.broadcast_queue(agent_id),
+            ] {
                 if let Err(error) = channel
                     .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                     .await
@@ -270,7 +273,14 @@ impl TransportSpace for AmqpSpace {
                 }
             }
             let _ = channel.close(200, "agent removed".into()).await;
-        });
+        };
+        let limit = config.connect_timeout;
+        if runtime()
+            .block_on(tokio::time::timeout(limit, removal))
+            .is_err()
+        {
+            tracing::warn!(agent = %agent_id, "the broker did not answer in time; the agent's queues expire unused");
+        }
     }
 
     fn publish(&self, to: &str, body: &str) -> Result<(), String> {
@@ -321,7 +331,8 @@ impl TransportSpace for AmqpSpace {
             let connection = self.shared.link.lock().await.connection.take();
             self.shared.connection.send_replace(None);
             if let Some(connection) = connection {
-                let _ = connection.close(200, "space closed".into()).await;
+                let closing = connection.close(200, "space closed".into());
+                let _ = tokio::time::timeout(self.shared.config.connect_timeout, closing).await;
             }
         });
     }

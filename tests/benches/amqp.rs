@@ -1,0 +1,292 @@
+//! Throughput and round trip of the `amqp` transport between agents in two host
+//! processes, beside raw lapin measured in the same run against the same broker.
+//!
+//! - agency: this process hosts agent `A` (a `Bench` from the test plugins); an `agency`
+//!   process started here hosts agent `B`. `A` floods `B` with `tick`s, then requests
+//!   `B.count` (answered once every tick was handled), and requests `B.ping` one after
+//!   the other.
+//! - raw lapin: two connections (one per "host"), the same exchange and queue settings,
+//!   the same message bytes and properties, publisher confirms pipelined 1,000 deep, a
+//!   prefetch of 200 and one ack per delivery, as the transport does.
+//!
+//! Needs RabbitMQ on 127.0.0.1:5672. Run with `cargo bench -p agency-tests --bench amqp`.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use agency_runtime::AgentSpec;
+use agency_tests::{
+    figures::{percentile, print_table, Row},
+    process::Host,
+    unique_name,
+};
+use futures_util::StreamExt;
+use lapin::{
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+};
+use serde_json::json;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const MESSAGES: u64 = 50_000;
+const ROUND_TRIPS: u64 = 3_000;
+/// Runs per contender, interleaved; the median is reported.
+const ROUNDS: usize = 5;
+const IN_FLIGHT: usize = 1_000;
+const PREFETCH: u16 = 200;
+
+fn main() {
+    let exchange = unique_name("agency-bench");
+    let options = json!({"exchange": exchange, "queue_prefix": format!("{exchange}.")});
+    let space = agency_tests::plugins()
+        .open_space("amqp", &options)
+        .expect("amqp space (is RabbitMQ running?)");
+    space.add(&AgentSpec::new("Bench", "A")).unwrap();
+    let mut peer = Host::start(
+        &format!(
+            "transport = \"amqp\"\nconsole_id = \"console\"\n\
+             [transports.amqp]\nexchange = \"{exchange}\"\nqueue_prefix = \"{exchange}.\"\n\
+             [[agents]]\ntype = \"Bench\"\nid = \"B\"\n"
+        ),
+        &[],
+    );
+    let driver = space.add_foreground(&AgentSpec::untyped("driver")).unwrap();
+    let ask = |action: &str, count: u64| {
+        let message =
+            json!({"to": "A", "action": {"name": action, "args": {"to": "B", "count": count}}});
+        driver.request(message, Duration::from_secs(600)).unwrap()
+    };
+    peer.type_line("/B.ping");
+    peer.stdout.wait_for("B: 1");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let raw = runtime.block_on(Raw::connect(&exchange));
+    let mut floods: [Vec<f64>; 2] = Default::default();
+    for _ in 0..ROUNDS {
+        let result = ask("flood", MESSAGES);
+        assert_eq!(result["received"], MESSAGES);
+        floods[0].push(MESSAGES as f64 / result["seconds"].as_f64().unwrap());
+        floods[1].push(runtime.block_on(raw.one_way()));
+    }
+    ask("round_trips", ROUND_TRIPS / 10);
+    let agency_trips: Vec<f64> = serde_json::from_value(ask("round_trips", ROUND_TRIPS)).unwrap();
+    let raw_trips = runtime.block_on(raw.round_trips());
+    peer.finish();
+    space.destroy();
+
+    let [agency_flood, raw_flood] = [0, 1].map(|i| percentile(&floods[i], 0.5));
+    print_table(
+        "amqp transport, agents in 2 processes",
+        &[
+            Row {
+                name: "agency",
+                short: "agency",
+                one_way: agency_flood,
+                trips: Some(&agency_trips),
+            },
+            Row {
+                name: "reference: raw lapin, 2 connections, same bytes and acks",
+                short: "raw lapin",
+                one_way: raw_flood,
+                trips: Some(&raw_trips),
+            },
+        ],
+    );
+    println!(
+        "one-way runs (msg/s): agency {:?}, raw lapin {:?}",
+        floods[0].iter().map(|r| r.round()).collect::<Vec<_>>(),
+        floods[1].iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+}
+
+fn body(from: &str, to: &str, action: &str, n: u64) -> String {
+    json!({"meta": {"id": format!("00000000-0000-4000-8000-{n:012}")}, "from": from, "to": to,
+           "action": {"name": action, "args": {"n": n}}})
+    .to_string()
+}
+
+/// Two raw lapin "hosts" on the benchmark's exchange, each consuming one queue.
+struct Raw {
+    exchange: String,
+    a: Channel,
+    b: Channel,
+    queues: [String; 2],
+    _connections: [Connection; 2],
+}
+
+impl Raw {
+    async fn connect(exchange: &str) -> Self {
+        let connect = || Connection::connect(URL, ConnectionProperties::default());
+        let (first, second) = (connect().await.unwrap(), connect().await.unwrap());
+        let (a, b) = (
+            first.create_channel().await.unwrap(),
+            second.create_channel().await.unwrap(),
+        );
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        a.exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let queues = [format!("{exchange}.raw-A"), format!("{exchange}.raw-B")];
+        for (channel, queue, key) in [(&a, &queues[0], "raw-A"), (&b, &queues[1], "raw-B")] {
+            let durable = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(queue.as_str().into(), durable, arguments.clone())
+                .await
+                .unwrap();
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            channel
+                .basic_qos(PREFETCH, BasicQosOptions::default())
+                .await
+                .unwrap();
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .unwrap();
+        }
+        Self {
+            exchange: exchange.into(),
+            a,
+            b,
+            queues,
+            _connections: [first, second],
+        }
+    }
+
+    async fn consume(channel: &Channel, queue: &str) -> lapin::Consumer {
+        channel
+            .basic_consume(
+                queue.into(),
+                "bench".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// `A` publishes [`MESSAGES`] ticks to `B`'s queue; messages per second until `B`
+    /// has received and acknowledged them all.
+    async fn one_way(&self) -> f64 {
+        let mut consumer = Self::consume(&self.b, &self.queues[1]).await;
+        let received = tokio::spawn(async move {
+            for _ in 0..MESSAGES {
+                let delivery = consumer.next().await.unwrap().unwrap();
+                delivery.ack(BasicAckOptions::default()).await.unwrap();
+            }
+            consumer
+        });
+        let started = Instant::now();
+        let mut confirms = VecDeque::new();
+        for n in 0..MESSAGES {
+            let text = body("A", "raw-B", "tick", n);
+            confirms.push_back(publish(&self.a, &self.exchange, "raw-B", &text, n).await);
+            if confirms.len() >= IN_FLIGHT {
+                confirms.pop_front().unwrap().await.unwrap();
+            }
+        }
+        let consumer = received.await.unwrap();
+        let rate = MESSAGES as f64 / started.elapsed().as_secs_f64();
+        for confirm in confirms {
+            confirm.await.unwrap();
+        }
+        self.b
+            .basic_cancel(consumer.tag(), Default::default())
+            .await
+            .unwrap();
+        rate
+    }
+
+    /// `A` publishes a ping to `B` and waits for `B`'s reply, one after the other; each
+    /// round trip in microseconds. Confirms are awaited off the measured path, as the
+    /// transport's publisher does.
+    async fn round_trips(&self) -> Vec<f64> {
+        let mut pings = Self::consume(&self.b, &self.queues[1]).await;
+        let mut replies = Self::consume(&self.a, &self.queues[0]).await;
+        let responder = {
+            let (exchange, channel) = (self.exchange.clone(), self.b.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while let Some(Ok(delivery)) = pings.next().await {
+                    delivery.ack(BasicAckOptions::default()).await.unwrap();
+                    let text = body("raw-B", "raw-A", "[response]", n);
+                    let confirm = publish(&channel, &exchange, "raw-A", &text, n).await;
+                    tokio::spawn(confirm);
+                    n += 1;
+                }
+            })
+        };
+        let mut trips = Vec::new();
+        let warm_up = ROUND_TRIPS / 10;
+        for n in 0..ROUND_TRIPS + warm_up {
+            let started = Instant::now();
+            let text = body("raw-A", "raw-B", "ping", n);
+            let confirm = publish(&self.a, &self.exchange, "raw-B", &text, n).await;
+            tokio::spawn(confirm);
+            let reply = replies.next().await.unwrap().unwrap();
+            reply.ack(BasicAckOptions::default()).await.unwrap();
+            trips.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        responder.abort();
+        trips.split_off(warm_up as usize)
+    }
+}
+
+/// Publishes `text` as the transport does: its bytes with Python Agency's properties.
+async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    text: &str,
+    n: u64,
+) -> lapin::PublisherConfirm {
+    let properties = BasicProperties::default()
+        .with_content_type("text/plain".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_message_id(format!("0123456789abcdef0123456789abcdef.{n}").into());
+    channel
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            text.as_bytes(),
+            properties,
+        )
+        .await
+        .unwrap()
+}
