@@ -217,17 +217,30 @@ impl TransportSpace for AmqpSpace {
             ));
         }
         runtime().block_on(async {
+            // While reconnecting, wait (up to the connect timeout) for the connection.
+            let mut connected = self.shared.connection.subscribe();
+            let waited = connected.wait_for(Option::is_some);
+            if tokio::time::timeout(config.connect_timeout, waited)
+                .await
+                .is_err()
+            {
+                return Err(format!(
+                    "cannot add agent '{agent_id}': the connection to the AMQP broker at {} \
+                     is down (reconnecting); try again",
+                    config.broker()
+                ));
+            }
             let mut link = self.shared.link.lock().await;
             if link.agents.contains_key(agent_id) {
                 return Err(format!("Agent '{agent_id}' already exists"));
             }
-            let connection = link.connection.clone().ok_or_else(|| {
-                format!(
+            let Some(connection) = link.connection.clone() else {
+                return Err(format!(
                     "cannot add agent '{agent_id}': the connection to the AMQP broker at {} \
-                     is down (reconnecting); try again",
+                     was lost; try again",
                     config.broker()
-                )
-            })?;
+                ));
+            };
             let inbox = Arc::new(Inbox::new(agent_id, sink, config));
             let channel = consumer::subscribe(config, &connection, &inbox)
                 .await
