@@ -30,7 +30,7 @@
 //! - `session`: the connection, its supervision and reconnection.
 //! - `consumer`: an agent's queues, consumers, and de-duplication.
 //! - `publisher`: the outbox and the confirm-mode publishing task.
-//! - `space`: the [`TransportSpace`](agency_sdk::boundary::TransportSpace) the host sees.
+//! - `space`: the [`TransportSpace`] the host sees.
 
 pub mod config;
 mod consumer;
