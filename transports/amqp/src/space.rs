@@ -289,7 +289,7 @@ impl TransportSpace for AmqpSpace {
         };
         let limit = config.connect_timeout;
         if runtime()
-            .block_on(tokio::time::timeout(limit, removal))
+            .block_on(async { tokio::time::timeout(limit, removal).await })
             .is_err()
         {
             tracing::warn!(agent = %agent_id, "the broker did not answer in time; the agent's queues expire unused");
