@@ -23,7 +23,7 @@ use agency_sdk::{
 use serde_json::Value;
 
 use crate::{
-    handover, log::MessageLog, mailbox::Mailbox, outgoing::Outgoing, validate_id, wait::receive,
+    handover, log::MessageLog, mailbox::Mailbox, outgoing::Outgoing, validate_id, wait::Waiter,
 };
 
 /// How many sent messages an agent remembers for `parent_message` look-ups.
@@ -109,7 +109,7 @@ impl Endpoint {
         let started = Instant::now();
         self.pending.lock().unwrap().insert(id.clone(), reply_tx);
         self.pending_count.fetch_add(1, Ordering::AcqRel);
-        let answer = self.publish(message).map(|()| receive(&reply_rx, timeout));
+        let answer = self.publish(message).map(|()| Waiter::new().receive(&reply_rx, timeout));
         self.pending_count.fetch_sub(1, Ordering::AcqRel);
         match answer {
             Ok(Some(Reply::Value(value))) => Ok(value),

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{endpoint::Work, wait::receive};
+use crate::{endpoint::Work, wait::Waiter};
 
 /// How many messages an agent may have queued before deliveries from outside wait.
 pub const MAILBOX_LIMIT: usize = 10_000;
@@ -37,7 +37,11 @@ pub(crate) fn mailbox() -> (Mailbox, MailboxReceiver) {
             queue,
             state: state.clone(),
         },
-        MailboxReceiver { receiver, state },
+        MailboxReceiver {
+            receiver,
+            state,
+            waiter: Waiter::new(),
+        },
     )
 }
 
@@ -79,6 +83,7 @@ impl Mailbox {
 pub(crate) struct MailboxReceiver {
     receiver: mpsc::Receiver<Work>,
     state: Arc<State>,
+    waiter: Waiter,
 }
 
 impl MailboxReceiver {
@@ -86,7 +91,7 @@ impl MailboxReceiver {
     /// next work, waiting as long as it takes; `None` once every sender is gone.
     pub fn next(&self) -> Option<Work> {
         ON_WORKER.set(true);
-        let work = receive(&self.receiver, Duration::MAX);
+        let work = self.waiter.receive(&self.receiver, Duration::MAX);
         if let Some(Work::Message(..)) = work {
             self.state.queued.fetch_sub(1, Ordering::AcqRel);
         }

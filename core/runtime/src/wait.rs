@@ -1,27 +1,53 @@
 //! Waiting for the next message or a reply without paying for a sleep when it is close.
 
 use std::{
+    cell::Cell,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-/// Receives from `queue`, spinning briefly before sleeping: a reply or the next message
+/// Receives from a queue, spinning briefly before sleeping: a reply or the next message
 /// usually comes within microseconds, and waking a sleeping thread costs far more.
-/// Answers `None` once `timeout` passes.
-pub(crate) fn receive<T>(queue: &mpsc::Receiver<T>, timeout: Duration) -> Option<T> {
-    let started = Instant::now();
-    for round in 0..SPIN_ROUNDS {
-        match queue.try_recv() {
-            Ok(item) => return Some(item),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if round < SPIN_ROUNDS / 2 => std::hint::spin_loop(),
-            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
-        }
-    }
-    queue
-        .recv_timeout(timeout.saturating_sub(started.elapsed()))
-        .ok()
+///
+/// The spin adapts: it doubles after a wait that spinning ended, and halves after one
+/// that had to sleep, so a worker fed from the network (messages a hundred microseconds
+/// or more apart) stops burning CPU that the broker or the transport needs.
+pub(crate) struct Waiter {
+    rounds: Cell<u32>,
 }
 
-/// How many times [`receive`] polls before it sleeps (about 20-50 µs).
-const SPIN_ROUNDS: u32 = 256;
+impl Waiter {
+    /// A waiter that starts with the longest spin.
+    pub fn new() -> Self {
+        Self {
+            rounds: Cell::new(MAX_ROUNDS),
+        }
+    }
+
+    /// Answers the next item of `queue`, or `None` once `timeout` passes or every sender
+    /// is gone.
+    pub fn receive<T>(&self, queue: &mpsc::Receiver<T>, timeout: Duration) -> Option<T> {
+        let started = Instant::now();
+        let rounds = self.rounds.get();
+        for round in 0..rounds {
+            match queue.try_recv() {
+                Ok(item) => {
+                    self.rounds.set((rounds * 2).min(MAX_ROUNDS));
+                    return Some(item);
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) if round < rounds / 2 => std::hint::spin_loop(),
+                Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
+        self.rounds.set((rounds / 2).max(MIN_ROUNDS));
+        queue
+            .recv_timeout(timeout.saturating_sub(started.elapsed()))
+            .ok()
+    }
+}
+
+/// The longest spin: 256 polls, about 20-50 µs.
+const MAX_ROUNDS: u32 = 256;
+/// The shortest spin, reached after a few waits that all had to sleep.
+const MIN_ROUNDS: u32 = 4;
