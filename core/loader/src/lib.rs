@@ -1,9 +1,14 @@
 //! # Agency plugin loader
 //!
-//! Finds plugin libraries in a folder, checks each one (is it a shared library, is it an
-//! Agency plugin, was it built for this ABI), and turns what they provide into transports
-//! and agent types the runtime can use. A file that cannot be used is reported with a
-//! one-line reason and skipped; the others still load. Libraries are never unloaded.
+//! Finds plugin libraries in a folder, checks each one (may other users change it, is it a
+//! shared library, is it an Agency plugin, was it built for an ABI this host accepts), and
+//! turns what they provide into transports and agent types the runtime can use. A file
+//! that cannot be used is reported with a one-line reason and skipped; the others still
+//! load.
+//!
+//! A library is loaded from a private copy of the bytes that were checked and hashed (the
+//! SHA-256 is logged), so replacing or rewriting the file later cannot crash the host, and
+//! the hash names exactly the code that runs. Libraries are never unloaded.
 //!
 //! ```no_run
 //! let plugins = agency_loader::Plugins::load_dir("plugins".as_ref())?;
@@ -17,6 +22,7 @@
 
 use std::{
     collections::BTreeMap,
+    ops::RangeInclusive,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -31,11 +37,19 @@ use agency_sdk::{
     Init,
 };
 
+/// The Agency ABI generations this host loads plugins of.
+///
+/// A plugin states the generation its SDK was built for; every SDK release of one major
+/// version speaks the same generation (see ARCHITECTURE.md, "Plugin ABI").
+pub const SUPPORTED_ABI: RangeInclusive<u32> = ABI_VERSION..=ABI_VERSION;
+
 /// A plugin library that loaded, with what it provides.
 #[derive(Debug, Clone)]
 pub struct Plugin {
     /// Where it was loaded from.
     pub path: PathBuf,
+    /// The SHA-256 of the bytes that were loaded, in hex.
+    pub sha256: String,
     /// What it says it provides.
     pub manifest: Manifest,
 }
@@ -79,6 +93,7 @@ pub struct Plugins {
     catalog: Catalog,
     type_files: BTreeMap<String, PathBuf>,
     transports: BTreeMap<String, (PluginModRef, PathBuf)>,
+    allow_writable: bool,
 }
 
 impl Plugins {
@@ -90,26 +105,48 @@ impl Plugins {
         }
     }
 
+    /// Loads files and folders that other users can write too, with a warning, instead
+    /// of refusing them (see [`Plugins::add_file`]).
+    pub fn allow_writable(mut self, allow: bool) -> Self {
+        self.allow_writable = allow;
+        self
+    }
+
     /// Loads every shared library in `dir` (not recursively), in name order.
     pub fn load_dir(dir: &Path) -> Result<Self, PluginError> {
         let mut plugins = Self::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| PluginError {
-            path: dir.to_owned(),
-            reason: format!("cannot read the plugins folder: {e}"),
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.is_file() && is_library_name(path))
-            .collect();
-        files.sort();
-        for file in files {
-            let _ = plugins.add_file(&file);
-        }
+        plugins.add_dir(dir)?;
         Ok(plugins)
     }
 
+    /// Loads every shared library in `dir` not loaded yet; fails if the folder cannot be
+    /// read, or other users can write to it (unless [`Plugins::allow_writable`]).
+    pub fn add_dir(&mut self, dir: &Path) -> Result<(), PluginError> {
+        let fail = |reason: String| PluginError {
+            path: dir.to_owned(),
+            reason,
+        };
+        let files = library_files(dir).map_err(fail)?;
+        self.check_owner_only(dir, "plugins folder").map_err(fail)?;
+        for file in files {
+            if !self.is_loaded(&file) {
+                let _ = self.add_file(&file);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the library at `path` is loaded.
+    pub fn is_loaded(&self, path: &Path) -> bool {
+        self.loaded.iter().any(|plugin| plugin.path == path)
+    }
+
     /// Loads one library; on failure records it in [`Plugins::failures`] and returns it.
+    ///
+    /// Refused: a file other users can write (unless [`Plugins::allow_writable`]), a file
+    /// that is not a complete shared library, a library that is not an Agency plugin or
+    /// was built for an ABI outside [`SUPPORTED_ABI`], a plugin whose initialisation
+    /// fails or panics, and one providing an agent type or transport already provided.
     pub fn add_file(&mut self, path: &Path) -> Result<&Plugin, PluginError> {
         let result = self.try_add(path);
         if let Err(error) = &result {
@@ -119,12 +156,31 @@ impl Plugins {
         result.map(|()| self.loaded.last().expect("just added"))
     }
 
+    /// Refuses `path` if users other than its owner may write it, or warns when allowed.
+    fn check_owner_only(&self, path: &Path, what: &str) -> Result<(), String> {
+        match writable_by_others(path)? {
+            None => Ok(()),
+            Some(mode) if self.allow_writable => {
+                tracing::warn!(
+                    "loading from {} although other users can write to it (mode {mode:o})",
+                    path.display()
+                );
+                Ok(())
+            }
+            Some(mode) => Err(format!(
+                "this {what} is writable by other users (mode {mode:o}), so they could change the code agency runs: run `chmod go-w {}`, or pass --allow-writable-plugins to load it anyway",
+                path.display()
+            )),
+        }
+    }
+
     fn try_add(&mut self, path: &Path) -> Result<(), PluginError> {
         let fail = |reason: String| PluginError {
             path: path.to_owned(),
             reason,
         };
-        let (module, manifest) = open_library(path).map_err(fail)?;
+        self.check_owner_only(path, "file").map_err(fail)?;
+        let (module, manifest, sha256) = open_library(path).map_err(fail)?;
         for kind in &manifest.agent_types {
             if let Some(first) = self.type_files.get(&kind.name) {
                 return Err(fail(format!(
@@ -155,9 +211,16 @@ impl Plugins {
             self.transports
                 .insert(name.clone(), (module, path.to_owned()));
         }
-        tracing::info!(plugin = %path.display(), sdk = %manifest.sdk_version, "loaded plugin");
+        tracing::info!(
+            "loaded plugin {} (sha256 {sha256}, {} {}, agency-sdk {})",
+            path.display(),
+            manifest.name,
+            manifest.version,
+            manifest.sdk_version
+        );
         self.loaded.push(Plugin {
             path: path.to_owned(),
+            sha256,
             manifest,
         });
         Ok(())
@@ -217,6 +280,19 @@ impl Plugins {
     }
 }
 
+/// The files in `dir` whose names look like shared libraries on this platform, sorted.
+pub fn library_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read the plugins folder: {e}"))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file() && is_library_name(path))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Whether a file name looks like a shared library on this platform.
 fn is_library_name(path: &Path) -> bool {
     path.file_name()
@@ -224,10 +300,30 @@ fn is_library_name(path: &Path) -> bool {
         .is_some_and(|name| name.ends_with(std::env::consts::DLL_SUFFIX))
 }
 
-/// Opens, checks and initialises a plugin library.
-fn open_library(path: &Path) -> Result<(PluginModRef, Manifest), String> {
-    check_file(path)?;
-    let header = lib_header_from_path(path).map_err(|e| summarize(&e))?;
+/// The permission bits of `path` if users other than its owner may write it.
+#[cfg(unix)]
+fn writable_by_others(path: &Path) -> Result<Option<u32>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .permissions()
+        .mode();
+    Ok((mode & 0o022 != 0).then_some(mode & 0o7777))
+}
+
+/// Other platforms: permissions are not checked.
+#[cfg(not(unix))]
+fn writable_by_others(_path: &Path) -> Result<Option<u32>, String> {
+    Ok(None)
+}
+
+/// Opens, checks and initialises a plugin library; answers its root module, manifest
+/// and the SHA-256 of its bytes.
+fn open_library(path: &Path) -> Result<(PluginModRef, Manifest, String), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+    check_file(&bytes)?;
+    let sha256 = sha256_hex(&bytes);
+    let header = load_private_copy(path, &bytes, &sha256)?;
     let module = header
         .init_root_module::<PluginModRef>()
         .map_err(|e| summarize(&e))?;
@@ -250,23 +346,73 @@ fn open_library(path: &Path) -> Result<(PluginModRef, Manifest), String> {
     .map_err(|e| format!("its initialisation failed: {e}"))?;
     let manifest: Manifest =
         serde_json::from_str(&text).map_err(|e| format!("its manifest is unreadable: {e}"))?;
-    if manifest.abi_version != ABI_VERSION {
+    if !SUPPORTED_ABI.contains(&manifest.abi_version) {
         return Err(format!(
-            "built for Agency ABI {} (agency-sdk {}), this host supports ABI {ABI_VERSION}: rebuild it against a matching agency-sdk",
-            manifest.abi_version, manifest.sdk_version
+            "built for Agency ABI {} (agency-sdk {}), but this host (agency {}) accepts ABI {}..={}: rebuild it against agency-sdk {} or use an agency host that accepts ABI {}",
+            manifest.abi_version,
+            manifest.sdk_version,
+            env!("CARGO_PKG_VERSION"),
+            SUPPORTED_ABI.start(),
+            SUPPORTED_ABI.end(),
+            agency_sdk::SDK_VERSION,
+            manifest.abi_version,
         ));
     }
-    Ok((module, manifest))
+    Ok((module, manifest, sha256))
+}
+
+/// Loads `bytes` (the contents of `path`) from a fresh private file, removed again once
+/// loaded: what runs is what was checked and hashed, and the original may be rewritten
+/// while the host runs (rewriting a mapped library in place would crash the host).
+fn load_private_copy(
+    path: &Path,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<&'static abi_stable::library::LibHeader, String> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map_or_else(|| "plugin".into(), |n| n.to_string_lossy().into_owned());
+    let copy = std::env::temp_dir().join(format!(
+        "agency-{}-{}-{name}",
+        std::process::id(),
+        &sha256[..16]
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o700);
+    let written = options
+        .open(&copy)
+        .and_then(|mut file| file.write_all(bytes));
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&copy);
+        return Err(format!(
+            "cannot make a private copy at {} to load: {error}",
+            copy.display()
+        ));
+    }
+    let header = lib_header_from_path(&copy).map_err(|e| summarize(&e));
+    let _ = std::fs::remove_file(&copy);
+    header
+}
+
+/// The SHA-256 of `bytes` in lowercase hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Refuses files the system loader would choke on: not an object file of a known format,
 /// or truncated (a segment reaching past the end of the file, which would crash the host
 /// with SIGBUS when the loader touches it).
-fn check_file(path: &Path) -> Result<(), String> {
+fn check_file(data: &[u8]) -> Result<(), String> {
     use object::{Object, ObjectSegment};
-    let data = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
     let file =
-        object::File::parse(&*data).map_err(|e| format!("not a loadable shared library: {e}"))?;
+        object::File::parse(data).map_err(|e| format!("not a loadable shared library: {e}"))?;
     let length = data.len() as u64;
     for segment in file.segments() {
         let (offset, size) = segment.file_range();

@@ -5,7 +5,7 @@
 //! host's services; the host imports agents and transports and exports its services.
 //! Every exported method body runs under [`guarded`], so a panic becomes an error value.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
@@ -166,8 +166,10 @@ impl Inbound for ImportedSink {
 
 // ---- the root module a plugin exports ---------------------------------------------------
 
-/// The root module of a plugin built with this SDK; [`crate::export_plugin`] exports it.
-pub fn plugin_module() -> PluginModRef {
+/// The root module of a plugin built with this SDK, for the plugin crate `name` at
+/// `version`; [`crate::export_plugin`] exports it.
+pub fn plugin_module(name: &'static str, version: &'static str) -> PluginModRef {
+    let _ = PACKAGE.set((name, version));
     PluginMod {
         init: plugin_init,
         new_agent: plugin_new_agent,
@@ -176,9 +178,15 @@ pub fn plugin_module() -> PluginModRef {
     .leak_into_prefix()
 }
 
+/// The plugin crate's name and version, as given to [`plugin_module`].
+static PACKAGE: OnceLock<(&str, &str)> = OnceLock::new();
+
 /// What this library provides.
 pub fn manifest() -> Manifest {
+    let (name, version) = PACKAGE.get().copied().unwrap_or_default();
     Manifest {
+        name: name.to_owned(),
+        version: version.to_owned(),
         abi_version: ABI_VERSION,
         sdk_version: crate::SDK_VERSION.to_owned(),
         transports: transport_types().map(|t| t.name.to_owned()).collect(),

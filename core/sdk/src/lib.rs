@@ -87,9 +87,9 @@ macro_rules! export_plugin {
         pub static AGENCY_PLUGIN_HEADER: $crate::__private::abi_stable::library::LibHeader = {
             extern "C" fn load_root_module(
             ) -> $crate::__private::abi_stable::library::RootModuleResult {
-                $crate::__private::abi_stable::library::__call_root_module_loader(
-                    $crate::ffi::plugin_module,
-                )
+                $crate::__private::abi_stable::library::__call_root_module_loader(|| {
+                    $crate::ffi::plugin_module(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                })
             }
             // SAFETY: `plugin_module` returns the root module type named here.
             unsafe {

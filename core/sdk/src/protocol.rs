@@ -102,6 +102,12 @@ pub struct PluginConfig {
 /// What a plugin library provides, as returned by its `init`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The plugin crate's package name (empty from plugins built before SDK 0.2).
+    #[serde(default)]
+    pub name: String,
+    /// The plugin crate's version (empty from plugins built before SDK 0.2).
+    #[serde(default)]
+    pub version: String,
     /// The ABI generation the plugin was built for.
     pub abi_version: u32,
     /// The SDK version the plugin was built with.
