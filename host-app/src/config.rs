@@ -22,7 +22,7 @@ use serde::Deserialize;
 /// id = "Chatty"
 /// args = { name = "Chatty" }
 /// ```
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The transport to use when neither `--transport` nor `AGENCY_TRANSPORT` is given.
@@ -42,8 +42,25 @@ impl Config {
     pub fn read(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| format!("{} is not a valid agency config: {e}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .map_err(|e| format!("{} is not a valid agency config: {e}", path.display()))?;
+        for (index, agent) in config.agents.iter().enumerate() {
+            if config.agents[..index].iter().any(|a| a.id == agent.id) {
+                return Err(format!(
+                    "{} is not a valid agency config: agent id {:?} is listed twice",
+                    path.display(),
+                    agent.id
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Whether `other` differs at most in its `[[agents]]`.
+    pub fn same_apart_from_agents(&self, other: &Self) -> bool {
+        self.transport == other.transport
+            && self.console_id == other.console_id
+            && self.transports == other.transports
     }
 
     /// The options for transport `name` (an empty object when none are given).

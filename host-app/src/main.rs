@@ -2,15 +2,24 @@
 //!
 //! - `agency run` opens a space on the chosen transport, starts the agents listed in the
 //!   config file and attaches a console agent to standard input and output.
-//! - `agency plugins` lists what each plugin file provides, or why it cannot be used.
+//!   While it runs, it loads plugin files added to the folder and applies edits of the
+//!   config's `[[agents]]` (see `watch`).
+//! - `agency plugins` lists what each plugin file provides, or why it cannot be used;
+//!   `agency plugins check FILE` diagnoses one file.
+//! - `agency new-agent NAME` writes a new agent plugin crate to start from.
 
 mod command;
 mod config;
 mod console;
+mod inspect;
+mod template;
+mod watch;
 
 use std::{
+    io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
@@ -53,21 +62,53 @@ enum Command {
         /// How long to wait for replies in flight once input ends, in seconds.
         #[arg(long, default_value_t = 5.0)]
         wait: f64,
+        /// Load plugin files and folders that other users can write to (with a warning).
+        #[arg(long)]
+        allow_writable_plugins: bool,
     },
     /// List the plugins in a folder: their transports, agent types and actions.
     Plugins {
         /// Where plugin libraries are [default: ./plugins, else `plugins` beside the binary].
         #[arg(long, env = "AGENCY_PLUGINS_DIR")]
         plugins_dir: Option<PathBuf>,
+        /// Load plugin files and folders that other users can write to (with a warning).
+        #[arg(long, global = true)]
+        allow_writable_plugins: bool,
+        #[command(subcommand)]
+        check: Option<PluginsCommand>,
+    },
+    /// Write a new agent plugin crate, with one action, ready to build.
+    NewAgent {
+        /// The agent type's name, in CamelCase (e.g. `Greeter`); the crate is its
+        /// snake_case form.
+        name: String,
+        /// Where to create the crate's folder [default: the current folder].
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The agency-sdk crate to depend on by path [default: the SDK this binary was
+        /// built from, if its source is still there, else agency-sdk from crates.io].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Diagnose one plugin file: what it is and provides, or why it cannot be used.
+    Check {
+        /// The library file.
+        file: PathBuf,
     },
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,agency_loader=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match Cli::parse().command {
         Command::Run {
@@ -75,8 +116,19 @@ fn main() -> ExitCode {
             plugins_dir,
             config,
             wait,
-        } => run(transport, plugins_dir, config, wait),
-        Command::Plugins { plugins_dir } => list_plugins(plugins_dir),
+            allow_writable_plugins,
+        } => run(transport, plugins_dir, config, wait, allow_writable_plugins),
+        Command::Plugins {
+            plugins_dir,
+            allow_writable_plugins,
+            check: None,
+        } => load_plugins(plugins_dir, allow_writable_plugins).map(|p| inspect::list(&p)),
+        Command::Plugins {
+            allow_writable_plugins,
+            check: Some(PluginsCommand::Check { file }),
+            ..
+        } => inspect::check(&file, allow_writable_plugins),
+        Command::NewAgent { name, dir, sdk } => template::new_agent(&name, &dir, sdk.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,15 +142,19 @@ fn main() -> ExitCode {
 fn run(
     transport: Option<String>,
     plugins_dir: Option<PathBuf>,
-    config: Option<PathBuf>,
+    config_path: Option<PathBuf>,
     wait: f64,
+    allow_writable_plugins: bool,
 ) -> Result<(), String> {
-    let config = match config {
-        Some(path) => Config::read(&path)?,
-        None if Path::new("agency.toml").exists() => Config::read(Path::new("agency.toml"))?,
-        None => Config::default(),
+    let config_path = config_path.unwrap_or_else(|| PathBuf::from("agency.toml"));
+    let config = match Config::read(&config_path) {
+        Err(_) if !config_path.exists() && config_path == Path::new("agency.toml") => {
+            Config::default()
+        }
+        read => read?,
     };
-    let plugins = load_plugins(plugins_dir)?;
+    let plugins_dir = plugins_dir.unwrap_or_else(default_plugins_dir);
+    let plugins = load_plugins(Some(plugins_dir.clone()), allow_writable_plugins)?;
     for failure in plugins.failures() {
         eprintln!("warning: plugin skipped: {failure}");
     }
@@ -108,74 +164,30 @@ fn run(
     let space = plugins
         .open_space(&transport, &config.transport_options(&transport))
         .map_err(|e| e.to_string())?;
-    for agent in &config.agents {
-        if let Err(error) = space.add(agent) {
-            eprintln!("error: cannot start agent {:?}: {error}", agent.id);
-        }
-    }
+    let mut roster = watch::Roster::default();
+    roster.apply(&space, &config.agents, false, false);
     let console_id = config.console_id.as_deref().unwrap_or("User");
     let me = space
         .add_foreground(&AgentSpec::untyped(console_id).ignoring_own_broadcasts())
         .map_err(|e| format!("cannot attach the console as {console_id:?}: {e}"))?;
     let wait = Duration::try_from_secs_f64(wait).map_err(|e| format!("--wait: {e}"))?;
-    console::run(&space, me, wait);
+    let watcher = watch::Watcher::new(&plugins_dir, &config_path, config);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| watcher.run(&space, plugins, roster, &stop));
+        console::run(&space, me, wait);
+        stop.store(true, Ordering::Release);
+    });
     space.destroy();
     Ok(())
 }
 
-fn list_plugins(plugins_dir: Option<PathBuf>) -> Result<(), String> {
-    let plugins = load_plugins(plugins_dir)?;
-    for plugin in plugins.loaded() {
-        let manifest = &plugin.manifest;
-        println!(
-            "{} (abi {}, sdk {})",
-            plugin.path.display(),
-            manifest.abi_version,
-            manifest.sdk_version
-        );
-        for name in &manifest.transports {
-            println!("  transport {name}");
-        }
-        for kind in &manifest.agent_types {
-            println!("  agent type {}: {}", kind.name, kind.description);
-            for action in &kind.actions {
-                let args: Vec<String> = action
-                    .args
-                    .iter()
-                    .map(|arg| {
-                        format!(
-                            "{}{}: {}",
-                            arg.name,
-                            if arg.optional { "?" } else { "" },
-                            arg.doc.json_type
-                        )
-                    })
-                    .collect();
-                let returns = action
-                    .returns
-                    .as_ref()
-                    .map(|r| format!(" -> {}", r.json_type))
-                    .unwrap_or_default();
-                let access = serde_json::to_value(action.access).unwrap_or_default();
-                println!(
-                    "    {}({}){returns} [{}]",
-                    action.name,
-                    args.join(", "),
-                    access.as_str().unwrap_or("")
-                );
-            }
-        }
-    }
-    for failure in plugins.failures() {
-        println!("{failure} (not loaded)");
-    }
-    Ok(())
-}
-
 /// Loads the plugins folder; files that cannot be used are in `failures()`.
-fn load_plugins(dir: Option<PathBuf>) -> Result<Plugins, String> {
+fn load_plugins(dir: Option<PathBuf>, allow_writable: bool) -> Result<Plugins, String> {
     let dir = dir.unwrap_or_else(default_plugins_dir);
-    Plugins::load_dir(&dir).map_err(|e| e.to_string())
+    let mut plugins = Plugins::new().allow_writable(allow_writable);
+    plugins.add_dir(&dir).map_err(|e| e.to_string())?;
+    Ok(plugins)
 }
 
 /// The first of `./plugins` and `plugins` beside the binary that holds a library file,

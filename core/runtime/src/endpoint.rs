@@ -109,7 +109,9 @@ impl Endpoint {
         let started = Instant::now();
         self.pending.lock().unwrap().insert(id.clone(), reply_tx);
         self.pending_count.fetch_add(1, Ordering::AcqRel);
-        let answer = self.publish(message).map(|()| Waiter::new().receive(&reply_rx, timeout));
+        let answer = self
+            .publish(message)
+            .map(|()| Waiter::new().receive(&reply_rx, timeout));
         self.pending_count.fetch_sub(1, Ordering::AcqRel);
         match answer {
             Ok(Some(Reply::Value(value))) => Ok(value),

@@ -166,7 +166,7 @@ impl AgentSpec {
 /// ```
 pub struct Space {
     core: Arc<SpaceCore>,
-    catalog: Catalog,
+    catalog: RwLock<Catalog>,
     members: Mutex<HashMap<String, Member>>,
     stop_timeout: RwLock<Duration>,
 }
@@ -195,15 +195,21 @@ impl Space {
         };
         Self {
             core: Arc::new(core),
-            catalog,
+            catalog: RwLock::new(catalog),
             members: Mutex::default(),
             stop_timeout: RwLock::new(DEFAULT_STOP_TIMEOUT),
         }
     }
 
     /// The agent types this space can create.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    pub fn catalog(&self) -> Catalog {
+        self.catalog.read().unwrap().clone()
+    }
+
+    /// Replaces the agent types this space can create, for instance with a plugin loaded
+    /// while the space runs. Agents already in the space are not affected.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap() = catalog;
     }
 
     /// Sets who decides `requested` actions for agents that do not decide themselves.
@@ -241,21 +247,25 @@ impl Space {
         }
         let factory = match &spec.type_name {
             None => None,
-            Some(name) => Some(
-                self.catalog
-                    .get(name)
-                    .ok_or_else(|| SpaceError::UnknownType {
-                        name: name.clone(),
-                        known: self.catalog.names().collect::<Vec<_>>().join(", "),
-                    })?,
-            ),
+            Some(name) => {
+                let catalog = self.catalog.read().unwrap();
+                Some(
+                    catalog
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| SpaceError::UnknownType {
+                            name: name.clone(),
+                            known: catalog.names().collect::<Vec<_>>().join(", "),
+                        })?,
+                )
+            }
         };
         let (queue_tx, queue_rx) = mailbox();
         let endpoint = Arc::new(Endpoint::new(
             id.clone(),
             spec.receive_own_broadcasts,
             self.core.clone(),
-            factory.map(|_| queue_tx.clone()),
+            factory.as_ref().map(|_| queue_tx.clone()),
             foreground,
         ));
         let worker = match factory {
