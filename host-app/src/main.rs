@@ -168,7 +168,11 @@ fn run(
     roster.apply(&space, &config.agents, false, false);
     let console_id = config.console_id.as_deref().unwrap_or("User");
     let me = space
-        .add_foreground(&AgentSpec::untyped(console_id).ignoring_own_broadcasts())
+        .add_foreground(
+            &AgentSpec::untyped(console_id)
+                .ignoring_own_broadcasts()
+                .without_log(),
+        )
         .map_err(|e| format!("cannot attach the console as {console_id:?}: {e}"))?;
     let wait = Duration::try_from_secs_f64(wait).map_err(|e| format!("--wait: {e}"))?;
     let watcher = watch::Watcher::new(&plugins_dir, &config_path, config);

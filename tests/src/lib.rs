@@ -46,76 +46,128 @@ struct Built {
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "-p",
-            "agency",
-        ]);
+        let mut args = vec!["build", "-p", "agency"];
         for package in PLUGIN_PACKAGES {
-            command.args(["-p", package]);
+            args.extend(["-p", package]);
         }
         if !cfg!(debug_assertions) {
-            command.arg("--release");
+            args.push("--release");
         }
-        let output = command.output().expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "building the plugins failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let mut libraries = Vec::new();
-        let mut agency = None;
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(artifact) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if artifact["reason"] != "compiler-artifact" {
-                continue;
-            }
-            let kinds = artifact["target"]["kind"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            if kinds.iter().any(|k| k == "cdylib") {
-                libraries.extend(
-                    artifact["filenames"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(PathBuf::from),
-                );
-            }
-            if let Some(executable) = artifact["executable"].as_str() {
-                agency = Some(PathBuf::from(executable));
-            }
-        }
+        let built = cargo_build(&args);
         let plugins_dir = scratch_dir("plugins");
-        for library in &libraries {
+        for library in &built.libraries {
             let _ = std::fs::remove_file(plugins_dir.join(library.file_name().unwrap()));
             link_or_copy(library, &plugins_dir.join(library.file_name().unwrap()));
         }
         Built {
             plugins_dir,
-            agency: agency.expect("cargo reported the agency binary"),
+            agency: built.executable.expect("cargo reported the agency binary"),
         }
     })
 }
 
-/// A fresh folder in `target/tmp` (beside the test binary's `target/<profile>/deps`).
+/// What a `cargo build` produced.
+pub struct Artifacts {
+    /// The dynamic libraries (`cdylib` targets) built.
+    pub libraries: Vec<PathBuf>,
+    /// The last executable built, if any.
+    pub executable: Option<PathBuf>,
+}
+
+/// Runs `cargo ARGS --message-format=json-render-diagnostics` and collects what it built;
+/// panics with cargo's output if the build fails.
+pub fn cargo_build(args: &[&str]) -> Artifacts {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut built = Artifacts {
+        libraries: Vec::new(),
+        executable: None,
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(artifact) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if artifact["reason"] != "compiler-artifact" {
+            continue;
+        }
+        // An example built as a library has kind `example`: its crate types tell.
+        let crate_types = artifact["target"]["crate_types"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if crate_types.iter().any(|k| k == "cdylib") {
+            built.libraries.extend(
+                artifact["filenames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(PathBuf::from),
+            );
+        }
+        if let Some(executable) = artifact["executable"].as_str() {
+            built.executable = Some(PathBuf::from(executable));
+        }
+    }
+    built
+}
+
+/// Builds the crate at `crate_dir`, which is not part of this workspace, with its own
+/// `cargo build` into its own target folder (`target/out-of-tree`, shared by such
+/// crates so their dependencies build once); answers its dynamic library.
+///
+/// The crate gets a copy of the workspace's `Cargo.lock`, so that it builds with the
+/// dependency versions already downloaded.
+pub fn build_out_of_tree(crate_dir: &Path, features: &[&str]) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::fs::copy(workspace.join("Cargo.lock"), crate_dir.join("Cargo.lock"))
+        .expect("copy Cargo.lock");
+    let manifest = crate_dir.join("Cargo.toml");
+    let target = target_dir().join("out-of-tree");
+    let features = features.join(",");
+    let built = cargo_build(&[
+        "build",
+        "--manifest-path",
+        manifest.to_str().unwrap(),
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--features",
+        &features,
+    ]);
+    let [library] = &built.libraries[..] else {
+        panic!(
+            "expected one library from {}: {:?}",
+            crate_dir.display(),
+            built.libraries
+        );
+    };
+    library.clone()
+}
+
+/// A fresh folder in `target/tmp`.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let base = exe
-        .ancestors()
-        .nth(3)
-        .map_or_else(std::env::temp_dir, |target| target.join("tmp"));
-    let dir = base.join(unique_name(name));
+    let dir = target_dir().join("tmp").join(unique_name(name));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
     dir
+}
+
+/// Cargo's target folder, found from the test binary's path (`target/<profile>/deps`),
+/// else the system's temporary folder.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(std::env::temp_dir, Path::to_owned)
 }
 
 /// Hard-links `from` to `to` (cheap), or copies it where linking is impossible.

@@ -30,7 +30,11 @@ pub fn agency(args: &[&str]) -> Command {
 
 /// Starts `agency run` on a plugins folder and a config, with piped standard streams.
 pub fn start(plugins: &Path, config_text: &str, extra: &[&str]) -> Child {
-    let config = config(config_text);
+    start_with_config(plugins, &config(config_text), extra)
+}
+
+/// Starts `agency run` on a plugins folder and the config file at `config`.
+pub fn start_with_config(plugins: &Path, config: &Path, extra: &[&str]) -> Child {
     let (plugins, config) = (plugins.to_str().unwrap(), config.to_str().unwrap());
     let mut args = vec![
         "run",
@@ -94,15 +98,22 @@ impl Screen {
 
     /// Waits (up to [`PATIENCE`]) until the output contains `wanted`; answers it all.
     pub fn wait_for(&self, wanted: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
+        self.wait_for_count(wanted, 1, PATIENCE)
+    }
+
+    /// Waits (up to `patience`) until the output contains `wanted` `times` times;
+    /// answers it all.
+    pub fn wait_for_count(&self, wanted: &str, times: usize, patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
         loop {
             let screen = self.contents();
-            if screen.contains(wanted) {
+            let seen = screen.matches(wanted).count();
+            if seen >= times {
                 return screen;
             }
             assert!(
                 Instant::now() < deadline,
-                "never saw {wanted:?} on screen:\n{screen}"
+                "saw {wanted:?} {seen} times, not {times}, on screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -122,7 +133,15 @@ pub struct Host {
 impl Host {
     /// Starts `agency run` with the test plugins and `config_text`.
     pub fn start(config_text: &str, extra: &[&str]) -> Self {
-        let mut child = start(crate::plugins_dir(), config_text, extra);
+        Self::watch(start(crate::plugins_dir(), config_text, extra))
+    }
+
+    /// Starts `agency run` on the plugins folder `plugins` and the config file `config`.
+    pub fn start_in(plugins: &Path, config: &Path, extra: &[&str]) -> Self {
+        Self::watch(start_with_config(plugins, config, extra))
+    }
+
+    fn watch(mut child: Child) -> Self {
         let stdin = child.stdin.take();
         let stdout = Screen::attach(&mut child);
         let stderr = Screen::capture(child.stderr.take().unwrap());
@@ -132,6 +151,17 @@ impl Host {
             stdout,
             stderr,
         }
+    }
+
+    /// The process's resident memory, in KiB (Linux).
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the host process is running");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
     }
 
     /// Types one line at the console.

@@ -13,6 +13,7 @@ for_each_transport!(
     malformed_bodies_are_dropped,
     wrong_argument_types_are_errors,
     panicking_action_is_an_error,
+    panicking_callbacks_are_contained,
     failing_constructors_are_errors,
 );
 
@@ -86,6 +87,22 @@ fn wrong_argument_types_are_errors(transport: &str) {
             .unwrap(),
         3.0
     );
+}
+
+/// A panic in `after_add`, `before_action` or `request_permission` is logged; the agent
+/// keeps answering, and a permission that panicked is a refusal.
+fn panicking_callbacks_are_contained(transport: &str) {
+    let space = open_space(transport);
+    space.add(&AgentSpec::new("Touchy", "Touchy")).unwrap();
+    let sender = driver(&space, "Sender");
+    assert_eq!(ask(&sender, "Touchy", "value").unwrap(), 42);
+    let refused = ask(&sender, "Touchy", "guarded").unwrap_err();
+    assert!(
+        refused.to_string().starts_with("PermissionError"),
+        "{refused}"
+    );
+    assert_eq!(ask(&sender, "Touchy", "value").unwrap(), 42);
+    space.destroy();
 }
 
 fn panicking_action_is_an_error(transport: &str) {

@@ -229,24 +229,10 @@ fn plugins_command_lists_types_actions_and_refusals() {
 /// would: copied into a plugins folder next to the transport.
 #[test]
 fn readme_example_plugin_answers() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "agency-sdk",
-            "--example",
-            "counter",
-            "--message-format=json-render-diagnostics",
-        ])
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "{}", text(&build.stderr));
-    let library = text(&build.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|artifact| artifact["target"]["name"] == "counter")
-        .find_map(|artifact| artifact["filenames"][0].as_str().map(PathBuf::from))
+    let library = agency_tests::cargo_build(&["build", "-p", "agency-sdk", "--example", "counter"])
+        .libraries
+        .into_iter()
+        .find(|path| path.to_string_lossy().contains("counter"))
         .expect("cargo reported the counter library");
     let dir = scratch_dir("readme-plugins");
     let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);

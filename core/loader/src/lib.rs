@@ -27,7 +27,7 @@ use std::{
     sync::Arc,
 };
 
-use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
 use agency_abi::{PluginModRef, ABI_VERSION};
 use agency_runtime::{AgentFactory, Catalog, Space};
 use agency_sdk::{
@@ -347,13 +347,15 @@ fn open_library(path: &Path) -> Result<(PluginModRef, Manifest, String), String>
     let manifest: Manifest =
         serde_json::from_str(&text).map_err(|e| format!("its manifest is unreadable: {e}"))?;
     if !SUPPORTED_ABI.contains(&manifest.abi_version) {
+        let accepted = match (SUPPORTED_ABI.start(), SUPPORTED_ABI.end()) {
+            (first, last) if first == last => format!("ABI {first} only"),
+            (first, last) => format!("ABI {first} to {last}"),
+        };
         return Err(format!(
-            "built for Agency ABI {} (agency-sdk {}), but this host (agency {}) accepts ABI {}..={}: rebuild it against agency-sdk {} or use an agency host that accepts ABI {}",
+            "built for Agency ABI {} (with agency-sdk {}), but this host accepts {accepted} (agency-sdk {}): rebuild it against agency-sdk {}, or run it with an agency host that accepts ABI {}",
             manifest.abi_version,
             manifest.sdk_version,
-            env!("CARGO_PKG_VERSION"),
-            SUPPORTED_ABI.start(),
-            SUPPORTED_ABI.end(),
+            agency_sdk::SDK_VERSION,
             agency_sdk::SDK_VERSION,
             manifest.abi_version,
         ));
@@ -411,8 +413,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// with SIGBUS when the loader touches it).
 fn check_file(data: &[u8]) -> Result<(), String> {
     use object::{Object, ObjectSegment};
-    let file =
-        object::File::parse(data).map_err(|e| format!("not a loadable shared library: {e}"))?;
+    let file = object::File::parse(data).map_err(|e| match object::FileKind::parse(data) {
+        Ok(kind) => format!(
+            "not a loadable shared library: truncated or corrupt ({kind:?}, {} bytes: {e})",
+            data.len()
+        ),
+        Err(_) => format!("not a loadable shared library: {e}"),
+    })?;
     let length = data.len() as u64;
     for segment in file.segments() {
         let (offset, size) = segment.file_range();
@@ -436,6 +443,9 @@ fn summarize(error: &LibraryError) -> String {
         LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
             "built against agency-abi {actual_version}, this host needs a version compatible with {expected_version}: rebuild it against a matching agency-sdk"
         ),
+        LibraryError::RootModule { err: RootModuleError::Unwound, .. } => {
+            "its initialisation panicked (the panic message, if any, is printed above)".into()
+        }
         LibraryError::RootModule { err, .. } => format!("its initialisation failed: {}", first_line(&err.to_string())),
         LibraryError::AbiInstability(details) => {
             let details = details.to_string();

@@ -71,14 +71,14 @@ impl Endpoint {
         receive_own_broadcasts: bool,
         core: Arc<SpaceCore>,
         worker: Option<Mailbox>,
-        keep_log: bool,
+        log: Option<MessageLog>,
     ) -> Self {
         Self {
             id,
             receive_own_broadcasts,
             core,
             worker,
-            log: keep_log.then(MessageLog::default),
+            log,
             pending: Mutex::default(),
             pending_count: AtomicUsize::new(0),
             sent: Mutex::default(),

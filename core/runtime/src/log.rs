@@ -7,9 +7,10 @@ use std::{
 
 use agency_sdk::Message;
 
-/// The messages a foreground agent sent and received, in order.
-#[derive(Default)]
+/// The messages a foreground agent sent and received, in order, if it keeps them, and
+/// the subscribers to what it receives.
 pub(crate) struct MessageLog {
+    keep: bool,
     entries: Mutex<LogEntries>,
     changed: Condvar,
     subscribers: Mutex<Vec<mpsc::Sender<Message>>>,
@@ -22,14 +23,29 @@ struct LogEntries {
 }
 
 impl MessageLog {
-    /// Appends a message; received ones also go to the subscribers.
+    /// A log that keeps every message if `keep`, else only feeds subscribers.
+    pub fn new(keep: bool) -> Self {
+        Self {
+            keep,
+            entries: Mutex::default(),
+            changed: Condvar::new(),
+            subscribers: Mutex::default(),
+        }
+    }
+
+    /// Appends a message if the log keeps them; received ones also go to the subscribers.
     pub fn record(&self, message: Message, received: bool) {
-        let mut entries = self.entries.lock().unwrap();
         if received {
             self.subscribers
                 .lock()
                 .unwrap()
                 .retain(|s| s.send(message.clone()).is_ok());
+        }
+        if !self.keep {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap();
+        if received {
             entries.received.push(message.clone());
         }
         entries.all.push(message);

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::{
     endpoint::{Endpoint, PermissionPrompt, SpaceCore},
+    log::MessageLog,
     mailbox::{mailbox, Mailbox},
     outgoing::Outgoing,
     validate_id,
@@ -108,6 +109,9 @@ pub struct AgentSpec {
     /// Whether the agent receives its own broadcasts (default `true`, as in Agency).
     #[serde(default = "yes")]
     pub receive_own_broadcasts: bool,
+    /// Whether a foreground agent keeps a log of its messages (default `true`).
+    #[serde(skip, default = "yes")]
+    pub keep_log: bool,
 }
 
 fn yes() -> bool {
@@ -130,6 +134,7 @@ impl AgentSpec {
             id: id.into(),
             args: Value::Null,
             receive_own_broadcasts: true,
+            keep_log: true,
         }
     }
 
@@ -142,6 +147,14 @@ impl AgentSpec {
     /// The same, not receiving its own broadcasts.
     pub fn ignoring_own_broadcasts(mut self) -> Self {
         self.receive_own_broadcasts = false;
+        self
+    }
+
+    /// The same, for a foreground agent that keeps no log of its messages, so that its
+    /// memory stays flat however long it runs: [`Foreground::log`], `received` and
+    /// `wait_for` see nothing, [`Foreground::subscribe`] works. The console uses it.
+    pub fn without_log(mut self) -> Self {
+        self.keep_log = false;
         self
     }
 }
@@ -266,7 +279,7 @@ impl Space {
             spec.receive_own_broadcasts,
             self.core.clone(),
             factory.as_ref().map(|_| queue_tx.clone()),
-            foreground,
+            foreground.then(|| MessageLog::new(spec.keep_log)),
         ));
         let worker = match factory {
             None => None,

@@ -342,3 +342,40 @@ impl Bench {
             .collect()
     }
 }
+
+/// An agent whose callbacks panic: `after_add`, `before_action`, `request_permission`.
+pub struct Touchy;
+
+impl Agent for Touchy {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        Ok(Touchy)
+    }
+
+    fn after_add(&mut self, _ctx: &mut Context) {
+        panic!("after_add panicked on purpose");
+    }
+
+    fn before_action(&mut self, _ctx: &mut Context) {
+        panic!("before_action panicked on purpose");
+    }
+
+    fn request_permission(&mut self, _ctx: &mut Context) -> bool {
+        panic!("request_permission panicked on purpose");
+    }
+}
+
+/// An agent whose callbacks panic: `after_add`, `before_action`, `request_permission`.
+#[actions]
+impl Touchy {
+    /// Answers 42.
+    #[action]
+    fn value(&mut self) -> i64 {
+        42
+    }
+
+    /// Runs only with permission, and deciding it panics.
+    #[action(access = "requested")]
+    fn guarded(&mut self) -> &'static str {
+        "ran"
+    }
+}
