@@ -18,7 +18,13 @@ const STREAM: u64 = 10_000;
 const STREAM_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Opens an `amqp` space with the test's own exchange and extra options.
+///
+/// `RUST_LOG=agency_runtime=debug` shows what the transport logs (reconnections).
 fn open(options: &Value, extra: Value) -> Space {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut options = options.clone();
     options
         .as_object_mut()
@@ -40,8 +46,14 @@ fn stream_survives(
 ) {
     let receiver = driver(receiving, "Receiver");
     let sender = driver(sending, "Sender");
-    let counted =
-        |at_least: usize| move |received: &[agency_sdk::Message]| received.len() >= at_least;
+    let reach = |at_least: usize| {
+        let arrived = receiver.wait_for(STREAM_PATIENCE, |received| received.len() >= at_least);
+        assert!(
+            arrived,
+            "{at_least} messages never arrived: {} did",
+            receiver.received().len()
+        );
+    };
     let send = |range: std::ops::Range<u64>| {
         for n in range {
             sender
@@ -50,11 +62,11 @@ fn stream_survives(
         }
     };
     send(0..STREAM / 2);
-    assert!(receiver.wait_for(STREAM_PATIENCE, counted(2_000)));
+    reach(2_000);
     at_2000();
     send(STREAM / 2..STREAM);
     sender.send(action("Receiver", "end", json!({}))).unwrap();
-    assert!(receiver.wait_for(STREAM_PATIENCE, counted(6_000)));
+    reach(6_000);
     at_6000();
     let ended = receiver.wait_for(STREAM_PATIENCE, |received| {
         received.iter().any(|m| m.action.name == "end")
