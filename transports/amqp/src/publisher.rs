@@ -7,6 +7,10 @@
 //! unconfirmed messages go back to the front of the line and are published again, in
 //! order, on the next connection; the broker may have routed some of them already, so
 //! each carries a `message_id` that receivers use to drop the copy.
+//!
+//! lapin's `basic_publish` (and channel set-up) can wait forever once the broker closes
+//! the connection under it (lapin issue 409): every such step is abandoned as soon as
+//! the supervisor reports the connection lost ([`unless_lost`]).
 
 use std::{collections::VecDeque, sync::atomic::Ordering, sync::Arc};
 
@@ -35,7 +39,9 @@ pub async fn run(shared: Arc<Shared>, mut outbox: mpsc::UnboundedReceiver<Outgoi
     loop {
         let current = connections.borrow_and_update().clone();
         let channel = match current {
-            Some(connection) => confirm_channel(&connection).await.ok(),
+            Some(connection) => unless_lost(&mut connections, confirm_channel(&connection))
+                .await
+                .ok(),
             None => None,
         };
         let Some(channel) = channel else {
@@ -92,11 +98,11 @@ async fn pump(
     let error = loop {
         if in_flight.len() < limit {
             if let Some(message) = waiting.pop_front() {
-                match publish(shared, channel, &message).await {
+                match unless_lost(connections, publish(shared, channel, &message)).await {
                     Ok(confirm) => in_flight.push_back((message, confirm)),
                     Err(error) => {
                         waiting.push_front(message);
-                        break error.to_string();
+                        break error;
                     }
                 }
                 continue;
@@ -116,13 +122,15 @@ async fn pump(
         match event {
             Event::ConnectionChanged => break "connection lost".into(),
             Event::Next(None) => open = false,
-            Event::Next(Some(message)) => match publish(shared, channel, &message).await {
-                Ok(confirm) => in_flight.push_back((message, confirm)),
-                Err(error) => {
-                    waiting.push_front(message);
-                    break error.to_string();
+            Event::Next(Some(message)) => {
+                match unless_lost(connections, publish(shared, channel, &message)).await {
+                    Ok(confirm) => in_flight.push_back((message, confirm)),
+                    Err(error) => {
+                        waiting.push_front(message);
+                        break error;
+                    }
                 }
-            },
+            }
             Event::Confirmed(Ok(refused)) => {
                 let (message, _) = in_flight.pop_front().unwrap();
                 if refused {
@@ -139,6 +147,18 @@ async fn pump(
         waiting.push_front(message);
     }
     Err(error)
+}
+
+/// Runs one broker step, unless the supervisor reports the connection lost first.
+async fn unless_lost<T>(
+    connections: &mut watch::Receiver<Option<Arc<Connection>>>,
+    step: impl std::future::Future<Output = lapin::Result<T>>,
+) -> Result<T, String> {
+    tokio::select! {
+        biased;
+        _ = connections.changed() => Err("connection lost".into()),
+        result = step => result.map_err(|e| e.to_string()),
+    }
 }
 
 async fn publish(
