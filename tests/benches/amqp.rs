@@ -7,7 +7,8 @@
 //!   the other.
 //! - raw lapin: two connections (one per "host"), the same exchange and queue settings,
 //!   the same message bytes and properties, publisher confirms pipelined 1,000 deep, a
-//!   prefetch of 200 and one ack per delivery, as the transport does.
+//!   prefetch of 200 and one ack per delivery sent by a task of its own, as the
+//!   transport does.
 //!
 //! Needs RabbitMQ on 127.0.0.1:5672. Run with `cargo bench -p agency-tests --bench amqp`.
 
@@ -206,7 +207,10 @@ impl Raw {
         let received = tokio::spawn(async move {
             for _ in 0..MESSAGES {
                 let delivery = consumer.next().await.unwrap().unwrap();
-                delivery.ack(BasicAckOptions::default()).await.unwrap();
+                // Acknowledged by a task of its own, as the transport does.
+                tokio::spawn(async move {
+                    delivery.ack(BasicAckOptions::default()).await.unwrap();
+                });
             }
             consumer
         });

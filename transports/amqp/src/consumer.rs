@@ -149,7 +149,11 @@ async fn open(
                 FieldTable::default(),
             )
             .await?;
-        consumers.push(consume(consumer, inbox.clone()));
+        consumers.push(consume(
+            consumer,
+            inbox.clone(),
+            tokio::runtime::Handle::current(),
+        ));
     }
     // Deliveries may wait for room in the agent's mailbox: they run on a thread of the
     // agent's own, so that a slow agent holds back nobody else's consumers.
@@ -173,12 +177,18 @@ pub fn is_duplicate(error: &lapin::Error) -> bool {
 }
 
 /// Delivers until the consumer ends (cancelled, or its connection lost).
-async fn consume(mut consumer: Consumer, inbox: Arc<Inbox>) {
+///
+/// Each delivery is acknowledged once it is in the agent's mailbox, by a task on the
+/// transport's runtime (`acks`), so this thread goes on to the next delivery instead of
+/// waiting for lapin to write the ack.
+async fn consume(mut consumer: Consumer, inbox: Arc<Inbox>, acks: tokio::runtime::Handle) {
     while let Some(Ok(delivery)) = consumer.next().await {
         inbox.receive(&delivery);
         // A failed ack means the connection is gone: the broker will deliver the message
         // again after reconnection, and `RecentIds` drops that copy.
-        let _ = delivery.ack(BasicAckOptions::default()).await;
+        acks.spawn(async move {
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+        });
     }
 }
 
