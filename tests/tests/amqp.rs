@@ -1,12 +1,21 @@
 //! The `amqp` transport against the real RabbitMQ on 127.0.0.1:5672: faults on the line
-//! and at the broker, spaces spanning several `agency` processes, bad bodies on the wire,
-//! and start-up errors. (The semantics suite runs on `amqp` too, in `semantics.rs`.)
+//! and at the broker, spaces spanning several `agency` processes, a Python Agency agent in
+//! the same space, bad bodies on the wire, and start-up errors. (The semantics suite runs
+//! on `amqp` too, in `semantics.rs`.)
 
-use std::{process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
 
 use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
 use agency_tests::{
-    action, ask, driver, plugins, process::Host, proxy::Proxy, space_options, unique_name,
+    action, ask, driver, plugins,
+    process::{Host, Screen},
+    proxy::Proxy,
+    space_options, unique_name,
 };
 use lapin::{options::BasicPublishOptions, BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
@@ -390,4 +399,85 @@ fn a_slow_agent_leaves_the_backlog_in_the_broker() {
         42,
         "everything is handled once the agent is back"
     );
+}
+
+/// A Python interpreter with Python Agency 1.6.3 installed: a virtual environment in
+/// `target/python-agency`, made on first use (`python3 -m venv`, then pip from PyPI).
+fn python_agency() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-agency");
+        let python = venv.join("bin/python");
+        let installed = || {
+            Command::new(&python)
+                .args(["-c", "import agency.spaces.amqp_space"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !installed() {
+            let steps: [(&Path, Vec<&str>); 2] = [
+                (
+                    Path::new("python3"),
+                    vec!["-m", "venv", venv.to_str().unwrap()],
+                ),
+                (
+                    &python,
+                    vec!["-m", "pip", "install", "--quiet", "agency==1.6.3"],
+                ),
+            ];
+            for (program, args) in steps {
+                let output = Command::new(program)
+                    .args(&args)
+                    .output()
+                    .unwrap_or_else(|e| {
+                        panic!("this test needs Python 3 with venv and pip: {program:?}: {e}")
+                    });
+                assert!(
+                    output.status.success(),
+                    "{program:?} {args:?} failed (is PyPI reachable?):\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+        assert!(
+            installed(),
+            "Python Agency did not install into {}",
+            venv.display()
+        );
+        python
+    })
+}
+
+/// A Rust agent and a Python Agency agent on one exchange message each other: the
+/// console (Rust) requests the Python agent's action, and the Python agent requests a Rust
+/// agent's action from inside its own.
+#[test]
+fn rust_and_python_agency_agents_share_one_space() {
+    let exchange = unique_name("agency-test-python");
+    let (py, rust) = (format!("py-{exchange}"), format!("rust-{exchange}"));
+    let mut python = Command::new(python_agency())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/py_agent.py"))
+        .args([&exchange, &py])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let python_out = Screen::attach(&mut python);
+    let python_err = Screen::capture(python.stderr.take().unwrap());
+    python_out.wait_for_count("ready", 1, Duration::from_secs(30));
+    let mut host = Host::start(
+        &host_config(&exchange, "console", &[("Receiver", &rust)]),
+        &[],
+    );
+    host.type_line(&format!("/{py}.shout text:\"hello from rust\""));
+    host.stdout.wait_for(&format!("{py}: HELLO FROM RUST"));
+    host.type_line(&format!("/{py}.ask to:\"{rust}\""));
+    let stdout = host
+        .stdout
+        .wait_for_count(&format!("{py}: 42"), 1, Duration::from_secs(20));
+    drop(python.stdin.take());
+    let status = python.wait().unwrap();
+    assert!(status.success(), "{stdout}\n{}", python_err.contents());
+    host.finish();
 }
