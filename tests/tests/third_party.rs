@@ -68,13 +68,19 @@ fn greeter_library() -> &'static Path {
     })
 }
 
-/// The test fixture written against the ABI crate directly, built with `feature`.
+/// The test fixture written against the ABI crate directly, built with `feature` (or no
+/// feature when empty).
 fn raw_plugin(feature: &str) -> PathBuf {
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = BUILDING.lock().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/raw-plugin");
     let built = build_out_of_tree(&fixture, &[feature]);
-    let copy = scratch_dir(feature).join(library(feature));
+    let name = if feature.is_empty() {
+        "older_sdk"
+    } else {
+        feature
+    };
+    let copy = scratch_dir(name).join(library(name));
     std::fs::copy(built, &copy).unwrap();
     copy
 }
@@ -259,6 +265,25 @@ fn plugins_check_describes_a_good_plugin() {
     assert!(stdout
         .lines()
         .any(|l| l.starts_with("sha256: ") && l.len() == 8 + 64));
+}
+
+/// A plugin from an older SDK of the same major version, whose manifest lacks the fields
+/// added since, still loads.
+#[test]
+fn a_plugin_from_an_older_sdk_still_loads() {
+    let output = agency(&["plugins", "check"])
+        .arg(raw_plugin(""))
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(
+            "versions: agency ABI 1 (this host accepts 1..=1), built with agency-sdk 0.0.9"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: this host can load it"), "{stdout}");
 }
 
 /// A plugin file or folder other users could write is refused, unless allowed, and then
