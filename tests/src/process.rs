@@ -68,6 +68,7 @@ pub fn text(bytes: &[u8]) -> String {
 }
 
 /// Collects a child's output as it comes, to wait for a prompt that has no newline.
+#[derive(Clone)]
 pub struct Screen(Arc<Mutex<String>>);
 
 impl Screen {

@@ -225,8 +225,13 @@ fn two_host_processes_form_one_space() {
     b.type_line(&format!("/{chat_a}.say content:\"hey\""));
     b.stdout
         .wait_for(&format!("{chat_a}: Hello, {bob}! I am {chat_a}."));
+    let logs = [a.stderr.clone(), b.stderr.clone()];
     a.finish();
     b.finish();
+    for log in logs {
+        let log = log.contents();
+        assert!(!log.contains("ERROR"), "a clean exit logs no error:\n{log}");
+    }
 }
 
 /// Publishes raw bodies straight to a queue through the default exchange, as any client

@@ -340,13 +340,13 @@ impl TransportSpace for AmqpSpace {
                     "closing with {left} messages the broker has not confirmed; they may be lost"
                 );
             }
-            self.tasks.iter().for_each(JoinHandle::abort);
             let connection = self.shared.link.lock().await.connection.take();
-            self.shared.connection.send_replace(None);
             if let Some(connection) = connection {
                 let closing = connection.close(200, "space closed".into());
                 let _ = tokio::time::timeout(self.shared.config.connect_timeout, closing).await;
             }
+            self.tasks.iter().for_each(JoinHandle::abort);
+            self.shared.connection.send_replace(None);
         });
     }
 }
