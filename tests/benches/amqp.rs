@@ -92,12 +92,7 @@ fn main() {
     print_table(
         "amqp transport, agents in 2 processes",
         &[
-            Row {
-                name: "agency",
-                short: "agency",
-                one_way: agency_flood,
-                trips: Some(&agency_trips),
-            },
+            Row::agency(agency_flood, &agency_trips),
             Row {
                 name: "reference: raw lapin, 2 connections, same bytes and acks",
                 short: "raw lapin",

@@ -40,12 +40,7 @@ fn main() {
     print_table(
         "local transport, 2 agents from .so files",
         &[
-            Row {
-                name: "agency",
-                short: "agency",
-                one_way: agency_flood,
-                trips: Some(&agency_trips),
-            },
+            Row::agency(agency_flood, &agency_trips),
             Row {
                 name: "reference: tokio channel, sender encodes, receiver decodes",
                 short: "reference (encode + decode)",

@@ -20,6 +20,18 @@ pub struct Row<'a> {
     pub trips: Option<&'a [f64]>,
 }
 
+impl<'a> Row<'a> {
+    /// The contender's row, named `agency`.
+    pub fn agency(one_way: f64, trips: &'a [f64]) -> Self {
+        Self {
+            name: "agency",
+            short: "agency",
+            one_way,
+            trips: Some(trips),
+        }
+    }
+}
+
 /// Prints `rows` under `title`; the first row is the contender.
 pub fn print_table(title: &str, rows: &[Row]) {
     let quantiles = |row: &Row| row.trips.map(|t| (percentile(t, 0.5), percentile(t, 0.99)));
