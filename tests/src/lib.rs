@@ -15,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+pub mod broker;
 pub mod figures;
 pub mod process;
 pub mod proxy;

@@ -12,15 +12,15 @@ use std::{
 
 use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
 use agency_tests::{
-    action, ask, driver, plugins,
+    action, ask,
+    broker::{host_config, publish_raw, ready_in_broker, BROKER},
+    driver, plugins,
     process::{Host, Screen},
     proxy::Proxy,
     space_options, unique_name,
 };
-use lapin::{options::BasicPublishOptions, BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
 
-const BROKER: &str = "127.0.0.1:5672";
 /// The length of the message streams the fault tests send.
 const STREAM: u64 = 10_000;
 /// How long a stream may take to arrive, reconnections included.
@@ -172,17 +172,6 @@ fn messages_sent_while_disconnected_are_kept_up_to_the_bound_then_delivered() {
     assert_eq!(ids, kept);
 }
 
-/// `agency.toml` for a host on `exchange`, with a console and agents `(type, id)`.
-fn host_config(exchange: &str, console: &str, agents: &[(&str, &str)]) -> String {
-    let mut text = format!(
-        "transport = \"amqp\"\nconsole_id = \"{console}\"\n[transports.amqp]\nexchange = \"{exchange}\"\n"
-    );
-    for (kind, id) in agents {
-        text += &format!("[[agents]]\ntype = \"{kind}\"\nid = \"{id}\"\n");
-    }
-    text
-}
-
 /// Two `agency` processes on one exchange form one space. Queue names are the default
 /// (Python Agency's), so the ids are unique to this run.
 #[test]
@@ -234,37 +223,6 @@ fn two_host_processes_form_one_space() {
     }
 }
 
-/// Publishes raw bodies straight to a queue through the default exchange, as any client
-/// on the broker could.
-fn publish_raw(queue: &str, bodies: &[Vec<u8>]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let connection = Connection::connect(
-            &format!("amqp://guest:guest@{BROKER}/%2f"),
-            ConnectionProperties::default(),
-        )
-        .await
-        .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        for body in bodies {
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    body,
-                    BasicProperties::default().with_content_type("text/plain".into()),
-                )
-                .await
-                .unwrap();
-        }
-        let _ = connection.close(200, "done".into()).await;
-    });
-}
-
 #[test]
 fn bad_bodies_on_the_wire_are_logged_and_dropped() {
     let exchange = unique_name("agency-test-wire");
@@ -280,10 +238,10 @@ fn bad_bodies_on_the_wire_are_logged_and_dropped() {
     publish_raw(
         &format!("{exchange}.Receiver"),
         &[
-            b"not json".to_vec(),
-            schema_violation.to_string().into_bytes(),
-            vec![b' '; 5000],
-            vec![0xff, 0xfe, b'{'],
+            (b"not json".to_vec(), None),
+            (schema_violation.to_string().into_bytes(), None),
+            (vec![b' '; 5000], None),
+            (vec![0xff, 0xfe, b'{'], None),
         ],
     );
     host.stderr
@@ -345,27 +303,6 @@ fn start_up_errors_name_what_failed_and_never_the_password() {
     );
 }
 
-/// How many messages of `queue` the broker holds ready (not yet delivered).
-fn ready_in_broker(queue: &str) -> u64 {
-    let output = Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-        ])
-        .output()
-        .expect("rabbitmqctl runs");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| {
-            let (name, ready) = line.split_once('\t')?;
-            (name == queue).then(|| ready.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_slow_agent_leaves_the_backlog_in_the_broker() {
     let options = space_options("amqp");
@@ -384,10 +321,10 @@ fn a_slow_agent_leaves_the_backlog_in_the_broker() {
     // bound leaves there, or at 0 if the consumer took everything into memory.
     let queue = format!("{}Slow", options["queue_prefix"].as_str().unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(12);
-    let mut ready = ready_in_broker(&queue);
+    let mut ready = ready_in_broker(&queue).unwrap_or(0);
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let now = ready_in_broker(&queue);
+        let now = ready_in_broker(&queue).unwrap_or(0);
         if (now == ready && now > 0) || std::time::Instant::now() > deadline {
             break;
         }

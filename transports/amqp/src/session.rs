@@ -81,6 +81,10 @@ pub async fn supervise(shared: Arc<Shared>, mut live: Live) {
             return;
         }
         tracing::warn!(broker = %shared.config.broker(), %error, "lost the connection to the AMQP broker; reconnecting");
+        // Half-open (the broker may still hold its consumers, which would refuse ours):
+        // closed before the next one opens, so a process holds one connection at a time.
+        let closing = live.connection.close(320, "reconnecting".into());
+        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
         shared.connection.send_replace(None);
         shared.link.lock().await.disconnect();
         let Some(next) = reconnect(&shared).await else {
@@ -91,11 +95,18 @@ pub async fn supervise(shared: Arc<Shared>, mut live: Live) {
 }
 
 /// Waits until the connection fails; answers why.
+///
+/// lapin reports a channel's errors on the connection's events too: a refused consumer
+/// (another process holds the agent id) or a deleted queue closes one channel, never the
+/// connection, and is handled by whoever used that channel.
 async fn lost(live: &mut Live) -> String {
     let mut check = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             event = live.events.next() => match event {
+                Some(Event::Error(error)) if live.connection.status().connected() => {
+                    tracing::debug!(%error, "the broker closed a channel");
+                }
                 Some(Event::Error(error)) => return error.to_string(),
                 Some(_) => {}
                 None => return "the connection ended".into(),
