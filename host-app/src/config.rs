@@ -37,13 +37,31 @@ pub struct Config {
     pub agents: Vec<AgentSpec>,
 }
 
+/// The largest config file read, in bytes.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 impl Config {
-    /// Reads a config file; a missing file is an error naming it.
+    /// Reads a config file: a regular file of at most [`MAX_CONFIG_BYTES`]; anything else
+    /// (missing, a FIFO, a device, too large, not UTF-8) is an error naming it.
     pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let config: Self = toml::from_str(&text)
-            .map_err(|e| format!("{} is not a valid agency config: {e}", path.display()))?;
+        let cannot = |reason: String| format!("config {}: {reason}", path.display());
+        let bytes = agency_loader::read_regular_file(path, MAX_CONFIG_BYTES).map_err(cannot)?;
+        let text =
+            String::from_utf8(bytes).map_err(|e| cannot(format!("is not UTF-8 text ({e})")))?;
+        // toml's own rendering quotes the offending line, which may hold a password.
+        let config: Self = toml::from_str(&text).map_err(|e| {
+            let place = e.span().map_or_else(String::new, |span| {
+                let before = &text[..span.start];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!(" (line {line}, column {column})")
+            });
+            format!(
+                "{} is not a valid agency config{place}: {}",
+                path.display(),
+                e.message().trim_end()
+            )
+        })?;
         for (index, agent) in config.agents.iter().enumerate() {
             if config.agents[..index].iter().any(|a| a.id == agent.id) {
                 return Err(format!(

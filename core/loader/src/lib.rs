@@ -20,6 +20,8 @@
 //! ```
 #![warn(missing_docs)]
 
+mod file;
+
 use std::{
     collections::BTreeMap,
     ops::RangeInclusive,
@@ -36,6 +38,12 @@ use agency_sdk::{
     protocol::{host_op, AgentTypeSpec, LogRecord, Manifest, PluginConfig},
     Init,
 };
+
+pub use file::{open_regular_file, read_regular_file};
+
+/// The largest plugin library loaded, in bytes (512 MiB; a debug build of the `amqp`
+/// transport is about 110 MB). A larger file is refused before it is read.
+pub const MAX_PLUGIN_BYTES: u64 = 512 << 20;
 
 /// The Agency ABI generations this host loads plugins of.
 ///
@@ -127,7 +135,9 @@ impl Plugins {
             reason,
         };
         let files = library_files(dir).map_err(fail)?;
-        self.check_owner_only(dir, "plugins folder").map_err(fail)?;
+        let metadata = std::fs::metadata(dir).map_err(|e| fail(format!("cannot be read: {e}")))?;
+        self.check_owner_only(dir, &metadata, "plugins folder")
+            .map_err(fail)?;
         for file in files {
             if !self.is_loaded(&file) {
                 let _ = self.add_file(&file);
@@ -156,9 +166,15 @@ impl Plugins {
         result.map(|()| self.loaded.last().expect("just added"))
     }
 
-    /// Refuses `path` if users other than its owner may write it, or warns when allowed.
-    fn check_owner_only(&self, path: &Path, what: &str) -> Result<(), String> {
-        match writable_by_others(path)? {
+    /// Refuses `path` (with `metadata`) if users other than its owner may write it, or
+    /// warns when allowed.
+    fn check_owner_only(
+        &self,
+        path: &Path,
+        metadata: &std::fs::Metadata,
+        what: &str,
+    ) -> Result<(), String> {
+        match writable_by_others(metadata) {
             None => Ok(()),
             Some(mode) if self.allow_writable => {
                 tracing::warn!(
@@ -179,8 +195,10 @@ impl Plugins {
             path: path.to_owned(),
             reason,
         };
-        self.check_owner_only(path, "file").map_err(fail)?;
-        let (module, manifest, sha256) = open_library(path).map_err(fail)?;
+        let (file, metadata) = open_regular_file(path, MAX_PLUGIN_BYTES).map_err(fail)?;
+        self.check_owner_only(path, &metadata, "file")
+            .map_err(fail)?;
+        let (module, manifest, sha256) = open_library(path, file, metadata.len()).map_err(fail)?;
         for kind in &manifest.agent_types {
             if let Some(first) = self.type_files.get(&kind.name) {
                 return Err(fail(format!(
@@ -280,14 +298,16 @@ impl Plugins {
     }
 }
 
-/// The files in `dir` whose names look like shared libraries on this platform, sorted.
+/// The entries of `dir` whose names look like shared libraries on this platform, sorted,
+/// whatever they are: one that is not a regular file is refused with its reason when
+/// loaded, never skipped without a word.
 pub fn library_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot read the plugins folder: {e}"))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| path.is_file() && is_library_name(path))
+        .filter(|path| is_library_name(path))
         .collect();
     files.sort();
     Ok(files)
@@ -300,27 +320,39 @@ fn is_library_name(path: &Path) -> bool {
         .is_some_and(|name| name.ends_with(std::env::consts::DLL_SUFFIX))
 }
 
-/// The permission bits of `path` if users other than its owner may write it.
+/// The permission bits of a file or folder if users other than its owner may write it.
 #[cfg(unix)]
-fn writable_by_others(path: &Path) -> Result<Option<u32>, String> {
+fn writable_by_others(metadata: &std::fs::Metadata) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| format!("cannot be read: {e}"))?
-        .permissions()
-        .mode();
-    Ok((mode & 0o022 != 0).then_some(mode & 0o7777))
+    let mode = metadata.permissions().mode();
+    (mode & 0o022 != 0).then_some(mode & 0o7777)
 }
 
 /// Other platforms: permissions are not checked.
 #[cfg(not(unix))]
-fn writable_by_others(_path: &Path) -> Result<Option<u32>, String> {
-    Ok(None)
+fn writable_by_others(_metadata: &std::fs::Metadata) -> Option<u32> {
+    None
 }
 
-/// Opens, checks and initialises a plugin library; answers its root module, manifest
-/// and the SHA-256 of its bytes.
-fn open_library(path: &Path) -> Result<(PluginModRef, Manifest, String), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+/// Checks, loads and initialises the plugin library open as `file` (`length` bytes);
+/// answers its root module, manifest and the SHA-256 of its bytes.
+///
+/// The first bytes are checked for a known object file format before the rest is read.
+fn open_library(
+    path: &Path,
+    mut file: std::fs::File,
+    length: u64,
+) -> Result<(PluginModRef, Manifest, String), String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    (&mut file)
+        .take(64)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    object::FileKind::parse(&head[..])
+        .map_err(|e| format!("not a loadable shared library: {e}"))?;
+    let mut bytes = head;
+    bytes.extend(file::read_all(file, length, MAX_PLUGIN_BYTES)?);
     check_file(&bytes)?;
     let sha256 = sha256_hex(&bytes);
     let header = load_private_copy(path, &bytes, &sha256)?;

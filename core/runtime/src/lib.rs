@@ -36,14 +36,26 @@ pub use worker::HELP;
 use agency_sdk::protocol::LogRecord;
 
 /// Writes a log record that came from a plugin or an agent into the host's `tracing`
-/// output, naming its source.
+/// output under the record's own target (`lapin::io_loop`, `agency_transport_amqp`, ...),
+/// so `RUST_LOG` filters it as if the code ran in the host, naming its source.
+///
+/// Targets are only known at run time; records with a run-time target travel the way
+/// `tracing-log` carries the `log` crate's records, which the host's subscriber filters
+/// and prints by their own target.
 pub fn emit_log(source: &str, record: &LogRecord) {
-    let (target, message) = (record.target.as_str(), record.message.as_str());
-    match record.level.as_str() {
-        "error" => tracing::error!(source, target, "{message}"),
-        "warn" => tracing::warn!(source, target, "{message}"),
-        "info" => tracing::info!(source, target, "{message}"),
-        "debug" => tracing::debug!(source, target, "{message}"),
-        _ => tracing::trace!(source, target, "{message}"),
-    }
+    let level = match record.level.as_str() {
+        "error" => ::log::Level::Error,
+        "warn" => ::log::Level::Warn,
+        "info" => ::log::Level::Info,
+        "debug" => ::log::Level::Debug,
+        _ => ::log::Level::Trace,
+    };
+    let message = &record.message;
+    let _ = tracing_log::format_trace(
+        &::log::Record::builder()
+            .level(level)
+            .target(&record.target)
+            .args(format_args!("{message} source={source}"))
+            .build(),
+    );
 }

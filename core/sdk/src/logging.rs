@@ -5,8 +5,14 @@
 //! filters at the host's level and hands each event to the host as a
 //! [`crate::protocol::LogRecord`], so plugin logs appear in the host's output. Records of
 //! the `log` crate (used by many libraries) are bridged into the same subscriber.
+//!
+//! Secrets named with [`hide_in_logs`] never leave the library in a record: a client
+//! library's most verbose level may print what it sends, credentials included.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{
+    fmt::Write as _,
+    sync::{Arc, RwLock},
+};
 
 use tracing::{field::Field, level_filters::LevelFilter, Event, Subscriber};
 use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer};
@@ -38,6 +44,53 @@ pub(crate) fn forward_to_host(host: Arc<dyn HostLink>, max_level: &str) {
     }
 }
 
+/// The texts every forwarded record has replaced by `***`.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Keeps `secret` (a password, a token) out of every log record this library forwards
+/// to the host, at every level: the secret itself, its percent-encoded form and the
+/// decimal byte list that a `Debug` of its bytes prints are each shown as `***`.
+///
+/// ```
+/// agency_sdk::hide_in_logs("hunter2");
+/// ```
+pub fn hide_in_logs(secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    let percent_encoded: String = secret
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => char::from(byte).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    let byte_list = secret
+        .bytes()
+        .map(|byte| byte.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    for form in [secret.to_owned(), percent_encoded, byte_list] {
+        if !secrets.contains(&form) {
+            secrets.push(form);
+        }
+    }
+    // Longest first, so that a secret containing another is hidden whole.
+    secrets.sort_by_key(|form| std::cmp::Reverse(form.len()));
+}
+
+/// `text` with every secret named by [`hide_in_logs`] replaced by `***`.
+fn without_secrets(mut text: String) -> String {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    for secret in secrets.iter() {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
+}
+
 struct HostLayer {
     host: Arc<dyn HostLink>,
 }
@@ -50,7 +103,7 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         let record = LogRecord {
             level: meta.level().as_str().to_ascii_lowercase(),
             target: meta.target().to_owned(),
-            message: text.0,
+            message: without_secrets(text.0),
         };
         if let Ok(payload) = serde_json::to_string(&record) {
             let _ = self.host.call(host_op::LOG, &payload);
@@ -77,5 +130,24 @@ impl tracing::field::Visit for TextVisitor {
         } else {
             write!(self.0, " {}={value}", field.name())
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_secrets_never_appear_in_any_form() {
+        hide_in_logs("se/cret");
+        let text = format!(
+            "plain se/cret, encoded se%2Fcret, bytes {:?}",
+            b"\0guest\0se/cret".to_vec()
+        );
+        let shown = without_secrets(text);
+        assert_eq!(
+            shown,
+            "plain ***, encoded ***, bytes [0, 103, 117, 101, 115, 116, 0, ***]"
+        );
     }
 }

@@ -34,7 +34,9 @@ struct Keys {
 }
 
 /// A complete, validated transport configuration.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows the broker without the password (see [`Config::broker`]).
+#[derive(Clone)]
 pub struct Config {
     /// Where the broker is, with credentials.
     pub uri: AMQPUri,
@@ -76,9 +78,12 @@ impl Config {
         let heartbeat = keys.heartbeat.unwrap_or(60);
         let connect_timeout = Duration::from_secs(keys.connect_timeout_secs.unwrap_or(10));
         let mut uri = match pick(keys.url, "AMQP_URL") {
-            Some(url) => url
-                .parse::<AMQPUri>()
-                .map_err(|e| format!("invalid AMQP URL {}: {e}", redact(&url)))?,
+            // The parser's error may quote the URL: it is shown redacted too.
+            Some(url) => url.parse::<AMQPUri>().map_err(|e| {
+                let redacted = redact(&url);
+                let reason = e.replace(&url, &redacted);
+                format!("invalid AMQP URL {redacted:?}: {reason}")
+            })?,
             None => {
                 let port = match pick(keys.port.map(|p| p.to_string()), "AMQP_PORT") {
                     Some(port) => port
@@ -158,18 +163,33 @@ impl Config {
     }
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("broker", &self.broker())
+            .field("exchange", &self.exchange)
+            .field("queue_prefix", &self.queue_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A URL with any password replaced by `***`.
+///
+/// Everything between the scheme (if there is one) and the *last* `@` is taken for user
+/// information, of which only the user name (up to the first `:`) is kept: a password may
+/// hold `/`, `@` or `:` that a URL parser would read otherwise, and hiding too much is
+/// better than showing a password.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return format!("{url:?}");
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let (scheme, rest) = url
+        .split_once("://")
+        .map_or(("", url), |(scheme, rest)| (scheme, rest));
+    let separator = if scheme.is_empty() { "" } else { "://" };
+    match rest.rfind('@') {
         Some(at) => {
             let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("\"{scheme}://{user}:***{}\"", &rest[at..])
+            format!("{scheme}{separator}{user}:***{}", &rest[at..])
         }
-        None => format!("{url:?}"),
+        None => url.to_owned(),
     }
 }
 
@@ -212,6 +232,34 @@ mod tests {
         let config = config(r#"{"host": "ignored"}"#, &vars).unwrap();
         assert_eq!(config.broker(), "amqps://u@h:5671/x");
         assert_eq!(config.uri.query.heartbeat, Some(5));
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        for (url, shown) in [
+            (
+                "amqp://guest:se/cretPass@127.0.0.1:5672/x",
+                "amqp://guest:***@127.0.0.1:5672/x",
+            ),
+            ("guest:secret@host", "guest:***@host"),
+            ("amqp://u:p@ss:w@h/v@x", "amqp://u:***@x"),
+            ("amqp://h:5672/", "amqp://h:5672/"),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
+        for url in [
+            "amqp://guest:se/cretPass@127.0.0.1:5672/x",
+            "guest:secret@host",
+            "amqps://u:s%2Fecret@h:99999/",
+        ] {
+            let error = config(&format!(r#"{{"url": "{url}"}}"#), &[]).unwrap_err();
+            assert!(error.starts_with("invalid AMQP URL"), "{error}");
+            for secret in ["cret", "s%2F"] {
+                assert!(!error.contains(secret), "{error}");
+            }
+        }
+        let config = config(r#"{"password": "hunter2"}"#, &[]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]

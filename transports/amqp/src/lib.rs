@@ -46,5 +46,6 @@ agency_sdk::export_plugin!();
 /// Opens a space on the broker the configuration (or the environment) names.
 fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
     let config = config::Config::from_json(config)?;
+    agency_sdk::hide_in_logs(&config.uri.authority.userinfo.password);
     Ok(Box::new(space::AmqpSpace::open(config)?))
 }
