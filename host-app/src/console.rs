@@ -7,11 +7,21 @@
 //! arrives, or `wait` passes, so piped input behaves as if typed by a person watching.
 //! At the end of input it waits (up to `wait`) for the replies still in flight, and until
 //! nothing more arrives for a moment, so answers to a last broadcast are printed too.
+//!
+//! What other processes sent is shown through [`crate::terminal`] (escaped). The console
+//! reads a bounded queue of events: when its output is not read (a full pipe, a paused
+//! terminal), messages wait in its agent's bounded subscription and then at the broker,
+//! never in this process's memory. A closed output ends it quietly; a line of input that
+//! is not UTF-8 is reported and skipped.
 
 use std::{
     collections::{HashSet, VecDeque},
-    io::{BufRead, Write},
-    sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender},
+    io::BufRead,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -22,20 +32,45 @@ use agency_sdk::{
 };
 use serde_json::Value;
 
-use crate::command::parse_line;
+use crate::{
+    command::parse_line,
+    terminal::{self, block, inline},
+    threads,
+};
 
 /// Something the console loop reacts to.
 enum Event {
     Line(String),
+    /// A line of input that is not UTF-8 text: its number and what is wrong.
+    BadLine(usize, String),
     EndOfInput,
     Incoming(Message),
     Prompt(Message, SyncSender<bool>),
     Interrupt,
 }
 
-/// Runs the console until the end of input (plus `wait` for replies) or Ctrl-C.
-pub fn run(space: &Space, me: Foreground, wait: Duration) {
-    let (events, queue) = mpsc::channel();
+/// How the console ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The input ended (and the replies awaited arrived, or `wait` passed).
+    InputEnded,
+    /// Ctrl-C.
+    Interrupted,
+    /// Nobody reads the console's output any more (a closed pipe).
+    OutputClosed,
+}
+
+/// How many events may wait for the console loop. Beyond that, incoming messages wait
+/// in the console agent's subscription (bounded too), and then at the broker.
+const EVENTS_BOUND: usize = 64;
+
+/// Runs the console until the end of input (plus `wait` for replies), Ctrl-C, or the end
+/// of its output.
+pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
+    // This thread drains the console's subscription (through the event queue): what it
+    // sends to its own agent must not wait for room there.
+    agency_runtime::never_wait_here();
+    let (events, queue) = mpsc::sync_channel(EVENTS_BOUND);
     let (ready, next_line) = mpsc::channel();
     read_stdin(events.clone(), next_line);
     forward_incoming(&me, events.clone());
@@ -47,9 +82,12 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) {
             .is_ok()
             && answer_rx.recv().unwrap_or(false)
     });
-    let interrupts = events;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let interrupt = interrupted.clone();
     if let Err(error) = ctrlc::set_handler(move || {
-        let _ = interrupts.send(Event::Interrupt);
+        // The queue may be full: the flag is seen at the next event; the event only wakes.
+        interrupt.store(true, Ordering::Release);
+        let _ = events.try_send(Event::Interrupt);
     }) {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
     }
@@ -60,8 +98,10 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) {
         blocking: None,
         ready,
         wait,
+        interrupted,
+        output_closed: false,
     };
-    console.run(queue);
+    console.run(queue)
 }
 
 /// After the input ends, how long the console keeps listening once nothing is awaited
@@ -88,21 +128,42 @@ struct Console {
     ready: Sender<()>,
     /// How long to wait for a reply.
     wait: Duration,
+    /// Set by Ctrl-C.
+    interrupted: Arc<AtomicBool>,
+    /// Set once writing to standard output failed.
+    output_closed: bool,
+}
+
+/// `wait` from now, or as far as an instant goes.
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
 }
 
 impl Console {
-    fn run(mut self, queue: Receiver<Event>) {
+    fn run(mut self, queue: Receiver<Event>) -> Outcome {
         let mut ending: Option<Ending> = None;
         loop {
+            if self.output_closed {
+                return Outcome::OutputClosed;
+            }
+            if self.interrupted.load(Ordering::Acquire) {
+                self.say("interrupted");
+                return Outcome::Interrupted;
+            }
             if let Some(end) = &ending {
                 let now = Instant::now();
                 if self.awaiting.is_empty() && now >= end.last_heard + QUIET {
-                    return;
+                    return Outcome::InputEnded;
                 }
                 if now >= end.give_up {
                     let count = self.awaiting.len();
-                    println!("(stopped waiting for {count} repl{})", plural(count));
-                    return;
+                    self.say(&format!(
+                        "(stopped waiting for {count} repl{})",
+                        plural(count)
+                    ));
+                    return Outcome::InputEnded;
                 }
             }
             let deadline = match &ending {
@@ -124,14 +185,25 @@ impl Console {
                     self.unblock();
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return Outcome::InputEnded,
             };
             match event {
                 Event::Line(line) => self.on_line(&line),
+                Event::BadLine(number, reason) => {
+                    self.say(&format!(
+                        "error: input line {number} is not UTF-8 text ({reason}); skipped"
+                    ));
+                    if self.prompts.is_empty() {
+                        self.next_line();
+                    } else {
+                        // Not a "yes": the question is refused, as for any other answer.
+                        self.on_line("");
+                    }
+                }
                 Event::EndOfInput => {
                     let now = Instant::now();
                     ending = Some(Ending {
-                        give_up: now + self.wait,
+                        give_up: after(self.wait),
                         last_heard: now,
                     });
                     self.refuse_prompts("no input left");
@@ -144,10 +216,10 @@ impl Console {
                 }
                 Event::Prompt(message, answer) => {
                     if ending.is_some() {
-                        println!(
+                        self.say(&format!(
                             "refused {}: no input left to ask permission",
                             describe_action(&message)
-                        );
+                        ));
                         let _ = answer.send(false);
                     } else {
                         self.prompts.push_back((message, answer));
@@ -157,11 +229,16 @@ impl Console {
                         }
                     }
                 }
-                Event::Interrupt => {
-                    println!("interrupted");
-                    return;
-                }
+                // Seen through the flag at the top of the loop.
+                Event::Interrupt => {}
             }
+        }
+    }
+
+    /// Prints one line; notes when nobody reads the output any more.
+    fn say(&mut self, line: &str) {
+        if !self.output_closed && terminal::print(&format!("{line}\n")).is_err() {
+            self.output_closed = true;
         }
     }
 
@@ -180,11 +257,11 @@ impl Console {
     fn on_line(&mut self, line: &str) {
         if let Some((message, answer)) = self.prompts.pop_front() {
             let allowed = matches!(line.trim().to_lowercase().as_str(), "y" | "yes");
-            println!(
+            self.say(&format!(
                 "{} {}",
                 if allowed { "allowed" } else { "refused" },
                 describe_action(&message)
-            );
+            ));
             let _ = answer.send(allowed);
             if !self.prompts.is_empty() {
                 self.show_prompt();
@@ -199,14 +276,14 @@ impl Console {
                 match self.me.send(message) {
                     Ok(id) if expects_reply => {
                         self.awaiting.insert(id.clone());
-                        self.blocking = Some((id, Instant::now() + self.wait));
+                        self.blocking = Some((id, after(self.wait)));
                         return;
                     }
                     Ok(_) => {}
-                    Err(error) => println!("error: {error}"),
+                    Err(error) => self.say(&format!("error: {}", block(&error.to_string()))),
                 }
             }
-            Err(error) => println!("error: {error}"),
+            Err(error) => self.say(&format!("error: {}", inline(&error))),
         }
         self.next_line();
     }
@@ -219,44 +296,47 @@ impl Console {
             }
         }
         let args = &message.action.args;
+        let field = |name: &str| block(&render(args.get(name).unwrap_or(&Value::Null)));
         let text = match message.action.name.as_str() {
-            RESPONSE => render(args.get("value").unwrap_or(&Value::Null)),
-            ERROR => format!(
-                "error: {}",
-                render(args.get("error").unwrap_or(&Value::Null))
+            RESPONSE => field("value"),
+            ERROR => format!("error: {}", field("error")),
+            "say" => format!("says: {}", field("content")),
+            name => format!(
+                "-> {} {}",
+                inline(name),
+                inline(&Value::Object(args.clone()).to_string())
             ),
-            "say" => format!(
-                "says: {}",
-                render(args.get("content").unwrap_or(&Value::Null))
-            ),
-            name => format!("-> {name} {}", Value::Object(args.clone())),
         };
-        println!("{}: {text}", message.from);
+        self.say(&format!("{}: {text}", inline(&message.from)));
     }
 
-    fn show_prompt(&self) {
+    fn show_prompt(&mut self) {
         if let Some((message, _)) = self.prompts.front() {
-            print!("permission: allow {}? [y/N] ", describe_action(message));
-            let _ = std::io::stdout().flush();
+            let question = format!("permission: allow {}? [y/N] ", describe_action(message));
+            if terminal::print(&question).is_err() {
+                self.output_closed = true;
+            }
         }
     }
 
     fn refuse_prompts(&mut self, why: &str) {
-        for (message, answer) in self.prompts.drain(..) {
-            println!("refused {}: {why}", describe_action(&message));
+        let refused: Vec<_> = self.prompts.drain(..).collect();
+        for (message, answer) in refused {
+            self.say(&format!("refused {}: {why}", describe_action(&message)));
             let _ = answer.send(false);
         }
     }
 }
 
-/// `User -> Host.run_command {"command":"ls"}`
+/// `User -> Host.run_command {"command":"ls"}`: exactly what would run, every part
+/// escaped (any of them may come from another process).
 fn describe_action(message: &Message) -> String {
     format!(
         "{} -> {}.{} {}",
-        message.from,
-        message.to,
-        message.action.name,
-        Value::Object(message.action.args.clone())
+        inline(&message.from),
+        inline(&message.to),
+        inline(&message.action.name),
+        inline(&Value::Object(message.action.args.clone()).to_string())
     )
 }
 
@@ -277,11 +357,27 @@ fn plural(count: usize) -> &'static str {
 }
 
 /// Reads lines one at a time: each waits for the console's go-ahead after the previous.
-fn read_stdin(events: Sender<Event>, next_line: Receiver<()>) {
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if events.send(Event::Line(line)).is_err() || next_line.recv().is_err() {
+/// A line that is not UTF-8 is passed on as such (and skipped), not taken for the end.
+fn read_stdin(events: SyncSender<Event>, next_line: Receiver<()>) {
+    threads::spawn("console input", move || {
+        let mut input = std::io::stdin().lock();
+        let mut bytes = Vec::new();
+        for number in 1.. {
+            bytes.clear();
+            if !matches!(input.read_until(b'\n', &mut bytes), Ok(1..)) {
+                break;
+            }
+            if bytes.ends_with(b"\n") {
+                bytes.pop();
+                if bytes.ends_with(b"\r") {
+                    bytes.pop();
+                }
+            }
+            let event = match String::from_utf8(std::mem::take(&mut bytes)) {
+                Ok(line) => Event::Line(line),
+                Err(error) => Event::BadLine(number, error.utf8_error().to_string()),
+            };
+            if events.send(event).is_err() || next_line.recv().is_err() {
                 return;
             }
         }
@@ -289,9 +385,11 @@ fn read_stdin(events: Sender<Event>, next_line: Receiver<()>) {
     });
 }
 
-fn forward_incoming(me: &Foreground, events: Sender<Event>) {
+/// Passes the console agent's messages to the loop; while the loop is behind, they wait
+/// in the agent's subscription.
+fn forward_incoming(me: &Foreground, events: SyncSender<Event>) {
     let incoming = me.subscribe();
-    std::thread::spawn(move || {
+    threads::spawn("console output", move || {
         for message in incoming {
             if events.send(Event::Incoming(message)).is_err() {
                 return;

@@ -1,42 +1,45 @@
 //! What `agency plugins` prints: the plugins of a folder, or a diagnosis of one file.
 
-use std::path::Path;
+use std::{fmt::Write as _, path::Path};
 
 use agency_loader::{Plugin, Plugins, SUPPORTED_ABI};
 use agency_sdk::protocol::AgentTypeSpec;
 
 /// Lists each plugin that loaded with what it provides, then the files refused.
-pub fn list(plugins: &Plugins) {
+pub fn list(plugins: &Plugins) -> String {
+    let mut out = String::new();
     for plugin in plugins.loaded() {
         let manifest = &plugin.manifest;
-        println!(
+        let _ = writeln!(
+            out,
             "{} (abi {}, sdk {})",
             plugin.path.display(),
             manifest.abi_version,
             manifest.sdk_version
         );
         for name in &manifest.transports {
-            println!("  transport {name}");
+            let _ = writeln!(out, "  transport {name}");
         }
         for kind in &manifest.agent_types {
-            print_agent_type(kind, false);
+            print_agent_type(&mut out, kind, false);
         }
     }
     for failure in plugins.failures() {
-        println!("{failure} (not loaded)");
+        let _ = writeln!(out, "{failure} (not loaded)");
     }
+    out
 }
 
 /// Loads one file as the host would and describes it, or fails with the one-line reason
 /// it cannot be used.
-pub fn check(file: &Path, allow_writable: bool) -> Result<(), String> {
+pub fn check(file: &Path, allow_writable: bool) -> Result<String, String> {
     let mut plugins = Plugins::new().allow_writable(allow_writable);
     let plugin = plugins.add_file(file).map_err(|e| e.to_string())?;
-    describe(plugin);
-    Ok(())
+    Ok(describe(plugin))
 }
 
-fn describe(plugin: &Plugin) {
+fn describe(plugin: &Plugin) -> String {
+    let mut out = String::new();
     let manifest = &plugin.manifest;
     let kind = match (
         manifest.transports.is_empty(),
@@ -47,11 +50,12 @@ fn describe(plugin: &Plugin) {
         (true, false) => "agent plugin",
         (true, true) => "plugin that provides nothing",
     };
-    println!("file: {}", plugin.path.display());
-    println!("sha256: {}", plugin.sha256);
-    println!("kind: {kind}");
-    println!("name: {} {}", manifest.name, manifest.version);
-    println!(
+    let _ = writeln!(out, "file: {}", plugin.path.display());
+    let _ = writeln!(out, "sha256: {}", plugin.sha256);
+    let _ = writeln!(out, "kind: {kind}");
+    let _ = writeln!(out, "name: {} {}", manifest.name, manifest.version);
+    let _ = writeln!(
+        out,
         "versions: agency ABI {} (this host accepts {}..={}), built with agency-sdk {}",
         manifest.abi_version,
         SUPPORTED_ABI.start(),
@@ -59,17 +63,18 @@ fn describe(plugin: &Plugin) {
         manifest.sdk_version
     );
     for name in &manifest.transports {
-        println!("transport {name}");
+        let _ = writeln!(out, "transport {name}");
     }
     for kind in &manifest.agent_types {
-        print_agent_type(kind, true);
+        print_agent_type(&mut out, kind, true);
     }
-    println!("ok: this host can load it");
+    let _ = writeln!(out, "ok: this host can load it");
+    out
 }
 
 /// Prints an agent type and its actions, with each argument's JSON Schema if `schemas`.
-fn print_agent_type(kind: &AgentTypeSpec, schemas: bool) {
-    println!("  agent type {}: {}", kind.name, kind.description);
+fn print_agent_type(out: &mut String, kind: &AgentTypeSpec, schemas: bool) {
+    let _ = writeln!(out, "  agent type {}: {}", kind.name, kind.description);
     for action in &kind.actions {
         let args: Vec<String> = action
             .args
@@ -85,7 +90,8 @@ fn print_agent_type(kind: &AgentTypeSpec, schemas: bool) {
             .map(|r| format!(" -> {}", r.json_type))
             .unwrap_or_default();
         let access = serde_json::to_value(action.access).unwrap_or_default();
-        println!(
+        let _ = writeln!(
+            out,
             "    {}({}){returns} [{}]",
             action.name,
             args.join(", "),
@@ -93,7 +99,7 @@ fn print_agent_type(kind: &AgentTypeSpec, schemas: bool) {
         );
         if schemas {
             for arg in &action.args {
-                println!("      {}: {}", arg.name, arg.schema);
+                let _ = writeln!(out, "      {}: {}", arg.name, arg.schema);
             }
         }
     }

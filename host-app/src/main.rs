@@ -8,11 +8,14 @@
 //!   `agency plugins check FILE` diagnoses one file.
 //! - `agency new-agent NAME` writes a new agent plugin crate to start from.
 
+#[macro_use]
+mod terminal;
 mod command;
 mod config;
 mod console;
 mod inspect;
 mod template;
+mod threads;
 mod watch;
 
 use std::{
@@ -59,9 +62,10 @@ enum Command {
         /// The config file [default: ./agency.toml if it exists].
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// How long to wait for replies in flight once input ends, in seconds.
-        #[arg(long, default_value_t = 5.0)]
-        wait: f64,
+        /// How long to wait for a reply, and for replies in flight once input ends, in
+        /// seconds (0 to 1000000000).
+        #[arg(long, default_value = "5", value_parser = parse_wait)]
+        wait: Duration,
         /// Load plugin files and folders that other users can write to (with a warning).
         #[arg(long)]
         allow_writable_plugins: bool,
@@ -122,20 +126,40 @@ fn main() -> ExitCode {
             plugins_dir,
             allow_writable_plugins,
             check: None,
-        } => load_plugins(plugins_dir, allow_writable_plugins).map(|p| inspect::list(&p)),
+        } => load_plugins(plugins_dir, allow_writable_plugins).map(|p| show(&inspect::list(&p))),
         Command::Plugins {
             allow_writable_plugins,
             check: Some(PluginsCommand::Check { file }),
             ..
-        } => inspect::check(&file, allow_writable_plugins),
+        } => inspect::check(&file, allow_writable_plugins).map(|text| show(&text)),
         Command::NewAgent { name, dir, sdk } => template::new_agent(&name, &dir, sdk.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            report!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints what a command answers; a reader that stopped reading (`| head`) is no error.
+fn show(text: &str) {
+    let _ = terminal::print(text);
+}
+
+/// The longest `--wait`, in seconds (about 31 years).
+const MAX_WAIT_SECS: f64 = 1e9;
+
+/// `--wait`: a number of seconds from 0 to [`MAX_WAIT_SECS`].
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if (0.0..=MAX_WAIT_SECS).contains(&seconds) => {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(format!(
+            "expected a number of seconds from 0 to {MAX_WAIT_SECS:.0}, got {text:?}"
+        )),
     }
 }
 
@@ -143,7 +167,7 @@ fn run(
     transport: Option<String>,
     plugins_dir: Option<PathBuf>,
     config_path: Option<PathBuf>,
-    wait: f64,
+    wait: Duration,
     allow_writable_plugins: bool,
 ) -> Result<(), String> {
     let config_path = config_path.unwrap_or_else(|| PathBuf::from("agency.toml"));
@@ -156,7 +180,7 @@ fn run(
     let plugins_dir = plugins_dir.unwrap_or_else(default_plugins_dir);
     let plugins = load_plugins(Some(plugins_dir.clone()), allow_writable_plugins)?;
     for failure in plugins.failures() {
-        eprintln!("warning: plugin skipped: {failure}");
+        report!("warning: plugin skipped: {failure}");
     }
     let transport = transport
         .or_else(|| config.transport.clone())
@@ -174,12 +198,20 @@ fn run(
                 .without_log(),
         )
         .map_err(|e| format!("cannot attach the console as {console_id:?}: {e}"))?;
-    let wait = Duration::try_from_secs_f64(wait).map_err(|e| format!("--wait: {e}"))?;
     let watcher = watch::Watcher::new(&plugins_dir, &config_path, config);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        scope.spawn(|| watcher.run(&space, plugins, roster, &stop));
-        console::run(&space, me, wait);
+        std::thread::Builder::new()
+            .name("plugin watcher".into())
+            .spawn_scoped(scope, || {
+                threads::guarded("plugin watcher", || {
+                    watcher.run(&space, plugins, roster, &stop)
+                })
+            })
+            .expect("the system can start a thread");
+        // Whatever ends the console (end of input, Ctrl-C, a closed output: quietly, as
+        // `rg | head` does), the space is destroyed cleanly after it.
+        threads::guarded("console", || console::run(&space, me, wait));
         stop.store(true, Ordering::Release);
     });
     space.destroy();

@@ -32,12 +32,14 @@ pub fn new_agent(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<(), Strin
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );
-    println!("created {} (agent type {name})", root.display());
-    println!("next:");
-    println!("  cd {} && cargo build --release", root.display());
-    println!("  cp target/release/{library} <plugins folder of your agency host>/");
-    println!("  and list it in that host's agency.toml:");
-    println!("    [[agents]]\n    type = \"{name}\"\n    id = \"{name}\"");
+    crate::show(&format!(
+        "created {} (agent type {name})\nnext:\n  cd {} && cargo build --release\n  \
+         cp target/release/{library} <plugins folder of your agency host>/\n  \
+         and list it in that host's agency.toml:\n    [[agents]]\n    type = \"{name}\"\n    \
+         id = \"{name}\"\n",
+        root.display(),
+        root.display()
+    ));
     Ok(())
 }
 

@@ -54,9 +54,9 @@ impl Roster {
         for id in gone {
             self.started.remove(&id);
             match space.remove(&id) {
-                Ok(()) if announce => eprintln!("removed agent {id:?}"),
+                Ok(()) if announce => report!("removed agent {id:?}"),
                 Ok(()) => {}
-                Err(error) => eprintln!("error: cannot remove agent {id:?}: {error}"),
+                Err(error) => report!("error: cannot remove agent {id:?}: {error}"),
             }
         }
         self.failed.retain(|id, (spec, _)| listed(id) == Some(spec));
@@ -73,7 +73,7 @@ impl Roster {
                 Ok(()) => {
                     if announce {
                         let kind = spec.type_name.as_deref().unwrap_or_default();
-                        eprintln!("started agent {:?} ({kind})", spec.id);
+                        report!("started agent {:?} ({kind})", spec.id);
                     }
                     self.failed.remove(&spec.id);
                     self.started.insert(spec.id.clone(), spec.clone());
@@ -81,7 +81,7 @@ impl Roster {
                 Err(error) => {
                     let unknown_type = matches!(error, SpaceError::UnknownType { .. });
                     if !(unknown_type && self.failed.contains_key(&spec.id)) {
-                        eprintln!("error: cannot start agent {:?}: {error}", spec.id);
+                        report!("error: cannot start agent {:?}: {error}", spec.id);
                     }
                     self.failed
                         .insert(spec.id.clone(), (spec.clone(), unknown_type));
@@ -177,7 +177,7 @@ impl Watcher {
             self.changing.remove(&file);
             self.settled.insert(file.clone(), now);
             if plugins.is_loaded(&file) {
-                eprintln!(
+                report!(
                     "warning: {} changed, but a loaded library is never unloaded: restart agency to run its new code",
                     file.display()
                 );
@@ -191,14 +191,14 @@ impl Watcher {
                         .iter()
                         .map(|kind| kind.name.as_str())
                         .collect();
-                    eprintln!(
+                    report!(
                         "added plugin {} (agent types: {})",
                         file.display(),
                         types.join(", ")
                     );
                     loaded = true;
                 }
-                Err(error) => eprintln!("warning: plugin skipped: {error}"),
+                Err(error) => report!("warning: plugin skipped: {error}"),
             }
         }
         loaded
@@ -223,7 +223,7 @@ impl Watcher {
         match Config::read(&self.config_path) {
             Ok(config) => {
                 if !config.same_apart_from_agents(&self.config) {
-                    eprintln!(
+                    report!(
                         "warning: {}: only [[agents]] changes take effect while running; restart agency for the rest",
                         self.config_path.display()
                     );
@@ -232,7 +232,7 @@ impl Watcher {
                 true
             }
             Err(error) => {
-                eprintln!("error: {error}; the running agents are unchanged");
+                report!("error: {error}; the running agents are unchanged");
                 false
             }
         }

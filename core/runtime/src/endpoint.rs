@@ -56,7 +56,7 @@ pub(crate) struct Endpoint {
     pub id: String,
     receive_own_broadcasts: bool,
     core: Arc<SpaceCore>,
-    worker: Option<Mailbox>,
+    worker: Option<Mailbox<Work>>,
     log: Option<MessageLog>,
     pending: Mutex<HashMap<String, mpsc::SyncSender<Reply>>>,
     /// How many requests are waiting, or about to wait, for a reply.
@@ -70,7 +70,7 @@ impl Endpoint {
         id: String,
         receive_own_broadcasts: bool,
         core: Arc<SpaceCore>,
-        worker: Option<Mailbox>,
+        worker: Option<Mailbox<Work>>,
         log: Option<MessageLog>,
     ) -> Self {
         Self {
@@ -207,12 +207,12 @@ impl Endpoint {
         let message = match message {
             Ok(message) => message,
             Err(reason) => {
-                tracing::warn!(agent = %self.id, %reason, "dropped a message");
+                tracing::warn!(agent = %self.id, ?reason, "dropped a message");
                 return None;
             }
         };
         if message.to != self.id && !message.is_broadcast() {
-            tracing::warn!(agent = %self.id, to = %message.to, "dropped a message addressed to another agent");
+            tracing::warn!(agent = %self.id, to = ?message.to, "dropped a message addressed to another agent");
             return None;
         }
         if message.is_broadcast() && message.from == self.id && !self.receive_own_broadcasts {
@@ -259,7 +259,7 @@ impl Inbound for Endpoint {
         let handed_over = handover::take(body);
         let idle = self.pending_count.load(Ordering::Acquire) == 0;
         if let (Some(worker), None, true, None) = (&self.worker, &self.log, idle, &handed_over) {
-            worker.deliver(body, None);
+            worker.put(Work::Message(body.to_owned(), None));
             return;
         }
         let Some(message) =
@@ -274,9 +274,20 @@ impl Inbound for Endpoint {
             return;
         };
         if let Some(worker) = &self.worker {
-            worker.deliver(body, Some(message));
+            worker.put(Work::Message(body.to_owned(), Some(message)));
         }
     }
+}
+
+/// A request's timeout in seconds as a duration: beyond what a duration holds is
+/// "forever"; negative or not a number is an error.
+fn timeout_of(seconds: f64) -> Result<Duration, String> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(format!(
+            "ValueError: a timeout must be a number of seconds, at least 0, not {seconds}"
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 impl HostLink for Endpoint {
@@ -290,7 +301,7 @@ impl HostLink for Endpoint {
             host_op::REQUEST => {
                 let call: RequestCall =
                     serde_json::from_str(payload).map_err(|e| format!("TypeError: {e}"))?;
-                let timeout = Duration::try_from_secs_f64(call.timeout).unwrap_or(Duration::ZERO);
+                let timeout = timeout_of(call.timeout)?;
                 Ok(self
                     .request(Outgoing::from_value(call.message)?, timeout)?
                     .to_string())

@@ -13,6 +13,7 @@
 //! - `mailbox`: an agent's queue, bounded for deliveries from transport threads.
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
 //! - `outgoing`, `log`, `wait`: outgoing messages, foreground logs, spin-then-sleep waits.
+//! - `text`: [`printable`], for showing what other processes sent.
 #![warn(missing_docs)]
 
 mod endpoint;
@@ -23,14 +24,17 @@ mod log;
 mod mailbox;
 mod outgoing;
 pub mod space;
+mod text;
 mod wait;
 mod worker;
 
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};
 pub use error::SpaceError;
 pub use id::{validate_id, RESERVED_BROADCAST_KEY};
-pub use mailbox::MAILBOX_LIMIT;
+pub use log::Subscription;
+pub use mailbox::{never_wait_here, MAILBOX_LIMIT};
 pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space, DEFAULT_STOP_TIMEOUT};
+pub use text::printable;
 pub use worker::HELP;
 
 use agency_sdk::protocol::LogRecord;
@@ -50,7 +54,8 @@ pub fn emit_log(source: &str, record: &LogRecord) {
         "debug" => ::log::Level::Debug,
         _ => ::log::Level::Trace,
     };
-    let message = &record.message;
+    // A plugin's log line may quote what a peer sent (an id, a reason).
+    let message = printable(&record.message);
     let _ = tracing_log::format_trace(
         &::log::Record::builder()
             .level(level)

@@ -1,11 +1,16 @@
-//! [`Mailbox`]: an agent's queue of work, counted so that deliveries can be held back.
+//! [`Mailbox`]: a queue of work or messages, counted so that deliveries can be held back.
 //!
 //! A transport that delivers from threads of its own (the `amqp` consumers) waits while
-//! the agent has [`MAILBOX_LIMIT`] messages queued: a slow agent slows down its consumers,
-//! which stop acknowledging, and the broker keeps the rest, instead of this process
-//! growing without bound. A delivery made on an agent's own worker thread (an in-process
-//! transport publishing on the sender's thread) never waits, since two agents sending to
-//! each other would wait for each other forever.
+//! a mailbox holds [`MAILBOX_LIMIT`] items: a slow agent, or a console whose terminal
+//! does not keep up, slows down its consumers, which stop acknowledging, and the broker
+//! keeps the rest, instead of this process growing without bound. Agents' queues and
+//! foreground agents' subscriptions are both mailboxes.
+//!
+//! A thread that drains a mailbox, directly or through another thread, must never wait
+//! for room in one: it could be waiting for itself, or two agents sending to each other
+//! would wait for each other forever. Such threads call [`never_wait_here`]: agents'
+//! worker threads do (an in-process transport delivers on the sender's thread), and so
+//! does the console.
 
 use std::{
     cell::Cell,
@@ -16,17 +21,26 @@ use std::{
     time::Duration,
 };
 
-use crate::{endpoint::Work, wait::Waiter};
+use crate::wait::Waiter;
 
-/// How many messages an agent may have queued before deliveries from outside wait.
+/// How many items a mailbox may hold before deliveries from outside wait.
 pub const MAILBOX_LIMIT: usize = 10_000;
 
 thread_local! {
-    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+    static NEVER_WAITS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A new mailbox: the sending side (cloneable) and the worker's receiving side.
-pub(crate) fn mailbox() -> (Mailbox, MailboxReceiver) {
+/// Marks the calling thread as one whose deliveries never wait for room in a full
+/// mailbox (an agent's queue, a foreground agent's subscription). Call it on a thread
+/// that drains one, directly or through another thread: waiting there could be waiting
+/// for itself. Deliveries from such a thread are not held back, so it must not be the
+/// one flooding the space.
+pub fn never_wait_here() {
+    NEVER_WAITS.set(true);
+}
+
+/// A new mailbox: the sending side (cloneable) and the receiving side.
+pub(crate) fn mailbox<T>() -> (Mailbox<T>, MailboxReceiver<T>) {
     let (queue, receiver) = mpsc::channel();
     let state = Arc::new(State {
         queued: AtomicUsize::new(0),
@@ -47,59 +61,66 @@ pub(crate) fn mailbox() -> (Mailbox, MailboxReceiver) {
 
 struct State {
     queued: AtomicUsize,
-    /// False once the worker is gone: nobody will make room any more.
+    /// False once the receiving side is gone: nobody will make room any more.
     open: AtomicBool,
 }
 
-/// The sending side of an agent's mailbox.
-#[derive(Clone)]
-pub(crate) struct Mailbox {
-    queue: mpsc::Sender<Work>,
+/// The sending side of a mailbox.
+pub(crate) struct Mailbox<T> {
+    queue: mpsc::Sender<T>,
     state: Arc<State>,
 }
 
-impl Mailbox {
-    /// Queues a message body, and the message if it was already parsed, after waiting
-    /// for room when called from outside the space's worker threads.
-    pub fn deliver(&self, body: &str, parsed: Option<agency_sdk::Message>) {
-        if !ON_WORKER.get() {
+impl<T> Clone for Mailbox<T> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<T> Mailbox<T> {
+    /// Queues an item, after waiting for room unless the calling thread never waits;
+    /// false if the receiving side is gone.
+    pub fn put(&self, item: T) -> bool {
+        if !NEVER_WAITS.get() {
             while self.state.queued.load(Ordering::Acquire) >= MAILBOX_LIMIT
                 && self.state.open.load(Ordering::Acquire)
             {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        self.state.queued.fetch_add(1, Ordering::AcqRel);
-        let _ = self.queue.send(Work::Message(body.to_owned(), parsed));
+        self.put_now(item)
     }
 
-    /// Asks the worker to stop once it has handled what is queued.
-    pub fn stop(&self) {
-        let _ = self.queue.send(Work::Stop);
+    /// Queues an item at once, full or not; false if the receiving side is gone.
+    pub fn put_now(&self, item: T) -> bool {
+        self.state.queued.fetch_add(1, Ordering::AcqRel);
+        self.queue.send(item).is_ok()
     }
 }
 
-/// The worker's side of an agent's mailbox.
-pub(crate) struct MailboxReceiver {
-    receiver: mpsc::Receiver<Work>,
+/// The receiving side of a mailbox.
+pub(crate) struct MailboxReceiver<T> {
+    receiver: mpsc::Receiver<T>,
     state: Arc<State>,
     waiter: Waiter,
 }
 
-impl MailboxReceiver {
-    /// Marks the calling thread as a worker (its deliveries never wait) and answers the
-    /// next work, waiting as long as it takes; `None` once every sender is gone.
-    pub fn next(&self) -> Option<Work> {
-        ON_WORKER.set(true);
-        let work = self.waiter.receive(&self.receiver, Duration::MAX);
-        if let Some(Work::Message(..)) = work {
+impl<T> MailboxReceiver<T> {
+    /// The next item, waiting up to `timeout`; `None` after that, or once every sender is
+    /// gone and the mailbox is empty.
+    pub fn next(&self, timeout: Duration) -> Option<T> {
+        let item = self.waiter.receive(&self.receiver, timeout);
+        if item.is_some() {
             self.state.queued.fetch_sub(1, Ordering::AcqRel);
         }
-        work
+        item
     }
 }
 
-impl Drop for MailboxReceiver {
+impl<T> Drop for MailboxReceiver<T> {
     fn drop(&mut self) {
         self.state.open.store(false, Ordering::Release);
     }

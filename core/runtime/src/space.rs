@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    endpoint::{Endpoint, PermissionPrompt, SpaceCore},
-    log::MessageLog,
+    endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
+    log::{MessageLog, Subscription},
     mailbox::{mailbox, Mailbox},
     outgoing::Outgoing,
     validate_id,
@@ -188,7 +188,7 @@ pub struct Space {
 type Member = Option<WorkerHandle>;
 
 struct WorkerHandle {
-    queue: Mailbox,
+    queue: Mailbox<Work>,
     /// Disconnects when the worker thread ends, however it ends.
     ended: mpsc::Receiver<()>,
     thread: JoinHandle<()>,
@@ -344,7 +344,7 @@ impl Space {
     fn stop(&self, id: &str, member: Member) {
         self.core.transport.detach(id);
         let Some(worker) = member else { return };
-        worker.queue.stop();
+        worker.queue.put_now(Work::Stop);
         let timeout = *self.stop_timeout.read().unwrap();
         match worker.ended.recv_timeout(timeout) {
             Err(mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
@@ -451,11 +451,11 @@ impl Foreground {
             .is_some_and(|log| log.wait_until(timeout, done))
     }
 
-    /// A channel of the messages this agent receives from now on.
-    pub fn subscribe(&self) -> mpsc::Receiver<Message> {
+    /// The messages this agent receives from now on (bounded: see [`Subscription`]).
+    pub fn subscribe(&self) -> Subscription {
         self.endpoint
             .log()
-            .map(|log| log.subscribe())
-            .unwrap_or_else(|| mpsc::channel().1)
+            .map(MessageLog::subscribe)
+            .expect("a foreground agent has a message log")
     }
 }

@@ -34,9 +34,10 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Runs `after_add`, then every message until [`Work::Stop`], then `before_remove`.
-    pub fn run(mut self, mailbox: MailboxReceiver) {
+    pub fn run(mut self, mailbox: MailboxReceiver<Work>) {
+        crate::mailbox::never_wait_here();
         self.callback(agent_op::AFTER_ADD, "{}");
-        while let Some(Work::Message(body, parsed)) = mailbox.next() {
+        while let Some(Work::Message(body, parsed)) = mailbox.next(std::time::Duration::MAX) {
             if let Some(message) = parsed.or_else(|| self.endpoint.accept(&body)) {
                 self.handle(&message, &body);
             }

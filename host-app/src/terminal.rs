@@ -1,0 +1,58 @@
+//! Writing to the operator's terminal: remote text made safe, and a closed output noticed.
+//!
+//! Everything the console shows that another process chose (ids, action names,
+//! arguments, values, errors) goes through [`inline`] or [`block`]: control characters
+//! and bidirectional overrides are shown as escapes, so no peer can move the cursor,
+//! erase a line or forge one (see [`agency_runtime::printable`]).
+
+/// `eprintln!` that never panics: with standard error closed, the line is lost and the
+/// host goes on.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+use std::{
+    borrow::Cow,
+    io::{self, Write},
+};
+
+/// One-line remote text (an id, an action name, arguments as JSON): every control
+/// character, line breaks included, shown escaped.
+pub fn inline(text: &str) -> Cow<'_, str> {
+    agency_runtime::printable(text)
+}
+
+/// Remote text that may span lines (a value, an error): its lines are kept, each after
+/// the first indented by two spaces so that none can pass for a line of the console's
+/// own; every other control character is shown escaped.
+pub fn block(text: &str) -> String {
+    text.split('\n')
+        .map(inline)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// Writes `text` to standard output and flushes it; fails once nobody reads it any more
+/// (a closed pipe), which ends the console quietly, as `rg | head` does.
+pub fn print(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_lines_cannot_pass_for_the_consoles_own() {
+        assert_eq!(
+            block("ok\n\u{1b}[2Kpermission: allow\r"),
+            "ok\n  \\u{1b}[2Kpermission: allow\\u{d}"
+        );
+        assert_eq!(inline("a\nb"), "a\\u{a}b");
+    }
+}
