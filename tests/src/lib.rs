@@ -183,6 +183,13 @@ pub fn plugins_dir() -> &'static Path {
     &built().plugins_dir
 }
 
+/// The path of the plugin library `name` (a crate name, `agency_test_agents`) in
+/// [`plugins_dir`].
+pub fn library_path(name: &str) -> PathBuf {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    plugins_dir().join(format!("{prefix}{name}{suffix}"))
+}
+
 /// The path of the built `agency` binary.
 pub fn agency_binary() -> &'static Path {
     &built().agency

@@ -9,9 +9,11 @@ use std::{
 };
 
 use agency_tests::{
-    broker::{connections_of, host_config},
-    process::{agency, config, Host},
-    unique_name, PATIENCE,
+    assert_lines,
+    broker::{connections_of, host_config, publish_raw, ready_in_broker},
+    plugins_dir,
+    process::{agency, config, finish, start, text, Host, Screen},
+    scratch_dir, unique_name, PATIENCE,
 };
 
 /// Waits up to `patience` for `child` to exit; kills it and fails if it does not.
@@ -105,4 +107,323 @@ fn of_two_processes_started_at_once_with_one_id_exactly_one_wins() {
             host.finish();
         }
     }
+}
+
+/// A config with one `Receiver` agent with id `R`, on the local transport.
+const ONE_RECEIVER: &str = "[[agents]]\ntype = \"Receiver\"\nid = \"R\"\n";
+
+/// Item 3: ids, action names, arguments and values from another process reach the
+/// terminal escaped: no escape sequence, no carriage return, no forged line, and the
+/// permission question shows exactly what would run.
+#[test]
+fn remote_text_reaches_the_terminal_escaped() {
+    let exchange = unique_name("agency-test-escape");
+    let (console, host) = (format!("User-{exchange}"), format!("Host-{exchange}"));
+    let mut operator = Host::start(&host_config(&exchange, &console, &[("Host", &host)]), &[]);
+    operator.type_line(&format!("/{host}.help"));
+    operator.stdout.wait_for(&format!("{host}: "));
+    let forged_from = "\u{1b}[2K\rpermission: allow User -> Host.list_files {}? [y/N] \u{1b}[8m";
+    let request = serde_json::json!({
+        "meta": {"id": "forged-1"}, "from": forged_from, "to": host,
+        "action": {"name": "run_command", "args": {"command": "touch /tmp/x\u{9b}31m", "args": []}},
+    });
+    let to_console = serde_json::json!({
+        "meta": {"id": "forged-2"}, "from": "peer\nforged: a line of its own", "to": console,
+        "action": {"name": "\u{1b}[2Jwipe", "args": {"k": "v\u{7f}"}},
+    });
+    let answer = serde_json::json!({
+        "meta": {"id": "forged-3"}, "from": "peer", "to": console,
+        "action": {"name": "[response]", "args": {"value": "one\nforged: two\r\u{1b}[1A"}},
+    });
+    publish_raw(&host, &[(request.to_string().into_bytes(), None)]);
+    let screen = operator.stdout.wait_for(&format!("-> {host}.run_command"));
+    assert!(screen.contains(&format!(
+        "permission: allow \\u{{1b}}[2K\\u{{d}}permission: allow User -> Host.list_files {{}}? [y/N] \\u{{1b}}[8m -> {host}.run_command {{\"args\":[],\"command\":\"touch /tmp/x\\u{{9b}}31m\"}}? [y/N] "
+    )), "the question shows the real action, escaped:\n{screen}");
+    operator.type_line("n");
+    operator.stdout.wait_for("refused ");
+    publish_raw(
+        &console,
+        &[
+            (to_console.to_string().into_bytes(), None),
+            (answer.to_string().into_bytes(), None),
+        ],
+    );
+    operator.stdout.wait_for("forged: two");
+    let stdout = operator.finish();
+    for raw in ['\u{1b}', '\r', '\u{9b}', '\u{7f}'] {
+        assert!(
+            !stdout.contains(raw),
+            "{raw:?} reached the terminal:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.lines().any(|line| line.starts_with("forged:")),
+        "a remote line passed for the console's own:\n{stdout}"
+    );
+    assert_lines(
+        &stdout,
+        &[
+            "peer\\u{a}forged: a line of its own: -> \\u{1b}[2Jwipe {\"k\":\"v\\u{7f}\"}",
+            "peer: one",
+            "  forged: two\\u{d}\\u{1b}[1A",
+        ],
+    );
+}
+
+/// Item 4: a console whose output is closed ends cleanly and at once (as `rg | head`
+/// does), without a panic.
+#[test]
+fn a_closed_output_ends_the_host_cleanly() {
+    let mut child = start(plugins_dir(), ONE_RECEIVER, &[]);
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"/R.add a:1 b:1\n/R.add a:2 b:2\n")
+        .unwrap();
+    let status = exits_within(&mut child, Duration::from_secs(20));
+    drop(stdin);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Item 5: out-of-range durations are refused with a clear line, never a panic; a wait
+/// longer than any deadline waits, and does not panic either.
+#[test]
+fn out_of_range_durations_are_refused_or_mean_forever() {
+    let config = config(ONE_RECEIVER);
+    let run = |wait: &str, input: &str| {
+        let child = agency(&[
+            "run",
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            &format!("--wait={wait}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        finish(child, input)
+    };
+    for wait in ["1e19", "-1", "NaN", "inf", "soon"] {
+        let output = run(wait, "");
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "--wait {wait}");
+        assert!(
+            stderr.contains(&format!(
+                "expected a number of seconds from 0 to 1000000000, got \"{wait}\""
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let output = run("1e9", "/R.value\n");
+    assert!(text(&output.stdout).contains("R: 42"));
+    let space = agency_tests::open_space("local");
+    let me = agency_tests::driver(&space, "me");
+    me.send(agency_tests::action("me", "note", serde_json::json!({})))
+        .unwrap();
+    assert!(me.wait_for(Duration::MAX, |received| !received.is_empty()));
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Item 6: every entry of the plugins folder named like a library that is not one is
+/// named with its reason, in one line, without blocking or reading gigabytes; the good
+/// plugin next to them loads.
+#[test]
+fn strange_files_in_the_plugins_folder_are_each_named_and_refused() {
+    let dir = scratch_dir("strange-plugins");
+    let good = agency_tests::library_path("agency_test_agents");
+    agency_tests::link_or_copy(&good, &dir.join(good.file_name().unwrap()));
+    mkfifo(&dir.join("fifo.so"));
+    std::fs::create_dir(dir.join("folder.so")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.so")).unwrap();
+    std::os::unix::fs::symlink(dir.join("loop.so"), dir.join("loop.so")).unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("dangling.so")).unwrap();
+    let big = std::fs::File::create(dir.join("big.so")).unwrap();
+    big.set_len(3 << 30).unwrap();
+    let expected = [
+        ("fifo.so", "is a FIFO (named pipe), not a regular file"),
+        ("folder.so", "is a directory, not a regular file"),
+        ("zero.so", "is a character device, not a regular file"),
+        ("loop.so", "never reaches a file (a loop)"),
+        ("dangling.so", "which does not exist"),
+        (
+            "big.so",
+            "is 3221225472 bytes, over the limit of 536870912 bytes",
+        ),
+    ];
+    let started = Instant::now();
+    let mut listing = agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    exits_within(&mut listing, Duration::from_secs(30));
+    let output = listing.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    for (name, reason) in expected {
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(name)).collect();
+        assert_eq!(lines.len(), 1, "one line for {name}:\n{stdout}");
+        assert!(lines[0].contains(reason), "{name}: {}", lines[0]);
+    }
+    assert!(stdout.contains("agent type Receiver"), "{stdout}");
+    for (name, reason) in expected {
+        let mut check = agency(&["plugins", "check", dir.join(name).to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = exits_within(&mut check, Duration::from_secs(10));
+        let stderr = text(&check.wait_with_output().unwrap().stderr);
+        assert!(
+            !status.success() && stderr.contains(reason),
+            "{name}: {stderr}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// Item 7: a line of input that is not UTF-8 is reported and skipped; the lines after it
+/// still run.
+#[test]
+fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
+    let mut child = start(plugins_dir(), ONE_RECEIVER, &[]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"/R.add a:1 b:1\n\xff\xfe bad\n/R.add a:2 b:2\n")
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert_lines(
+        &stdout,
+        &[
+            "R: 2.0",
+            "error: input line 2 is not UTF-8 text (invalid utf-8 sequence of 1 bytes from index 0); skipped",
+            "R: 4.0",
+        ],
+    );
+}
+
+/// Item 8: a console whose output nobody reads does not pull the broker's backlog into
+/// memory: its agent is bounded like every other, the broker keeps the rest, and
+/// everything is printed once the output is read again.
+#[test]
+fn a_console_that_does_not_keep_up_leaves_the_backlog_at_the_broker() {
+    let exchange = unique_name("agency-test-slow-console");
+    let console = format!("console-{exchange}");
+    let mut child = start(plugins_dir(), &host_config(&exchange, &console, &[]), &[]);
+    let stderr = Screen::capture(child.stderr.take().unwrap());
+    let space = open_amqp(&exchange);
+    let sender = agency_tests::driver(&space, "Sender");
+    // Wait for the console's queue, then flood it.
+    let deadline = Instant::now() + PATIENCE;
+    while ready_in_broker(&console).is_none() {
+        assert!(Instant::now() < deadline, "{}", stderr.contents());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let count = 30_000;
+    for n in 0..count {
+        sender
+            .send(agency_tests::action(
+                &console,
+                "note",
+                serde_json::json!({"n": n}),
+            ))
+            .unwrap();
+    }
+    // The broker's count settles at the backlog (0 if the process took everything).
+    let mut ready = ready_in_broker(&console).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = ready_in_broker(&console).unwrap_or(0);
+        if (now == ready && now > 0) || Instant::now() > deadline {
+            break;
+        }
+        ready = now;
+    }
+    assert!(
+        ready >= 10_000,
+        "the broker keeps what the console cannot print yet: {ready} ready"
+    );
+    let stdout = Screen::attach(&mut child);
+    stdout.wait_for_count("Sender: -> note", count, Duration::from_secs(120));
+    assert!(stdout
+        .contents()
+        .contains(&format!("{{\"n\":{}}}", count - 1)));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Item 9: a config path that is a FIFO, a device or a huge file is refused at once in
+/// one clear line.
+#[test]
+fn a_config_that_is_not_a_small_regular_file_is_refused() {
+    let dir = scratch_dir("strange-config");
+    mkfifo(&dir.join("fifo.toml"));
+    let huge = dir.join("huge.toml");
+    std::fs::write(&huge, format!("# {}\n", "x".repeat(2 << 20))).unwrap();
+    let cases = [
+        (
+            dir.join("fifo.toml"),
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            "/dev/zero".into(),
+            "is a character device, not a regular file",
+        ),
+        (huge, "over the limit of 1048576 bytes"),
+        (dir.join("missing.toml"), "No such file or directory"),
+    ];
+    for (path, reason) in cases {
+        let mut child = agency(&[
+            "run",
+            "--plugins-dir",
+            plugins_dir().to_str().unwrap(),
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let status = exits_within(&mut child, Duration::from_secs(10));
+        let stderr = text(&child.wait_with_output().unwrap().stderr);
+        assert!(!status.success(), "{path:?}");
+        let line = format!("error: config {}: ", path.display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&line) && l.contains(reason)),
+            "{path:?}: {stderr}"
+        );
+    }
+}
+
+/// A space on the amqp transport on `exchange` (default queue names).
+fn open_amqp(exchange: &str) -> agency_runtime::Space {
+    agency_tests::plugins()
+        .open_space("amqp", &serde_json::json!({"exchange": exchange}))
+        .expect("amqp space opens")
 }

@@ -30,7 +30,7 @@ mod worker;
 
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};
 pub use error::SpaceError;
-pub use id::{validate_id, RESERVED_BROADCAST_KEY};
+pub use id::{validate_id, MAX_ID_BYTES, RESERVED_BROADCAST_KEY};
 pub use log::Subscription;
 pub use mailbox::{never_wait_here, MAILBOX_LIMIT};
 pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space, DEFAULT_STOP_TIMEOUT};
