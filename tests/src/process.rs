@@ -35,6 +35,12 @@ pub fn start(plugins: &Path, config_text: &str, extra: &[&str]) -> Child {
 
 /// Starts `agency run` on a plugins folder and the config file at `config`.
 pub fn start_with_config(plugins: &Path, config: &Path, extra: &[&str]) -> Child {
+    start_logging(plugins, config, extra, "warn")
+}
+
+/// Starts `agency run` on a plugins folder and the config file at `config`, with the log
+/// filter `rust_log`.
+pub fn start_logging(plugins: &Path, config: &Path, extra: &[&str], rust_log: &str) -> Child {
     let (plugins, config) = (plugins.to_str().unwrap(), config.to_str().unwrap());
     let mut args = vec![
         "run",
@@ -47,6 +53,7 @@ pub fn start_with_config(plugins: &Path, config: &Path, extra: &[&str]) -> Child
     ];
     args.extend_from_slice(extra);
     agency(&args)
+        .env("RUST_LOG", rust_log)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -135,6 +142,13 @@ impl Host {
     /// Starts `agency run` with the test plugins and `config_text`.
     pub fn start(config_text: &str, extra: &[&str]) -> Self {
         Self::watch(start(crate::plugins_dir(), config_text, extra))
+    }
+
+    /// Starts `agency run` with the test plugins, `config_text` and the log filter
+    /// `rust_log`.
+    pub fn start_logging(config_text: &str, rust_log: &str) -> Self {
+        let config = config(config_text);
+        Self::watch(start_logging(crate::plugins_dir(), &config, &[], rust_log))
     }
 
     /// Starts `agency run` on the plugins folder `plugins` and the config file `config`.

@@ -10,7 +10,7 @@ use std::{
 
 use agency_tests::{
     assert_lines,
-    broker::{connections_of, host_config, publish_raw, ready_in_broker},
+    broker::{connections_of, host_config, publish_raw, rabbitmqctl, ready_in_broker},
     plugins_dir,
     process::{agency, config, finish, start, text, Host, Screen},
     scratch_dir, unique_name, PATIENCE,
@@ -426,4 +426,139 @@ fn open_amqp(exchange: &str) -> agency_runtime::Space {
     agency_tests::plugins()
         .open_space("amqp", &serde_json::json!({"exchange": exchange}))
         .expect("amqp space opens")
+}
+
+/// Item 2 and plugin log targets: with lapin's most verbose log on (which prints the
+/// frames it sends, the login frame too), the password appears in no form; the lines
+/// keep lapin's own target, so `RUST_LOG=lapin=trace` selects them.
+#[test]
+fn the_most_verbose_log_shows_lapin_by_its_target_and_never_the_password() {
+    let exchange = unique_name("agency-test-trace");
+    let console = format!("console-{exchange}");
+    let config = config(&host_config(&exchange, &console, &[]));
+    let output = agency(&[
+        "run",
+        "--plugins-dir",
+        plugins_dir().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .env("RUST_LOG", "warn,lapin=trace")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let login = stderr
+        .lines()
+        .find(|line| line.contains("StartOk") && line.contains("response"))
+        .unwrap_or_else(|| panic!("lapin's login frame is logged at trace:\n{stderr}"));
+    assert!(login.contains("lapin::"), "under lapin's target: {login}");
+    assert!(login.contains("source=libagency_transport_amqp"), "{login}");
+    // The password is "guest" (so is the user name, hidden with it).
+    for form in ["guest", "103, 117, 101, 115, 116"] {
+        assert!(!stderr.contains(form), "{form:?} in the log");
+    }
+    assert!(login.contains("***"), "{login}");
+}
+
+/// Rough edge: a queue deleted on the broker (the consumer cancelled under a live
+/// channel) is declared and consumed again at once, and said so.
+#[test]
+fn a_queue_deleted_on_the_broker_is_declared_and_consumed_again() {
+    let exchange = unique_name("agency-test-deleted");
+    let receiver = format!("R-{exchange}");
+    let mut host = Host::start_logging(
+        &host_config(
+            &exchange,
+            &format!("console-{exchange}"),
+            &[("Receiver", &receiver)],
+        ),
+        "warn,agency_transport_amqp=info",
+    );
+    host.type_line(&format!("/{receiver}.value"));
+    host.stdout.wait_for(&format!("{receiver}: 42"));
+    rabbitmqctl(&["delete_queue", &receiver]);
+    let log = host.stderr.wait_for("subscribing again");
+    let line = log
+        .lines()
+        .find(|l| l.contains("subscribing again"))
+        .unwrap();
+    assert!(
+        line.contains("agency_transport_amqp"),
+        "under the plugin's own target: {line}"
+    );
+    host.stderr.wait_for("subscribed again");
+    host.type_line(&format!("/{receiver}.add a:1 b:2"));
+    host.stdout.wait_for(&format!("{receiver}: 3.0"));
+    host.finish();
+}
+
+/// Rough edge: a message forged with another message's `message_id` does not make the
+/// real one a "copy"; a true copy (same id, same body) is still dropped.
+#[test]
+fn a_forged_message_id_does_not_suppress_the_real_message() {
+    let options = agency_tests::space_options("amqp");
+    let space = agency_tests::plugins()
+        .open_space("amqp", &options)
+        .expect("amqp space opens");
+    let target = agency_tests::driver(&space, "Target");
+    let queue = format!("{}Target", options["queue_prefix"].as_str().unwrap());
+    let note = |from: &str, n: u64| {
+        serde_json::json!({"meta": {"id": format!("{from}-{n}")}, "from": from, "to": "Target",
+            "action": {"name": "note", "args": {"n": n}}})
+        .to_string()
+        .into_bytes()
+    };
+    publish_raw(
+        &queue,
+        &[
+            (note("mallory", 1), Some("seen-id")),
+            (note("alice", 2), Some("seen-id")),
+            (note("alice", 2), Some("seen-id")),
+            (note("alice", 3), Some("other-id")),
+        ],
+    );
+    agency_tests::wait_for_received(&target, |m| m.action.args["n"] == 3);
+    let numbers: Vec<u64> = target
+        .received()
+        .iter()
+        .map(|m| m.action.args["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3], "the real message arrived once");
+}
+
+/// Rough edge: ten thousand garbage bodies are counted, and only a handful of warnings
+/// say so (each with the count so far), not megabytes of identical lines.
+#[test]
+fn a_flood_of_garbage_writes_a_handful_of_warnings() {
+    let exchange = unique_name("agency-test-garbage");
+    let receiver = format!("R-{exchange}");
+    let mut host = Host::start(
+        &host_config(
+            &exchange,
+            &format!("console-{exchange}"),
+            &[("Receiver", &receiver)],
+        ),
+        &[],
+    );
+    host.type_line(&format!("/{receiver}.value"));
+    host.stdout.wait_for(&format!("{receiver}: 42"));
+    let garbage: Vec<(Vec<u8>, Option<&str>)> =
+        (0..10_000).map(|_| (b"not json".to_vec(), None)).collect();
+    publish_raw(&receiver, &garbage);
+    // The agent handles its queue in order: once this is answered, the garbage was seen.
+    host.type_line(&format!("/{receiver}.add a:2 b:2"));
+    host.stdout
+        .wait_for_count(&format!("{receiver}: 4.0"), 1, Duration::from_secs(60));
+    let log = host.stderr.wait_for("count=10000");
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("dropped a message"))
+        .count();
+    assert_eq!(
+        warnings, 13,
+        "the first ten, then the 100th, 1,000th, 10,000th:\n{log}"
+    );
+    host.finish();
 }

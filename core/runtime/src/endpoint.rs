@@ -18,7 +18,7 @@ use agency_sdk::{
     boundary::{HostLink, Inbound, TransportSpace},
     message::{Meta, PartialMeta, BROADCAST, ERROR},
     protocol::{host_op, LogRecord, RequestCall, UNSUPPORTED},
-    Message,
+    Message, Repeated,
 };
 use serde_json::Value;
 
@@ -63,6 +63,11 @@ pub(crate) struct Endpoint {
     pending_count: AtomicUsize,
     /// The ids and texts of the last messages sent, oldest first.
     sent: Mutex<VecDeque<(String, String)>>,
+    /// Deliveries dropped (malformed, or addressed to another agent): a peer can send
+    /// any number, so only some are logged.
+    pub dropped: Repeated,
+    /// Replies that could not be sent (to a `from` no agent can have, for instance).
+    pub unsent_replies: Repeated,
 }
 
 impl Endpoint {
@@ -82,6 +87,8 @@ impl Endpoint {
             pending: Mutex::default(),
             pending_count: AtomicUsize::new(0),
             sent: Mutex::default(),
+            dropped: Repeated::default(),
+            unsent_replies: Repeated::default(),
         }
     }
 
@@ -197,6 +204,21 @@ impl Endpoint {
     }
 }
 
+impl Drop for Endpoint {
+    /// Says how many of the agent's drops went unlogged, if any did.
+    fn drop(&mut self) {
+        let (dropped, unsent) = (self.dropped.total(), self.unsent_replies.total());
+        if dropped > 10 || unsent > 10 {
+            tracing::warn!(
+                agent = %self.id,
+                dropped,
+                unsent_replies = unsent,
+                "in all, messages dropped and replies that could not be sent (only some were logged)"
+            );
+        }
+    }
+}
+
 impl Endpoint {
     /// Parses a delivered body and checks it is for this agent; logs and drops it if not.
     pub fn accept(&self, body: &str) -> Option<Message> {
@@ -207,12 +229,16 @@ impl Endpoint {
         let message = match message {
             Ok(message) => message,
             Err(reason) => {
-                tracing::warn!(agent = %self.id, ?reason, "dropped a message");
+                if let Some(count) = self.dropped.occurred() {
+                    tracing::warn!(agent = %self.id, ?reason, count, "dropped a message");
+                }
                 return None;
             }
         };
         if message.to != self.id && !message.is_broadcast() {
-            tracing::warn!(agent = %self.id, to = ?message.to, "dropped a message addressed to another agent");
+            if let Some(count) = self.dropped.occurred() {
+                tracing::warn!(agent = %self.id, to = ?message.to, count, "dropped a message addressed to another agent");
+            }
             return None;
         }
         if message.is_broadcast() && message.from == self.id && !self.receive_own_broadcasts {

@@ -139,7 +139,9 @@ impl Worker {
         };
         if let Err(error) = Outgoing::from_value(reply).and_then(|reply| self.endpoint.send(reply))
         {
-            tracing::warn!(agent = %self.endpoint.id, %error, "could not send a reply");
+            if let Some(count) = self.endpoint.unsent_replies.occurred() {
+                tracing::warn!(agent = %self.endpoint.id, ?error, count, "could not send a reply");
+            }
         }
     }
 

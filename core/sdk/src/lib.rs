@@ -63,7 +63,7 @@ pub use agent::{agent_types, Agent, AgentType, Init};
 pub use args::{json_type, schema};
 pub use context::Context;
 pub use error::ActionError;
-pub use logging::hide_in_logs;
+pub use logging::{hide_in_logs, Repeated};
 pub use message::Message;
 pub use transport::{transport_types, TransportType};
 

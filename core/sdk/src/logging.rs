@@ -11,7 +11,10 @@
 
 use std::{
     fmt::Write as _,
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, RwLock,
+    },
 };
 
 use tracing::{field::Field, level_filters::LevelFilter, Event, Subscriber};
@@ -89,6 +92,36 @@ fn without_secrets(mut text: String) -> String {
         }
     }
     text
+}
+
+/// Counts events of one kind that a peer can cause at will (a malformed message, a
+/// refused reply) and says which to log: the first ten, then the 100th, 1,000th,
+/// 10,000th..., each with the count so far, so a flood writes a handful of lines, not
+/// megabytes. [`Repeated::total`] is for a summary at the end.
+///
+/// ```
+/// let dropped = agency_sdk::Repeated::default();
+/// let logged = (0..10_000).filter(|_| dropped.occurred().is_some()).count();
+/// assert_eq!(logged, 13);
+/// assert_eq!(dropped.total(), 10_000);
+/// ```
+#[derive(Debug, Default)]
+pub struct Repeated(AtomicU64);
+
+impl Repeated {
+    /// Counts one more event; answers the count so far if this one is to be logged.
+    pub fn occurred(&self) -> Option<u64> {
+        let count = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        let power_of_ten = count
+            .checked_ilog10()
+            .is_some_and(|e| 10u64.pow(e) == count);
+        (count <= 10 || power_of_ten).then_some(count)
+    }
+
+    /// How many events there were.
+    pub fn total(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 struct HostLayer {

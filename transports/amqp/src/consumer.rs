@@ -6,13 +6,20 @@
 //! second agent with the same id anywhere on the broker is refused. A delivery is handed
 //! to the agent's sink, then acknowledged: the broker keeps what was not yet acknowledged
 //! when a connection drops and delivers it again, and [`RecentIds`] drops those copies.
+//!
+//! A copy is the same `message_id` with the same body: any client of the broker can
+//! publish into an agent's queue, so a message forged with an id it saw (or guessed)
+//! and another body never suppresses the real one. A consumer the broker cancels while
+//! the channel stays open (its queue was deleted) is reported, and the space subscribes
+//! the agent again.
 
 use std::{
     collections::{HashSet, VecDeque},
+    hash::BuildHasher,
     sync::{Arc, Mutex},
 };
 
-use agency_sdk::boundary::Inbound;
+use agency_sdk::{boundary::Inbound, Repeated};
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
@@ -26,6 +33,18 @@ use lapin::{
 
 use crate::config::Config;
 
+/// A consumer the broker cancelled while its channel stayed open: the agent, and the
+/// channel its subscription had.
+pub struct Cancelled {
+    /// The agent whose queue it consumed.
+    pub agent_id: String,
+    /// The channel it was on.
+    pub channel_id: lapin::types::ChannelId,
+}
+
+/// Where cancelled consumers are reported.
+pub type CancelReports = tokio::sync::mpsc::UnboundedSender<Cancelled>;
+
 /// The routing key of broadcasts, as in Python Agency.
 pub const BROADCAST_KEY: &str = "__broadcast__";
 
@@ -35,46 +54,68 @@ pub struct Inbox {
     sink: Arc<dyn Inbound>,
     seen: Mutex<RecentIds>,
     max_message_bytes: usize,
+    /// Deliveries dropped for their size or encoding (only some are logged).
+    dropped: Repeated,
+    cancel_reports: CancelReports,
 }
 
 impl Inbox {
-    /// An inbox for `agent_id` delivering to `sink`.
-    pub fn new(agent_id: &str, sink: Arc<dyn Inbound>, config: &Config) -> Self {
+    /// An inbox for `agent_id` delivering to `sink`; cancelled consumers are reported to
+    /// `cancel_reports`.
+    pub fn new(
+        agent_id: &str,
+        sink: Arc<dyn Inbound>,
+        config: &Config,
+        cancel_reports: CancelReports,
+    ) -> Self {
         Self {
             agent_id: agent_id.to_owned(),
             sink,
             seen: Mutex::new(RecentIds::new(config.dedup_window)),
             max_message_bytes: config.max_message_bytes,
+            dropped: Repeated::default(),
+            cancel_reports,
         }
     }
 
-    /// Hands one delivery to the agent, unless it is a copy, too large or not text.
+    /// Hands one delivery to the agent, unless it is too large, not text, or a copy.
     ///
     /// The sink may block to apply backpressure (the agent is behind); this runs on the
     /// agent's own consumer thread, so only this agent's consumers wait.
     fn receive(&self, delivery: &Delivery) {
+        let size = delivery.data.len();
+        if size > self.max_message_bytes {
+            let reason = format!(
+                "body of {size} bytes exceeds max_message_bytes ({})",
+                self.max_message_bytes
+            );
+            return self.drop_message(&reason);
+        }
+        let body = match std::str::from_utf8(&delivery.data) {
+            Ok(body) => body,
+            Err(error) => return self.drop_message(&format!("body is not UTF-8 text: {error}")),
+        };
         if let Some(id) = delivery.properties.message_id() {
-            if !self.seen.lock().unwrap().insert(id.as_str()) {
-                tracing::debug!(agent = %self.agent_id, message_id = %id, "dropped a redelivered copy");
+            if !self.seen.lock().unwrap().insert(id.as_str(), body) {
+                tracing::debug!(agent = %self.agent_id, message_id = ?id.as_str(), "dropped a redelivered copy");
                 return;
             }
         }
-        let size = delivery.data.len();
-        if size > self.max_message_bytes {
-            tracing::warn!(
-                agent = %self.agent_id,
-                reason = %format!("body of {size} bytes exceeds max_message_bytes ({})", self.max_message_bytes),
-                "dropped a message"
-            );
-            return;
+        self.sink.deliver(body);
+    }
+
+    fn drop_message(&self, reason: &str) {
+        if let Some(count) = self.dropped.occurred() {
+            tracing::warn!(agent = %self.agent_id, %reason, count, "dropped a message");
         }
-        match std::str::from_utf8(&delivery.data) {
-            Ok(body) => self.sink.deliver(body),
-            Err(error) => tracing::warn!(
-                agent = %self.agent_id,
-                reason = %format!("body is not UTF-8 text: {error}"),
-                "dropped a message"
-            ),
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let dropped = self.dropped.total();
+        if dropped > 10 {
+            tracing::warn!(agent = %self.agent_id, dropped, "in all, messages dropped for their size or encoding (only some were logged)");
         }
     }
 }
@@ -152,6 +193,7 @@ async fn open(
         consumers.push(consume(
             consumer,
             inbox.clone(),
+            channel.clone(),
             tokio::runtime::Handle::current(),
         ));
     }
@@ -176,12 +218,19 @@ pub fn is_duplicate(error: &lapin::Error) -> bool {
     ))
 }
 
-/// Delivers until the consumer ends (cancelled, or its connection lost).
+/// Delivers until the consumer ends: its connection lost or its channel closed (the
+/// space takes care of both), or cancelled by the broker while the channel stays open
+/// (its queue was deleted), which is reported to the space.
 ///
 /// Each delivery is acknowledged once it is in the agent's mailbox, by a task on the
 /// transport's runtime (`acks`), so this thread goes on to the next delivery instead of
 /// waiting for lapin to write the ack.
-async fn consume(mut consumer: Consumer, inbox: Arc<Inbox>, acks: tokio::runtime::Handle) {
+async fn consume(
+    mut consumer: Consumer,
+    inbox: Arc<Inbox>,
+    channel: Channel,
+    acks: tokio::runtime::Handle,
+) {
     while let Some(Ok(delivery)) = consumer.next().await {
         inbox.receive(&delivery);
         // A failed ack means the connection is gone: the broker will deliver the message
@@ -190,27 +239,40 @@ async fn consume(mut consumer: Consumer, inbox: Arc<Inbox>, acks: tokio::runtime
             let _ = delivery.ack(BasicAckOptions::default()).await;
         });
     }
+    if channel.status().connected() {
+        let _ = inbox.cancel_reports.send(Cancelled {
+            agent_id: inbox.agent_id.clone(),
+            channel_id: channel.id(),
+        });
+    }
 }
 
-/// The last `capacity` message ids seen, to recognise a copy.
+/// The last `capacity` messages seen, by `message_id` and body, to recognise a copy.
+///
+/// Each is kept as a 64-bit keyed hash (SipHash with this process's random keys), so a
+/// peer can neither forge a collision nor make the window cost more than a few bytes a
+/// message.
 struct RecentIds {
-    set: HashSet<Box<str>>,
-    order: VecDeque<Box<str>>,
+    keys: std::collections::hash_map::RandomState,
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
     capacity: usize,
 }
 
 impl RecentIds {
     fn new(capacity: usize) -> Self {
         Self {
+            keys: Default::default(),
             set: HashSet::new(),
             order: VecDeque::new(),
             capacity,
         }
     }
 
-    /// Records `id`; false if it was already there.
-    fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
+    /// Records message `id` with `body`; false if the same was already there.
+    fn insert(&mut self, id: &str, body: &str) -> bool {
+        let key = self.keys.hash_one((id, body));
+        if self.set.contains(&key) {
             return false;
         }
         if self.order.len() == self.capacity {
@@ -218,8 +280,8 @@ impl RecentIds {
                 self.set.remove(&oldest);
             }
         }
-        self.set.insert(id.into());
-        self.order.push_back(id.into());
+        self.set.insert(key);
+        self.order.push_back(key);
         true
     }
 }
@@ -231,11 +293,19 @@ mod tests {
     #[test]
     fn recent_ids_forget_the_oldest() {
         let mut ids = RecentIds::new(2);
-        assert!(ids.insert("a"));
-        assert!(!ids.insert("a"));
-        assert!(ids.insert("b"));
-        assert!(ids.insert("c"));
-        assert!(ids.insert("a"), "a was pushed out by c");
-        assert!(!ids.insert("c"));
+        assert!(ids.insert("a", "x"));
+        assert!(!ids.insert("a", "x"));
+        assert!(ids.insert("b", "x"));
+        assert!(ids.insert("c", "x"));
+        assert!(ids.insert("a", "x"), "a was pushed out by c");
+        assert!(!ids.insert("c", "x"));
+    }
+
+    #[test]
+    fn a_forged_id_with_another_body_is_no_copy() {
+        let mut ids = RecentIds::new(8);
+        assert!(ids.insert("id-1", "forged"));
+        assert!(ids.insert("id-1", "real"));
+        assert!(!ids.insert("id-1", "real"));
     }
 }

@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, OnceLock,
     },
     time::{Duration, Instant},
@@ -27,7 +27,7 @@ use tokio::{
 
 use crate::{
     config::Config,
-    consumer::{self, Inbox, BROADCAST_KEY},
+    consumer::{self, CancelReports, Cancelled, Inbox, BROADCAST_KEY},
     publisher::{self, Outgoing},
     session,
 };
@@ -122,14 +122,55 @@ impl Link {
     }
 }
 
+/// Subscribes again each agent whose consumer the broker cancelled while its channel
+/// stayed open (someone deleted its queue): the queues are declared anew and consumed on
+/// a new channel. A report about a channel the agent no longer has (already replaced, or
+/// lost with its connection, which the supervisor restores) changes nothing.
+async fn resubscribe_cancelled(
+    shared: Arc<Shared>,
+    mut reports: mpsc::UnboundedReceiver<Cancelled>,
+) {
+    while let Some(Cancelled {
+        agent_id,
+        channel_id,
+    }) = reports.recv().await
+    {
+        let mut link = shared.link.lock().await;
+        let Some(connection) = link.connection.clone() else {
+            continue;
+        };
+        let Some(subscription) = link.agents.get_mut(&agent_id) else {
+            continue;
+        };
+        let Some(old) = subscription.channel.take_if(|c| c.id() == channel_id) else {
+            continue;
+        };
+        tracing::warn!(agent = %agent_id, "the broker cancelled the agent's consumer (was its queue deleted?); subscribing again");
+        let closing = old.close(200, "subscribing again".into());
+        let _ = tokio::time::timeout(shared.config.connect_timeout, closing).await;
+        match consumer::subscribe(&shared.config, &connection, &subscription.inbox).await {
+            Ok(channel) => {
+                subscription.channel = Some(channel);
+                tracing::info!(agent = %agent_id, "subscribed again");
+            }
+            Err(error) if consumer::is_duplicate(&error) => tracing::error!(
+                agent = %agent_id,
+                "another process took this agent's id meanwhile; it no longer receives messages"
+            ),
+            Err(error) => tracing::warn!(
+                agent = %agent_id, %error,
+                "cannot subscribe the agent again now; it will be at the next reconnection"
+            ),
+        }
+    }
+}
+
 /// An open space on the `amqp` transport.
 pub struct AmqpSpace {
     shared: Arc<Shared>,
     outbox: mpsc::UnboundedSender<Outgoing>,
-    /// Makes every `message_id` of this space unique on the broker.
-    id_prefix: String,
-    next_id: AtomicU64,
-    tasks: [JoinHandle<()>; 2],
+    cancel_reports: CancelReports,
+    tasks: [JoinHandle<()>; 3],
 }
 
 impl AmqpSpace {
@@ -148,15 +189,16 @@ impl AmqpSpace {
             unconfirmed: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         });
+        let (cancel_reports, cancelled) = mpsc::unbounded_channel();
         let tasks = [
             runtime.spawn(session::supervise(shared.clone(), live)),
             runtime.spawn(publisher::run(shared.clone(), outbox_rx)),
+            runtime.spawn(resubscribe_cancelled(shared.clone(), cancelled)),
         ];
         Ok(Self {
             shared,
             outbox,
-            id_prefix: format!("{}.", uuid::Uuid::new_v4().simple()),
-            next_id: AtomicU64::new(0),
+            cancel_reports,
             tasks,
         })
     }
@@ -241,7 +283,12 @@ impl TransportSpace for AmqpSpace {
                     config.broker()
                 ));
             };
-            let inbox = Arc::new(Inbox::new(agent_id, sink, config));
+            let inbox = Arc::new(Inbox::new(
+                agent_id,
+                sink,
+                config,
+                self.cancel_reports.clone(),
+            ));
             let channel = consumer::subscribe(config, &connection, &inbox)
                 .await
                 .map_err(|error| {
@@ -309,11 +356,8 @@ impl TransportSpace for AmqpSpace {
         let message = Outgoing {
             routing_key: if to == BROADCAST { BROADCAST_KEY } else { to }.to_owned(),
             body: body.to_owned(),
-            message_id: format!(
-                "{}{}",
-                self.id_prefix,
-                self.next_id.fetch_add(1, Ordering::Relaxed)
-            ),
+            // 122 random bits: a peer that saw one id cannot tell the next.
+            message_id: uuid::Uuid::new_v4().simple().to_string(),
         };
         self.reserve()?;
         self.outbox.send(message).map_err(|_| {
