@@ -86,16 +86,32 @@ pub fn ready_in_broker(queue: &str) -> Option<u64> {
     })
 }
 
-/// How many connections the process `pid` holds to the broker (our connections are
+/// The broker's ids of the connections the process `pid` holds (our connections are
 /// named `agency (pid N)`).
-pub fn connections_of(pid: u32) -> usize {
+fn connection_ids_of(pid: u32) -> Vec<String> {
     let name = format!("agency (pid {pid})");
     rabbitmqctl(&[
         "list_connections",
         "-q",
         "--no-table-headers",
+        "pid",
         "client_properties",
     ])
-    .matches(&name)
-    .count()
+    .lines()
+    .filter(|line| line.contains(&name))
+    .filter_map(|line| line.split('\t').next().map(str::to_owned))
+    .collect()
+}
+
+/// How many connections the process `pid` holds to the broker.
+pub fn connections_of(pid: u32) -> usize {
+    connection_ids_of(pid).len()
+}
+
+/// Closes every connection of the process `pid` from the broker's side (other tests'
+/// connections are left alone).
+pub fn close_connections_of(pid: u32) {
+    for id in connection_ids_of(pid) {
+        rabbitmqctl(&["close_connection", &id, "agency test: forced close"]);
+    }
 }

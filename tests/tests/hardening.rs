@@ -10,7 +10,10 @@ use std::{
 
 use agency_tests::{
     assert_lines,
-    broker::{connections_of, host_config, publish_raw, rabbitmqctl, ready_in_broker},
+    broker::{
+        close_connections_of, connections_of, host_config, publish_raw, rabbitmqctl,
+        ready_in_broker,
+    },
     plugins_dir,
     process::{agency, config, finish, start, text, Host, Screen},
     scratch_dir, unique_name, PATIENCE,
@@ -560,5 +563,38 @@ fn a_flood_of_garbage_writes_a_handful_of_warnings() {
         warnings, 13,
         "the first ten, then the 100th, 1,000th, 10,000th:\n{log}"
     );
+    host.finish();
+}
+
+/// Rough edge: a process holds more agents than the broker allows channels on one
+/// connection: it opens more connections (here the limit is lowered to 6 channels, so 4
+/// agents a connection), and all of them come back after the broker closes every one.
+#[test]
+fn agents_beyond_the_brokers_channel_limit_get_more_connections() {
+    let exchange = unique_name("agency-test-channels");
+    let ids: Vec<String> = (0..20).map(|n| format!("R{n}-{exchange}")).collect();
+    let agents: Vec<(&str, &str)> = ids.iter().map(|id| ("Receiver", id.as_str())).collect();
+    let config = host_config(&exchange, &format!("console-{exchange}"), &agents).replacen(
+        "[[agents]]",
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f?channel_max=6\"\n[[agents]]",
+        1,
+    );
+    let mut host = Host::start_logging(&config, "warn,agency_transport_amqp=info");
+    let mut ask_all = |host: &mut Host, round: usize| {
+        for id in &ids {
+            host.type_line(&format!("/{id}.value"));
+        }
+        for id in &ids {
+            host.stdout
+                .wait_for_count(&format!("{id}: 42"), round, PATIENCE);
+        }
+    };
+    ask_all(&mut host, 1);
+    // 20 agents and the console, 4 to a connection.
+    assert_eq!(connections_of(host.pid()), 6, "{}", host.stderr.contents());
+    close_connections_of(host.pid());
+    host.stderr.wait_for("reconnected to the AMQP broker");
+    ask_all(&mut host, 2);
+    assert_eq!(connections_of(host.pid()), 6, "{}", host.stderr.contents());
     host.finish();
 }

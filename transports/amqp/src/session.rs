@@ -1,9 +1,11 @@
 //! The connection: opening it, noticing when it is lost, and rebuilding everything after.
 //!
-//! One connection per space. A supervisor task waits for the connection to fail (an
-//! error event, a missed heartbeat, a broker-side close), then reconnects with
-//! exponential backoff (0.1 s doubling to 5 s, forever) and restores every attached
-//! agent's queues and consumers, with their prefetch, before publishing resumes.
+//! A space has one connection, and one more for each `channel_max` agents (see
+//! [`crate::space::Link`]). A task per connection waits for it to fail (an error event, a
+//! missed heartbeat, a broker-side close) and reports it; the supervisor then closes the
+//! whole generation of connections, reconnects with exponential backoff (0.1 s doubling
+//! to 5 s, forever) and restores every attached agent's queues and consumers, with their
+//! prefetch, before publishing resumes.
 
 use std::{pin::Pin, sync::atomic::Ordering, sync::Arc, time::Duration};
 
@@ -12,6 +14,7 @@ use lapin::{
     options::ExchangeDeclareOptions, types::FieldTable, Connection, ConnectionProperties, Event,
     ExchangeKind,
 };
+use tokio::sync::mpsc;
 
 use crate::{config::Config, space::Shared};
 
@@ -73,24 +76,43 @@ async fn open(config: &Config) -> Result<Live, String> {
     })
 }
 
-/// Keeps the space connected until it is closed.
-pub async fn supervise(shared: Arc<Shared>, mut live: Live) {
-    loop {
+/// Where connection losses are reported: the connection's generation, and why.
+pub type LossReports = mpsc::UnboundedSender<(u64, String)>;
+
+/// Watches a connection of generation `generation` (on the current runtime) and reports
+/// its loss to `losses`.
+pub fn monitor(mut live: Live, generation: u64, losses: LossReports) {
+    tokio::spawn(async move {
         let error = lost(&mut live).await;
+        let _ = losses.send((generation, error));
+    });
+}
+
+/// Keeps the space connected until it is closed: when any connection of the current
+/// generation is lost, every one is closed and the space connects and subscribes anew.
+pub async fn supervise(shared: Arc<Shared>, mut losses: mpsc::UnboundedReceiver<(u64, String)>) {
+    while let Some((generation, error)) = losses.recv().await {
         if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        tracing::warn!(broker = %shared.config.broker(), %error, "lost the connection to the AMQP broker; reconnecting");
-        // Half-open (the broker may still hold its consumers, which would refuse ours):
-        // closed before the next one opens, so a process holds one connection at a time.
-        let closing = live.connection.close(320, "reconnecting".into());
-        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-        shared.connection.send_replace(None);
-        shared.link.lock().await.disconnect();
-        let Some(next) = reconnect(&shared).await else {
-            return;
+        let old = {
+            let mut link = shared.link.lock().await;
+            if generation != link.generation {
+                continue;
+            }
+            tracing::warn!(broker = %shared.config.broker(), %error, "lost the connection to the AMQP broker; reconnecting");
+            shared.connection.send_replace(None);
+            link.disconnect()
         };
-        live = next;
+        // Half-open ones (the broker may still hold their consumers, which would refuse
+        // ours) are closed before new ones open: a process holds one generation at a time.
+        for connection in old {
+            let closing = connection.close(320, "reconnecting".into());
+            let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+        }
+        if !reconnect(&shared).await {
+            return;
+        }
     }
 }
 
@@ -118,27 +140,30 @@ async fn lost(live: &mut Live) -> String {
     }
 }
 
-/// Connects again, with backoff, and restores the agents; `None` once the space closes.
-async fn reconnect(shared: &Shared) -> Option<Live> {
+/// Connects again, with backoff, and restores the agents; false once the space closes.
+async fn reconnect(shared: &Shared) -> bool {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
         if shared.closed.load(Ordering::Acquire) {
-            return None;
+            return false;
         }
         match connect(&shared.config).await {
             Ok(live) => {
                 let mut link = shared.link.lock().await;
-                match link.restore(&shared.config, &live.connection).await {
+                let primary = live.connection.clone();
+                monitor(live, link.generation, shared.losses.clone());
+                match link.restore(shared, primary.clone()).await {
                     Ok(()) => {
-                        shared
-                            .connection
-                            .send_replace(Some(live.connection.clone()));
+                        shared.connection.send_replace(Some(primary));
                         tracing::info!(broker = %shared.config.broker(), attempt, "reconnected to the AMQP broker");
-                        return Some(live);
+                        return true;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, attempt, "cannot restore the agents' queues")
+                        tracing::warn!(%error, attempt, "cannot restore the agents' queues");
+                        for connection in link.disconnect() {
+                            let _ = connection.close(320, "restore failed".into()).await;
+                        }
                     }
                 }
             }

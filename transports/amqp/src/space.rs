@@ -4,6 +4,11 @@
 //! for the publisher task, `attach`/`detach` run their broker round trips on the plugin's
 //! runtime and wait for them. Everything asynchronous happens on that runtime, which
 //! lives inside this library (the host's runtime, if any, is another copy of tokio).
+//!
+//! Each agent consumes on a channel of its own (a refusal or a deleted queue closes that
+//! channel, never another agent's), and a broker allows a connection a limited number of
+//! channels (`channel_max`, 2,047 on RabbitMQ): the [`Link`] opens another connection
+//! whenever the ones it has are full, so a process may hold any number of agents.
 
 use std::{
     collections::HashMap,
@@ -58,68 +63,165 @@ fn runtime() -> &'static Runtime {
 pub struct Shared {
     /// The configuration the space was opened with.
     pub config: Config,
-    /// The current connection, `None` while reconnecting; the publisher watches it.
+    /// The publishing connection, `None` while reconnecting; the publisher watches it.
     pub connection: watch::Sender<Option<Arc<Connection>>>,
-    /// The attached agents and their subscriptions.
+    /// The attached agents, their subscriptions and the connections they use.
     pub link: Mutex<Link>,
     /// Messages accepted by `publish` and not yet confirmed by the broker.
     pub unconfirmed: AtomicUsize,
     /// Set once `close` starts.
     pub closed: AtomicBool,
+    /// Where each connection's loss is reported, with the generation it belongs to.
+    pub losses: session::LossReports,
 }
 
-/// The attached agents, and the connection their channels belong to.
+/// The attached agents, and the connections their channels belong to.
 #[derive(Default)]
 pub struct Link {
-    connection: Option<Arc<Connection>>,
+    /// This generation's connections, the first one also publishing; empty while
+    /// reconnecting.
+    connections: Vec<Pooled>,
+    /// Counts reconnections: a loss reported for an older generation is stale.
+    pub generation: u64,
     agents: HashMap<String, Subscription>,
+}
+
+/// A connection and how many agents' channels it carries.
+struct Pooled {
+    connection: Arc<Connection>,
+    channels: usize,
 }
 
 struct Subscription {
     inbox: Arc<Inbox>,
-    /// The channel consuming the agent's queues, while connected.
-    channel: Option<Channel>,
+    /// The channel consuming the agent's queues, while connected, and the index of its
+    /// connection.
+    channel: Option<(Channel, usize)>,
 }
 
 impl Link {
-    /// Forgets the lost connection and its channels; the agents stay attached.
-    pub fn disconnect(&mut self) {
-        self.connection = None;
+    /// Forgets this generation's connections and their channels (the agents stay
+    /// attached), and answers the connections, to be closed.
+    pub fn disconnect(&mut self) -> Vec<Arc<Connection>> {
         self.agents.values_mut().for_each(|s| s.channel = None);
+        self.generation += 1;
+        self.connections.drain(..).map(|p| p.connection).collect()
     }
 
-    /// Subscribes every attached agent on a new connection.
+    /// Subscribes `inbox` on a connection with a free channel, opening one more
+    /// connection if every one is full.
+    async fn subscribe(
+        &mut self,
+        shared: &Shared,
+        inbox: &Arc<Inbox>,
+    ) -> Result<(Channel, usize), SubscribeError> {
+        let index = match self
+            .connections
+            .iter()
+            .position(|p| p.channels < agent_channels(&p.connection))
+        {
+            Some(index) => index,
+            None => {
+                let live = session::connect(&shared.config)
+                    .await
+                    .map_err(SubscribeError::Connect)?;
+                self.connections.push(Pooled {
+                    connection: live.connection.clone(),
+                    channels: 0,
+                });
+                session::monitor(live, self.generation, shared.losses.clone());
+                self.connections.len() - 1
+            }
+        };
+        let pooled = &mut self.connections[index];
+        let channel = consumer::subscribe(&shared.config, &pooled.connection, inbox)
+            .await
+            .map_err(SubscribeError::Broker)?;
+        pooled.channels += 1;
+        Ok((channel, index))
+    }
+
+    /// Closes an agent's channel (if any) and frees its place.
+    async fn unsubscribe(&mut self, channel: Option<(Channel, usize)>, why: &str) {
+        let Some((channel, index)) = channel else {
+            return;
+        };
+        if let Some(pooled) = self.connections.get_mut(index) {
+            pooled.channels -= 1;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), channel.close(200, why.into())).await;
+    }
+
+    /// Subscribes every attached agent on a new generation of connections, `primary`
+    /// first.
     ///
-    /// The broker may not have noticed yet that the old connection is gone and still
-    /// hold its exclusive consumers: a refused subscription is retried for
+    /// The broker may not have noticed yet that the old connections are gone and still
+    /// hold their exclusive consumers: a refused subscription is retried for
     /// [`TAKEOVER_GRACE`], then reported (another process took the id) and the agent is
-    /// left without a channel. Any other failure means the connection is bad.
+    /// left without a channel. Any other failure means the connections are bad.
     pub async fn restore(
         &mut self,
-        config: &Config,
-        connection: &Arc<Connection>,
+        shared: &Shared,
+        primary: Arc<Connection>,
     ) -> Result<(), String> {
-        for (id, subscription) in &mut self.agents {
+        self.connections = vec![Pooled {
+            connection: primary,
+            channels: 0,
+        }];
+        let ids: Vec<String> = self.agents.keys().cloned().collect();
+        for id in ids {
+            let inbox = self.agents[&id].inbox.clone();
             let deadline = Instant::now() + TAKEOVER_GRACE;
             loop {
-                match consumer::subscribe(config, connection, &subscription.inbox).await {
-                    Ok(channel) => subscription.channel = Some(channel),
-                    Err(error) if consumer::is_duplicate(&error) && Instant::now() < deadline => {
+                match self.subscribe(shared, &inbox).await {
+                    Ok(channel) => self.agents.get_mut(&id).unwrap().channel = Some(channel),
+                    Err(SubscribeError::Broker(error))
+                        if consumer::is_duplicate(&error) && Instant::now() < deadline =>
+                    {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    Err(error) if consumer::is_duplicate(&error) => tracing::error!(
-                        agent = %id,
-                        "another process took this agent's id while the connection was down; it no longer receives messages"
-                    ),
+                    Err(SubscribeError::Broker(error)) if consumer::is_duplicate(&error) => {
+                        tracing::error!(
+                            agent = %id,
+                            "another process took this agent's id while the connection was down; it no longer receives messages"
+                        )
+                    }
                     Err(error) => return Err(error.to_string()),
                 }
                 break;
             }
         }
-        self.connection = Some(connection.clone());
         Ok(())
     }
+}
+
+/// Why an agent could not be subscribed.
+enum SubscribeError {
+    /// Another connection was needed and could not be opened.
+    Connect(String),
+    /// The broker refused a step (see [`consumer::is_duplicate`]).
+    Broker(lapin::Error),
+}
+
+impl std::fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(reason) => f.write_str(reason),
+            Self::Broker(error) => error.fmt(f),
+        }
+    }
+}
+
+/// How many agents' channels one connection carries: what the broker allows, less the
+/// publisher's channel and one spare for short-lived ones.
+fn agent_channels(connection: &Connection) -> usize {
+    // 0 means the broker sets no limit.
+    let max = match connection.configuration().channel_max() {
+        0 => u16::MAX,
+        max => max,
+    };
+    usize::from(max).saturating_sub(2).max(1)
 }
 
 /// Subscribes again each agent whose consumer the broker cancelled while its channel
@@ -136,27 +238,30 @@ async fn resubscribe_cancelled(
     }) = reports.recv().await
     {
         let mut link = shared.link.lock().await;
-        let Some(connection) = link.connection.clone() else {
-            continue;
-        };
         let Some(subscription) = link.agents.get_mut(&agent_id) else {
             continue;
         };
-        let Some(old) = subscription.channel.take_if(|c| c.id() == channel_id) else {
+        let old = subscription
+            .channel
+            .take_if(|(channel, _)| channel.id() == channel_id);
+        let (Some(old), inbox) = (old, subscription.inbox.clone()) else {
             continue;
         };
         tracing::warn!(agent = %agent_id, "the broker cancelled the agent's consumer (was its queue deleted?); subscribing again");
-        let closing = old.close(200, "subscribing again".into());
-        let _ = tokio::time::timeout(shared.config.connect_timeout, closing).await;
-        match consumer::subscribe(&shared.config, &connection, &subscription.inbox).await {
+        link.unsubscribe(Some(old), "subscribing again").await;
+        match link.subscribe(&shared, &inbox).await {
             Ok(channel) => {
-                subscription.channel = Some(channel);
+                if let Some(subscription) = link.agents.get_mut(&agent_id) {
+                    subscription.channel = Some(channel);
+                }
                 tracing::info!(agent = %agent_id, "subscribed again");
             }
-            Err(error) if consumer::is_duplicate(&error) => tracing::error!(
-                agent = %agent_id,
-                "another process took this agent's id meanwhile; it no longer receives messages"
-            ),
+            Err(SubscribeError::Broker(error)) if consumer::is_duplicate(&error) => {
+                tracing::error!(
+                    agent = %agent_id,
+                    "another process took this agent's id meanwhile; it no longer receives messages"
+                )
+            }
             Err(error) => tracing::warn!(
                 agent = %agent_id, %error,
                 "cannot subscribe the agent again now; it will be at the next reconnection"
@@ -179,19 +284,27 @@ impl AmqpSpace {
         let runtime = runtime();
         let live = runtime.block_on(session::connect(&config))?;
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (losses, lost) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             connection: watch::Sender::new(Some(live.connection.clone())),
             link: Mutex::new(Link {
-                connection: Some(live.connection.clone()),
+                connections: vec![Pooled {
+                    connection: live.connection.clone(),
+                    channels: 0,
+                }],
+                generation: 0,
                 agents: HashMap::new(),
             }),
             config,
             unconfirmed: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            losses,
         });
+        let _guard = runtime.enter();
+        session::monitor(live, 0, shared.losses.clone());
         let (cancel_reports, cancelled) = mpsc::unbounded_channel();
         let tasks = [
-            runtime.spawn(session::supervise(shared.clone(), live)),
+            runtime.spawn(session::supervise(shared.clone(), lost)),
             runtime.spawn(publisher::run(shared.clone(), outbox_rx)),
             runtime.spawn(resubscribe_cancelled(shared.clone(), cancelled)),
         ];
@@ -276,36 +389,34 @@ impl TransportSpace for AmqpSpace {
             if link.agents.contains_key(agent_id) {
                 return Err(format!("Agent '{agent_id}' already exists"));
             }
-            let Some(connection) = link.connection.clone() else {
+            if link.connections.is_empty() {
                 return Err(format!(
                     "cannot add agent '{agent_id}': the connection to the AMQP broker at {} \
                      was lost; try again",
                     config.broker()
                 ));
-            };
+            }
             let inbox = Arc::new(Inbox::new(
                 agent_id,
                 sink,
                 config,
                 self.cancel_reports.clone(),
             ));
-            let channel = consumer::subscribe(config, &connection, &inbox)
-                .await
-                .map_err(|error| {
-                    if consumer::is_duplicate(&error) {
-                        format!(
+            let channel =
+                link.subscribe(&self.shared, &inbox)
+                    .await
+                    .map_err(|error| match error {
+                        SubscribeError::Broker(error) if consumer::is_duplicate(&error) => format!(
                             "Agent '{agent_id}' already exists: another process consumes its \
-                             queue {:?} on {}",
+                         queue {:?} on {}",
                             config.direct_queue(agent_id),
                             config.broker()
-                        )
-                    } else {
-                        format!(
+                        ),
+                        error => format!(
                             "cannot add agent '{agent_id}' on {}: {error}",
                             config.broker()
-                        )
-                    }
-                })?;
+                        ),
+                    })?;
             let channel = Some(channel);
             link.agents
                 .insert(agent_id.to_owned(), Subscription { inbox, channel });
@@ -316,8 +427,9 @@ impl TransportSpace for AmqpSpace {
     fn detach(&self, agent_id: &str) {
         let config = &self.shared.config;
         let removal = async {
-            let removed = self.shared.link.lock().await.agents.remove(agent_id);
-            let Some(channel) = removed.and_then(|s| s.channel) else {
+            let mut link = self.shared.link.lock().await;
+            let removed = link.agents.remove(agent_id).and_then(|s| s.channel);
+            let Some((channel, _)) = &removed else {
                 return;
             };
             // The agent is gone for good: so are its queues (Python's are auto-deleted).
@@ -332,7 +444,7 @@ impl TransportSpace for AmqpSpace {
                     tracing::warn!(agent = %agent_id, %queue, %error, "cannot delete the queue; it expires unused");
                 }
             }
-            let _ = channel.close(200, "agent removed".into()).await;
+            link.unsubscribe(removed, "agent removed").await;
         };
         let limit = config.connect_timeout;
         if runtime()
@@ -384,8 +496,8 @@ impl TransportSpace for AmqpSpace {
                     "closing with {left} messages the broker has not confirmed; they may be lost"
                 );
             }
-            let connection = self.shared.link.lock().await.connection.take();
-            if let Some(connection) = connection {
+            let connections = self.shared.link.lock().await.disconnect();
+            for connection in connections {
                 let closing = connection.close(200, "space closed".into());
                 let _ = tokio::time::timeout(self.shared.config.connect_timeout, closing).await;
             }
