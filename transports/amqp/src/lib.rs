@@ -17,7 +17,7 @@
 //! - the recipient's queues outlive its connection for `queue_expires_secs` (600 s):
 //!   messages to an agent whose process is away that long are lost with its queues;
 //! - copies (a message published again after a lost confirm, or delivered again after a
-//!   lost ack) are recognised by `message_id` among the last `dedup_window` (65,536)
+//!   lost ack) are recognised by `message_id` and body among the last `dedup_window` (65,536)
 //!   messages of that agent;
 //! - a message is acknowledged once the agent's mailbox holds it: a crash of the receiving
 //!   process loses what its mailboxes held;
