@@ -33,26 +33,26 @@ pub fn start(plugins: &Path, config_text: &str, extra: &[&str]) -> Child {
     start_with_config(plugins, &config(config_text), extra)
 }
 
+/// `agency run` on the plugins folder `plugins` and the config file at `config`, then
+/// `extra` arguments.
+pub fn agency_run(plugins: &Path, config: &Path, extra: &[&str]) -> Command {
+    let (plugins, config) = (plugins.to_str().unwrap(), config.to_str().unwrap());
+    let mut args = vec!["run", "--plugins-dir", plugins, "--config", config];
+    args.extend_from_slice(extra);
+    agency(&args)
+}
+
 /// Starts `agency run` on a plugins folder and the config file at `config`.
 pub fn start_with_config(plugins: &Path, config: &Path, extra: &[&str]) -> Child {
     start_logging(plugins, config, extra, "warn")
 }
 
-/// Starts `agency run` on a plugins folder and the config file at `config`, with the log
-/// filter `rust_log`.
+/// Starts `agency run` on a plugins folder and the config file at `config`, waiting 2 s
+/// for replies, with the log filter `rust_log` and piped standard streams.
 pub fn start_logging(plugins: &Path, config: &Path, extra: &[&str], rust_log: &str) -> Child {
-    let (plugins, config) = (plugins.to_str().unwrap(), config.to_str().unwrap());
-    let mut args = vec![
-        "run",
-        "--plugins-dir",
-        plugins,
-        "--config",
-        config,
-        "--wait",
-        "2",
-    ];
+    let mut args = vec!["--wait", "2"];
     args.extend_from_slice(extra);
-    agency(&args)
+    agency_run(plugins, config, &args)
         .env("RUST_LOG", rust_log)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

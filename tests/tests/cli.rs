@@ -9,7 +9,7 @@ use std::{
 
 use agency_tests::{
     assert_lines, plugins_dir,
-    process::{agency, config, finish, start, text, Screen},
+    process::{agency, agency_run, config, finish, start, text, Screen},
     scratch_dir,
 };
 
@@ -133,17 +133,11 @@ fn unknown_transport_is_an_error_naming_the_known_ones() {
 #[test]
 fn transport_can_come_from_the_environment() {
     let config = config(DEMO_CONFIG);
-    let output = agency(&[
-        "run",
-        "--plugins-dir",
-        plugins_dir().to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .env("AGENCY_TRANSPORT", "smoke-signals")
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
+    let output = agency_run(plugins_dir(), &config, &[])
+        .env("AGENCY_TRANSPORT", "smoke-signals")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(text(&output.stderr).contains("unknown transport \"smoke-signals\""));
 }
 

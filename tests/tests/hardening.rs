@@ -15,9 +15,22 @@ use agency_tests::{
         ready_in_broker,
     },
     plugins_dir,
-    process::{agency, config, finish, start, text, Host, Screen},
+    process::{agency, agency_run, config, finish, start, text, Host, Screen},
     scratch_dir, unique_name, PATIENCE,
 };
+
+/// Runs `command` with no input, waiting up to `patience` for it to exit (killing it and
+/// failing if it does not); answers its output.
+fn output_within(command: &mut std::process::Command, patience: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    exits_within(&mut child, patience);
+    child.wait_with_output().unwrap()
+}
 
 /// Waits up to `patience` for `child` to exit; kills it and fails if it does not.
 fn exits_within(child: &mut std::process::Child, patience: Duration) -> std::process::ExitStatus {
@@ -203,19 +216,12 @@ fn a_closed_output_ends_the_host_cleanly() {
 fn out_of_range_durations_are_refused_or_mean_forever() {
     let config = config(ONE_RECEIVER);
     let run = |wait: &str, input: &str| {
-        let child = agency(&[
-            "run",
-            "--plugins-dir",
-            plugins_dir().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            &format!("--wait={wait}"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        let child = agency_run(plugins_dir(), &config, &[&format!("--wait={wait}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         finish(child, input)
     };
     for wait in ["1e19", "-1", "NaN", "inf", "soon"] {
@@ -275,14 +281,8 @@ fn strange_files_in_the_plugins_folder_are_each_named_and_refused() {
         ),
     ];
     let started = Instant::now();
-    let mut listing = agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    exits_within(&mut listing, Duration::from_secs(30));
-    let output = listing.wait_with_output().unwrap();
-    let stdout = text(&output.stdout);
+    let listing = &mut agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()]);
+    let stdout = text(&output_within(listing, Duration::from_secs(30)).stdout);
     for (name, reason) in expected {
         let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(name)).collect();
         assert_eq!(lines.len(), 1, "one line for {name}:\n{stdout}");
@@ -290,15 +290,11 @@ fn strange_files_in_the_plugins_folder_are_each_named_and_refused() {
     }
     assert!(stdout.contains("agent type Receiver"), "{stdout}");
     for (name, reason) in expected {
-        let mut check = agency(&["plugins", "check", dir.join(name).to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status = exits_within(&mut check, Duration::from_secs(10));
-        let stderr = text(&check.wait_with_output().unwrap().stderr);
+        let check = &mut agency(&["plugins", "check", dir.join(name).to_str().unwrap()]);
+        let output = output_within(check, Duration::from_secs(10));
+        let stderr = text(&output.stderr);
         assert!(
-            !status.success() && stderr.contains(reason),
+            !output.status.success() && stderr.contains(reason),
             "{name}: {stderr}"
         );
     }
@@ -399,21 +395,10 @@ fn a_config_that_is_not_a_small_regular_file_is_refused() {
         (dir.join("missing.toml"), "No such file or directory"),
     ];
     for (path, reason) in cases {
-        let mut child = agency(&[
-            "run",
-            "--plugins-dir",
-            plugins_dir().to_str().unwrap(),
-            "--config",
-            path.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let status = exits_within(&mut child, Duration::from_secs(10));
-        let stderr = text(&child.wait_with_output().unwrap().stderr);
-        assert!(!status.success(), "{path:?}");
+        let run = &mut agency_run(plugins_dir(), &path, &[]);
+        let output = output_within(run, Duration::from_secs(10));
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{path:?}");
         let line = format!("error: config {}: ", path.display());
         assert!(
             stderr
@@ -422,6 +407,20 @@ fn a_config_that_is_not_a_small_regular_file_is_refused() {
             "{path:?}: {stderr}"
         );
     }
+}
+
+/// An `agency` process on the amqp transport, on an exchange of its own named after
+/// `prefix`, logging with `rust_log`, with one `Receiver` that has answered; and the
+/// Receiver's id (its queue's name too).
+fn receiver_host(prefix: &str, rust_log: &str) -> (Host, String) {
+    let exchange = unique_name(prefix);
+    let receiver = format!("R-{exchange}");
+    let console = format!("console-{exchange}");
+    let config = host_config(&exchange, &console, &[("Receiver", &receiver)]);
+    let mut host = Host::start_logging(&config, rust_log);
+    host.type_line(&format!("/{receiver}.value"));
+    host.stdout.wait_for(&format!("{receiver}: 42"));
+    (host, receiver)
 }
 
 /// A space on the amqp transport on `exchange` (default queue names).
@@ -439,17 +438,11 @@ fn the_most_verbose_log_shows_lapin_by_its_target_and_never_the_password() {
     let exchange = unique_name("agency-test-trace");
     let console = format!("console-{exchange}");
     let config = config(&host_config(&exchange, &console, &[]));
-    let output = agency(&[
-        "run",
-        "--plugins-dir",
-        plugins_dir().to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .env("RUST_LOG", "warn,lapin=trace")
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
+    let output = agency_run(plugins_dir(), &config, &[])
+        .env("RUST_LOG", "warn,lapin=trace")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let login = stderr
@@ -469,18 +462,8 @@ fn the_most_verbose_log_shows_lapin_by_its_target_and_never_the_password() {
 /// channel) is declared and consumed again at once, and said so.
 #[test]
 fn a_queue_deleted_on_the_broker_is_declared_and_consumed_again() {
-    let exchange = unique_name("agency-test-deleted");
-    let receiver = format!("R-{exchange}");
-    let mut host = Host::start_logging(
-        &host_config(
-            &exchange,
-            &format!("console-{exchange}"),
-            &[("Receiver", &receiver)],
-        ),
-        "warn,agency_transport_amqp=info",
-    );
-    host.type_line(&format!("/{receiver}.value"));
-    host.stdout.wait_for(&format!("{receiver}: 42"));
+    let (mut host, receiver) =
+        receiver_host("agency-test-deleted", "warn,agency_transport_amqp=info");
     rabbitmqctl(&["delete_queue", &receiver]);
     let log = host.stderr.wait_for("subscribing again");
     let line = log
@@ -535,18 +518,7 @@ fn a_forged_message_id_does_not_suppress_the_real_message() {
 /// say so (each with the count so far), not megabytes of identical lines.
 #[test]
 fn a_flood_of_garbage_writes_a_handful_of_warnings() {
-    let exchange = unique_name("agency-test-garbage");
-    let receiver = format!("R-{exchange}");
-    let mut host = Host::start(
-        &host_config(
-            &exchange,
-            &format!("console-{exchange}"),
-            &[("Receiver", &receiver)],
-        ),
-        &[],
-    );
-    host.type_line(&format!("/{receiver}.value"));
-    host.stdout.wait_for(&format!("{receiver}: 42"));
+    let (mut host, receiver) = receiver_host("agency-test-garbage", "warn");
     let garbage: Vec<(Vec<u8>, Option<&str>)> =
         (0..10_000).map(|_| (b"not json".to_vec(), None)).collect();
     publish_raw(&receiver, &garbage);
@@ -580,7 +552,7 @@ fn agents_beyond_the_brokers_channel_limit_get_more_connections() {
         1,
     );
     let mut host = Host::start_logging(&config, "warn,agency_transport_amqp=info");
-    let mut ask_all = |host: &mut Host, round: usize| {
+    let ask_all = |host: &mut Host, round: usize| {
         for id in &ids {
             host.type_line(&format!("/{id}.value"));
         }
