@@ -15,7 +15,7 @@ use agency_tests::{
         ready_in_broker,
     },
     plugins_dir,
-    process::{agency, agency_run, config, finish, start, text, Host, Screen},
+    process::{agency, agency_run, config, start, text, Host, Screen},
     scratch_dir, unique_name, PATIENCE,
 };
 
@@ -216,13 +216,20 @@ fn a_closed_output_ends_the_host_cleanly() {
 fn out_of_range_durations_are_refused_or_mean_forever() {
     let config = config(ONE_RECEIVER);
     let run = |wait: &str, input: &str| {
-        let child = agency_run(plugins_dir(), &config, &[&format!("--wait={wait}")])
+        let mut child = agency_run(plugins_dir(), &config, &[&format!("--wait={wait}")])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        finish(child, input)
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        exits_within(&mut child, Duration::from_secs(20));
+        child.wait_with_output().unwrap()
     };
     for wait in ["1e19", "-1", "NaN", "inf", "soon"] {
         let output = run(wait, "");
@@ -311,6 +318,7 @@ fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
         .write_all(b"/R.add a:1 b:1\n\xff\xfe bad\n/R.add a:2 b:2\n")
         .unwrap();
     drop(stdin);
+    exits_within(&mut child, Duration::from_secs(20));
     let output = child.wait_with_output().unwrap();
     let stdout = text(&output.stdout);
     assert_lines(
