@@ -1,9 +1,15 @@
 //! Python Agency's test suite, behaviour by behaviour, through real plugin libraries on
 //! every transport.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
-use agency_runtime::{AgentSpec, Space, SpaceError, MAX_ID_BYTES};
+use agency_runtime::{AgentSpec, Space, SpaceError, MAILBOX_LIMIT, MAX_ID_BYTES};
 use agency_tests::{
     action, ask, assert_nothing_else_received, driver, for_each_transport, open_space, plugins,
     unique_name, wait_for_received, PATIENCE,
@@ -619,6 +625,100 @@ fn busy_agent_is_left_behind_after_the_stop_timeout() {
         started.elapsed()
     );
     assert!(space.agent_ids().iter().all(|id| id != "Sleeper"));
+}
+
+/// Runs `add` on a thread of its own; answers a flag set once it returned.
+fn adding_in_the_background(add: impl FnOnce() + Send + 'static) -> Arc<AtomicBool> {
+    let returned = Arc::new(AtomicBool::new(false));
+    let flag = returned.clone();
+    std::thread::spawn(move || {
+        add();
+        flag.store(true, Ordering::Release);
+    });
+    returned
+}
+
+/// A slow agent constructor holds up only its own `add`: another agent joins, and
+/// another leaves, while it runs.
+#[test]
+fn a_slow_constructor_does_not_hold_up_other_adds_and_removes() {
+    let space = Arc::new(open_space("local"));
+    receiver(&space, "Leaving", json!({}));
+    let joining = space.clone();
+    let slow_returned = adding_in_the_background(move || {
+        let spec = AgentSpec::new("Receiver", "Slow").with_args(json!({"start_delay": 3.0}));
+        joining.add(&spec).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300)); // the slow constructor is running
+    assert!(
+        !space.agent_ids().contains(&"Slow".to_owned()),
+        "not in the space yet"
+    );
+    assert!(matches!(
+        space.add(&AgentSpec::new("Receiver", "Slow")),
+        Err(SpaceError::DuplicateId(_))
+    ));
+    receiver(&space, "Quick", json!({}));
+    space.remove("Leaving").unwrap();
+    assert!(
+        !slow_returned.load(Ordering::Acquire),
+        "the quick add and the remove did not wait for the slow constructor"
+    );
+    assert_eq!(ask(&driver(&space, "Asker"), "Quick", "value").unwrap(), 42);
+    while !slow_returned.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ask(&driver(&space, "Asker2"), "Slow", "value").unwrap(), 42);
+}
+
+/// A delivery waiting for room in a full mailbox (from a thread that is no agent's) does
+/// not hold the local transport's lock: agents can still be added meanwhile.
+#[test]
+fn a_delivery_waiting_for_room_does_not_hold_up_adds() {
+    let space = Arc::new(open_space("local"));
+    receiver(&space, "Sleeper", json!({}));
+    let flooder = driver(&space, "Flooder");
+    flooder
+        .send(action("Sleeper", "sleep", json!({"seconds": 3})))
+        .unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let flood_done = adding_in_the_background(move || {
+        for _ in 0..MAILBOX_LIMIT + 10 {
+            flooder
+                .send(action("Sleeper", "ignore", json!({})))
+                .unwrap();
+            counter.fetch_add(1, Ordering::Release);
+        }
+    });
+    // Wait until the flood stalls at the full mailbox.
+    let mut last = usize::MAX;
+    while sent.load(Ordering::Acquire) != last {
+        last = sent.load(Ordering::Acquire);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        last, MAILBOX_LIMIT,
+        "the mailbox is full and the flood waits"
+    );
+    // (Holding the lock, the waiting flood once deadlocked the add: the sleeper's reply
+    // needed the lock too.)
+    let joining = space.clone();
+    let added = adding_in_the_background(move || receiver(&joining, "Newcomer", json!({})));
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !added.load(Ordering::Acquire) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the add waited for the flood"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        sent.load(Ordering::Acquire),
+        last,
+        "the add did not wait for the sleeper to make room"
+    );
+    assert!(!flood_done.load(Ordering::Acquire));
 }
 
 /// Leaving the space's scope destroys it: every agent runs `before_remove`.

@@ -184,8 +184,13 @@ pub struct Space {
     stop_timeout: RwLock<Duration>,
 }
 
-/// An agent of this space as the space sees it: its worker, if it has one.
-type Member = Option<WorkerHandle>;
+/// An agent of this space as the space sees it.
+enum Member {
+    /// Being created and attached: its id is taken, but it is not in the space yet.
+    Joining,
+    /// In the space, with its worker if it has one.
+    Joined(Option<WorkerHandle>),
+}
 
 struct WorkerHandle {
     queue: Mailbox<Work>,
@@ -245,19 +250,55 @@ impl Space {
             .map(|endpoint| Foreground { endpoint })
     }
 
+    /// Adds an agent. The members lock is held only to reserve the id: the agent's
+    /// constructor (plugin code) and the transport's `attach` (broker round trips) run
+    /// without it, so a slow one never holds up other adds and removes.
     fn join(&self, spec: &AgentSpec, foreground: bool) -> Result<Arc<Endpoint>, SpaceError> {
         let id = spec.id.clone();
         validate_id(&id).map_err(|reason| SpaceError::InvalidId {
             id: id.clone(),
             reason,
         })?;
+        {
+            let mut members = self.members.lock().unwrap();
+            if self.core.destroyed.load(Ordering::Acquire) {
+                return Err(SpaceError::Destroyed);
+            }
+            if members.contains_key(&id) {
+                return Err(SpaceError::DuplicateId(id));
+            }
+            members.insert(id.clone(), Member::Joining);
+        }
+        let created = self.create(spec, foreground);
         let mut members = self.members.lock().unwrap();
-        if self.core.destroyed.load(Ordering::Acquire) {
-            return Err(SpaceError::Destroyed);
+        let reserved = matches!(members.get(&id), Some(Member::Joining));
+        match created {
+            Ok((endpoint, worker)) if reserved => {
+                members.insert(id, Member::Joined(worker));
+                Ok(endpoint)
+            }
+            Ok((_, worker)) => {
+                // The space was destroyed meanwhile: this agent leaves again.
+                drop(members);
+                self.stop(&id, worker);
+                Err(SpaceError::Destroyed)
+            }
+            Err(error) => {
+                if reserved {
+                    members.remove(&id);
+                }
+                Err(error)
+            }
         }
-        if members.contains_key(&id) {
-            return Err(SpaceError::DuplicateId(id));
-        }
+    }
+
+    /// Creates the agent of `spec`, attaches it to the transport and starts its worker.
+    fn create(
+        &self,
+        spec: &AgentSpec,
+        foreground: bool,
+    ) -> Result<(Arc<Endpoint>, Option<WorkerHandle>), SpaceError> {
+        let id = spec.id.clone();
         let factory = match &spec.type_name {
             None => None,
             Some(name) => {
@@ -324,26 +365,31 @@ impl Space {
                 thread,
             }
         });
-        members.insert(id, worker);
-        Ok(endpoint)
+        Ok((endpoint, worker))
     }
 
     /// Removes an agent: it stops receiving, finishes the messages already queued, runs
     /// `before_remove`, and its thread ends.
+    /// An agent still being added is not in the space yet: removing it is an error.
     pub fn remove(&self, id: &str) -> Result<(), SpaceError> {
-        let member = self
-            .members
-            .lock()
-            .unwrap()
-            .remove(id)
-            .ok_or_else(|| SpaceError::UnknownAgent(id.into()))?;
-        self.stop(id, member);
+        let worker = {
+            let mut members = self.members.lock().unwrap();
+            match members.remove(id) {
+                Some(Member::Joined(worker)) => worker,
+                Some(Member::Joining) => {
+                    members.insert(id.into(), Member::Joining);
+                    return Err(SpaceError::UnknownAgent(id.into()));
+                }
+                None => return Err(SpaceError::UnknownAgent(id.into())),
+            }
+        };
+        self.stop(id, worker);
         Ok(())
     }
 
-    fn stop(&self, id: &str, member: Member) {
+    fn stop(&self, id: &str, worker: Option<WorkerHandle>) {
         self.core.transport.detach(id);
-        let Some(worker) = member else { return };
+        let Some(worker) = worker else { return };
         worker.queue.put_now(Work::Stop);
         let timeout = *self.stop_timeout.read().unwrap();
         match worker.ended.recv_timeout(timeout) {
@@ -368,7 +414,14 @@ impl Space {
 
     /// The ids of the agents in this space (on this host), sorted.
     pub fn agent_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.members.lock().unwrap().keys().cloned().collect();
+        let mut ids: Vec<String> = self
+            .members
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, member)| matches!(member, Member::Joined(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
         ids.sort();
         ids
     }
@@ -378,13 +431,23 @@ impl Space {
     /// Agents with a worker stop first, so what their `before_remove` sends still reaches
     /// the foreground agents.
     pub fn destroy(&self) {
-        let mut members: Vec<(String, Member)> = self.members.lock().unwrap().drain().collect();
+        // An agent still joining finds its reservation gone and leaves by itself.
+        let mut members: Vec<(String, Option<WorkerHandle>)> = self
+            .members
+            .lock()
+            .unwrap()
+            .drain()
+            .filter_map(|(id, member)| match member {
+                Member::Joined(worker) => Some((id, worker)),
+                Member::Joining => None,
+            })
+            .collect();
         if self.core.destroyed.load(Ordering::Acquire) {
             return;
         }
         members.sort_by_key(|(_, worker)| worker.is_none());
-        for (id, member) in members {
-            self.stop(&id, member);
+        for (id, worker) in members {
+            self.stop(&id, worker);
         }
         self.core.destroyed.store(true, Ordering::Release);
         self.core.transport.close();

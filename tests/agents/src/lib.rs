@@ -16,12 +16,16 @@ pub struct Receiver {
 struct ReceiverConfig {
     /// What `request_permission` answers.
     grant: bool,
+    /// How long the constructor takes, in seconds (a slow plugin).
+    start_delay: f64,
 }
 
 impl Agent for Receiver {
     fn new(init: &Init) -> Result<Self, ActionError> {
+        let config = init.args::<ReceiverConfig>()?;
+        std::thread::sleep(Duration::from_secs_f64(config.start_delay));
         Ok(Receiver {
-            grant: init.args::<ReceiverConfig>()?.grant,
+            grant: config.grant,
         })
     }
 

@@ -61,12 +61,17 @@ impl TransportSpace for LocalSpace {
         if self.closed.load(Ordering::Acquire) {
             return Err("the local space is closed".into());
         }
+        // Sinks are taken out of the map before delivering: a delivery may wait for room
+        // in a full mailbox, and must not hold the lock that `attach` needs meanwhile.
         if to == BROADCAST {
             let sinks: Vec<Arc<dyn Inbound>> =
                 self.agents.read().unwrap().values().cloned().collect();
             sinks.iter().for_each(|sink| sink.deliver(body));
-        } else if let Some(sink) = self.agents.read().unwrap().get(to).cloned() {
-            sink.deliver(body);
+        } else {
+            let sink = self.agents.read().unwrap().get(to).cloned();
+            if let Some(sink) = sink {
+                sink.deliver(body);
+            }
         }
         Ok(())
     }
