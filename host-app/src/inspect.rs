@@ -52,6 +52,11 @@ fn describe(plugin: &Plugin) -> String {
     };
     let _ = writeln!(out, "file: {}", plugin.path.display());
     let _ = writeln!(out, "sha256: {}", plugin.sha256);
+    let _ = writeln!(
+        out,
+        "load time: {:.2} ms (read, check, hash, private copy, load, initialise)",
+        plugin.load_time.as_secs_f64() * 1e3
+    );
     let _ = writeln!(out, "kind: {kind}");
     let _ = writeln!(out, "name: {} {}", manifest.name, manifest.version);
     let _ = writeln!(

@@ -58,6 +58,9 @@ pub struct Plugin {
     pub path: PathBuf,
     /// The SHA-256 of the bytes that were loaded, in hex.
     pub sha256: String,
+    /// How long loading took: reading, checking and hashing the file, the private copy,
+    /// loading it and initialising the plugin.
+    pub load_time: std::time::Duration,
     /// What it says it provides.
     pub manifest: Manifest,
 }
@@ -195,6 +198,7 @@ impl Plugins {
             path: path.to_owned(),
             reason,
         };
+        let started = std::time::Instant::now();
         let (file, metadata) = open_regular_file(path, MAX_PLUGIN_BYTES).map_err(fail)?;
         self.check_owner_only(path, &metadata, "file")
             .map_err(fail)?;
@@ -229,16 +233,19 @@ impl Plugins {
             self.transports
                 .insert(name.clone(), (module, path.to_owned()));
         }
+        let load_time = started.elapsed();
         tracing::info!(
-            "loaded plugin {} (sha256 {sha256}, {} {}, agency-sdk {})",
+            "loaded plugin {} (sha256 {sha256}, {} {}, agency-sdk {}, in {:.1} ms)",
             path.display(),
             manifest.name,
             manifest.version,
-            manifest.sdk_version
+            manifest.sdk_version,
+            load_time.as_secs_f64() * 1e3
         );
         self.loaded.push(Plugin {
             path: path.to_owned(),
             sha256,
+            load_time,
             manifest,
         });
         Ok(())
