@@ -183,11 +183,49 @@ pub fn plugins_dir() -> &'static Path {
     &built().plugins_dir
 }
 
+/// The file name of library `name` on this platform: `lib<name>.so` on Linux.
+pub fn library_name(name: &str) -> String {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    format!("{prefix}{name}{suffix}")
+}
+
 /// The path of the plugin library `name` (a crate name, `agency_test_agents`) in
 /// [`plugins_dir`].
 pub fn library_path(name: &str) -> PathBuf {
-    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    plugins_dir().join(format!("{prefix}{name}{suffix}"))
+    plugins_dir().join(library_name(name))
+}
+
+/// A fresh folder named after `name`, holding copies of the plugin libraries `names`
+/// (crate names) of [`plugins_dir`]: copies, not links, so that a test may change their
+/// permissions or contents without touching every other test's.
+pub fn plugins_folder_with(name: &str, names: &[&str]) -> PathBuf {
+    let dir = scratch_dir(name);
+    for plugin in names {
+        std::fs::copy(library_path(plugin), dir.join(library_name(plugin))).expect("copy plugin");
+    }
+    dir
+}
+
+/// The system's `libm`: a real shared library that is no Agency plugin.
+pub fn foreign_library() -> &'static Path {
+    [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .into_iter()
+    .map(Path::new)
+    .find(|p| p.exists())
+    .expect("this test needs the system's libm.so.6 as a foreign shared library")
+}
+
+/// `options` (a JSON object) with the keys of `extra` added or replaced.
+pub fn with_options(options: &Value, extra: Value) -> Value {
+    let mut merged = options.clone();
+    if let (Some(merged), Value::Object(extra)) = (merged.as_object_mut(), extra) {
+        merged.extend(extra);
+    }
+    merged
 }
 
 /// The path of the built `agency` binary.

@@ -17,7 +17,7 @@ use agency_tests::{
     driver, plugins,
     process::{Host, Screen},
     proxy::Proxy,
-    space_options, unique_name,
+    space_options, unique_name, with_options,
 };
 use serde_json::{json, Value};
 
@@ -34,13 +34,8 @@ fn open(options: &Value, extra: Value) -> Space {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let mut options = options.clone();
-    options
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
     plugins()
-        .open_space("amqp", &options)
+        .open_space("amqp", &with_options(options, extra))
         .expect("amqp space opens")
 }
 
@@ -266,12 +261,8 @@ fn bad_bodies_on_the_wire_are_logged_and_dropped() {
 fn start_up_errors_name_what_failed_and_never_the_password() {
     let options = space_options("amqp");
     let error = |extra: Value| {
-        let mut with = options.clone();
-        with.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
         plugins()
-            .open_space("amqp", &with)
+            .open_space("amqp", &with_options(&options, extra))
             .err()
             .expect("refused")
             .to_string()

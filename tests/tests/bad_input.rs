@@ -1,11 +1,14 @@
 //! Bad input of every kind gets a clear error, and the rest of the system keeps running.
 
 use agency_loader::{OpenError, Plugins};
-use agency_runtime::{AgentSpec, SpaceError};
-use agency_sdk::boundary::TransportSpace;
+use agency_runtime::AgentSpec;
+use std::sync::Arc;
+
+use agency_sdk::boundary::{Inbound, TransportSpace};
 use agency_tests::{
-    action, ask, assert_nothing_else_received, driver, for_each_transport, open_space,
-    open_space_with_wire, plugins_dir, scratch_dir, PATIENCE,
+    action, ask, assert_nothing_else_received, driver, for_each_transport, foreign_library,
+    library_name, library_path, open_space, open_space_with_wire, plugins_folder_with, scratch_dir,
+    space_options, PATIENCE,
 };
 use serde_json::json;
 
@@ -15,6 +18,7 @@ for_each_transport!(
     panicking_action_is_an_error,
     panicking_callbacks_are_contained,
     failing_constructors_are_errors,
+    duplicate_attach_is_refused_by_the_transport_too,
 );
 
 fn malformed_bodies_are_dropped(transport: &str) {
@@ -188,44 +192,38 @@ fn transport_refuses_bad_options() {
     assert_eq!(error.to_string(), "transport \"local\" could not open a space: local transport configuration must be a JSON object");
 }
 
-#[test]
-fn duplicate_attach_is_refused_by_the_transport_too() {
+/// The transport itself refuses an id attached twice: the space refuses first, but a
+/// transport must hold the rule on its own (another space, another process).
+fn duplicate_attach_is_refused_by_the_transport_too(transport: &str) {
+    struct Nowhere;
+    impl Inbound for Nowhere {
+        fn deliver(&self, _body: &str) {}
+    }
     let transport = agency_tests::plugins()
-        .open_transport("local", &json!({}))
+        .open_transport(transport, &space_options(transport))
         .unwrap();
-    let space = agency_runtime::Space::open(transport, agency_tests::plugins().catalog().clone());
-    space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap();
-    assert_eq!(
-        space
-            .add(&AgentSpec::new("Receiver", "Receiver"))
-            .unwrap_err(),
-        SpaceError::DuplicateId("Receiver".into())
-    );
+    transport.attach("Twice", Arc::new(Nowhere)).unwrap();
+    let error = transport.attach("Twice", Arc::new(Nowhere)).unwrap_err();
+    assert!(error.contains("Agent 'Twice' already exists"), "{error}");
+    transport.detach("Twice");
+    transport.attach("Twice", Arc::new(Nowhere)).unwrap();
+    transport.close();
 }
 
 /// Files that are not usable plugins are refused one by one, with a reason, while the
 /// good plugins in the same folder load.
 #[test]
 fn bad_plugin_files_are_refused_and_the_rest_load() {
-    let dir = scratch_dir("bad-plugins");
-    let suffix = std::env::consts::DLL_SUFFIX;
-    let good = plugins_dir().join(format!(
-        "{}agency_plugin_calculator{suffix}",
-        std::env::consts::DLL_PREFIX
-    ));
-    agency_tests::link_or_copy(&good, &dir.join(good.file_name().unwrap()));
-    std::fs::write(
-        dir.join(format!("libtext{suffix}")),
-        "this is not a library",
-    )
-    .unwrap();
+    let dir = plugins_folder_with("bad-plugins", &["agency_plugin_calculator"]);
+    let good = library_path("agency_plugin_calculator");
+    std::fs::write(dir.join(library_name("text")), "this is not a library").unwrap();
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(
-        dir.join(format!("libtruncated{suffix}")),
+        dir.join(library_name("truncated")),
         &bytes[..bytes.len() / 3],
     )
     .unwrap();
-    std::fs::write(dir.join(format!("libempty{suffix}")), b"").unwrap();
+    std::fs::write(dir.join(library_name("empty")), b"").unwrap();
     std::fs::write(dir.join("notes.txt"), "ignored: not a library name").unwrap();
 
     let plugins = Plugins::load_dir(&dir).unwrap();
@@ -254,22 +252,10 @@ fn bad_plugin_files_are_refused_and_the_rest_load() {
 #[test]
 fn foreign_libraries_and_duplicate_types_are_refused() {
     let dir = scratch_dir("foreign-plugins");
-    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    let good = plugins_dir().join(format!("{prefix}agency_plugin_calculator{suffix}"));
-    agency_tests::link_or_copy(&good, &dir.join(format!("{prefix}a_calculator{suffix}")));
-    agency_tests::link_or_copy(
-        &good,
-        &dir.join(format!("{prefix}b_calculator_copy{suffix}")),
-    );
-    let libm = [
-        "/lib/x86_64-linux-gnu/libm.so.6",
-        "/usr/lib/x86_64-linux-gnu/libm.so.6",
-        "/lib64/libm.so.6",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .expect("this test needs the system's libm.so.6 as a foreign shared library");
-    std::fs::copy(libm, dir.join(format!("{prefix}m{suffix}"))).unwrap();
+    let good = library_path("agency_plugin_calculator");
+    agency_tests::link_or_copy(&good, &dir.join(library_name("a_calculator")));
+    agency_tests::link_or_copy(&good, &dir.join(library_name("b_calculator_copy")));
+    std::fs::copy(foreign_library(), dir.join(library_name("m"))).unwrap();
     let plugins = Plugins::load_dir(&dir).unwrap();
     assert_eq!(plugins.loaded().len(), 1);
     let reasons: Vec<String> = plugins.failures().iter().map(ToString::to_string).collect();
@@ -280,9 +266,9 @@ fn foreign_libraries_and_duplicate_types_are_refused() {
         "{reasons:#?}"
     );
     assert!(
-        reasons.iter().any(
-            |r| r.contains(&format!("{prefix}m{suffix}")) && r.contains("not an Agency plugin")
-        ),
+        reasons
+            .iter()
+            .any(|r| r.contains(&library_name("m")) && r.contains("not an Agency plugin")),
         "{reasons:#?}"
     );
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use agency_tests::{
-    assert_lines, plugins_dir,
+    assert_lines, library_name, plugins_dir, plugins_folder_with,
     process::{agency, agency_run, config, finish, start, text, Screen},
     scratch_dir,
 };
@@ -228,11 +228,8 @@ fn readme_example_plugin_answers() {
         .into_iter()
         .find(|path| path.to_string_lossy().contains("counter"))
         .expect("cargo reported the counter library");
-    let dir = scratch_dir("readme-plugins");
-    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    let transport = format!("{prefix}agency_transport_local{suffix}");
-    agency_tests::link_or_copy(&plugins_dir().join(&transport), &dir.join(&transport));
-    agency_tests::link_or_copy(&library, &dir.join(format!("{prefix}counter{suffix}")));
+    let dir = plugins_folder_with("readme-plugins", &["agency_transport_local"]);
+    agency_tests::link_or_copy(&library, &dir.join(library_name("counter")));
     let config = "[[agents]]\ntype = \"Counter\"\nid = \"counter\"\nargs = { start = 1.5 }\n";
     let input = "/counter.add amount:2\n/counter.reset\nn\n/counter.add amount:\"two\"\n";
     let output = finish(start(&dir, config, &[]), input);

@@ -11,33 +11,16 @@ use std::{
 };
 
 use agency_tests::{
-    build_out_of_tree, plugins_dir,
+    build_out_of_tree, foreign_library, library_name, plugins_dir, plugins_folder_with,
     process::{agency, config, finish, start, text, Host},
     scratch_dir,
 };
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// `lib<name>.so` on Linux.
-fn library(name: &str) -> String {
-    format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
-}
-
-/// A new plugins folder holding copies of the local transport and the test agents.
+/// A new plugins folder holding the local transport and the test agents.
 fn plugins_folder(name: &str) -> PathBuf {
-    let dir = scratch_dir(name);
-    for plugin in ["agency_transport_local", "agency_test_agents"] {
-        std::fs::copy(
-            plugins_dir().join(library(plugin)),
-            dir.join(library(plugin)),
-        )
-        .unwrap();
-    }
-    dir
+    plugins_folder_with(name, &["agency_transport_local", "agency_test_agents"])
 }
 
 /// The library of a crate written by `agency new-agent Greeter` in a fresh folder and
@@ -80,7 +63,7 @@ fn raw_plugin(feature: &str) -> PathBuf {
     } else {
         feature
     };
-    let copy = scratch_dir(name).join(library(name));
+    let copy = scratch_dir(name).join(library_name(name));
     std::fs::copy(built, &copy).unwrap();
     copy
 }
@@ -114,7 +97,7 @@ fn a_plugin_built_out_of_tree_is_hot_added_and_config_edits_apply() {
     host.type_line("/Old.value");
     host.stdout.wait_for("Old: 42");
 
-    let target = plugins.join(library("greeter"));
+    let target = plugins.join(library_name("greeter"));
     let half = greeter.len() / 2;
     std::fs::write(&target, &greeter[..half]).unwrap();
     host.stderr.wait_for_count("truncated", 1, PATIENCE);
@@ -163,8 +146,9 @@ fn a_loaded_library_that_changes_is_reported_and_keeps_running() {
     let mut host = Host::start_in(&plugins, &config_path, &[]);
     host.type_line("/R.value");
     host.stdout.wait_for("R: 42");
-    let loaded = plugins.join(library("agency_test_agents"));
-    let other = std::fs::read(plugins_dir().join(library("agency_plugin_calculator"))).unwrap();
+    let loaded = plugins.join(library_name("agency_test_agents"));
+    let other =
+        std::fs::read(plugins_dir().join(library_name("agency_plugin_calculator"))).unwrap();
     std::fs::write(&loaded, other).unwrap();
     host.stderr.wait_for_count(
         "changed, but a loaded library is never unloaded: restart agency to run its new code",
@@ -181,23 +165,16 @@ fn a_loaded_library_that_changes_is_reported_and_keeps_running() {
 #[test]
 fn bad_plugin_files_are_refused_one_line_each_and_the_good_ones_work() {
     let plugins = plugins_folder("refusals");
-    let agents = std::fs::read(plugins.join(library("agency_test_agents"))).unwrap();
+    let agents = std::fs::read(plugins.join(library_name("agency_test_agents"))).unwrap();
     let write = |name: &str, bytes: &[u8]| {
-        let path = plugins.join(library(name));
+        let path = plugins.join(library_name(name));
         std::fs::write(&path, bytes).unwrap();
         path
     };
-    let libm = [
-        "/lib/x86_64-linux-gnu/libm.so.6",
-        "/usr/lib/x86_64-linux-gnu/libm.so.6",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("this test needs the system's libm.so.6 as a foreign shared library");
     let cases = [
         (write("text", b"not a library"), "not a loadable shared library"),
         (write("truncated", &agents[..agents.len() / 3]), "truncated"),
-        (write("m", &std::fs::read(libm).unwrap()), "not an Agency plugin"),
+        (write("m", &std::fs::read(foreign_library()).unwrap()), "not an Agency plugin"),
         (
             write("abi2", &std::fs::read(raw_plugin("abi2")).unwrap()),
             "built for Agency ABI 2 (with agency-sdk 2.0.0), but this host accepts ABI 1 only (agency-sdk 0.1.0): rebuild it against agency-sdk 0.1.0",
@@ -230,7 +207,7 @@ fn bad_plugin_files_are_refused_one_line_each_and_the_good_ones_work() {
             .collect();
         assert_eq!(lines.len(), 1, "one line for {}:\n{stderr}", path.display());
         assert!(lines[0].contains(reason), "{}\n{stderr}", lines[0]);
-        if path.ends_with(library("zz_agents_again")) {
+        if path.ends_with(library_name("zz_agents_again")) {
             continue; // alone, it is a good plugin: the clash is with another file
         }
         let check = agency(&["plugins", "check"]).arg(path).output().unwrap();
@@ -246,7 +223,7 @@ fn bad_plugin_files_are_refused_one_line_each_and_the_good_ones_work() {
 #[test]
 fn plugins_check_describes_a_good_plugin() {
     let output = agency(&["plugins", "check"])
-        .arg(plugins_dir().join(library("agency_test_agents")))
+        .arg(plugins_dir().join(library_name("agency_test_agents")))
         .output()
         .unwrap();
     let stdout = text(&output.stdout);
@@ -293,7 +270,7 @@ fn plugins_other_users_can_write_are_refused_unless_allowed() {
     use sha2::Digest;
     use std::os::unix::fs::PermissionsExt;
     let plugins = plugins_folder("writable");
-    let agents = plugins.join(library("agency_test_agents"));
+    let agents = plugins.join(library_name("agency_test_agents"));
     std::fs::set_permissions(&agents, std::fs::Permissions::from_mode(0o646)).unwrap();
     let config_text = "[[agents]]\ntype = \"Receiver\"\nid = \"R\"\n";
 
@@ -335,7 +312,7 @@ fn plugins_other_users_can_write_are_refused_unless_allowed() {
         .unwrap();
     let stderr = text(&logged.stderr);
     for plugin in ["agency_transport_local", "agency_test_agents"] {
-        let path = plugins.join(library(plugin));
+        let path = plugins.join(library_name(plugin));
         let sha = sha2::Sha256::digest(std::fs::read(&path).unwrap());
         let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
         assert!(
