@@ -28,6 +28,9 @@ mod text;
 mod wait;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};
 pub use error::SpaceError;
 pub use id::{validate_id, MAX_ID_BYTES, RESERVED_BROADCAST_KEY};

@@ -463,7 +463,7 @@ impl Drop for Space {
 /// A handle to an agent the calling program drives directly.
 #[derive(Clone)]
 pub struct Foreground {
-    endpoint: Arc<Endpoint>,
+    pub(crate) endpoint: Arc<Endpoint>,
 }
 
 impl Foreground {

@@ -1,0 +1,194 @@
+//! Unit tests of the runtime's own parts, in process and fast: no plugin library is
+//! built or loaded. [`Loopback`] is an in-process transport double; [`Echo`] is an agent
+//! type compiled into the test binary, so `Catalog::builtin()` has it.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use agency_sdk::{
+    boundary::{Inbound, TransportSpace},
+    prelude::*,
+};
+
+use crate::{
+    handover,
+    mailbox::{mailbox, never_wait_here, MAILBOX_LIMIT},
+    AgentSpec, Catalog, Space, SpaceError,
+};
+
+/// A transport double: delivers on the publishing thread, as `local` does, and keeps
+/// every body it was asked to publish. Clones share it: a test keeps one to publish
+/// what no agent would send.
+#[derive(Default, Clone)]
+struct Loopback {
+    sinks: Arc<Mutex<HashMap<String, Arc<dyn Inbound>>>>,
+    published: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl TransportSpace for Loopback {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+        let mut sinks = self.sinks.lock().unwrap();
+        if sinks.contains_key(agent_id) {
+            return Err(format!("Agent '{agent_id}' already exists"));
+        }
+        sinks.insert(agent_id.into(), sink);
+        Ok(())
+    }
+
+    fn detach(&self, agent_id: &str) {
+        self.sinks.lock().unwrap().remove(agent_id);
+    }
+
+    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+        self.published
+            .lock()
+            .unwrap()
+            .push((to.into(), body.into()));
+        let sinks: Vec<Arc<dyn Inbound>> = {
+            let sinks = self.sinks.lock().unwrap();
+            match to {
+                "*" => sinks.values().cloned().collect(),
+                _ => sinks.get(to).cloned().into_iter().collect(),
+            }
+        };
+        sinks.iter().for_each(|sink| sink.deliver(body));
+        Ok(())
+    }
+
+    fn close(&self) {}
+}
+
+/// A space on a [`Loopback`], and a handle on that loopback.
+fn loopback_space() -> (Space, Loopback) {
+    let transport = Loopback::default();
+    let space = Space::open(Box::new(transport.clone()), Catalog::builtin());
+    (space, transport)
+}
+
+/// Answers what it is asked.
+pub struct Echo;
+
+impl Agent for Echo {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        Ok(Echo)
+    }
+}
+
+/// Answers what it is asked.
+#[actions]
+impl Echo {
+    /// Answers `text`.
+    #[action]
+    fn echo(&mut self, text: String) -> String {
+        text
+    }
+}
+
+fn request(
+    me: &crate::Foreground,
+    to: &str,
+    action: &str,
+    args: Value,
+) -> Result<Value, ActionError> {
+    me.request(
+        json!({"to": to, "action": {"name": action, "args": args}}),
+        Duration::from_secs(5),
+    )
+}
+
+#[test]
+fn a_request_is_answered_and_the_rules_hold_in_process() {
+    let (space, wire) = loopback_space();
+    space.add(&AgentSpec::new("Echo", "echo")).unwrap();
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    assert_eq!(
+        request(&me, "echo", "echo", json!({"text": "hi"})).unwrap(),
+        "hi"
+    );
+    let error = request(&me, "echo", "shout", json!({})).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "AttributeError: \"shout\" not found on \"echo\""
+    );
+    let help = request(&me, "echo", "help", json!({})).unwrap();
+    assert!(help["echo"]["args"]["text"].is_object(), "{help}");
+    assert!(matches!(
+        space.add(&AgentSpec::new("Echo", "echo")),
+        Err(SpaceError::DuplicateId(_))
+    ));
+    let sent = wire.published.lock().unwrap().clone();
+    let first: Message = serde_json::from_str(&sent[0].1).unwrap();
+    assert_eq!((first.from.as_str(), first.to.as_str()), ("me", "echo"));
+    assert!(!first.meta.id.is_empty(), "the host filled in meta.id");
+    space.destroy();
+}
+
+#[test]
+fn misaddressed_and_malformed_deliveries_are_counted_and_dropped() {
+    let (space, wire) = loopback_space();
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    wire.publish("me", "not json").unwrap();
+    let other = json!({"meta": {"id": "1"}, "from": "x", "to": "someone", "action": {"name": "a"}});
+    wire.publish("me", &other.to_string()).unwrap();
+    assert!(me.received().is_empty());
+    assert_eq!(me.endpoint.dropped.total(), 2);
+}
+
+#[test]
+fn a_full_mailbox_holds_outside_deliveries_until_there_is_room() {
+    let (sender, receiver) = mailbox::<u32>();
+    for n in 0..MAILBOX_LIMIT as u32 {
+        assert!(sender.put(n));
+    }
+    let delivered = Arc::new(AtomicBool::new(false));
+    let (flag, outside) = (delivered.clone(), sender.clone());
+    let waiting = std::thread::spawn(move || {
+        assert!(outside.put(u32::MAX));
+        flag.store(true, Ordering::Release);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!delivered.load(Ordering::Acquire), "it waits for room");
+    assert_eq!(receiver.next(Duration::ZERO), Some(0));
+    waiting.join().unwrap();
+    assert!(delivered.load(Ordering::Acquire));
+    // A thread that drains a mailbox never waits, full or not.
+    std::thread::spawn(move || {
+        never_wait_here();
+        assert!(sender.put(7));
+        drop(receiver);
+        assert!(!sender.put(8), "the receiving side is gone");
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_handed_over_message_is_found_only_by_its_own_text() {
+    let message: Message = serde_json::from_value(
+        json!({"meta": {"id": "1"}, "from": "a", "to": "b", "action": {"name": "x"}}),
+    )
+    .unwrap();
+    let body = message.to_json();
+    let same_text = body.clone();
+    handover::offering(&body, message.clone(), || {
+        assert!(
+            handover::take(&same_text).is_none(),
+            "equal text elsewhere is not it"
+        );
+        assert_eq!(handover::take(&body).unwrap().meta.id, "1");
+        assert!(
+            handover::take(&body).is_none(),
+            "taken once by its one recipient"
+        );
+    });
+    assert!(
+        handover::take(&body).is_none(),
+        "nothing on offer after publishing"
+    );
+}
