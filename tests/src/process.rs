@@ -52,8 +52,15 @@ pub fn start_with_config(plugins: &Path, config: &Path, extra: &[&str]) -> Child
 pub fn start_logging(plugins: &Path, config: &Path, extra: &[&str], rust_log: &str) -> Child {
     let mut args = vec!["--wait", "2"];
     args.extend_from_slice(extra);
-    agency_run(plugins, config, &args)
-        .env("RUST_LOG", rust_log)
+    spawn_piped(agency_run(plugins, config, &args).env("RUST_LOG", rust_log))
+}
+
+/// How long a child fed by [`finish`] may run before the test fails and kills it.
+pub const FINISH_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Starts `command` with piped standard streams.
+pub fn spawn_piped(command: &mut Command) -> Child {
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -61,12 +68,35 @@ pub fn start_logging(plugins: &Path, config: &Path, extra: &[&str], rust_log: &s
         .unwrap()
 }
 
-/// Writes `input` to the child, closes its input and waits for it.
-pub fn finish(mut child: Child, input: &str) -> Output {
+/// Writes `input` to the child, closes its input and waits for it, reading its output
+/// meanwhile; a child still running after `patience` is killed and the test fails.
+pub fn finish_within(mut child: Child, input: &str, patience: Duration) -> Output {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input.as_bytes()).unwrap();
     drop(stdin);
-    child.wait_with_output().unwrap()
+    let (done, exited) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        let overdue = exited.recv_timeout(patience).is_err();
+        if overdue {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+        overdue
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert!(
+        !watchdog.join().unwrap(),
+        "the process did not exit within {patience:?}; output:\n{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    output
+}
+
+/// [`finish_within`] [`FINISH_PATIENCE`].
+pub fn finish(child: Child, input: &str) -> Output {
+    finish_within(child, input, FINISH_PATIENCE)
 }
 
 /// Bytes as text, invalid UTF-8 replaced.
@@ -208,5 +238,17 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "did not exit within")]
+    fn a_child_that_outlives_its_patience_fails_the_test() {
+        let child = spawn_piped(Command::new("sleep").arg("30"));
+        finish_within(child, "", Duration::from_millis(200));
     }
 }

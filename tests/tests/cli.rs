@@ -9,7 +9,7 @@ use std::{
 
 use agency_tests::{
     assert_lines, library_name, plugins_dir, plugins_folder_with,
-    process::{agency, agency_run, config, finish, start, text, Screen},
+    process::{agency, agency_run, config, finish, spawn_piped, start, text, Screen},
     scratch_dir,
 };
 
@@ -303,20 +303,8 @@ fn plugins_and_config_default_to_the_current_folder() {
         agency_tests::link_or_copy(&path, &dir.join("plugins").join(path.file_name().unwrap()));
     }
     std::fs::write(dir.join("agency.toml"), DEMO_CONFIG).unwrap();
-    let mut child = agency(&["run", "--wait", "2"])
-        .env_remove("AGENCY_PLUGINS_DIR")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"/Calculator.add a:2 b:3\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut run = agency(&["run", "--wait", "2"]);
+    run.env_remove("AGENCY_PLUGINS_DIR").current_dir(&dir);
+    let output = finish(spawn_piped(&mut run), "/Calculator.add a:2 b:3\n");
     assert_lines(&text(&output.stdout), &["Calculator: 5.0"]);
 }

@@ -15,7 +15,7 @@ use agency_tests::{
         ready_in_broker,
     },
     plugins_dir,
-    process::{agency, agency_run, config, start, text, Host, Screen},
+    process::{agency, agency_run, config, finish_within, spawn_piped, start, text, Host, Screen},
     scratch_dir, unique_name, PATIENCE,
 };
 
@@ -216,20 +216,8 @@ fn a_closed_output_ends_the_host_cleanly() {
 fn out_of_range_durations_are_refused_or_mean_forever() {
     let config = config(ONE_RECEIVER);
     let run = |wait: &str, input: &str| {
-        let mut child = agency_run(plugins_dir(), &config, &[&format!("--wait={wait}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        exits_within(&mut child, Duration::from_secs(20));
-        child.wait_with_output().unwrap()
+        let run = &mut agency_run(plugins_dir(), &config, &[&format!("--wait={wait}")]);
+        finish_within(spawn_piped(run), input, Duration::from_secs(20))
     };
     for wait in ["1e19", "-1", "NaN", "inf", "soon"] {
         let output = run(wait, "");
