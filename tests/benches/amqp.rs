@@ -10,7 +10,8 @@
 //!   prefetch of 200 and one ack per delivery sent by a task of its own, as the
 //!   transport does.
 //!
-//! Needs RabbitMQ on 127.0.0.1:5672. Run with `cargo bench -p agency-tests --bench amqp`.
+//! Uses the tests' broker (`agency_tests::broker`: the local RabbitMQ, else a private node),
+//! in a vhost of its own. Run with `cargo bench -p agency-tests --bench amqp`.
 
 use std::{
     collections::VecDeque,
@@ -19,6 +20,7 @@ use std::{
 
 use agency_runtime::AgentSpec;
 use agency_tests::{
+    broker::broker,
     figures::{percentile, print_table, Row},
     process::Host,
     unique_name,
@@ -37,7 +39,6 @@ use serde_json::json;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const MESSAGES: u64 = 50_000;
 const ROUND_TRIPS: u64 = 3_000;
 /// Runs per contender, interleaved; the median is reported.
@@ -47,7 +48,8 @@ const PREFETCH: u16 = 200;
 
 fn main() {
     let exchange = unique_name("agency-bench");
-    let options = json!({"exchange": exchange, "queue_prefix": format!("{exchange}.")});
+    let url = broker().url();
+    let options = json!({"url": url, "exchange": exchange, "queue_prefix": format!("{exchange}.")});
     let space = agency_tests::plugins()
         .open_space("amqp", &options)
         .expect("amqp space (is RabbitMQ running?)");
@@ -55,7 +57,8 @@ fn main() {
     let mut peer = Host::start(
         &format!(
             "transport = \"amqp\"\nconsole_id = \"console\"\n\
-             [transports.amqp]\nexchange = \"{exchange}\"\nqueue_prefix = \"{exchange}.\"\n\
+             [transports.amqp]\nurl = \"{url}\"\nexchange = \"{exchange}\"\n\
+             queue_prefix = \"{exchange}.\"\n\
              [[agents]]\ntype = \"Bench\"\nid = \"B\"\n"
         ),
         &[],
@@ -125,7 +128,8 @@ struct Raw {
 
 impl Raw {
     async fn connect(exchange: &str) -> Self {
-        let connect = || Connection::connect(URL, ConnectionProperties::default());
+        let url = broker().url();
+        let connect = || Connection::connect(&url, ConnectionProperties::default());
         let (first, second) = (connect().await.unwrap(), connect().await.unwrap());
         let (a, b) = (
             first.create_channel().await.unwrap(),

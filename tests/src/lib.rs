@@ -164,7 +164,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// Cargo's target folder, found from the test binary's path (`target/<profile>/deps`),
 /// else the system's temporary folder.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     exe.ancestors()
         .nth(3)
@@ -254,13 +254,18 @@ pub fn open_space(transport: &str) -> Space {
         .expect("space opens")
 }
 
-/// The options that give a test a space of its own: on `amqp`, a fresh exchange and queue
-/// names prefixed with it (queues are per vhost, so equal agent ids would collide).
+/// The options that give a test a space of its own: on `amqp`, the test process's
+/// [`broker`](broker::broker) and vhost, a fresh exchange and queue names prefixed with it
+/// (queues are per vhost, so equal agent ids in two tests of one process would collide).
 pub fn space_options(transport: &str) -> Value {
     match transport {
         "amqp" => {
             let name = unique_name("agency-test");
-            serde_json::json!({"exchange": name, "queue_prefix": format!("{name}.")})
+            serde_json::json!({
+                "url": broker::broker().url(),
+                "exchange": name,
+                "queue_prefix": format!("{name}."),
+            })
         }
         _ => serde_json::json!({}),
     }

@@ -23,6 +23,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Starts forwarding a free local port to the tests' [`broker`](crate::broker::broker).
+    pub fn to_broker() -> Self {
+        Self::start(&crate::broker::broker().address())
+    }
+
     /// Starts forwarding a free local port to `upstream` (for example `127.0.0.1:5672`).
     pub fn start(upstream: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
@@ -54,9 +59,9 @@ impl Proxy {
         }
     }
 
-    /// `amqp://guest:guest@<proxy address>/%2f`
+    /// The URL of the test process's broker and vhost, through this proxy.
     pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.address)
+        crate::broker::broker().url_via(&self.address.to_string())
     }
 
     /// Takes the line down (cutting what passes now) or brings it back up.

@@ -13,7 +13,7 @@ use std::{
 use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
 use agency_tests::{
     action, ask,
-    broker::{host_config, publish_raw, ready_in_broker, BROKER},
+    broker::{broker, host_config, publish_raw, rabbitmqctl_in_vhost, ready_in_broker},
     driver, plugins,
     process::{Host, Screen},
     proxy::Proxy,
@@ -98,7 +98,7 @@ fn stream_survives(
 #[test]
 fn cutting_the_publisher_then_the_consumer_loses_and_duplicates_nothing() {
     let options = space_options("amqp");
-    let (sender_line, receiver_line) = (Proxy::start(BROKER), Proxy::start(BROKER));
+    let (sender_line, receiver_line) = (Proxy::to_broker(), Proxy::to_broker());
     let receiving = open(&options, json!({"url": receiver_line.amqp_url()}));
     let sending = open(&options, json!({"url": sender_line.amqp_url()}));
     stream_survives(
@@ -120,11 +120,7 @@ fn a_broker_side_close_of_every_connection_is_survived() {
     let receiving = open(&options, json!({}));
     let sending = open(&options, json!({}));
     let close_all = || {
-        let output = Command::new("rabbitmqctl")
-            .args(["close_all_connections", "agency test: forced close"])
-            .output()
-            .expect("rabbitmqctl runs");
-        assert!(output.status.success(), "{output:?}");
+        rabbitmqctl_in_vhost("close_all_connections", &["agency test: forced close"]);
     };
     stream_survives(&sending, &receiving, close_all, close_all);
 }
@@ -132,7 +128,7 @@ fn a_broker_side_close_of_every_connection_is_survived() {
 #[test]
 fn messages_sent_while_disconnected_are_kept_up_to_the_bound_then_delivered() {
     let options = space_options("amqp");
-    let line = Proxy::start(BROKER);
+    let line = Proxy::to_broker();
     let receiving = open(&options, json!({}));
     let sending = open(
         &options,
@@ -246,7 +242,7 @@ fn bad_bodies_on_the_wire_are_logged_and_dropped() {
         .wait_for("invalid message: expected ident at line 1 column 2");
     host.stderr
         .wait_for("invalid type: integer `7`, expected a string");
-    let options = json!({"exchange": exchange, "queue_prefix": format!("{exchange}.")});
+    let options = json!({"url": broker().url(), "exchange": exchange, "queue_prefix": format!("{exchange}.")});
     let space = open(&options, json!({}));
     let asker = driver(&space, "Asker");
     assert_eq!(
@@ -260,9 +256,12 @@ fn bad_bodies_on_the_wire_are_logged_and_dropped() {
 #[test]
 fn start_up_errors_name_what_failed_and_never_the_password() {
     let options = space_options("amqp");
+    // The broker's address comes from the parts, not from the test's URL.
+    let mut parts = options.clone();
+    parts.as_object_mut().unwrap().remove("url");
     let error = |extra: Value| {
         plugins()
-            .open_space("amqp", &with_options(&options, extra))
+            .open_space("amqp", &with_options(&parts, extra))
             .err()
             .expect("refused")
             .to_string()
@@ -391,6 +390,7 @@ fn rust_and_python_agency_agents_share_one_space() {
     let mut python = Command::new(python_agency())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/py_agent.py"))
         .args([&exchange, &py])
+        .envs(broker().python_env())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -11,8 +11,8 @@ use std::{
 use agency_tests::{
     assert_lines,
     broker::{
-        close_connections_of, connections_of, host_config, publish_raw, rabbitmqctl,
-        ready_in_broker,
+        broker, close_connections_of, connections_of, host_config, publish_raw,
+        rabbitmqctl_in_vhost, ready_in_broker,
     },
     plugins_dir,
     process::{agency, agency_run, config, finish_within, spawn_piped, start, text, Host, Screen},
@@ -422,7 +422,10 @@ fn receiver_host(prefix: &str, rust_log: &str) -> (Host, String) {
 /// A space on the amqp transport on `exchange` (default queue names).
 fn open_amqp(exchange: &str) -> agency_runtime::Space {
     agency_tests::plugins()
-        .open_space("amqp", &serde_json::json!({"exchange": exchange}))
+        .open_space(
+            "amqp",
+            &serde_json::json!({"url": broker().url(), "exchange": exchange}),
+        )
         .expect("amqp space opens")
 }
 
@@ -460,7 +463,7 @@ fn the_most_verbose_log_shows_lapin_by_its_target_and_never_the_password() {
 fn a_queue_deleted_on_the_broker_is_declared_and_consumed_again() {
     let (mut host, receiver) =
         receiver_host("agency-test-deleted", "warn,agency_transport_amqp=info");
-    rabbitmqctl(&["delete_queue", &receiver]);
+    rabbitmqctl_in_vhost("delete_queue", &[&receiver]);
     let log = host.stderr.wait_for("subscribing again");
     let line = log
         .lines()
@@ -542,11 +545,9 @@ fn agents_beyond_the_brokers_channel_limit_get_more_connections() {
     let exchange = unique_name("agency-test-channels");
     let ids: Vec<String> = (0..20).map(|n| format!("R{n}-{exchange}")).collect();
     let agents: Vec<(&str, &str)> = ids.iter().map(|id| ("Receiver", id.as_str())).collect();
-    let config = host_config(&exchange, &format!("console-{exchange}"), &agents).replacen(
-        "[[agents]]",
-        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f?channel_max=6\"\n[[agents]]",
-        1,
-    );
+    let url = broker().url();
+    let config = host_config(&exchange, &format!("console-{exchange}"), &agents)
+        .replace(&url, &format!("{url}?channel_max=6"));
     let mut host = Host::start_logging(&config, "warn,agency_transport_amqp=info");
     let ask_all = |host: &mut Host, round: usize| {
         for id in &ids {

@@ -430,7 +430,10 @@ fn id_validation(transport: &str) {
     let longest = format!("{longest}{}", "x".repeat(MAX_ID_BYTES - longest.len()));
     assert_eq!(longest.len(), MAX_ID_BYTES);
     let options = match transport {
-        "amqp" => serde_json::json!({"exchange": unique_name("agency-test-ids")}),
+        "amqp" => serde_json::json!({
+            "url": agency_tests::broker::broker().url(),
+            "exchange": unique_name("agency-test-ids"),
+        }),
         _ => serde_json::json!({}),
     };
     let unprefixed = plugins().open_space(transport, &options).unwrap();
