@@ -26,10 +26,7 @@ use std::{
 };
 
 use agency_runtime::{Foreground, Space};
-use agency_sdk::{
-    message::{ERROR, RESPONSE},
-    Message,
-};
+use agency_sdk::Message;
 use serde_json::Value;
 
 use crate::{
@@ -296,12 +293,14 @@ impl Console {
             }
         }
         let args = &message.action.args;
-        let field = |name: &str| block(&render(args.get(name).unwrap_or(&Value::Null)));
-        let text = match message.action.name.as_str() {
-            RESPONSE => field("value"),
-            ERROR => format!("error: {}", field("error")),
-            "say" => format!("says: {}", field("content")),
-            name => format!(
+        let text = match (message.reply(), message.action.name.as_str()) {
+            (Some(Ok(value)), _) => block(&render(&value)),
+            (Some(Err(error)), _) => format!("error: {}", block(&error.to_string())),
+            (None, "say") => format!(
+                "says: {}",
+                block(&render(args.get("content").unwrap_or(&Value::Null)))
+            ),
+            (None, name) => format!(
                 "-> {} {}",
                 inline(name),
                 inline(&Value::Object(args.clone()).to_string())

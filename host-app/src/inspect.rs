@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, path::Path};
 
 use agency_loader::{Plugin, Plugins, SUPPORTED_ABI};
-use agency_sdk::protocol::AgentTypeSpec;
+use agency_protocol::spec::AgentTypeSpec;
 
 /// Lists each plugin that loaded with what it provides, then the files refused.
 pub fn list(plugins: &Plugins) -> String {

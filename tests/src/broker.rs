@@ -8,7 +8,7 @@
 //! 3. A private node, started from the installed `rabbitmq-server` with its own node name,
 //!    ports and data under `target/rabbitmq`. The test processes of one run share it: each
 //!    leaves a lease (its own pid and, when run by cargo, cargo's), and a reaper started with
-//!    the node stops it once no lease is alive for [`IDLE_SECONDS`].
+//!    the node stops it once no lease has been alive for 10 s (`IDLE_SECONDS`).
 //!
 //! In cases 2 and 3 the process works in a vhost of its own, `agency-test-<pid>`, made on
 //! first use and deleted by a small watcher once the process has exited (however it ends):

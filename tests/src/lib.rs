@@ -22,7 +22,7 @@ pub mod proxy;
 
 use agency_loader::Plugins;
 use agency_runtime::{AgentSpec, Foreground, Space};
-use agency_sdk::boundary::{Inbound, TransportSpace};
+use agency_sdk::transport::{Inbound, TransportSpace};
 use serde_json::Value;
 
 /// The packages built as plugin libraries for the tests.

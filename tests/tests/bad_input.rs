@@ -4,7 +4,7 @@ use agency_loader::{OpenError, Plugins};
 use agency_runtime::AgentSpec;
 use std::sync::Arc;
 
-use agency_sdk::boundary::{Inbound, TransportSpace};
+use agency_sdk::transport::{Inbound, TransportSpace};
 use agency_tests::{
     action, ask, assert_nothing_else_received, driver, for_each_transport, foreign_library,
     library_name, library_path, open_space, open_space_with_wire, plugins_folder_with, scratch_dir,

@@ -11,7 +11,8 @@ use std::{
 };
 
 use agency_tests::{
-    build_out_of_tree, foreign_library, library_name, plugins_dir, plugins_folder_with,
+    assert_lines, build_out_of_tree, foreign_library, library_name, plugins_dir,
+    plugins_folder_with,
     process::{agency, config, finish, start, text, Host},
     scratch_dir,
 };
@@ -261,6 +262,22 @@ fn a_plugin_from_an_older_sdk_still_loads() {
         "{stdout}"
     );
     assert!(stdout.contains("ok: this host can load it"), "{stdout}");
+}
+
+/// An agent of an older SDK runs: the callbacks its plugin does not know (all but
+/// `action`, refused with the text older SDKs used) are taken as not implemented, with no
+/// warning; its actions and the host's `help` answer.
+#[test]
+fn an_agent_from_an_older_sdk_runs_without_the_callbacks_it_lacks() {
+    let plugins = plugins_folder("older-sdk-agent");
+    std::fs::copy(raw_plugin(""), plugins.join(library_name("older_sdk"))).unwrap();
+    let host = start(&plugins, "[[agents]]\ntype = \"Old\"\nid = \"Old\"\n", &[]);
+    let output = finish(host, "/Old.hello\n/Old.help\n");
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert_lines(&stdout, &["Old: old"]);
+    assert!(stdout.contains("Answers \\\"old\\\"."), "{stdout}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
 }
 
 /// A plugin file or folder other users could write is refused, unless allowed, and then

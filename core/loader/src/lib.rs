@@ -31,13 +31,15 @@ use std::{
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
 use agency_abi::{PluginModRef, ABI_VERSION};
-use agency_runtime::{AgentFactory, Catalog, Space};
-use agency_sdk::{
-    boundary::{AgentCore, HostLink, TransportSpace},
+use agency_protocol::{
+    boundary::{AgentCore, HostLink, LogRecord, TransportSpace},
     ffi::{export_host, ImportedAgent, ImportedTransport},
-    protocol::{host_op, AgentTypeSpec, LogRecord, Manifest, PluginConfig},
-    Init,
+    spec::{AgentTypeSpec, Manifest, PluginConfig},
+    ActionError,
 };
+use agency_runtime::{AgentFactory, Catalog, Space};
+use agency_sdk::Init;
+use serde_json::Value;
 
 pub use file::{open_regular_file, read_regular_file};
 
@@ -536,15 +538,24 @@ struct PluginLog {
 }
 
 impl HostLink for PluginLog {
-    fn call(&self, op: &str, payload: &str) -> Result<String, String> {
-        if op != host_op::LOG {
-            return Err(format!(
-                "{} {op:?} before an agent exists",
-                agency_sdk::protocol::UNSUPPORTED
-            ));
-        }
-        let record: LogRecord = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-        agency_runtime::emit_log(&self.source, &record);
-        Ok("null".into())
+    fn send(&self, _message: &str) -> Result<String, ActionError> {
+        Err(ActionError::unsupported("send"))
+    }
+
+    fn request(&self, _message: Value, _timeout_secs: f64) -> Result<Value, ActionError> {
+        Err(ActionError::unsupported("request"))
+    }
+
+    fn ask_permission(&self, _message: &str) -> Result<bool, ActionError> {
+        Err(ActionError::unsupported("ask_permission"))
+    }
+
+    fn sent_message(&self, _id: &str) -> Result<Option<String>, ActionError> {
+        Err(ActionError::unsupported("sent_message"))
+    }
+
+    fn log(&self, record: &LogRecord) -> Result<(), ActionError> {
+        agency_runtime::emit_log(&self.source, record);
+        Ok(())
     }
 }

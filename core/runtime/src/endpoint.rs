@@ -14,17 +14,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agency_sdk::{
-    boundary::{HostLink, Inbound, TransportSpace},
-    message::{Meta, PartialMeta, BROADCAST, ERROR},
-    protocol::{host_op, LogRecord, RequestCall, UNSUPPORTED},
-    Message, Repeated,
+use agency_protocol::{
+    boundary::{HostLink, Inbound, LogRecord, TransportSpace},
+    message::{Meta, Outgoing, PartialMeta, BROADCAST},
+    ActionError, Message,
 };
+use agency_sdk::Repeated;
 use serde_json::Value;
 
-use crate::{
-    handover, log::MessageLog, mailbox::Mailbox, outgoing::Outgoing, validate_id, wait::Waiter,
-};
+use crate::{handover, log::MessageLog, mailbox::Mailbox, validate_id, wait::Waiter};
 
 /// How many sent messages an agent remembers for `parent_message` look-ups.
 pub const SENT_LOG_CAPACITY: usize = 1024;
@@ -47,10 +45,7 @@ pub(crate) enum Work {
 }
 
 /// A reply that completes a pending request.
-enum Reply {
-    Value(Value),
-    Error(String),
-}
+type Reply = Result<Value, ActionError>;
 
 pub(crate) struct Endpoint {
     pub id: String,
@@ -96,8 +91,8 @@ impl Endpoint {
         self.log.as_ref()
     }
 
-    /// Completes and publishes a message; answers its id, or `"<Kind>: <text>"`.
-    pub fn send(&self, outgoing: Outgoing) -> Result<String, String> {
+    /// Completes and publishes a message; answers its id.
+    pub fn send(&self, outgoing: Outgoing) -> Result<String, ActionError> {
         let message = self.complete(outgoing)?;
         let id = message.meta.id.clone();
         self.publish(message)?;
@@ -105,7 +100,7 @@ impl Endpoint {
     }
 
     /// Sends a message and waits up to `timeout` for its reply's value.
-    pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, String> {
+    pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, ActionError> {
         let message = self.complete(outgoing)?;
         let (id, to, action) = (
             message.meta.id.clone(),
@@ -121,13 +116,15 @@ impl Endpoint {
             .map(|()| Waiter::new().receive(&reply_rx, timeout));
         self.pending_count.fetch_sub(1, Ordering::AcqRel);
         match answer {
-            Ok(Some(Reply::Value(value))) => Ok(value),
-            Ok(Some(Reply::Error(error))) => Err(error),
+            Ok(Some(reply)) => reply,
             Ok(None) => {
                 self.pending.lock().unwrap().remove(&id);
-                Err(format!(
-                    "TimeoutError: no reply from \"{to}\" to \"{action}\" within {:.3}s",
-                    started.elapsed().as_secs_f64()
+                Err(ActionError::new(
+                    "TimeoutError",
+                    format!(
+                        "no reply from \"{to}\" to \"{action}\" within {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
                 ))
             }
             Err(error) => {
@@ -138,19 +135,26 @@ impl Endpoint {
     }
 
     /// Fills in `from` and `meta.id` and checks the recipient.
-    fn complete(&self, outgoing: Outgoing) -> Result<Message, String> {
+    fn complete(&self, outgoing: Outgoing) -> Result<Message, ActionError> {
         match &outgoing.from {
             Some(from) if *from != self.id => {
-                return Err(format!(
-                    "ValueError: \"from\" must be the sender's id \"{}\", not {from:?}",
-                    self.id
+                return Err(ActionError::new(
+                    "ValueError",
+                    format!(
+                        "\"from\" must be the sender's id \"{}\", not {from:?}",
+                        self.id
+                    ),
                 ));
             }
             _ => {}
         }
         if outgoing.to != BROADCAST {
-            validate_id(&outgoing.to)
-                .map_err(|e| format!("ValueError: invalid recipient {:?}: {e}", outgoing.to))?;
+            validate_id(&outgoing.to).map_err(|e| {
+                ActionError::new(
+                    "ValueError",
+                    format!("invalid recipient {:?}: {e}", outgoing.to),
+                )
+            })?;
         }
         let PartialMeta {
             id,
@@ -169,9 +173,12 @@ impl Endpoint {
         })
     }
 
-    fn publish(&self, message: Message) -> Result<(), String> {
+    fn publish(&self, message: Message) -> Result<(), ActionError> {
         if self.core.destroyed.load(Ordering::Acquire) {
-            return Err("RuntimeError: the space has been destroyed".into());
+            return Err(ActionError::new(
+                "RuntimeError",
+                "the space has been destroyed",
+            ));
         }
         let body = message.to_json();
         let (id, to) = (message.meta.id.clone(), message.to.clone());
@@ -185,7 +192,7 @@ impl Endpoint {
             sent.pop_front();
         }
         sent.push_back((id, body));
-        published.map_err(|e| format!("TransportError: {e}"))
+        published.map_err(|e| ActionError::new("TransportError", e))
     }
 
     fn sent_message(&self, id: &str) -> Option<String> {
@@ -249,9 +256,12 @@ impl Endpoint {
 
     /// Hands a reply to the request waiting for it; gives the message back otherwise.
     fn complete_request(&self, message: Message) -> Option<Message> {
-        if !message.is_reply() || self.pending_count.load(Ordering::Acquire) == 0 {
+        if self.pending_count.load(Ordering::Acquire) == 0 {
             return Some(message);
         }
+        let Some(reply) = message.reply() else {
+            return Some(message);
+        };
         let waiter = message
             .meta
             .parent_id
@@ -259,17 +269,6 @@ impl Endpoint {
             .and_then(|id| self.pending.lock().unwrap().remove(id));
         let Some(waiter) = waiter else {
             return Some(message);
-        };
-        let args = &message.action.args;
-        let reply = if message.action.name == ERROR {
-            Reply::Error(
-                args.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Error: (no text)")
-                    .to_owned(),
-            )
-        } else {
-            Reply::Value(args.get("value").cloned().unwrap_or(Value::Null))
         };
         let _ = waiter.try_send(reply);
         None
@@ -307,48 +306,37 @@ impl Inbound for Endpoint {
 
 /// A request's timeout in seconds as a duration: beyond what a duration holds is
 /// "forever"; negative or not a number is an error.
-fn timeout_of(seconds: f64) -> Result<Duration, String> {
+fn timeout_of(seconds: f64) -> Result<Duration, ActionError> {
     if seconds.is_nan() || seconds < 0.0 {
-        return Err(format!(
-            "ValueError: a timeout must be a number of seconds, at least 0, not {seconds}"
+        return Err(ActionError::new(
+            "ValueError",
+            format!("a timeout must be a number of seconds, at least 0, not {seconds}"),
         ));
     }
     Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 impl HostLink for Endpoint {
-    fn call(&self, op: &str, payload: &str) -> Result<String, String> {
-        let parse =
-            |text: &str| serde_json::from_str::<Value>(text).map_err(|e| format!("TypeError: {e}"));
-        match op {
-            host_op::SEND => {
-                Ok(Value::String(self.send(Outgoing::from_json(payload)?)?).to_string())
-            }
-            host_op::REQUEST => {
-                let call: RequestCall =
-                    serde_json::from_str(payload).map_err(|e| format!("TypeError: {e}"))?;
-                let timeout = timeout_of(call.timeout)?;
-                Ok(self
-                    .request(Outgoing::from_value(call.message)?, timeout)?
-                    .to_string())
-            }
-            host_op::ASK_PERMISSION => Ok(self
-                .ask_permission(&Message::from_json(payload)?)
-                .to_string()),
-            host_op::SENT_MESSAGE => {
-                let id = parse(payload)?
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .unwrap_or_default();
-                Ok(self.sent_message(&id).unwrap_or_else(|| "null".to_owned()))
-            }
-            host_op::LOG => {
-                let record: LogRecord = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-                crate::emit_log(&self.id, &record);
-                Ok("null".into())
-            }
-            _ => Err(format!("{UNSUPPORTED} {op:?}")),
-        }
+    fn send(&self, message: &str) -> Result<String, ActionError> {
+        Endpoint::send(self, Outgoing::from_json(message)?)
+    }
+
+    fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError> {
+        let timeout = timeout_of(timeout_secs)?;
+        Endpoint::request(self, Outgoing::from_value(message)?, timeout)
+    }
+
+    fn ask_permission(&self, message: &str) -> Result<bool, ActionError> {
+        let message = Message::from_json(message).map_err(|e| ActionError::new("ValueError", e))?;
+        Ok(Endpoint::ask_permission(self, &message))
+    }
+
+    fn sent_message(&self, id: &str) -> Result<Option<String>, ActionError> {
+        Ok(Endpoint::sent_message(self, id))
+    }
+
+    fn log(&self, record: &LogRecord) -> Result<(), ActionError> {
+        crate::emit_log(&self.id, record);
+        Ok(())
     }
 }

@@ -12,7 +12,7 @@ pub enum SpaceError {
         reason: String,
     },
     /// An agent with this id is already in the space (worded as in Python Agency).
-    #[error("Agent '{0}' already exists")]
+    #[error("{}", agency_protocol::message::duplicate_id(.0))]
     DuplicateId(String),
     /// `remove` of an id that is not in this space.
     #[error("no agent '{0}' in this space")]

@@ -1,7 +1,6 @@
 //! Agent id rules.
 
-/// The routing key that transports may use for broadcasts; no agent may take it.
-pub const RESERVED_BROADCAST_KEY: &str = "__broadcast__";
+use agency_protocol::message::BROADCAST_KEY;
 
 /// The longest agent id, in bytes of UTF-8: an AMQP queue name holds 255 bytes, and an
 /// agent's broadcast queue is named `<id>-broadcast` (as in Python Agency).
@@ -42,7 +41,7 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     if id.starts_with("amq.") {
         return Err("ids starting with \"amq.\" are reserved by AMQP".into());
     }
-    if id == RESERVED_BROADCAST_KEY {
+    if id == BROADCAST_KEY {
         return Err("reserved for broadcasts".into());
     }
     if id.split('.').any(|word| word == "*" || word == "#") {

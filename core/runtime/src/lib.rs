@@ -22,7 +22,6 @@ mod handover;
 mod id;
 mod log;
 mod mailbox;
-mod outgoing;
 pub mod space;
 mod text;
 mod wait;
@@ -33,14 +32,14 @@ mod tests;
 
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};
 pub use error::SpaceError;
-pub use id::{validate_id, MAX_ID_BYTES, RESERVED_BROADCAST_KEY};
+pub use id::{validate_id, MAX_ID_BYTES};
 pub use log::Subscription;
 pub use mailbox::{never_wait_here, MAILBOX_LIMIT};
 pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space, DEFAULT_STOP_TIMEOUT};
 pub use text::printable;
 pub use worker::HELP;
 
-use agency_sdk::protocol::LogRecord;
+use agency_protocol::boundary::LogRecord;
 
 /// Writes a log record that came from a plugin or an agent into the host's `tracing`
 /// output under the record's own target (`lapin::io_loop`, `agency_transport_amqp`, ...),

@@ -7,11 +7,13 @@ use std::{
     time::Duration,
 };
 
-use agency_sdk::{
+use agency_protocol::{
     boundary::{AgentCore, HostLink, TransportSpace},
-    protocol::AgentTypeSpec,
-    ActionError, AgentType, Init, Message,
+    message::Outgoing,
+    spec::AgentTypeSpec,
+    ActionError, Message,
 };
+use agency_sdk::{AgentType, Init};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,7 +21,6 @@ use crate::{
     endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
     log::{MessageLog, Subscription},
     mailbox::{mailbox, Mailbox},
-    outgoing::Outgoing,
     validate_id,
     worker::Worker,
     SpaceError,
@@ -165,7 +166,7 @@ impl AgentSpec {
 ///
 /// ```no_run
 /// # use agency_runtime::{AgentSpec, Catalog, Space};
-/// # fn demo(transport: Box<dyn agency_sdk::boundary::TransportSpace>) -> Result<(), Box<dyn std::error::Error>> {
+/// # fn demo(transport: Box<dyn agency_protocol::boundary::TransportSpace>) -> Result<(), Box<dyn std::error::Error>> {
 /// let space = Space::open(transport, Catalog::builtin());
 /// space.add(&AgentSpec::new("Calculator", "calc"))?;
 /// let me = space.add_foreground(&AgentSpec::untyped("me"))?;
@@ -474,10 +475,8 @@ impl Foreground {
 
     /// Sends a message (`from` and `meta.id` are filled in); answers its id.
     pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
-        let outgoing = Outgoing::from_value(serde_json::to_value(message)?);
-        outgoing
-            .and_then(|message| self.endpoint.send(message))
-            .map_err(|e| ActionError::parse(&e))
+        self.endpoint
+            .send(Outgoing::from_value(serde_json::to_value(message)?)?)
     }
 
     /// Sends a message and waits up to `timeout` for the value of its `[response]`; an
@@ -487,10 +486,10 @@ impl Foreground {
         message: impl Serialize,
         timeout: Duration,
     ) -> Result<Value, ActionError> {
-        let outgoing = Outgoing::from_value(serde_json::to_value(message)?);
-        outgoing
-            .and_then(|message| self.endpoint.request(message, timeout))
-            .map_err(|e| ActionError::parse(&e))
+        self.endpoint.request(
+            Outgoing::from_value(serde_json::to_value(message)?)?,
+            timeout,
+        )
     }
 
     /// Every message this agent sent and received so far, in order (Agency's message log).

@@ -12,8 +12,8 @@ use std::{
 };
 
 use agency_sdk::{
-    boundary::{Inbound, TransportSpace},
     prelude::*,
+    transport::{duplicate_id, Inbound, TransportSpace, BROADCAST},
 };
 
 use crate::{
@@ -35,7 +35,7 @@ impl TransportSpace for Loopback {
     fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
         let mut sinks = self.sinks.lock().unwrap();
         if sinks.contains_key(agent_id) {
-            return Err(format!("Agent '{agent_id}' already exists"));
+            return Err(duplicate_id(agent_id));
         }
         sinks.insert(agent_id.into(), sink);
         Ok(())
@@ -53,7 +53,7 @@ impl TransportSpace for Loopback {
         let sinks: Vec<Arc<dyn Inbound>> = {
             let sinks = self.sinks.lock().unwrap();
             match to {
-                "*" => sinks.values().cloned().collect(),
+                BROADCAST => sinks.values().cloned().collect(),
                 _ => sinks.get(to).cloned().into_iter().collect(),
             }
         };

@@ -8,19 +8,18 @@
 
 use std::sync::Arc;
 
-use agency_sdk::{
-    agent::unknown_action,
+use agency_protocol::{
     boundary::AgentCore,
     message::RESPONSE,
-    protocol::{agent_op, Access, ActionOutcome, AfterAction, AgentTypeSpec},
-    Message,
+    spec::{Access, AgentTypeSpec},
+    ActionError, Message,
 };
+use agency_sdk::agent::unknown_action;
 use serde_json::{Map, Value};
 
 use crate::{
     endpoint::{Endpoint, Work},
     mailbox::MailboxReceiver,
-    outgoing::Outgoing,
 };
 
 /// The name of the built-in action that describes the others.
@@ -36,24 +35,26 @@ impl Worker {
     /// Runs `after_add`, then every message until [`Work::Stop`], then `before_remove`.
     pub fn run(mut self, mailbox: MailboxReceiver<Work>) {
         crate::mailbox::never_wait_here();
-        self.callback(agent_op::AFTER_ADD, "{}");
+        let result = self.agent.after_add();
+        self.callback("after_add", result);
         while let Some(Work::Message(body, parsed)) = mailbox.next(std::time::Duration::MAX) {
             if let Some(message) = parsed.or_else(|| self.endpoint.accept(&body)) {
                 self.handle(&message, &body);
             }
         }
-        self.callback(agent_op::BEFORE_REMOVE, "{}");
+        let result = self.agent.before_remove();
+        self.callback("before_remove", result);
     }
 
     /// Handles one message; `json` is its text as it arrived.
     fn handle(&mut self, message: &Message, json: &str) {
         if message.is_reply() {
-            let op = if message.action.name == RESPONSE {
-                agent_op::HANDLE_ACTION_VALUE
+            let (name, result) = if message.action.name == RESPONSE {
+                ("handle_action_value", self.agent.handle_action_value(json))
             } else {
-                agent_op::HANDLE_ACTION_ERROR
+                ("handle_action_error", self.agent.handle_action_error(json))
             };
-            self.callback(op, json);
+            self.callback(name, result);
             return;
         }
         if message.action.name == HELP {
@@ -69,42 +70,36 @@ impl Worker {
             if !message.is_broadcast() {
                 self.reply(
                     message,
-                    Err(unknown_action(&message.action.name, &self.endpoint.id).to_string()),
+                    Err(unknown_action(&message.action.name, &self.endpoint.id)),
                 );
             }
             return;
         };
         if !self.permitted(action.access, json) {
-            let error = format!(
-                "PermissionError: \"{}.{}\" not permitted",
-                self.endpoint.id, message.action.name
+            let error = ActionError::new(
+                "PermissionError",
+                format!(
+                    "\"{}.{}\" not permitted",
+                    self.endpoint.id, message.action.name
+                ),
             );
             self.reply(message, Err(error));
             return;
         }
-        self.callback(agent_op::BEFORE_ACTION, json);
-        let outcome = self.agent.call(agent_op::ACTION, json).and_then(|text| {
-            serde_json::from_str::<ActionOutcome>(&text)
-                .map(|outcome| outcome.value)
-                .map_err(|e| format!("TypeError: unreadable action outcome: {e}"))
-        });
-        let after = AfterAction {
-            value: outcome.as_ref().ok().cloned().flatten(),
-            error: outcome.as_ref().err().cloned(),
-        };
-        self.reply(message, outcome);
-        self.callback(
-            agent_op::AFTER_ACTION,
-            &serde_json::to_string(&after).unwrap_or_default(),
-        );
+        let result = self.agent.before_action(json);
+        self.callback("before_action", result);
+        let outcome = self.agent.action(json);
+        self.reply(message, outcome.clone());
+        let result = self.agent.after_action(&outcome);
+        self.callback("after_action", result);
     }
 
     fn permitted(&mut self, access: Access, json: &str) -> bool {
         match access {
             Access::Permitted => true,
             Access::Denied => false,
-            Access::Requested => match self.agent.call(agent_op::REQUEST_PERMISSION, json) {
-                Ok(answer) => answer.trim() == "true",
+            Access::Requested => match self.agent.request_permission(json) {
+                Ok(allowed) => allowed,
                 Err(error) => {
                     tracing::warn!(agent = %self.endpoint.id, %error, "request_permission failed; refusing");
                     false
@@ -131,23 +126,27 @@ impl Worker {
     }
 
     /// Sends the value (if any) as `[response]`, or the error as `[error]`.
-    fn reply(&self, message: &Message, outcome: Result<Option<Value>, String>) {
+    fn reply(&self, message: &Message, outcome: Result<Option<Value>, ActionError>) {
         let reply = match outcome {
             Ok(None) => return,
             Ok(Some(value)) => message.response(value),
             Err(error) => message.error_reply(&error),
         };
-        if let Err(error) = Outgoing::from_value(reply).and_then(|reply| self.endpoint.send(reply))
-        {
+        if let Err(error) = self.endpoint.send(reply) {
             if let Some(count) = self.endpoint.unsent_replies.occurred() {
                 tracing::warn!(agent = %self.endpoint.id, ?error, count, "could not send a reply");
             }
         }
     }
 
-    fn callback(&mut self, op: &str, payload: &str) {
-        if let Err(error) = self.agent.call(op, payload) {
-            tracing::warn!(agent = %self.endpoint.id, callback = op, %error, "callback failed");
+    /// Logs a callback's failure; a callback the agent's plugin does not know (an older
+    /// one) is one it does not implement.
+    fn callback(&self, name: &str, result: Result<(), ActionError>) {
+        match result {
+            Err(error) if !error.is_unsupported() => {
+                tracing::warn!(agent = %self.endpoint.id, callback = name, %error, "callback failed");
+            }
+            _ => {}
         }
     }
 }

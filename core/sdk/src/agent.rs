@@ -9,12 +9,13 @@ use std::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::{
+use agency_protocol::{
     boundary::{AgentCore, HostLink},
     message::Action,
-    protocol::{agent_op, ActionOutcome, AfterAction, AgentTypeSpec, UNSUPPORTED},
-    ActionError, Context,
+    spec::AgentTypeSpec,
 };
+
+use crate::{ActionError, Context};
 
 /// What an agent is created from: its id and the `args` given in `agency.toml` or
 /// `Space::add`.
@@ -96,14 +97,16 @@ pub trait Agent: Sized + Send + 'static {
     /// `ctx.current_message()`.
     fn before_action(&mut self, _ctx: &mut Context) {}
 
-    /// Called after every action that ran, with what it returned or the error it raised.
-    fn after_action(&mut self, _ctx: &mut Context, _value: Option<&Value>, _error: Option<&str>) {}
+    /// Called after every action that ran, with what it returned (if anything) or the
+    /// error it raised.
+    fn after_action(&mut self, _ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {
+    }
 
     /// Receives `[response]` values that no pending request was waiting for.
     fn handle_action_value(&mut self, _ctx: &mut Context, _value: &Value) {}
 
-    /// Receives `[error]` texts that no pending request was waiting for.
-    fn handle_action_error(&mut self, _ctx: &mut Context, _error: &str) {}
+    /// Receives `[error]` replies that no pending request was waiting for.
+    fn handle_action_error(&mut self, _ctx: &mut Context, _error: &ActionError) {}
 
     /// Decides whether the `requested` action in `ctx.current_message()` may run. By
     /// default asks the space's permission prompt (the console asks y/n); without one the
@@ -161,7 +164,8 @@ pub fn create_agent<A: Actions>(
     }))
 }
 
-/// Drives one agent value: decodes host operations, calls the agent, encodes the answer.
+/// Drives one agent value: runs the host's calls on it, with its [`Context`] set to the
+/// message at hand.
 struct Dispatcher<A> {
     agent: A,
     ctx: Context,
@@ -173,63 +177,101 @@ struct ActionPart {
     action: Action,
 }
 
+impl<A: Actions> Dispatcher<A> {
+    /// Runs `f` on the agent with `message` (if any) as the current message; a panic
+    /// becomes an error of kind `Panic`.
+    fn with<T>(
+        &mut self,
+        message: Option<&str>,
+        f: impl FnOnce(&mut A, &mut Context) -> Result<T, ActionError>,
+    ) -> Result<T, ActionError> {
+        self.ctx.set_current_json(message);
+        catch_panic(|| f(&mut self.agent, &mut self.ctx))
+    }
+
+    /// Runs `f` on the agent with `message` and the action it carries.
+    fn with_action<T>(
+        &mut self,
+        message: &str,
+        f: impl FnOnce(&mut A, &mut Context, Action) -> Result<T, ActionError>,
+    ) -> Result<T, ActionError> {
+        self.with(Some(message), |agent, ctx| {
+            let part: ActionPart = serde_json::from_str(message)
+                .map_err(|e| ActionError::new("TypeError", format!("invalid message: {e}")))?;
+            f(agent, ctx, part.action)
+        })
+    }
+}
+
 impl<A: Actions> AgentCore for Dispatcher<A> {
-    fn call(&mut self, op: &str, payload: &str) -> Result<String, String> {
-        catch_panic(|| self.run(op, payload)).map_err(|e| e.to_string())
+    fn after_add(&mut self) -> Result<(), ActionError> {
+        self.with(None, |agent, ctx| {
+            agent.after_add(ctx);
+            Ok(())
+        })
+    }
+
+    fn before_remove(&mut self) -> Result<(), ActionError> {
+        self.with(None, |agent, ctx| {
+            agent.before_remove(ctx);
+            Ok(())
+        })
+    }
+
+    fn request_permission(&mut self, message: &str) -> Result<bool, ActionError> {
+        self.with(
+            Some(message),
+            |agent, ctx| Ok(agent.request_permission(ctx)),
+        )
+    }
+
+    fn before_action(&mut self, message: &str) -> Result<(), ActionError> {
+        self.with(Some(message), |agent, ctx| {
+            agent.before_action(ctx);
+            Ok(())
+        })
+    }
+
+    fn action(&mut self, message: &str) -> Result<Option<Value>, ActionError> {
+        self.with_action(message, |agent, ctx, Action { name, args }| {
+            agent
+                .dispatch(ctx, &name, &args)
+                .unwrap_or_else(|| Err(unknown_action(&name, ctx.id())))
+        })
+    }
+
+    fn after_action(
+        &mut self,
+        outcome: &Result<Option<Value>, ActionError>,
+    ) -> Result<(), ActionError> {
+        // The current message stays the one the action ran.
+        let outcome = outcome.as_ref().map(Option::as_ref);
+        catch_panic(|| {
+            self.agent.after_action(&mut self.ctx, outcome);
+            Ok(())
+        })
+    }
+
+    fn handle_action_value(&mut self, message: &str) -> Result<(), ActionError> {
+        self.handle_reply(message)
+    }
+
+    fn handle_action_error(&mut self, message: &str) -> Result<(), ActionError> {
+        self.handle_reply(message)
     }
 }
 
 impl<A: Actions> Dispatcher<A> {
-    fn run(&mut self, op: &str, payload: &str) -> Result<String, ActionError> {
-        let (agent, ctx) = (&mut self.agent, &mut self.ctx);
-        match op {
-            agent_op::AFTER_ADD => {
-                ctx.set_current_json(None);
-                agent.after_add(ctx);
+    /// Hands a reply no request waited for to the agent's handler for its kind.
+    fn handle_reply(&mut self, message: &str) -> Result<(), ActionError> {
+        self.with_action(message, |agent, ctx, action| {
+            match action.reply() {
+                Some(Ok(value)) => agent.handle_action_value(ctx, &value),
+                Some(Err(error)) => agent.handle_action_error(ctx, &error),
+                None => {}
             }
-            agent_op::BEFORE_REMOVE => {
-                ctx.set_current_json(None);
-                agent.before_remove(ctx);
-            }
-            agent_op::AFTER_ACTION => {
-                let after: AfterAction = serde_json::from_str(payload)?;
-                agent.after_action(ctx, after.value.as_ref(), after.error.as_deref());
-            }
-            agent_op::BEFORE_ACTION => {
-                ctx.set_current_json(Some(payload));
-                agent.before_action(ctx);
-            }
-            agent_op::REQUEST_PERMISSION => {
-                ctx.set_current_json(Some(payload));
-                return Ok(agent.request_permission(ctx).to_string());
-            }
-            agent_op::ACTION | agent_op::HANDLE_ACTION_VALUE | agent_op::HANDLE_ACTION_ERROR => {
-                ctx.set_current_json(Some(payload));
-                let Action { name, args } = serde_json::from_str::<ActionPart>(payload)
-                    .map_err(|e| ActionError::new("TypeError", format!("invalid message: {e}")))?
-                    .action;
-                if op == agent_op::HANDLE_ACTION_VALUE {
-                    agent.handle_action_value(ctx, args.get("value").unwrap_or(&Value::Null));
-                } else if op == agent_op::HANDLE_ACTION_ERROR {
-                    agent.handle_action_error(
-                        ctx,
-                        args.get("error").and_then(Value::as_str).unwrap_or(""),
-                    );
-                } else {
-                    let outcome = agent
-                        .dispatch(ctx, &name, &args)
-                        .unwrap_or_else(|| Err(unknown_action(&name, ctx.id())))?;
-                    return Ok(serde_json::to_string(&ActionOutcome { value: outcome })?);
-                }
-            }
-            _ => {
-                return Err(ActionError::new(
-                    "RuntimeError",
-                    format!("{UNSUPPORTED} {op:?}"),
-                ))
-            }
-        }
-        Ok("null".to_owned())
+            Ok(())
+        })
     }
 }
 

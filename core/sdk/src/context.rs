@@ -5,11 +5,9 @@ use std::{cell::OnceCell, sync::Arc, time::Duration};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{
-    boundary::HostLink,
-    protocol::{host_op, RequestCall},
-    ActionError, Message,
-};
+use agency_protocol::boundary::HostLink;
+
+use crate::{ActionError, Message};
 
 /// The agent's view of the space while it handles a message.
 ///
@@ -28,7 +26,7 @@ struct Current {
 
 impl Context {
     /// A context for agent `id` backed by `host`.
-    pub fn new(id: impl Into<String>, host: Arc<dyn HostLink>) -> Self {
+    pub(crate) fn new(id: impl Into<String>, host: Arc<dyn HostLink>) -> Self {
         Self {
             id: id.into(),
             host,
@@ -73,9 +71,8 @@ impl Context {
     /// agent's bounded log.
     pub fn parent_message(&self) -> Option<Message> {
         let parent_id = self.current_message()?.meta.parent_id.as_ref()?;
-        let payload = serde_json::json!({ "id": parent_id }).to_string();
-        let text = self.host.call(host_op::SENT_MESSAGE, &payload).ok()?;
-        serde_json::from_str(&text).ok()
+        let text = self.host.sent_message(parent_id).ok()??;
+        Message::from_json(&text).ok()
     }
 
     /// Sends a message without waiting; `from` and `meta.id` are filled in. Returns the id.
@@ -89,12 +86,7 @@ impl Context {
     /// # Ok(()) }
     /// ```
     pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
-        let payload = serde_json::to_string(&message)?;
-        let id = self
-            .host
-            .call(host_op::SEND, &payload)
-            .map_err(|e| ActionError::parse(&e))?;
-        Ok(serde_json::from_str(&id).unwrap_or(id))
+        self.host.send(&serde_json::to_string(&message)?)
     }
 
     /// Sends action `name` with `args` to agent `to` (or `*`); answers the message id.
@@ -135,16 +127,8 @@ impl Context {
         message: impl Serialize,
         timeout: Duration,
     ) -> Result<Value, ActionError> {
-        let call = RequestCall {
-            message: serde_json::to_value(message)?,
-            timeout: timeout.as_secs_f64(),
-        };
-        let payload = serde_json::to_string(&call)?;
-        let text = self
-            .host
-            .call(host_op::REQUEST, &payload)
-            .map_err(|e| ActionError::parse(&e))?;
-        Ok(serde_json::from_str(&text)?)
+        self.host
+            .request(serde_json::to_value(message)?, timeout.as_secs_f64())
     }
 
     /// Sends a `[response]` with `value` to the sender of the current message.
@@ -158,9 +142,7 @@ impl Context {
 
     /// Sends an `[error]` with `error` to the sender of the current message.
     pub fn raise_with(&self, error: impl Into<ActionError>) -> Result<(), ActionError> {
-        let reply = self
-            .current_or_err()?
-            .error_reply(&error.into().to_string());
+        let reply = self.current_or_err()?.error_reply(&error.into());
         self.send(reply).map(drop)
     }
 
@@ -169,8 +151,7 @@ impl Context {
     /// no. This is what [`crate::Agent::request_permission`] does unless overridden.
     pub fn ask_permission(&self) -> bool {
         self.current_json()
-            .and_then(|json| self.host.call(host_op::ASK_PERMISSION, json).ok())
-            .is_some_and(|answer| answer.trim() == "true")
+            .is_some_and(|json| self.host.ask_permission(json).unwrap_or(false))
     }
 
     fn current_or_err(&self) -> Result<&Message, ActionError> {

@@ -49,23 +49,23 @@
 
 pub mod agent;
 mod args;
-pub mod boundary;
 mod context;
-mod error;
-pub mod ffi;
+mod ffi;
 mod logging;
-pub mod message;
-pub mod protocol;
 pub mod transport;
 
+pub use agency_protocol::{ActionError, Message};
 pub use agency_sdk_macros::actions;
 pub use agent::{agent_types, Agent, AgentType, Init};
 pub use args::{json_type, schema};
 pub use context::Context;
-pub use error::ActionError;
 pub use logging::{hide_in_logs, Repeated};
-pub use message::Message;
 pub use transport::{transport_types, TransportType};
+
+/// The message schema every agent speaks, on every transport.
+pub mod message {
+    pub use agency_protocol::message::{Action, Message, Meta, BROADCAST, ERROR, RESPONSE};
+}
 
 /// The version of this SDK, recorded in every plugin's manifest.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -89,7 +89,10 @@ macro_rules! export_plugin {
             extern "C" fn load_root_module(
             ) -> $crate::__private::abi_stable::library::RootModuleResult {
                 $crate::__private::abi_stable::library::__call_root_module_loader(|| {
-                    $crate::ffi::plugin_module(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                    $crate::__private::plugin_module(
+                        env!("CARGO_PKG_NAME"),
+                        env!("CARGO_PKG_VERSION"),
+                    )
                 })
             }
             // SAFETY: `plugin_module` returns the root module type named here.
@@ -109,9 +112,10 @@ macro_rules! export_plugin {
 pub mod __private {
     pub use crate::agent::{create_agent, Actions};
     pub use crate::args::ArgReader;
-    pub use crate::protocol::{Access, ActionSpec, AgentTypeSpec, ArgSpec, TypeDoc};
+    pub use crate::ffi::plugin_module;
     pub use abi_stable;
     pub use agency_abi::PluginModRef;
+    pub use agency_protocol::spec::{Access, ActionSpec, AgentTypeSpec, ArgSpec, TypeDoc};
     pub use inventory;
     pub use serde_json;
 }

@@ -3,7 +3,7 @@
 //! A plugin library has its own copy of `tracing`, which the host's subscriber never sees.
 //! When the host loads a plugin, this module installs, inside the plugin, a subscriber that
 //! filters at the host's level and hands each event to the host as a
-//! [`crate::protocol::LogRecord`], so plugin logs appear in the host's output. Records of
+//! [`LogRecord`], so plugin logs appear in the host's output. Records of
 //! the `log` crate (used by many libraries) are bridged into the same subscriber.
 //!
 //! Secrets named with [`hide_in_logs`] never leave the library in a record: a client
@@ -20,10 +20,7 @@ use std::{
 use tracing::{field::Field, level_filters::LevelFilter, Event, Subscriber};
 use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer};
 
-use crate::{
-    boundary::HostLink,
-    protocol::{host_op, LogRecord},
-};
+use agency_protocol::boundary::{HostLink, LogRecord};
 
 /// Installs the forwarding subscriber (once per library; later calls change nothing),
 /// and a panic hook that reports this library's panics through it instead of printing
@@ -138,9 +135,7 @@ impl<S: Subscriber> Layer<S> for HostLayer {
             target: meta.target().to_owned(),
             message: without_secrets(text.0),
         };
-        if let Ok(payload) = serde_json::to_string(&record) {
-            let _ = self.host.call(host_op::LOG, &payload);
-        }
+        let _ = self.host.log(&record);
     }
 }
 

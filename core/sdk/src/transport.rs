@@ -1,6 +1,9 @@
-//! Registering transports: what a transport plugin provides.
+//! Transports: the traits a transport implements and how a plugin registers one.
 
-use crate::boundary::TransportSpace;
+pub use agency_protocol::{
+    boundary::{Inbound, TransportSpace},
+    message::{duplicate_id, BROADCAST, BROADCAST_KEY},
+};
 
 /// A registered transport: a name and how to open a space from a JSON configuration.
 ///
@@ -23,7 +26,7 @@ pub fn transport_types() -> impl Iterator<Item = &'static TransportType> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use agency_sdk::boundary::{Inbound, TransportSpace};
+/// use agency_sdk::transport::{Inbound, TransportSpace};
 ///
 /// /// A transport that loses everything.
 /// struct Void;

@@ -203,15 +203,15 @@ impl Agent for Recorder {
         self.tell(ctx, format!("before_action {name}"));
     }
 
-    fn after_action(&mut self, ctx: &mut Context, value: Option<&Value>, error: Option<&str>) {
+    fn after_action(&mut self, ctx: &mut Context, outcome: Result<Option<&Value>, &ActionError>) {
         let name = ctx
             .current_message()
             .map(|m| m.action.name.clone())
             .unwrap_or_default();
-        let outcome = match (value, error) {
-            (_, Some(error)) => format!("error {error}"),
-            (Some(value), None) => format!("value {value}"),
-            (None, None) => "nothing".into(),
+        let outcome = match outcome {
+            Err(error) => format!("error {error}"),
+            Ok(Some(value)) => format!("value {value}"),
+            Ok(None) => "nothing".into(),
         };
         self.tell(ctx, format!("after_action {name} {outcome}"));
     }
@@ -220,7 +220,7 @@ impl Agent for Recorder {
         self.tell(ctx, format!("handle_action_value {value}"));
     }
 
-    fn handle_action_error(&mut self, ctx: &mut Context, error: &str) {
+    fn handle_action_error(&mut self, ctx: &mut Context, error: &ActionError) {
         self.tell(ctx, format!("handle_action_error {error}"));
     }
 }

@@ -19,7 +19,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use agency_sdk::{boundary::Inbound, Repeated};
+use agency_sdk::{
+    transport::{Inbound, BROADCAST_KEY},
+    Repeated,
+};
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
@@ -44,9 +47,6 @@ pub struct Cancelled {
 
 /// Where cancelled consumers are reported.
 pub type CancelReports = tokio::sync::mpsc::UnboundedSender<Cancelled>;
-
-/// The routing key of broadcasts, as in Python Agency.
-pub const BROADCAST_KEY: &str = "__broadcast__";
 
 /// Where one agent's deliveries go.
 pub struct Inbox {

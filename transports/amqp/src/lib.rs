@@ -38,7 +38,7 @@ mod publisher;
 mod session;
 mod space;
 
-use agency_sdk::boundary::TransportSpace;
+use agency_sdk::transport::TransportSpace;
 
 agency_sdk::register_transport!("amqp", open);
 agency_sdk::export_plugin!();

@@ -19,10 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agency_sdk::{
-    boundary::{Inbound, TransportSpace},
-    message::BROADCAST,
-};
+use agency_sdk::transport::{duplicate_id, Inbound, TransportSpace, BROADCAST, BROADCAST_KEY};
 use lapin::{options::QueueDeleteOptions, Channel, Connection};
 use tokio::{
     runtime::Runtime,
@@ -32,7 +29,7 @@ use tokio::{
 
 use crate::{
     config::Config,
-    consumer::{self, CancelReports, Cancelled, Inbox, BROADCAST_KEY},
+    consumer::{self, CancelReports, Cancelled, Inbox},
     publisher::{self, Outgoing},
     session,
 };
@@ -387,7 +384,7 @@ impl TransportSpace for AmqpSpace {
             }
             let mut link = self.shared.link.lock().await;
             if link.agents.contains_key(agent_id) {
-                return Err(format!("Agent '{agent_id}' already exists"));
+                return Err(duplicate_id(agent_id));
             }
             if link.connections.is_empty() {
                 return Err(format!(
@@ -407,8 +404,8 @@ impl TransportSpace for AmqpSpace {
                     .await
                     .map_err(|error| match error {
                         SubscribeError::Broker(error) if consumer::is_duplicate(&error) => format!(
-                            "Agent '{agent_id}' already exists: another process consumes its \
-                         queue {:?} on {}",
+                            "{}: another process consumes its queue {:?} on {}",
+                            duplicate_id(agent_id),
                             config.direct_queue(agent_id),
                             config.broker()
                         ),

@@ -12,10 +12,7 @@ use std::{
     },
 };
 
-use agency_sdk::{
-    boundary::{Inbound, TransportSpace},
-    message::BROADCAST,
-};
+use agency_sdk::transport::{duplicate_id, Inbound, TransportSpace, BROADCAST};
 
 agency_sdk::register_transport!("local", open);
 agency_sdk::export_plugin!();
@@ -47,7 +44,7 @@ impl TransportSpace for LocalSpace {
         }
         let mut agents = self.agents.write().unwrap();
         if agents.contains_key(agent_id) {
-            return Err(format!("Agent '{agent_id}' already exists"));
+            return Err(duplicate_id(agent_id));
         }
         agents.insert(agent_id.to_owned(), sink);
         Ok(())

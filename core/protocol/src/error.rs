@@ -2,6 +2,9 @@
 
 use std::{error::Error as StdError, fmt};
 
+/// The kind of the error for a call the other side of the plugin boundary does not know.
+pub const UNSUPPORTED: &str = "UnsupportedOperation";
+
 /// An error sent back to the sender as an `[error]` reply, shaped `"<Kind>: <text>"`.
 ///
 /// Any standard error converts with `?`; its kind is the error type's name. Text alone
@@ -9,7 +12,7 @@ use std::{error::Error as StdError, fmt};
 /// programs that use `?` on it.
 ///
 /// ```
-/// use agency_sdk::ActionError;
+/// use agency_protocol::ActionError;
 /// let error = ActionError::new("ValueError", "Something went wrong");
 /// assert_eq!(error.to_string(), "ValueError: Something went wrong");
 ///
@@ -47,6 +50,25 @@ impl ActionError {
     /// The text after the kind.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The error for a call across the plugin boundary that this side does not know.
+    pub fn unsupported(call: &str) -> Self {
+        Self::new(UNSUPPORTED, format!("{call:?}"))
+    }
+
+    /// Whether the other side of the plugin boundary does not know the call: recognised by
+    /// kind, and by the texts of older plugins (`RuntimeError: unsupported operation "x"`)
+    /// and hosts (`unsupported operation "x"`).
+    ///
+    /// ```
+    /// use agency_protocol::ActionError;
+    /// assert!(ActionError::unsupported("after_add").is_unsupported());
+    /// assert!(ActionError::parse("RuntimeError: unsupported operation \"x\"").is_unsupported());
+    /// assert!(!ActionError::msg("unsupported").is_unsupported());
+    /// ```
+    pub fn is_unsupported(&self) -> bool {
+        self.kind == UNSUPPORTED || self.message.starts_with("unsupported operation ")
     }
 
     /// Reads `"<Kind>: <text>"` back; text without a kind becomes kind `Error`.

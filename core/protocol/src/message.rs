@@ -7,8 +7,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ActionError;
+
 /// The recipient that means "every agent in the space".
 pub const BROADCAST: &str = "*";
+/// The routing key transports may use for broadcasts; no agent may take it as its id.
+pub const BROADCAST_KEY: &str = "__broadcast__";
 /// The action name of a reply carrying a value.
 pub const RESPONSE: &str = "[response]";
 /// The action name of a reply carrying an error.
@@ -17,7 +21,7 @@ pub const ERROR: &str = "[error]";
 /// A message between agents.
 ///
 /// ```
-/// use agency_sdk::Message;
+/// use agency_protocol::Message;
 /// let text = r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"say","args":{"content":"hi"}}}"#;
 /// let message = Message::from_json(text).unwrap();
 /// assert_eq!(message.action.name, "say");
@@ -61,17 +65,70 @@ pub struct Action {
     pub args: Map<String, Value>,
 }
 
-/// `meta` as read from JSON before the `id` rule is applied: an outgoing message may
-/// leave `id` out (the sender's host fills it in), a delivered one may not.
+/// A message as an agent hands it over for sending: `from` and `meta.id` may be left out,
+/// the sender's host fills them in.
+///
+/// ```
+/// use agency_protocol::message::Outgoing;
+/// let outgoing = Outgoing::from_json(r#"{"to":"b","action":{"name":"say"}}"#).unwrap();
+/// assert_eq!(outgoing.meta.id, None);
+/// assert!(Outgoing::from_json("[1]").unwrap_err().to_string().starts_with("TypeError"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a message object")]
+pub struct Outgoing {
+    /// Identity and correlation data, `id` optional.
+    #[serde(default)]
+    pub meta: PartialMeta,
+    /// The sender's id, if given (it must be the sender's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The recipient's id, or [`BROADCAST`].
+    pub to: String,
+    /// What the recipient is asked to do.
+    pub action: Action,
+}
+
+impl Outgoing {
+    /// Reads an outgoing message from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, ActionError> {
+        if !text.trim_start().starts_with('{') {
+            return Err(not_an_object());
+        }
+        serde_json::from_str(text).map_err(invalid_message)
+    }
+
+    /// Reads an outgoing message from a JSON value.
+    pub fn from_value(value: Value) -> Result<Self, ActionError> {
+        if !value.is_object() {
+            return Err(not_an_object());
+        }
+        serde_json::from_value(value).map_err(invalid_message)
+    }
+}
+
+fn not_an_object() -> ActionError {
+    ActionError::new("TypeError", "a message must be a JSON object")
+}
+
+fn invalid_message(error: serde_json::Error) -> ActionError {
+    ActionError::new("ValueError", format!("invalid message: {error}"))
+}
+
+/// `meta` before the `id` rule is applied: an outgoing message may leave `id` out (the
+/// sender's host fills it in), a delivered one may not.
 ///
 /// Read in one pass, without building an intermediate map (the hot path of every message).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PartialMeta {
     /// `meta.id`, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `meta.parent_id`, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     /// Every other key.
+    #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
@@ -140,30 +197,77 @@ impl Message {
         self.action.name == RESPONSE || self.action.name == ERROR
     }
 
+    /// What this reply carries: `Some(Ok(value))` for a `[response]`, `Some(Err(error))`
+    /// for an `[error]` (its `"<Kind>: <text>"` read back), `None` for any other message.
+    ///
+    /// ```
+    /// # use agency_protocol::Message;
+    /// let text = r#"{"meta":{"id":"r"},"from":"b","to":"a","action":{"name":"[error]","args":{"error":"ValueError: no"}}}"#;
+    /// let error = Message::from_json(text).unwrap().reply().unwrap().unwrap_err();
+    /// assert_eq!(error.kind(), "ValueError");
+    /// ```
+    pub fn reply(&self) -> Option<Result<Value, ActionError>> {
+        self.action.reply()
+    }
+
     /// An unaddressed reply to this message: a `[response]` carrying `value`.
     ///
     /// ```
-    /// # use agency_sdk::Message;
+    /// # use agency_protocol::Message;
     /// # let question = Message::from_json(r#"{"meta":{"id":"q"},"from":"a","to":"b","action":{"name":"add"}}"#).unwrap();
     /// let reply = question.response(serde_json::json!(3));
-    /// assert_eq!(reply["to"], "a");
-    /// assert_eq!(reply["meta"]["parent_id"], "q");
-    /// assert_eq!(reply["action"]["name"], "[response]");
+    /// assert_eq!(reply.to, "a");
+    /// assert_eq!(reply.meta.parent_id.as_deref(), Some("q"));
+    /// assert_eq!(reply.action.name, "[response]");
     /// ```
-    pub fn response(&self, value: Value) -> Value {
-        self.reply(RESPONSE, "value", value)
+    pub fn response(&self, value: Value) -> Outgoing {
+        self.answer(RESPONSE, VALUE, value)
     }
 
     /// An unaddressed reply to this message: an `[error]` carrying `"<Kind>: <text>"`.
-    pub fn error_reply(&self, error: &str) -> Value {
-        self.reply(ERROR, "error", Value::String(error.to_owned()))
+    pub fn error_reply(&self, error: &ActionError) -> Outgoing {
+        self.answer(ERROR, ERROR_TEXT, Value::String(error.to_string()))
     }
 
-    fn reply(&self, name: &str, key: &str, value: Value) -> Value {
-        serde_json::json!({
-            "meta": {"parent_id": self.meta.id},
-            "to": self.from,
-            "action": {"name": name, "args": {key: value}},
-        })
+    fn answer(&self, name: &str, key: &str, value: Value) -> Outgoing {
+        Outgoing {
+            meta: PartialMeta {
+                parent_id: Some(self.meta.id.clone()),
+                ..PartialMeta::default()
+            },
+            from: None,
+            to: self.from.clone(),
+            action: Action {
+                name: name.to_owned(),
+                args: Map::from_iter([(key.to_owned(), value)]),
+            },
+        }
     }
+}
+
+impl Action {
+    /// What this action carries if it is a reply; see [`Message::reply`].
+    pub fn reply(&self) -> Option<Result<Value, ActionError>> {
+        let args = &self.args;
+        match self.name.as_str() {
+            RESPONSE => Some(Ok(args.get(VALUE).cloned().unwrap_or(Value::Null))),
+            ERROR => Some(Err(ActionError::parse(
+                args.get(ERROR_TEXT)
+                    .and_then(Value::as_str)
+                    .unwrap_or("Error: (no text)"),
+            ))),
+            _ => None,
+        }
+    }
+}
+
+/// The argument of a `[response]` that holds its value.
+const VALUE: &str = "value";
+/// The argument of an `[error]` that holds its `"<Kind>: <text>"`.
+const ERROR_TEXT: &str = "error";
+
+/// How a transport (and the space) refuses an id already taken, worded as in Python
+/// Agency.
+pub fn duplicate_id(agent_id: &str) -> String {
+    format!("Agent '{agent_id}' already exists")
 }

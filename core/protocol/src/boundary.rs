@@ -1,0 +1,85 @@
+//! The four traits the host and plugins talk through, typed.
+//!
+//! Each mirrors one object of the stable ABI (`agency-abi`) as a plain Rust trait with one
+//! method per call. The host runtime and plugin code only ever see these; [`crate::ffi`]
+//! turns the calls into the ABI's `(operation, JSON)` pairs and back at the library
+//! boundary, so an agent in the host binary and one in a plugin are driven alike.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ActionError;
+
+/// What the host offers one agent: sending, requests, the permission prompt, its sent
+/// messages and logging.
+pub trait HostLink: Send + Sync {
+    /// Sends a message (`from` and `meta.id` may be left out: the host fills them in);
+    /// answers its id.
+    fn send(&self, message: &str) -> Result<String, ActionError>;
+    /// Sends a message and waits up to `timeout_secs` (any `f64`: the host checks it) for
+    /// the value of its `[response]`; an `[error]` reply or the timeout is an error.
+    fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError>;
+    /// Asks the space's permission prompt whether the message may run.
+    fn ask_permission(&self, message: &str) -> Result<bool, ActionError>;
+    /// The text of a message this agent sent, by id, if the host still remembers it.
+    fn sent_message(&self, id: &str) -> Result<Option<String>, ActionError>;
+    /// Writes a log record on the host's log.
+    fn log(&self, record: &LogRecord) -> Result<(), ActionError>;
+}
+
+/// An agent instance, driven by the host. Messages are passed as the JSON text they
+/// arrived as: the agent reads what it needs of them.
+pub trait AgentCore: Send {
+    /// The agent is in the space now.
+    fn after_add(&mut self) -> Result<(), ActionError>;
+    /// The agent is about to leave the space.
+    fn before_remove(&mut self) -> Result<(), ActionError>;
+    /// Decides whether the `requested` action in `message` may run.
+    fn request_permission(&mut self, message: &str) -> Result<bool, ActionError>;
+    /// A permitted action is about to run.
+    fn before_action(&mut self, message: &str) -> Result<(), ActionError>;
+    /// Runs the action in `message`; answers the value to reply with, if any.
+    fn action(&mut self, message: &str) -> Result<Option<Value>, ActionError>;
+    /// The action of the last [`AgentCore::action`] ended with this outcome.
+    fn after_action(
+        &mut self,
+        outcome: &Result<Option<Value>, ActionError>,
+    ) -> Result<(), ActionError>;
+    /// A `[response]` arrived that no pending request was waiting for.
+    fn handle_action_value(&mut self, message: &str) -> Result<(), ActionError>;
+    /// An `[error]` arrived that no pending request was waiting for.
+    fn handle_action_error(&mut self, message: &str) -> Result<(), ActionError>;
+}
+
+/// Where a transport delivers the message bodies addressed to one agent.
+pub trait Inbound: Send + Sync {
+    /// Hands over one message body (UTF-8 JSON text).
+    fn deliver(&self, body: &str);
+}
+
+/// An open space on a transport: it moves bodies, it does not interpret them.
+pub trait TransportSpace: Send + Sync {
+    /// Attaches an agent id with the sink for its messages; refuses a duplicate id (with
+    /// [`crate::message::duplicate_id`]'s text).
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String>;
+    /// Detaches an agent id; unknown ids are ignored.
+    fn detach(&self, agent_id: &str);
+    /// Publishes `body` to agent `to`, or to every attached agent when `to` is `*`.
+    /// A message to an id nobody attached is dropped (actor semantics).
+    fn publish(&self, to: &str, body: &str) -> Result<(), String>;
+    /// Releases the space.
+    fn close(&self);
+}
+
+/// One log record a plugin forwards to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: String,
+    /// The event's target (module path).
+    pub target: String,
+    /// The formatted message and fields.
+    pub message: String,
+}

@@ -1,0 +1,526 @@
+//! The plugin boundary's encoding, in one place.
+//!
+//! The ABI (`agency-abi`) carries every call as an operation name and a JSON text. Here,
+//! and nowhere else, each call of the [`crate::boundary`] traits becomes one value of
+//! [`AgentCall`] (host → agent) or [`HostCall`] (agent → host), is encoded to that pair and
+//! decoded back; answers are encoded per call. Errors cross as `"<Kind>: <text>"` and come
+//! back as the same [`ActionError`]; a call a side does not know is answered with
+//! [`ActionError::unsupported`], so old plugins keep working with newer hosts and back.
+//!
+//! The wrappers put a trait object behind an ABI box (`export_*`, for the side that
+//! implements the trait) and an ABI box behind the trait (`Imported*`, for the side that
+//! calls it). Every exported method body runs under [`guarded`]: a panic becomes an error.
+
+use std::{borrow::Cow, sync::Arc};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, RResult, RStr, RString},
+};
+use agency_abi::{
+    guarded, AgentBox, AgentObj, AgentObj_TO, CallResult, HostBox, HostObj, HostObj_TO, SinkBox,
+    SinkObj, SinkObj_TO, TransportBox, TransportObj, TransportObj_TO,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    boundary::{AgentCore, HostLink, Inbound, LogRecord, TransportSpace},
+    ActionError,
+};
+
+/// A call the host makes on an agent. Messages are the JSON text they arrived as.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentCall<'a> {
+    /// [`AgentCore::after_add`]
+    AfterAdd,
+    /// [`AgentCore::before_remove`]
+    BeforeRemove,
+    /// [`AgentCore::request_permission`]
+    RequestPermission(&'a str),
+    /// [`AgentCore::before_action`]
+    BeforeAction(&'a str),
+    /// [`AgentCore::action`]
+    Action(&'a str),
+    /// [`AgentCore::after_action`]
+    AfterAction(Cow<'a, Result<Option<Value>, ActionError>>),
+    /// [`AgentCore::handle_action_value`]
+    HandleActionValue(&'a str),
+    /// [`AgentCore::handle_action_error`]
+    HandleActionError(&'a str),
+}
+
+/// The payload of [`AgentCall::AfterAction`].
+#[derive(Serialize, Deserialize)]
+struct AfterActionPayload {
+    value: Option<Value>,
+    error: Option<String>,
+}
+
+/// The answer to [`AgentCall::Action`]: `value` is absent when the action returns nothing
+/// and `null` when it returns `null`.
+#[derive(Serialize, Deserialize)]
+struct ActionOutcome {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "present")]
+    value: Option<Value>,
+}
+
+/// Reads a field that is present as `Some`, even when it is `null`.
+mod present {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
+        value.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Value::deserialize(d).map(Some)
+    }
+}
+
+/// The JSON text of an answer that carries nothing.
+const NOTHING: &str = "null";
+
+impl<'a> AgentCall<'a> {
+    /// The operation name and JSON payload this call crosses the ABI as.
+    pub fn encode(&self) -> (&'static str, Cow<'a, str>) {
+        match self {
+            Self::AfterAdd => ("after_add", "{}".into()),
+            Self::BeforeRemove => ("before_remove", "{}".into()),
+            Self::RequestPermission(message) => ("request_permission", (*message).into()),
+            Self::BeforeAction(message) => ("before_action", (*message).into()),
+            Self::Action(message) => ("action", (*message).into()),
+            Self::AfterAction(outcome) => {
+                let payload = AfterActionPayload {
+                    value: outcome.as_ref().as_ref().ok().cloned().flatten(),
+                    error: outcome.as_ref().as_ref().err().map(ToString::to_string),
+                };
+                ("after_action", json(&payload).into())
+            }
+            Self::HandleActionValue(message) => ("handle_action_value", (*message).into()),
+            Self::HandleActionError(message) => ("handle_action_error", (*message).into()),
+        }
+    }
+
+    /// The call an operation name and payload stand for.
+    pub fn decode(op: &str, payload: &'a str) -> Result<Self, ActionError> {
+        Ok(match op {
+            "after_add" => Self::AfterAdd,
+            "before_remove" => Self::BeforeRemove,
+            "request_permission" => Self::RequestPermission(payload),
+            "before_action" => Self::BeforeAction(payload),
+            "action" => Self::Action(payload),
+            "after_action" => {
+                let after: AfterActionPayload = parse(payload)?;
+                Self::AfterAction(Cow::Owned(match after.error {
+                    Some(error) => Err(ActionError::parse(&error)),
+                    None => Ok(after.value),
+                }))
+            }
+            "handle_action_value" => Self::HandleActionValue(payload),
+            "handle_action_error" => Self::HandleActionError(payload),
+            _ => return Err(ActionError::unsupported(op)),
+        })
+    }
+
+    /// Runs the call on `agent`; answers the JSON text the ABI carries back.
+    fn run(self, agent: &mut dyn AgentCore) -> Result<String, ActionError> {
+        let done = |result: Result<(), ActionError>| result.map(|()| NOTHING.to_owned());
+        match self {
+            Self::AfterAdd => done(agent.after_add()),
+            Self::BeforeRemove => done(agent.before_remove()),
+            Self::RequestPermission(message) => agent.request_permission(message).map(json),
+            Self::BeforeAction(message) => done(agent.before_action(message)),
+            Self::Action(message) => agent
+                .action(message)
+                .map(|value| json(&ActionOutcome { value })),
+            Self::AfterAction(outcome) => done(agent.after_action(&outcome)),
+            Self::HandleActionValue(message) => done(agent.handle_action_value(message)),
+            Self::HandleActionError(message) => done(agent.handle_action_error(message)),
+        }
+    }
+}
+
+/// A call an agent makes on its host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostCall<'a> {
+    /// [`HostLink::send`]
+    Send(&'a str),
+    /// [`HostLink::request`]: the message and the timeout in seconds.
+    Request(Value, f64),
+    /// [`HostLink::ask_permission`]
+    AskPermission(&'a str),
+    /// [`HostLink::sent_message`]
+    SentMessage(Cow<'a, str>),
+    /// [`HostLink::log`]
+    Log(Cow<'a, LogRecord>),
+}
+
+/// The payload of [`HostCall::Request`].
+#[derive(Serialize, Deserialize)]
+struct RequestPayload {
+    message: Value,
+    timeout: f64,
+}
+
+/// The payload of [`HostCall::SentMessage`].
+#[derive(Serialize, Deserialize)]
+struct SentMessagePayload<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
+
+impl<'a> HostCall<'a> {
+    /// The operation name and JSON payload this call crosses the ABI as.
+    pub fn encode(&self) -> (&'static str, Cow<'a, str>) {
+        match self {
+            Self::Send(message) => ("send", (*message).into()),
+            Self::Request(message, timeout) => {
+                let payload = RequestPayload {
+                    message: message.clone(),
+                    timeout: *timeout,
+                };
+                ("request", json(&payload).into())
+            }
+            Self::AskPermission(message) => ("ask_permission", (*message).into()),
+            Self::SentMessage(id) => (
+                "sent_message",
+                json(&SentMessagePayload { id: id.clone() }).into(),
+            ),
+            Self::Log(record) => ("log", json(record).into()),
+        }
+    }
+
+    /// The call an operation name and payload stand for.
+    pub fn decode(op: &str, payload: &'a str) -> Result<Self, ActionError> {
+        Ok(match op {
+            "send" => Self::Send(payload),
+            "request" => {
+                let RequestPayload { message, timeout } = parse(payload)?;
+                Self::Request(message, timeout)
+            }
+            "ask_permission" => Self::AskPermission(payload),
+            "sent_message" => Self::SentMessage(parse::<SentMessagePayload>(payload)?.id),
+            "log" => Self::Log(Cow::Owned(parse(payload)?)),
+            _ => return Err(ActionError::unsupported(op)),
+        })
+    }
+
+    /// Runs the call on `host`; answers the JSON text the ABI carries back.
+    fn run(self, host: &dyn HostLink) -> Result<String, ActionError> {
+        match self {
+            Self::Send(message) => host.send(message).map(json),
+            Self::Request(message, timeout) => host.request(message, timeout).map(json),
+            Self::AskPermission(message) => host.ask_permission(message).map(json),
+            Self::SentMessage(id) => host
+                .sent_message(&id)
+                .map(|sent| sent.unwrap_or_else(|| NOTHING.to_owned())),
+            Self::Log(record) => host.log(&record).map(|()| NOTHING.to_owned()),
+        }
+    }
+}
+
+/// `value` as JSON text (the types encoded here always serialise).
+fn json(value: impl Serialize) -> String {
+    serde_json::to_string(&value).expect("boundary payloads serialise")
+}
+
+/// Reads a payload or an answer; a malformed one is a `TypeError`.
+fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ActionError> {
+    serde_json::from_str(text).map_err(|e| {
+        ActionError::new(
+            "TypeError",
+            format!("malformed data across the plugin boundary: {e}"),
+        )
+    })
+}
+
+fn to_call_result(result: Result<String, ActionError>) -> CallResult {
+    result
+        .map(RString::from)
+        .map_err(|e| RString::from(e.to_string()))
+        .into()
+}
+
+/// The answer the ABI carried back: its JSON text, or the error it reported.
+fn from_call_result(result: CallResult) -> Result<String, ActionError> {
+    result
+        .into_result()
+        .map(RString::into_string)
+        .map_err(|e| ActionError::parse(&e))
+}
+
+// ---- host services ----------------------------------------------------------------------
+
+/// Puts host services behind the ABI, for a plugin (host side).
+pub fn export_host(host: Arc<dyn HostLink>) -> HostBox {
+    HostObj_TO::from_ptr(RArc::new(ExportedHost(host)), TD_Opaque)
+}
+
+struct ExportedHost(Arc<dyn HostLink>);
+
+impl HostObj for ExportedHost {
+    fn call(&self, op: RStr<'_>, payload: RStr<'_>) -> CallResult {
+        guarded(|| {
+            to_call_result(
+                HostCall::decode(op.as_str(), payload.as_str()).and_then(|call| call.run(&*self.0)),
+            )
+        })
+    }
+}
+
+/// Host services as a plugin sees them (plugin side).
+pub struct ImportedHost(pub HostBox);
+
+impl ImportedHost {
+    fn call(&self, call: HostCall<'_>) -> Result<String, ActionError> {
+        let (op, payload) = call.encode();
+        from_call_result(self.0.call(op.into(), payload.as_ref().into()))
+    }
+}
+
+impl HostLink for ImportedHost {
+    fn send(&self, message: &str) -> Result<String, ActionError> {
+        parse(&self.call(HostCall::Send(message))?)
+    }
+
+    fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError> {
+        parse(&self.call(HostCall::Request(message, timeout_secs))?)
+    }
+
+    fn ask_permission(&self, message: &str) -> Result<bool, ActionError> {
+        parse(&self.call(HostCall::AskPermission(message))?)
+    }
+
+    fn sent_message(&self, id: &str) -> Result<Option<String>, ActionError> {
+        let text = self.call(HostCall::SentMessage(id.into()))?;
+        Ok((text.trim() != NOTHING).then_some(text))
+    }
+
+    fn log(&self, record: &LogRecord) -> Result<(), ActionError> {
+        self.call(HostCall::Log(Cow::Borrowed(record))).map(drop)
+    }
+}
+
+// ---- agents -----------------------------------------------------------------------------
+
+/// Puts an agent behind the ABI, for the host (plugin side).
+pub fn export_agent(agent: Box<dyn AgentCore>) -> AgentBox {
+    AgentObj_TO::from_value(ExportedAgent(agent), TD_Opaque)
+}
+
+struct ExportedAgent(Box<dyn AgentCore>);
+
+impl AgentObj for ExportedAgent {
+    fn call(&mut self, op: RStr<'_>, payload: RStr<'_>) -> CallResult {
+        guarded(|| {
+            to_call_result(
+                AgentCall::decode(op.as_str(), payload.as_str())
+                    .and_then(|call| call.run(&mut *self.0)),
+            )
+        })
+    }
+}
+
+/// An agent living in a plugin, as the host drives it (host side).
+pub struct ImportedAgent(pub AgentBox);
+
+impl ImportedAgent {
+    fn call(&mut self, call: AgentCall<'_>) -> Result<String, ActionError> {
+        let (op, payload) = call.encode();
+        from_call_result(self.0.call(op.into(), payload.as_ref().into()))
+    }
+
+    fn call_done(&mut self, call: AgentCall<'_>) -> Result<(), ActionError> {
+        self.call(call).map(drop)
+    }
+}
+
+impl AgentCore for ImportedAgent {
+    fn after_add(&mut self) -> Result<(), ActionError> {
+        self.call_done(AgentCall::AfterAdd)
+    }
+
+    fn before_remove(&mut self) -> Result<(), ActionError> {
+        self.call_done(AgentCall::BeforeRemove)
+    }
+
+    fn request_permission(&mut self, message: &str) -> Result<bool, ActionError> {
+        parse(&self.call(AgentCall::RequestPermission(message))?)
+    }
+
+    fn before_action(&mut self, message: &str) -> Result<(), ActionError> {
+        self.call_done(AgentCall::BeforeAction(message))
+    }
+
+    fn action(&mut self, message: &str) -> Result<Option<Value>, ActionError> {
+        let outcome: ActionOutcome = parse(&self.call(AgentCall::Action(message))?)?;
+        Ok(outcome.value)
+    }
+
+    fn after_action(
+        &mut self,
+        outcome: &Result<Option<Value>, ActionError>,
+    ) -> Result<(), ActionError> {
+        self.call_done(AgentCall::AfterAction(Cow::Borrowed(outcome)))
+    }
+
+    fn handle_action_value(&mut self, message: &str) -> Result<(), ActionError> {
+        self.call_done(AgentCall::HandleActionValue(message))
+    }
+
+    fn handle_action_error(&mut self, message: &str) -> Result<(), ActionError> {
+        self.call_done(AgentCall::HandleActionError(message))
+    }
+}
+
+// ---- transports and sinks ---------------------------------------------------------------
+
+/// Puts an open transport space behind the ABI, for the host (plugin side).
+pub fn export_transport(space: Box<dyn TransportSpace>) -> TransportBox {
+    TransportObj_TO::from_value(ExportedTransport(space), TD_Opaque)
+}
+
+struct ExportedTransport(Box<dyn TransportSpace>);
+
+impl TransportObj for ExportedTransport {
+    fn attach(&self, agent_id: RStr<'_>, sink: SinkBox) -> RResult<(), RString> {
+        guarded(|| {
+            self.0
+                .attach(agent_id.as_str(), Arc::new(ImportedSink(sink)))
+                .map_err(RString::from)
+                .into()
+        })
+    }
+
+    fn detach(&self, agent_id: RStr<'_>) {
+        let _ = guarded(|| {
+            self.0.detach(agent_id.as_str());
+            RResult::ROk(())
+        });
+    }
+
+    fn publish(&self, to: RStr<'_>, body: RStr<'_>) -> RResult<(), RString> {
+        guarded(|| {
+            self.0
+                .publish(to.as_str(), body.as_str())
+                .map_err(RString::from)
+                .into()
+        })
+    }
+
+    fn close(&self) {
+        let _ = guarded(|| {
+            self.0.close();
+            RResult::ROk(())
+        });
+    }
+}
+
+/// A transport living in a plugin, as the host uses it (host side).
+pub struct ImportedTransport(pub TransportBox);
+
+impl TransportSpace for ImportedTransport {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+        let sink = SinkObj_TO::from_ptr(RArc::new(ExportedSink(sink)), TD_Opaque);
+        self.0
+            .attach(agent_id.into(), sink)
+            .into_result()
+            .map_err(RString::into_string)
+    }
+
+    fn detach(&self, agent_id: &str) {
+        self.0.detach(agent_id.into());
+    }
+
+    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+        self.0
+            .publish(to.into(), body.into())
+            .into_result()
+            .map_err(RString::into_string)
+    }
+
+    fn close(&self) {
+        self.0.close();
+    }
+}
+
+struct ExportedSink(Arc<dyn Inbound>);
+
+impl SinkObj for ExportedSink {
+    fn deliver(&self, body: RStr<'_>) {
+        let _ = guarded(|| {
+            self.0.deliver(body.as_str());
+            RResult::ROk(())
+        });
+    }
+}
+
+struct ImportedSink(SinkBox);
+
+impl Inbound for ImportedSink {
+    fn deliver(&self, body: &str) {
+        self.0.deliver(body.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_decodes_to_itself() {
+        let message = r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x"}}"#;
+        let failed = Err(ActionError::new("ValueError", "no"));
+        for call in [
+            AgentCall::AfterAdd,
+            AgentCall::BeforeRemove,
+            AgentCall::RequestPermission(message),
+            AgentCall::BeforeAction(message),
+            AgentCall::Action(message),
+            AgentCall::AfterAction(Cow::Owned(Ok(Some(Value::Null)))),
+            AgentCall::AfterAction(Cow::Owned(failed)),
+            AgentCall::HandleActionValue(message),
+            AgentCall::HandleActionError(message),
+        ] {
+            let (op, payload) = call.encode();
+            assert_eq!(AgentCall::decode(op, &payload).unwrap(), call);
+        }
+        let record = LogRecord {
+            level: "warn".into(),
+            target: "t".into(),
+            message: "m".into(),
+        };
+        for call in [
+            HostCall::Send(message),
+            HostCall::Request(serde_json::json!({"to": "b"}), 1.5),
+            HostCall::AskPermission(message),
+            HostCall::SentMessage("1".into()),
+            HostCall::Log(Cow::Owned(record)),
+        ] {
+            let (op, payload) = call.encode();
+            assert_eq!(HostCall::decode(op, &payload).unwrap(), call);
+        }
+    }
+
+    #[test]
+    fn unknown_calls_are_unsupported_by_kind() {
+        assert!(AgentCall::decode("teleport", "{}")
+            .unwrap_err()
+            .is_unsupported());
+        assert!(HostCall::decode("teleport", "{}")
+            .unwrap_err()
+            .is_unsupported());
+    }
+
+    #[test]
+    fn a_null_action_value_is_kept_apart_from_no_value() {
+        let text = |value| json(&ActionOutcome { value });
+        assert_eq!(text(None), "{}");
+        assert_eq!(text(Some(Value::Null)), r#"{"value":null}"#);
+        let read = |text: &str| parse::<ActionOutcome>(text).unwrap().value;
+        assert_eq!(read("{}"), None);
+        assert_eq!(read(r#"{"value":null}"#), Some(Value::Null));
+    }
+}
