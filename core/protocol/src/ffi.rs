@@ -50,9 +50,10 @@ pub enum AgentCall<'a> {
     HandleActionError(&'a str),
 }
 
-/// The payload of [`AgentCall::AfterAction`].
+/// The payload of [`AgentCall::AfterAction`] (`value` as in [`ActionOutcome`]).
 #[derive(Serialize, Deserialize)]
 struct AfterActionPayload {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "present")]
     value: Option<Value>,
     error: Option<String>,
 }
