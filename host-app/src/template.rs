@@ -61,8 +61,99 @@ fn crate_name(name: &str) -> Result<String, String> {
         }
         snake.push(c.to_ascii_lowercase());
     }
+    if TAKEN_TYPE_NAMES.contains(&name) {
+        return Err(format!(
+            "{name:?} cannot be an agent type name: the crate already has a {name} (from Rust's or the SDK's prelude); pick another, e.g. My{name}"
+        ));
+    }
+    if RESERVED_CRATE_NAMES.contains(&snake.as_str()) {
+        return Err(format!(
+            "{name:?} cannot be an agent type name: its crate would be named {snake:?}, which Rust reserves; pick another, e.g. {name}Agent"
+        ));
+    }
     Ok(snake)
 }
+
+/// Type names the generated crate already has in scope: `Self`, the SDK prelude's and
+/// Rust's prelude's.
+const TAKEN_TYPE_NAMES: &[&str] = &[
+    "Self",
+    "Agent",
+    "ActionError",
+    "Context",
+    "Init",
+    "Message",
+    "Value",
+    "Option",
+    "Some",
+    "None",
+    "Result",
+    "Ok",
+    "Err",
+    "String",
+    "Vec",
+    "Box",
+];
+
+/// Crate names cargo refuses: Rust's keywords (strict and reserved) and its own crates.
+const RESERVED_CRATE_NAMES: &[&str] = &[
+    "abstract",
+    "alloc",
+    "as",
+    "async",
+    "await",
+    "become",
+    "box",
+    "break",
+    "const",
+    "continue",
+    "core",
+    "crate",
+    "do",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "final",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "macro",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "override",
+    "priv",
+    "proc_macro",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "std",
+    "struct",
+    "super",
+    "test",
+    "trait",
+    "true",
+    "try",
+    "type",
+    "typeof",
+    "unsafe",
+    "unsized",
+    "use",
+    "virtual",
+    "where",
+    "while",
+    "yield",
+];
 
 /// The `agency-sdk` dependency line: by path to `sdk`, else to the SDK source this binary
 /// was built from if it is still there, else the release on crates.io.
@@ -165,5 +256,18 @@ mod tests {
         assert!(crate_name("greeter").is_err());
         assert!(crate_name("Web-Search").is_err());
         assert!(crate_name("").is_err());
+        for taken in ["Self", "Agent", "Context", "Value", "Result"] {
+            assert!(
+                crate_name(taken).unwrap_err().contains("prelude"),
+                "{taken}"
+            );
+        }
+        for keyword in ["Fn", "Crate", "Type", "Std", "Async"] {
+            assert!(
+                crate_name(keyword).unwrap_err().contains("reserves"),
+                "{keyword}"
+            );
+        }
+        assert_eq!(crate_name("FnAgent").unwrap(), "fn_agent");
     }
 }

@@ -10,7 +10,7 @@ use agency_tests::{
     library_name, library_path, open_space, open_space_with_wire, plugins_folder_with, scratch_dir,
     space_options, PATIENCE,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 for_each_transport!(
     malformed_bodies_are_dropped,
@@ -71,12 +71,26 @@ fn wrong_argument_types_are_errors(transport: &str) {
             .unwrap_err();
         assert_eq!(error.to_string(), expected, "{args}");
     }
+    // Of the right JSON type but wrong inside: serde's reason is kept.
+    space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap();
+    let norm = |p: Value| {
+        let message = action("Receiver", "norm", json!({ "p": p }));
+        sender.request(message, PATIENCE)
+    };
+    assert_eq!(norm(json!({"x": 3, "y": 4})).unwrap(), 5.0);
+    assert_eq!(
+        norm(json!({"x": 3})).unwrap_err().to_string(),
+        "TypeError: argument \"p\" of norm() is not a valid object: missing field `y`"
+    );
+    assert_eq!(
+        norm(json!(3)).unwrap_err().to_string(),
+        "TypeError: argument \"p\" of norm() must be object, got number 3"
+    );
     let sum = action("Calculator", "sum", json!({"numbers": [1, "two"]}));
-    assert!(sender
-        .request(sum, PATIENCE)
-        .unwrap_err()
-        .to_string()
-        .contains("must be array"));
+    assert_eq!(
+        sender.request(sum, PATIENCE).unwrap_err().to_string(),
+        "TypeError: argument \"numbers\" of sum() is not a valid array: invalid type: string \"two\", expected f64"
+    );
     let divide = action("Calculator", "divide", json!({"a": 1, "b": 0}));
     assert_eq!(
         sender.request(divide, PATIENCE).unwrap_err().to_string(),

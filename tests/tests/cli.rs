@@ -94,6 +94,25 @@ fn piped_permission_answers_are_read_after_the_question() {
     );
 }
 
+/// The Host agent's failures name the file or program and the kind Python would give.
+#[test]
+fn host_agent_errors_name_what_failed() {
+    let missing = scratch_dir("host-errors").join("missing");
+    let missing = missing.to_str().unwrap();
+    let input = format!(
+        "/Host.read_file path:{missing:?}\ny\n/Host.list_files path:{missing:?}\ny\n\
+         /Host.run_command command:{missing:?}\ny\n"
+    );
+    let stdout = text(&run_piped(DEMO_CONFIG, &[], &input).stdout);
+    for expected in [
+        format!("Host: error: FileNotFoundError: cannot read {missing:?}: No such file"),
+        format!("Host: error: FileNotFoundError: cannot list {missing:?}: No such file"),
+        format!("Host: error: FileNotFoundError: cannot run {missing:?}: No such file"),
+    ] {
+        assert!(stdout.contains(&expected), "{expected}\n{stdout}");
+    }
+}
+
 #[test]
 fn interactive_session_asks_permission_and_stops_on_ctrl_c() {
     let mut child = start(plugins_dir(), DEMO_CONFIG, &[]);

@@ -52,16 +52,22 @@ impl<'a> ArgReader<'a> {
         self.taken += usize::from(value.is_some());
         match value {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => T::deserialize(value).map(Some).map_err(|_| {
-                ActionError::new(
-                    "TypeError",
+            Some(value) => T::deserialize(value).map(Some).map_err(|error| {
+                let (expected, got) = (json_type::<T>(), describe(value));
+                // Of the right JSON type but wrong inside (a missing field, a number out
+                // of range): serde's reason says what.
+                let text = if got.split(' ').next() == Some(expected.as_str()) {
                     format!(
-                        "argument \"{name}\" of {}() must be {}, got {}",
-                        self.action,
-                        json_type::<T>(),
-                        describe(value)
-                    ),
-                )
+                        "argument \"{name}\" of {}() is not a valid {expected}: {error}",
+                        self.action
+                    )
+                } else {
+                    format!(
+                        "argument \"{name}\" of {}() must be {expected}, got {got}",
+                        self.action
+                    )
+                };
+                ActionError::new("TypeError", text)
             }),
         }
     }

@@ -3,7 +3,7 @@
 //! Every action is `requested`: each call asks the space's permission prompt (in
 //! `agency run`, a y/n question on the console) and is refused without a yes.
 
-use std::{fs, path::PathBuf, process::Command};
+use std::{fs, io, process::Command};
 
 use agency_sdk::prelude::*;
 
@@ -35,7 +35,8 @@ impl Host {
     ) -> Result<Value, ActionError> {
         let output = Command::new(&command)
             .args(args.unwrap_or_default())
-            .output()?;
+            .output()
+            .map_err(|e| os_error(format!("cannot run {command:?}"), e))?;
         Ok(json!({
             "status": output.status.code(),
             "stdout": String::from_utf8_lossy(&output.stdout),
@@ -50,7 +51,7 @@ impl Host {
     /// Returns: the file's text
     #[action(access = "requested")]
     fn read_file(&mut self, path: String) -> Result<String, ActionError> {
-        Ok(fs::read_to_string(path)?)
+        fs::read_to_string(&path).map_err(|e| os_error(format!("cannot read {path:?}"), e))
     }
 
     /// Writes a text file, replacing it if it exists.
@@ -61,7 +62,7 @@ impl Host {
     /// Returns: the number of bytes written
     #[action(access = "requested")]
     fn write_file(&mut self, path: String, content: String) -> Result<usize, ActionError> {
-        fs::write(path, &content)?;
+        fs::write(&path, &content).map_err(|e| os_error(format!("cannot write {path:?}"), e))?;
         Ok(content.len())
     }
 
@@ -72,10 +73,27 @@ impl Host {
     /// Returns: the entry names
     #[action(access = "requested")]
     fn list_files(&mut self, path: String) -> Result<Vec<String>, ActionError> {
-        let mut names = fs::read_dir(PathBuf::from(path))?
-            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = fs::read_dir(&path)
+            .and_then(|entries| {
+                entries
+                    .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| os_error(format!("cannot list {path:?}"), e))?;
         names.sort();
         Ok(names)
     }
+}
+
+/// An I/O failure with the kind Python gives it, saying what was being done.
+fn os_error(doing: String, error: io::Error) -> ActionError {
+    let kind = match error.kind() {
+        io::ErrorKind::NotFound => "FileNotFoundError",
+        io::ErrorKind::PermissionDenied => "PermissionError",
+        io::ErrorKind::AlreadyExists => "FileExistsError",
+        io::ErrorKind::IsADirectory => "IsADirectoryError",
+        io::ErrorKind::NotADirectory => "NotADirectoryError",
+        _ => "OSError",
+    };
+    ActionError::new(kind, format!("{doing}: {error}"))
 }

@@ -6,6 +6,13 @@ use agency_sdk::prelude::*;
 
 agency_sdk::export_plugin!();
 
+/// A point in the plane: an argument of a struct type.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct Point {
+    x: f64,
+    y: f64,
+}
+
 /// Answers in every way an agent can: replies, responses, errors, silence, panics.
 pub struct Receiver {
     grant: bool,
@@ -100,6 +107,14 @@ impl Receiver {
     #[action]
     fn add(&mut self, a: f64, b: f64) -> f64 {
         a + b
+    }
+
+    /// The length of a vector.
+    ///
+    /// - p: the vector
+    #[action]
+    fn norm(&mut self, p: Point) -> f64 {
+        p.x.hypot(p.y)
     }
 
     /// Nobody may run this.
