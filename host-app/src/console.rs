@@ -25,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agency_protocol::message::UNDELIVERABLE;
 use agency_runtime::{Foreground, Space};
 use agency_sdk::Message;
 use serde_json::Value;
@@ -89,6 +90,7 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
     }
     let console = Console {
+        space,
         me,
         awaiting: HashSet::new(),
         prompts: VecDeque::new(),
@@ -113,7 +115,8 @@ struct Ending {
     last_heard: Instant,
 }
 
-struct Console {
+struct Console<'a> {
+    space: &'a Space,
     me: Foreground,
     /// Ids of sent messages whose reply has not arrived yet.
     awaiting: HashSet<String>,
@@ -138,7 +141,7 @@ fn after(wait: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
 }
 
-impl Console {
+impl Console<'_> {
     fn run(mut self, queue: Receiver<Event>) -> Outcome {
         let mut ending: Option<Ending> = None;
         loop {
@@ -295,6 +298,13 @@ impl Console {
         let args = &message.action.args;
         let text = match (message.reply(), message.action.name.as_str()) {
             (Some(Ok(value)), _) => block(&render(&value)),
+            (Some(Err(error)), _) if error.kind() == UNDELIVERABLE => {
+                let hint = closest(&message.from, &self.space.agent_ids())
+                    .map(|id| format!(" (did you mean {}?)", inline(&format!("{id:?}"))))
+                    .unwrap_or_default();
+                self.say(&format!("error: {}{hint}", inline(error.message())));
+                return;
+            }
             (Some(Err(error)), _) => format!("error: {}", block(&error.to_string())),
             (None, "say") => format!(
                 "says: {}",
@@ -347,6 +357,35 @@ fn render(value: &Value) -> String {
     }
 }
 
+/// Of `ids`, the one most like `wanted` (ignoring case, at most two edits away), for a
+/// did-you-mean.
+fn closest<'a>(wanted: &str, ids: &'a [String]) -> Option<&'a str> {
+    let wanted: Vec<char> = wanted.to_lowercase().chars().collect();
+    ids.iter()
+        .map(|id| {
+            let id_chars: Vec<char> = id.to_lowercase().chars().collect();
+            (edit_distance(&wanted, &id_chars), id.as_str())
+        })
+        .filter(|&(distance, _)| distance <= 2)
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, id)| id)
+}
+
+/// How many insertions, deletions and substitutions turn `a` into `b` (Levenshtein).
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn plural(count: usize) -> &'static str {
     if count == 1 {
         "y"
@@ -395,4 +434,25 @@ fn forward_incoming(me: &Foreground, events: SyncSender<Event>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{closest, edit_distance};
+
+    #[test]
+    fn did_you_mean_takes_the_nearest_id_within_two_edits() {
+        let chars = |s: &str| s.chars().collect::<Vec<_>>();
+        assert_eq!(edit_distance(&chars("kitten"), &chars("sitting")), 3);
+        assert_eq!(edit_distance(&chars(""), &chars("ab")), 2);
+        let ids = [
+            "Calculator".to_owned(),
+            "Chatty".to_owned(),
+            "Host".to_owned(),
+        ];
+        assert_eq!(closest("calculator", &ids), Some("Calculator"));
+        assert_eq!(closest("Calculater", &ids), Some("Calculator"));
+        assert_eq!(closest("Chat", &ids), Some("Chatty"));
+        assert_eq!(closest("Weather", &ids), None);
+    }
 }

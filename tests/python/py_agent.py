@@ -4,7 +4,8 @@ Usage: py_agent.py EXCHANGE AGENT_ID. Prints `ready` once the agent is in the sp
 runs until its standard input closes. Its actions (Python Agency replies with
 `respond_with`; it drops return values):
 - shout(text): answers `text` in capitals;
-- ask(to): requests action `value` from agent `to` (a Rust agent) and answers the value.
+- ask(to): requests action `value` from agent `to` (a Rust agent) and answers the value;
+- send_nowhere(to): sends a message to `to` (an id no agent holds) and answers "sent".
 """
 
 import sys
@@ -17,6 +18,11 @@ class PyAgent(Agent):
     @action
     def shout(self, text: str):
         self.respond_with(text.upper())
+
+    @action
+    def send_nowhere(self, to: str):
+        self.send({"to": to, "action": {"name": "say", "args": {"content": "anyone?"}}})
+        self.respond_with("sent")
 
     @action
     def ask(self, to: str):

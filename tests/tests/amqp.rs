@@ -406,9 +406,19 @@ fn rust_and_python_agency_agents_share_one_space() {
     host.type_line(&format!("/{py}.shout text:\"hello from rust\""));
     host.stdout.wait_for(&format!("{py}: HELLO FROM RUST"));
     host.type_line(&format!("/{py}.ask to:\"{rust}\""));
-    let stdout = host
-        .stdout
+    host.stdout
         .wait_for_count(&format!("{py}: 42"), 1, Duration::from_secs(20));
+    // Python Agency publishes without `mandatory`: its message to nobody is dropped by the
+    // broker, as Python Agency expects, and nothing comes back to it. A Rust agent's
+    // message to nobody comes back as an error.
+    host.type_line(&format!("/{py}.send_nowhere to:\"nobody-{exchange}\""));
+    host.stdout.wait_for(&format!("{py}: sent"));
+    host.type_line(&format!("/nobody-{exchange}.anything"));
+    host.stdout.wait_for(&format!(
+        "error: no agent \"nobody-{exchange}\" in the space"
+    ));
+    host.type_line(&format!("/{py}.shout text:\"still here\""));
+    let stdout = host.stdout.wait_for(&format!("{py}: STILL HERE"));
     drop(python.stdin.take());
     let status = python.wait().unwrap();
     assert!(status.success(), "{stdout}\n{}", python_err.contents());

@@ -5,11 +5,14 @@ use std::{
     io::Write,
     path::PathBuf,
     process::{Command, Output, Stdio},
+    time::Duration,
 };
 
 use agency_tests::{
     assert_lines, library_name, plugins_dir, plugins_folder_with,
-    process::{agency, agency_run, config, finish, spawn_piped, start, text, Screen},
+    process::{
+        agency, agency_run, config, finish, finish_within, spawn_piped, start, text, Screen,
+    },
     scratch_dir,
 };
 
@@ -50,6 +53,7 @@ fn piped_commands_print_their_replies() {
         "Calculator: error: TypeError: argument \"a\" of add() must be number, got string \"x\"",
         "Chatty: Hello, User! I am Chatty.",
         "error: expected /Agent.action key:value ..., got \"Calculator\"",
+        "error: no agent \"Nobody\" in the space",
     ];
     assert_lines(&stdout, &expected);
     let order: Vec<&str> = stdout
@@ -58,6 +62,22 @@ fn piped_commands_print_their_replies() {
         .collect();
     assert_eq!(order.len(), 5, "replies in command order: {order:#?}");
     assert!(order[0].ends_with("3.0") && order[3].ends_with("3.5"));
+}
+
+/// A command to an id no agent holds is answered at once, with the nearest id: the next
+/// line is not held back for `--wait` (600 s here; the test allows 60).
+#[test]
+fn commands_to_unknown_agents_are_answered_at_once_with_a_suggestion() {
+    let mut run = agency_run(plugins_dir(), &config(DEMO_CONFIG), &["--wait", "600"]);
+    let input = "/calculator.add a:1 b:2\n/Calculator.add a:1 b:2\n";
+    let output = finish_within(spawn_piped(&mut run), input, Duration::from_secs(60));
+    assert_lines(
+        &text(&output.stdout),
+        &[
+            "error: no agent \"calculator\" in the space (did you mean \"Calculator\"?)",
+            "Calculator: 3.0",
+        ],
+    );
 }
 
 #[test]

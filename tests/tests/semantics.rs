@@ -44,7 +44,7 @@ for_each_transport!(
     destroyed_space_refuses_work,
     duplicate_id_is_refused,
     unknown_type_lists_known_types,
-    message_to_unknown_agent_is_dropped,
+    message_to_unknown_agent_comes_back_as_an_error,
 );
 
 fn receiver(space: &Space, id: &str, args: Value) {
@@ -540,7 +540,8 @@ fn removed_agent_receives_nothing(transport: &str) {
             Duration::from_millis(200),
         )
         .unwrap_err();
-    assert_eq!(error.kind(), "TimeoutError");
+    // Its queues are gone with it (on amqp too): the message is undeliverable at once.
+    assert_eq!(error.kind(), "UndeliverableError");
     assert_eq!(
         space.remove("Receiver").unwrap_err(),
         SpaceError::UnknownAgent("Receiver".into())
@@ -602,12 +603,37 @@ fn unknown_type_lists_known_types(transport: &str) {
     assert_eq!(error, SpaceError::MissingType("y".into()));
 }
 
-fn message_to_unknown_agent_is_dropped(transport: &str) {
+/// A message to an id no agent holds is a dead letter: it comes back to its sender as an
+/// `UndeliverableError` reply (from that id), so a request fails at once rather than at
+/// its timeout, a send is answered like any message, an agent's own send reaches its
+/// `handle_action_error`; and the space counts them.
+fn message_to_unknown_agent_comes_back_as_an_error(transport: &str) {
     let space = open_space(transport);
-    receiver(&space, "Receiver", json!({}));
     let sender = driver(&space, "Sender");
-    sender.send(action("Nobody", "say", json!({}))).unwrap();
-    assert_nothing_else_received(&sender, "Receiver");
+    let error = sender
+        .request(
+            action("Nobody", "value", json!({})),
+            Duration::from_secs(3600),
+        )
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "UndeliverableError: no agent \"Nobody\" in the space"
+    );
+    let id = sender.send(action("Nobody", "say", json!({}))).unwrap();
+    let reply = wait_for_received(&sender, |m| m.meta.parent_id.as_deref() == Some(&id));
+    assert_eq!(reply.from, "Nobody");
+    assert_eq!(reply.reply().unwrap().unwrap_err(), error);
+
+    let observer = driver(&space, "Observer");
+    space
+        .add(&AgentSpec::new("Recorder", "Recorder").with_args(json!({"observer": "Observer"})))
+        .unwrap();
+    let poke = json!({"to": "Nobody", "action": "value"});
+    sender.send(action("Recorder", "poke", poke)).unwrap();
+    let told = "handle_action_error UndeliverableError: no agent \"Nobody\" in the space";
+    wait_for_received(&observer, |m| m.action.args["content"] == told);
+    assert_eq!(space.dead_letters(), 3);
 }
 
 /// An agent stuck in an action does not hold `remove` (or Ctrl-C) hostage.

@@ -67,7 +67,11 @@ pub trait TransportSpace: Send + Sync {
     /// Detaches an agent id; unknown ids are ignored.
     fn detach(&self, agent_id: &str);
     /// Publishes `body` to agent `to`, or to every attached agent when `to` is `*`.
-    /// A message to an id nobody attached is dropped (actor semantics).
+    ///
+    /// A body for an id no agent holds is *returned*: delivered, now or later, to the
+    /// sink of the agent its `from` names ([`crate::message::sender_of`]) if that agent is
+    /// attached to this space, else dropped. The runtime turns it into an
+    /// `UndeliverableError` reply to its sender.
     fn publish(&self, to: &str, body: &str) -> Result<(), String>;
     /// Releases the space.
     fn close(&self);

@@ -13,6 +13,8 @@ use crate::ActionError;
 pub const BROADCAST: &str = "*";
 /// The routing key transports may use for broadcasts; no agent may take it as its id.
 pub const BROADCAST_KEY: &str = "__broadcast__";
+/// The kind of the error a sender gets back for a message no agent could receive.
+pub const UNDELIVERABLE: &str = "UndeliverableError";
 /// The action name of a reply carrying a value.
 pub const RESPONSE: &str = "[response]";
 /// The action name of a reply carrying an error.
@@ -197,6 +199,40 @@ impl Message {
         self.action.name == RESPONSE || self.action.name == ERROR
     }
 
+    /// Whether this delivery to `agent_id` is one of its own messages to another agent,
+    /// handed back by the transport because no agent holds the recipient's id (see
+    /// [`crate::boundary::TransportSpace::publish`]).
+    pub fn is_returned_to(&self, agent_id: &str) -> bool {
+        self.from == agent_id && self.to != agent_id && !self.is_broadcast()
+    }
+
+    /// The `[error]` reply the sender of this message gets when no agent holds its
+    /// recipient's id: from that id, of kind [`UNDELIVERABLE`].
+    ///
+    /// ```
+    /// # use agency_protocol::Message;
+    /// let lost = Message::from_json(r#"{"meta":{"id":"1"},"from":"a","to":"nobody","action":{"name":"x"}}"#).unwrap();
+    /// let error = lost.undeliverable().reply().unwrap().unwrap_err();
+    /// assert_eq!(error.to_string(), r#"UndeliverableError: no agent "nobody" in the space"#);
+    /// ```
+    pub fn undeliverable(&self) -> Message {
+        let error = ActionError::new(
+            UNDELIVERABLE,
+            format!("no agent {:?} in the space", self.to),
+        );
+        let answer = self.error_reply(&error);
+        Message {
+            meta: Meta {
+                id: format!("{}-undeliverable", self.meta.id),
+                parent_id: answer.meta.parent_id,
+                extra: Map::new(),
+            },
+            from: self.to.clone(),
+            to: answer.to,
+            action: answer.action,
+        }
+    }
+
     /// What this reply carries: `Some(Ok(value))` for a `[response]`, `Some(Err(error))`
     /// for an `[error]` (its `"<Kind>: <text>"` read back), `None` for any other message.
     ///
@@ -265,6 +301,22 @@ impl Action {
 const VALUE: &str = "value";
 /// The argument of an `[error]` that holds its `"<Kind>: <text>"`.
 const ERROR_TEXT: &str = "error";
+
+/// The sender (`from`) of a message body, the rest unread: where a transport returns a
+/// body it cannot deliver. `None` if the body has no `from` text.
+///
+/// ```
+/// use agency_protocol::message::sender_of;
+/// assert_eq!(sender_of(r#"{"to":"b","from":"a","action":{}}"#).as_deref(), Some("a"));
+/// assert_eq!(sender_of("not json"), None);
+/// ```
+pub fn sender_of(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Sender {
+        from: String,
+    }
+    serde_json::from_str::<Sender>(body).ok().map(|s| s.from)
+}
 
 /// How a transport (and the space) refuses an id already taken, worded as in Python
 /// Agency.

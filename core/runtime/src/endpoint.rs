@@ -8,7 +8,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc, Arc, Mutex, RwLock,
     },
     time::{Duration, Instant},
@@ -35,11 +35,14 @@ pub(crate) struct SpaceCore {
     pub transport: Box<dyn TransportSpace>,
     pub destroyed: AtomicBool,
     pub permission_prompt: RwLock<Option<PermissionPrompt>>,
+    /// Messages of this space's agents that no agent could receive.
+    pub dead_letters: AtomicU64,
 }
 
 /// Work for an agent's worker thread.
 pub(crate) enum Work {
-    /// A message body as it arrived, and the message if it was already parsed.
+    /// A message body (as it arrived, or the `UndeliverableError` reply a returned message
+    /// became), and the message if it was already parsed.
     Message(String, Option<Message>),
     Stop,
 }
@@ -228,11 +231,17 @@ impl Drop for Endpoint {
 
 impl Endpoint {
     /// Parses a delivered body and checks it is for this agent; logs and drops it if not.
-    pub fn accept(&self, body: &str) -> Option<Message> {
-        self.check(Message::from_json(body))
+    /// Answers the message and its text: one of this agent's own messages returned by the
+    /// transport becomes the `UndeliverableError` reply to it.
+    pub fn accept(&self, body: String) -> Option<(Message, String)> {
+        let (message, returned) = self.check(Message::from_json(&body))?;
+        let body = if returned { message.to_json() } else { body };
+        Some((message, body))
     }
 
-    fn check(&self, message: Result<Message, String>) -> Option<Message> {
+    /// Checks a delivery; answers the message, and whether it was one of this agent's own
+    /// (now its `UndeliverableError` reply).
+    fn check(&self, message: Result<Message, String>) -> Option<(Message, bool)> {
         let message = match message {
             Ok(message) => message,
             Err(reason) => {
@@ -242,6 +251,11 @@ impl Endpoint {
                 return None;
             }
         };
+        if message.is_returned_to(&self.id) {
+            self.core.dead_letters.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(agent = %self.id, to = ?message.to, "a message of this agent was undeliverable");
+            return Some((message.undeliverable(), true));
+        }
         if message.to != self.id && !message.is_broadcast() {
             if let Some(count) = self.dropped.occurred() {
                 tracing::warn!(agent = %self.id, to = ?message.to, count, "dropped a message addressed to another agent");
@@ -251,7 +265,7 @@ impl Endpoint {
         if message.is_broadcast() && message.from == self.id && !self.receive_own_broadcasts {
             return None;
         }
-        Some(message)
+        Some((message, false))
     }
 
     /// Hands a reply to the request waiting for it; gives the message back otherwise.
@@ -287,7 +301,7 @@ impl Inbound for Endpoint {
             worker.put(Work::Message(body.to_owned(), None));
             return;
         }
-        let Some(message) =
+        let Some((message, returned)) =
             self.check(handed_over.ok_or(()).or_else(|()| Message::from_json(body)))
         else {
             return;
@@ -299,7 +313,12 @@ impl Inbound for Endpoint {
             return;
         };
         if let Some(worker) = &self.worker {
-            worker.put(Work::Message(body.to_owned(), Some(message)));
+            let body = if returned {
+                message.to_json()
+            } else {
+                body.to_owned()
+            };
+            worker.put(Work::Message(body, Some(message)));
         }
     }
 }

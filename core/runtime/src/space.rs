@@ -211,6 +211,7 @@ impl Space {
             transport,
             destroyed: Default::default(),
             permission_prompt: RwLock::new(None),
+            dead_letters: Default::default(),
         };
         Self {
             core: Arc::new(core),
@@ -411,6 +412,12 @@ impl Space {
     /// busy after that is left running detached from the space, with a warning.
     pub fn set_stop_timeout(&self, timeout: Duration) {
         *self.stop_timeout.write().unwrap() = timeout;
+    }
+
+    /// How many messages this space's agents sent that no agent could receive (each was
+    /// answered to its sender with an `UndeliverableError`).
+    pub fn dead_letters(&self) -> u64 {
+        self.core.dead_letters.load(Ordering::Relaxed)
     }
 
     /// The ids of the agents in this space (on this host), sorted.

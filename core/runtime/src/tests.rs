@@ -13,7 +13,7 @@ use std::{
 
 use agency_sdk::{
     prelude::*,
-    transport::{duplicate_id, Inbound, TransportSpace, BROADCAST},
+    transport::{duplicate_id, sender_of, Inbound, TransportSpace, BROADCAST},
 };
 
 use crate::{
@@ -54,7 +54,13 @@ impl TransportSpace for Loopback {
             let sinks = self.sinks.lock().unwrap();
             match to {
                 BROADCAST => sinks.values().cloned().collect(),
-                _ => sinks.get(to).cloned().into_iter().collect(),
+                // A body for nobody goes back to its sender, as the trait asks.
+                _ => sinks
+                    .get(to)
+                    .or_else(|| sinks.get(&sender_of(body)?))
+                    .cloned()
+                    .into_iter()
+                    .collect(),
             }
         };
         sinks.iter().for_each(|sink| sink.deliver(body));

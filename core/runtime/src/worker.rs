@@ -38,7 +38,11 @@ impl Worker {
         let result = self.agent.after_add();
         self.callback("after_add", result);
         while let Some(Work::Message(body, parsed)) = mailbox.next(std::time::Duration::MAX) {
-            if let Some(message) = parsed.or_else(|| self.endpoint.accept(&body)) {
+            let accepted = match parsed {
+                Some(message) => Some((message, body)),
+                None => self.endpoint.accept(body),
+            };
+            if let Some((message, body)) = accepted {
                 self.handle(&message, &body);
             }
         }

@@ -2,7 +2,7 @@
 
 pub use agency_protocol::{
     boundary::{Inbound, TransportSpace},
-    message::{duplicate_id, BROADCAST, BROADCAST_KEY},
+    message::{duplicate_id, sender_of, BROADCAST, BROADCAST_KEY},
 };
 
 /// A registered transport: a name and how to open a space from a JSON configuration.

@@ -62,6 +62,11 @@ pub struct Inbox {
 impl Inbox {
     /// An inbox for `agent_id` delivering to `sink`; cancelled consumers are reported to
     /// `cancel_reports`.
+    /// The sink this inbox delivers to.
+    pub fn sink(&self) -> Arc<dyn Inbound> {
+        self.sink.clone()
+    }
+
     pub fn new(
         agent_id: &str,
         sink: Arc<dyn Inbound>,

@@ -8,15 +8,19 @@
 //! order, on the next connection; the broker may have routed some of them already, so
 //! each carries a `message_id` that receivers use to drop the copy.
 //!
+//! Messages to one agent are published `mandatory`: one no queue takes (no agent holds the
+//! id) comes back with its confirm and is returned to its sender in this process.
+//!
 //! lapin's `basic_publish` (and channel set-up) can wait forever once the broker closes
 //! the connection under it (lapin issue 409): every such step is abandoned as soon as
 //! the supervisor reports the connection lost ([`unless_lost`]).
 
 use std::{collections::VecDeque, sync::atomic::Ordering, sync::Arc};
 
+use agency_sdk::transport::BROADCAST_KEY;
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    BasicProperties, Channel, Connection, PublisherConfirm,
+    BasicProperties, Channel, Confirmation, Connection, PublisherConfirm,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -77,10 +81,33 @@ async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
 
 /// What woke the publishing loop.
 enum Event {
-    /// The front message's confirm: whether the broker refused it, or why it failed.
-    Confirmed(Result<bool, String>),
+    /// The front message's confirm, or why it failed.
+    Confirmed(Result<Verdict, String>),
     Next(Option<Outgoing>),
     ConnectionChanged,
+}
+
+/// What the broker's confirm says of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// A queue took it.
+    Taken,
+    /// The broker refused it (a nack): it is published again.
+    Refused,
+    /// No queue is bound to its recipient's id (no agent holds it): it came back.
+    Unroutable,
+}
+
+impl Verdict {
+    fn of(confirmation: Confirmation) -> Self {
+        if confirmation.is_nack() {
+            Self::Refused
+        } else if confirmation.take_message().is_some() {
+            Self::Unroutable
+        } else {
+            Self::Taken
+        }
+    }
 }
 
 /// Publishes on one channel until it fails (unconfirmed messages end up in `waiting`), or
@@ -116,7 +143,7 @@ async fn pump(
             _ = connections.changed() => Event::ConnectionChanged,
             confirmation = async { (&mut in_flight.front_mut().unwrap().1).await },
                 if !in_flight.is_empty() => Event::Confirmed(
-                    confirmation.map(|c| c.is_nack()).map_err(|e| e.to_string())),
+                    confirmation.map(Verdict::of).map_err(|e| e.to_string())),
             next = outbox.recv(), if open && in_flight.len() < limit => Event::Next(next),
         };
         match event {
@@ -131,13 +158,16 @@ async fn pump(
                     }
                 }
             }
-            Event::Confirmed(Ok(refused)) => {
+            Event::Confirmed(Ok(verdict)) => {
                 let (message, _) = in_flight.pop_front().unwrap();
-                if refused {
+                if verdict == Verdict::Refused {
                     tracing::warn!(to = %message.routing_key, "the broker refused a message; publishing it again");
                     waiting.push_back(message);
-                } else {
-                    shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
+                    continue;
+                }
+                shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
+                if verdict == Verdict::Unroutable {
+                    shared.return_to_sender(message.body).await;
                 }
             }
             Event::Confirmed(Err(error)) => break error,
@@ -172,11 +202,17 @@ async fn publish(
         .with_content_encoding("utf-8".into())
         .with_delivery_mode(2)
         .with_message_id(message.message_id.as_str().into());
+    // Mandatory: the broker returns a message no queue takes (an id no agent holds). A
+    // broadcast nobody hears is no error.
+    let options = BasicPublishOptions {
+        mandatory: message.routing_key != BROADCAST_KEY,
+        ..BasicPublishOptions::default()
+    };
     channel
         .basic_publish(
             shared.config.exchange.as_str().into(),
             message.routing_key.as_str().into(),
-            BasicPublishOptions::default(),
+            options,
             message.body.as_bytes(),
             properties,
         )

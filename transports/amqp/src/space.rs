@@ -19,7 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agency_sdk::transport::{duplicate_id, Inbound, TransportSpace, BROADCAST, BROADCAST_KEY};
+use agency_sdk::transport::{
+    duplicate_id, sender_of, Inbound, TransportSpace, BROADCAST, BROADCAST_KEY,
+};
 use lapin::{options::QueueDeleteOptions, Channel, Connection};
 use tokio::{
     runtime::Runtime,
@@ -70,6 +72,28 @@ pub struct Shared {
     pub closed: AtomicBool,
     /// Where each connection's loss is reported, with the generation it belongs to.
     pub losses: session::LossReports,
+}
+
+impl Shared {
+    /// Hands a body the broker could not route back to its sender, the agent its `from`
+    /// names, if that agent is attached here (see `TransportSpace::publish`).
+    pub async fn return_to_sender(&self, body: String) {
+        let Some(from) = sender_of(&body) else {
+            return;
+        };
+        let sink = self
+            .link
+            .lock()
+            .await
+            .agents
+            .get(&from)
+            .map(|s| s.inbox.sink());
+        if let Some(sink) = sink {
+            // A delivery may wait for room in the sender's mailbox: not on a worker of the
+            // transport's runtime.
+            tokio::task::spawn_blocking(move || sink.deliver(&body));
+        }
+    }
 }
 
 /// The attached agents, and the connections their channels belong to.

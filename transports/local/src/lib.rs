@@ -2,7 +2,8 @@
 //!
 //! A message is handed to the recipient's sink on the sender's thread, with no copy and
 //! no serialisation beyond the JSON text itself; a broadcast goes to every attached agent.
-//! Messages to ids nobody attached are dropped, as in Python Agency.
+//! A message to an id nobody attached is returned to its sender's sink, on the same thread
+//! (the runtime answers the sender with an `UndeliverableError`).
 
 use std::{
     collections::HashMap,
@@ -12,7 +13,7 @@ use std::{
     },
 };
 
-use agency_sdk::transport::{duplicate_id, Inbound, TransportSpace, BROADCAST};
+use agency_sdk::transport::{duplicate_id, sender_of, Inbound, TransportSpace, BROADCAST};
 
 agency_sdk::register_transport!("local", open);
 agency_sdk::export_plugin!();
@@ -66,6 +67,10 @@ impl TransportSpace for LocalSpace {
             sinks.iter().for_each(|sink| sink.deliver(body));
         } else {
             let sink = self.agents.read().unwrap().get(to).cloned();
+            let sink = sink.or_else(|| {
+                let sender = sender_of(body)?;
+                self.agents.read().unwrap().get(&sender).cloned()
+            });
             if let Some(sink) = sink {
                 sink.deliver(body);
             }
