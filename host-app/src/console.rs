@@ -13,10 +13,17 @@
 //! terminal), messages wait in its agent's bounded subscription and then at the broker,
 //! never in this process's memory. A closed output ends it quietly; a line of input that
 //! is not UTF-8 is reported and skipped.
+//!
+//! Answers (values, and errors agents reply) go to standard output. The console's own
+//! errors go to standard error and make the exit code 1 ([`Outcome::exit_code`]): a line
+//! not understood or not sent, a message for an agent nobody holds (with the nearest id
+//! as a suggestion), a command not answered within `wait`. Ctrl-C ends with 130; a second
+//! Ctrl-C exits at once, without waiting for busy agents.
 
 use std::{
     collections::{HashSet, VecDeque},
     io::BufRead,
+    process::ExitCode,
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender},
@@ -52,10 +59,24 @@ enum Event {
 pub enum Outcome {
     /// The input ended (and the replies awaited arrived, or `wait` passed).
     InputEnded,
+    /// The input ended, and this many lines failed: not understood, not sent, for an
+    /// agent nobody holds, or not answered within `wait`.
+    Failed(usize),
     /// Ctrl-C.
     Interrupted,
     /// Nobody reads the console's output any more (a closed pipe).
     OutputClosed,
+}
+
+impl Outcome {
+    /// The process's exit code: 0, 1 when lines failed, 130 (128 + SIGINT) on Ctrl-C.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Self::InputEnded | Self::OutputClosed => ExitCode::SUCCESS,
+            Self::Failed(_) => ExitCode::FAILURE,
+            Self::Interrupted => ExitCode::from(130),
+        }
+    }
 }
 
 /// How many events may wait for the console loop. Beyond that, incoming messages wait
@@ -83,8 +104,12 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
     let interrupted = Arc::new(AtomicBool::new(false));
     let interrupt = interrupted.clone();
     if let Err(error) = ctrlc::set_handler(move || {
+        // A second Ctrl-C does not wait for a clean shutdown (an action still running).
+        if interrupt.swap(true, Ordering::AcqRel) {
+            report!("interrupted again: exiting now");
+            std::process::exit(130);
+        }
         // The queue may be full: the flag is seen at the next event; the event only wakes.
-        interrupt.store(true, Ordering::Release);
         let _ = events.try_send(Event::Interrupt);
     }) {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
@@ -95,6 +120,7 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         awaiting: HashSet::new(),
         prompts: VecDeque::new(),
         blocking: None,
+        failures: 0,
         ready,
         wait,
         interrupted,
@@ -122,8 +148,11 @@ struct Console<'a> {
     awaiting: HashSet<String>,
     /// Permission questions waiting for a y/n line; the first one is on screen.
     prompts: VecDeque<(Message, SyncSender<bool>)>,
-    /// The command whose reply holds back the next line, and until when.
-    blocking: Option<(String, Instant)>,
+    /// The command whose reply holds back the next line: its id, until when, and what
+    /// it asked (`Agent.action`).
+    blocking: Option<(String, Instant, String)>,
+    /// How many lines failed (see [`Outcome::Failed`]).
+    failures: usize,
     /// Lets the stdin reader go on to the next line.
     ready: Sender<()>,
     /// How long to wait for a reply.
@@ -155,15 +184,15 @@ impl Console<'_> {
             if let Some(end) = &ending {
                 let now = Instant::now();
                 if self.awaiting.is_empty() && now >= end.last_heard + QUIET {
-                    return Outcome::InputEnded;
+                    return self.ended();
                 }
                 if now >= end.give_up {
                     let count = self.awaiting.len();
-                    self.say(&format!(
-                        "(stopped waiting for {count} repl{})",
+                    self.fail(&format!(
+                        "error: stopped waiting for {count} repl{}",
                         plural(count)
                     ));
-                    return Outcome::InputEnded;
+                    return self.ended();
                 }
             }
             let deadline = match &ending {
@@ -171,7 +200,7 @@ impl Console<'_> {
                     Some(end.give_up.min(end.last_heard + QUIET))
                 }
                 Some(end) => Some(end.give_up),
-                None => self.blocking.as_ref().map(|(_, until)| *until),
+                None => self.blocking.as_ref().map(|(_, until, _)| *until),
             };
             let event = match deadline {
                 None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -182,15 +211,20 @@ impl Console<'_> {
             let event = match event {
                 Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => {
+                    if let Some((_, _, asked)) = &self.blocking {
+                        let error =
+                            format!("error: no reply from {asked} within {}", seconds(self.wait));
+                        self.fail(&error);
+                    }
                     self.unblock();
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return Outcome::InputEnded,
+                Err(RecvTimeoutError::Disconnected) => return self.ended(),
             };
             match event {
                 Event::Line(line) => self.on_line(&line),
                 Event::BadLine(number, reason) => {
-                    self.say(&format!(
+                    self.fail(&format!(
                         "error: input line {number} is not UTF-8 text ({reason}); skipped"
                     ));
                     if self.prompts.is_empty() {
@@ -242,6 +276,20 @@ impl Console<'_> {
         }
     }
 
+    /// Reports a failed line on standard error, and counts it.
+    fn fail(&mut self, line: &str) {
+        report!("{line}");
+        self.failures += 1;
+    }
+
+    /// How the console ends once its input has.
+    fn ended(&self) -> Outcome {
+        match self.failures {
+            0 => Outcome::InputEnded,
+            failed => Outcome::Failed(failed),
+        }
+    }
+
     /// Lets the reader go on to the next line.
     fn next_line(&self) {
         let _ = self.ready.send(());
@@ -273,17 +321,22 @@ impl Console<'_> {
             Ok(None) => {}
             Ok(Some(message)) => {
                 let expects_reply = message["to"] != "*";
+                let asked = format!(
+                    "{}.{}",
+                    inline(message["to"].as_str().unwrap_or_default()),
+                    inline(message["action"]["name"].as_str().unwrap_or_default())
+                );
                 match self.me.send(message) {
                     Ok(id) if expects_reply => {
                         self.awaiting.insert(id.clone());
-                        self.blocking = Some((id, after(self.wait)));
+                        self.blocking = Some((id, after(self.wait), asked));
                         return;
                     }
                     Ok(_) => {}
-                    Err(error) => self.say(&format!("error: {}", block(&error.to_string()))),
+                    Err(error) => self.fail(&format!("error: {}", block(&error.to_string()))),
                 }
             }
-            Err(error) => self.say(&format!("error: {}", inline(&error))),
+            Err(error) => self.fail(&format!("error: {}", inline(&error))),
         }
         self.next_line();
     }
@@ -291,7 +344,11 @@ impl Console<'_> {
     fn on_incoming(&mut self, message: &Message) {
         if let Some(parent) = &message.meta.parent_id {
             self.awaiting.remove(parent);
-            if self.blocking.as_ref().is_some_and(|(id, _)| id == parent) {
+            if self
+                .blocking
+                .as_ref()
+                .is_some_and(|(id, _, _)| id == parent)
+            {
                 self.unblock();
             }
         }
@@ -302,7 +359,7 @@ impl Console<'_> {
                 let hint = closest(&message.from, &self.space.agent_ids())
                     .map(|id| format!(" (did you mean {}?)", inline(&format!("{id:?}"))))
                     .unwrap_or_default();
-                self.say(&format!("error: {}{hint}", inline(error.message())));
+                self.fail(&format!("error: {}{hint}", inline(error.message())));
                 return;
             }
             (Some(Err(error)), _) => format!("error: {}", block(&error.to_string())),
@@ -384,6 +441,11 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// `5 s`, `0.5 s`: a duration as a person reads it.
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
 }
 
 fn plural(count: usize) -> &'static str {

@@ -114,6 +114,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
     let result = match Cli::parse().command {
         Command::Run {
             transport,
@@ -121,26 +122,50 @@ fn main() -> ExitCode {
             config,
             wait,
             allow_writable_plugins,
-        } => run(transport, plugins_dir, config, wait, allow_writable_plugins),
+        } => run(transport, plugins_dir, config, wait, allow_writable_plugins)
+            .map(console::Outcome::exit_code),
         Command::Plugins {
             plugins_dir,
             allow_writable_plugins,
             check: None,
-        } => load_plugins(plugins_dir, allow_writable_plugins).map(|p| show(&inspect::list(&p))),
+        } => list_plugins(plugins_dir, allow_writable_plugins),
         Command::Plugins {
             allow_writable_plugins,
             check: Some(PluginsCommand::Check { file }),
             ..
-        } => inspect::check(&file, allow_writable_plugins).map(|text| show(&text)),
-        Command::NewAgent { name, dir, sdk } => template::new_agent(&name, &dir, sdk.as_deref()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            report!("error: {error}");
-            ExitCode::FAILURE
+        } => done(inspect::check(&file, allow_writable_plugins).map(|text| show(&text))),
+        Command::NewAgent { name, dir, sdk } => {
+            done(template::new_agent(&name, &dir, sdk.as_deref()))
         }
+    };
+    result.unwrap_or_else(|error| {
+        report!("error: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `agency plugins`: lists what the folder's plugins provide; fails if a file was refused
+/// or there is nothing to list.
+fn list_plugins(dir: Option<PathBuf>, allow_writable: bool) -> Result<ExitCode, String> {
+    let dir = dir.unwrap_or_else(default_plugins_dir);
+    let plugins = load_plugins(Some(dir.clone()), allow_writable)?;
+    if plugins.loaded().is_empty() && plugins.failures().is_empty() {
+        return Err(format!(
+            "no plugin libraries (*{}) in {}",
+            std::env::consts::DLL_SUFFIX,
+            dir.display()
+        ));
     }
+    show(&inspect::list(&plugins));
+    let refused = plugins.failures().len();
+    if refused == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    report!(
+        "error: {refused} file{} refused (see above)",
+        if refused == 1 { " was" } else { "s were" }
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 /// Prints what a command answers; a reader that stopped reading (`| head`) is no error.
@@ -169,7 +194,7 @@ fn run(
     config_path: Option<PathBuf>,
     wait: Duration,
     allow_writable_plugins: bool,
-) -> Result<(), String> {
+) -> Result<console::Outcome, String> {
     let config_path = config_path.unwrap_or_else(|| PathBuf::from("agency.toml"));
     let config = match Config::read(&config_path) {
         Err(_) if !config_path.exists() && config_path == Path::new("agency.toml") => {
@@ -200,7 +225,7 @@ fn run(
         .map_err(|e| format!("cannot attach the console as {console_id:?}: {e}"))?;
     let watcher = watch::Watcher::new(&plugins_dir, &config_path, config);
     let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let outcome = std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("plugin watcher".into())
             .spawn_scoped(scope, || {
@@ -211,11 +236,12 @@ fn run(
             .expect("the system can start a thread");
         // Whatever ends the console (end of input, Ctrl-C, a closed output: quietly, as
         // `rg | head` does), the space is destroyed cleanly after it.
-        threads::guarded("console", || console::run(&space, me, wait));
+        let outcome = threads::guarded("console", || console::run(&space, me, wait));
         stop.store(true, Ordering::Release);
+        outcome
     });
     space.destroy();
-    Ok(())
+    Ok(outcome)
 }
 
 /// Loads the plugins folder; files that cannot be used are in `failures()`.

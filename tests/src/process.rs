@@ -221,12 +221,19 @@ impl Host {
     }
 
     /// Ends the console input and waits for a clean exit; answers the output.
-    pub fn finish(mut self) -> String {
+    pub fn finish(self) -> String {
+        self.finish_with_code(0)
+    }
+
+    /// Ends the console input and waits for the process to exit with `code` (1 when
+    /// console lines failed); answers the output.
+    pub fn finish_with_code(mut self, code: i32) -> String {
         drop(self.stdin.take());
         let status = self.child.wait().unwrap();
         let stdout = self.stdout.contents();
-        assert!(
-            status.success(),
+        assert_eq!(
+            status.code(),
+            Some(code),
             "{status:?}\n{stdout}\n{}",
             self.stderr.contents()
         );

@@ -414,7 +414,7 @@ fn rust_and_python_agency_agents_share_one_space() {
     host.type_line(&format!("/{py}.send_nowhere to:\"nobody-{exchange}\""));
     host.stdout.wait_for(&format!("{py}: sent"));
     host.type_line(&format!("/nobody-{exchange}.anything"));
-    host.stdout.wait_for(&format!(
+    host.stderr.wait_for(&format!(
         "error: no agent \"nobody-{exchange}\" in the space"
     ));
     host.type_line(&format!("/{py}.shout text:\"still here\""));
@@ -422,5 +422,5 @@ fn rust_and_python_agency_agents_share_one_space() {
     drop(python.stdin.take());
     let status = python.wait().unwrap();
     assert!(status.success(), "{stdout}\n{}", python_err.contents());
-    host.finish();
+    host.finish_with_code(1);
 }

@@ -39,11 +39,16 @@ fn piped_commands_print_their_replies() {
     let input = "/Calculator.add a:1 b:2\n/Calculator.divide a:1 b:0\n/Calculator.help action_name:\"sqrt\"\n\
                  /Calculator.sum numbers:[1, 2.5]\n/Calculator.add a:\"x\" b:1\n/Nobody.anything\nhello\n/Calculator\n";
     let output = run_piped(DEMO_CONFIG, &[], input);
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        text(&output.stderr)
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    // Two lines failed (one for nobody, one not understood): exit code 1, said on stderr;
+    // answers, errors from agents included, are on stdout.
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_lines(
+        &stderr,
+        &[
+            "error: no agent \"Nobody\" in the space",
+            "error: expected /Agent.action key:value ..., got \"Calculator\"",
+        ],
     );
     let expected = [
         "Calculator: 3.0",
@@ -52,8 +57,6 @@ fn piped_commands_print_their_replies() {
         "Calculator: 3.5",
         "Calculator: error: TypeError: argument \"a\" of add() must be number, got string \"x\"",
         "Chatty: Hello, User! I am Chatty.",
-        "error: expected /Agent.action key:value ..., got \"Calculator\"",
-        "error: no agent \"Nobody\" in the space",
     ];
     assert_lines(&stdout, &expected);
     let order: Vec<&str> = stdout
@@ -71,13 +74,12 @@ fn commands_to_unknown_agents_are_answered_at_once_with_a_suggestion() {
     let mut run = agency_run(plugins_dir(), &config(DEMO_CONFIG), &["--wait", "600"]);
     let input = "/calculator.add a:1 b:2\n/Calculator.add a:1 b:2\n";
     let output = finish_within(spawn_piped(&mut run), input, Duration::from_secs(60));
+    assert_lines(&text(&output.stdout), &["Calculator: 3.0"]);
     assert_lines(
-        &text(&output.stdout),
-        &[
-            "error: no agent \"calculator\" in the space (did you mean \"Calculator\"?)",
-            "Calculator: 3.0",
-        ],
+        &text(&output.stderr),
+        &["error: no agent \"calculator\" in the space (did you mean \"Calculator\"?)"],
     );
+    assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]
@@ -155,8 +157,92 @@ fn interactive_session_asks_permission_and_stops_on_ctrl_c() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     let screen = screen.wait_for("interrupted");
-    assert!(exit.success(), "clean exit on Ctrl-C: {exit:?}\n{screen}");
+    assert_eq!(
+        exit.code(),
+        Some(130),
+        "clean exit on Ctrl-C: {exit:?}\n{screen}"
+    );
     drop(stdin);
+}
+
+/// A second Ctrl-C ends the process at once, without waiting for a busy agent to stop
+/// (the space waits 10 s for it otherwise); the exit code is 130 either way.
+#[test]
+fn a_second_ctrl_c_forces_the_exit() {
+    let mut child = start(
+        plugins_dir(),
+        "[[agents]]\ntype = \"Receiver\"\nid = \"R\"\n",
+        &[],
+    );
+    let (screen, errors) = (
+        Screen::attach(&mut child),
+        Screen::capture(child.stderr.take().unwrap()),
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "/R.value").unwrap();
+    screen.wait_for("R: 42");
+    writeln!(stdin, "/R.sleep seconds:30").unwrap();
+    let interrupt = || {
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // The console is up (it answered); the agent falls asleep; then Ctrl-C twice.
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt();
+    screen.wait_for("interrupted");
+    interrupt();
+    errors.wait_for("interrupted again: exiting now");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after the second Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(130));
+    drop(stdin);
+}
+
+/// A command nobody answers within `--wait` is reported on stderr at once, the next line
+/// runs, and the exit code says a line failed.
+#[test]
+fn an_unanswered_command_fails_the_run() {
+    let agents = "[[agents]]\ntype = \"Receiver\"\nid = \"R\"\n\
+                  [[agents]]\ntype = \"Receiver\"\nid = \"Q\"\n";
+    let mut run = agency_run(plugins_dir(), &config(agents), &["--wait", "0.5"]);
+    let input = "/R.sleep seconds:3\n/Q.value\n";
+    let output = finish_within(spawn_piped(&mut run), input, Duration::from_secs(60));
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_lines(&stdout, &["Q: 42"]);
+    assert_lines(
+        &stderr,
+        &[
+            "error: no reply from R.sleep within 0.5 s",
+            "error: stopped waiting for 1 reply",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+}
+
+/// `agency plugins` on a folder with no library says so and fails.
+#[test]
+fn plugins_command_on_an_empty_folder_says_so() {
+    let dir = scratch_dir("no-plugins");
+    let output = agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        format!("error: no plugin libraries (*.so) in {}\n", dir.display())
+    );
 }
 
 #[test]
@@ -241,7 +327,9 @@ fn plugins_command_lists_types_actions_and_refusals() {
         .output()
         .unwrap();
     let stdout = text(&output.stdout);
-    assert!(output.status.success());
+    // A refused file makes the listing fail, after it is printed whole.
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("error: 1 file was refused (see above)"));
     let expected = [
         "  transport local",
         "  agent type Calculator: Does arithmetic on numbers.",

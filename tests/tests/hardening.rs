@@ -308,15 +308,12 @@ fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
     drop(stdin);
     exits_within(&mut child, Duration::from_secs(20));
     let output = child.wait_with_output().unwrap();
-    let stdout = text(&output.stdout);
+    assert_lines(&text(&output.stdout), &["R: 2.0", "R: 4.0"]);
     assert_lines(
-        &stdout,
-        &[
-            "R: 2.0",
-            "error: input line 2 is not UTF-8 text (invalid utf-8 sequence of 1 bytes from index 0); skipped",
-            "R: 4.0",
-        ],
+        &text(&output.stderr),
+        &["error: input line 2 is not UTF-8 text (invalid utf-8 sequence of 1 bytes from index 0); skipped"],
     );
+    assert_eq!(output.status.code(), Some(1));
 }
 
 /// Item 8: a console whose output nobody reads does not pull the broker's backlog into
