@@ -46,6 +46,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log more: -v shows what is loaded (info), -vv debug, -vvv trace; `RUST_LOG`, if
+    /// set, decides instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Subcommand)]
@@ -106,16 +110,17 @@ enum PluginsCommand {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = ["warn", "info", "debug", "trace"][usize::from(cli.verbose.min(3))];
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,agency_loader=info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
-    let result = match Cli::parse().command {
+    let result = match cli.command {
         Command::Run {
             transport,
             plugins_dir,
