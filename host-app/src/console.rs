@@ -50,7 +50,7 @@ enum Event {
     BadLine(usize, String),
     EndOfInput,
     Incoming(Message),
-    Prompt(Message, SyncSender<bool>),
+    Prompt(Question),
     Interrupt,
 }
 
@@ -94,12 +94,14 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
     read_stdin(events.clone(), next_line);
     forward_incoming(&me, events.clone());
     let prompts = events.clone();
-    space.set_permission_prompt(move |message| {
-        let (answer_tx, answer_rx) = mpsc::sync_channel(1);
-        prompts
-            .send(Event::Prompt(message.clone(), answer_tx))
-            .is_ok()
-            && answer_rx.recv().unwrap_or(false)
+    space.set_permission_prompt(move |agent, message| {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let question = Question {
+            agent: agent.to_owned(),
+            message: message.clone(),
+            answer,
+        };
+        prompts.send(Event::Prompt(question)).is_ok() && answered.recv().unwrap_or(false)
     });
     let interrupted = Arc::new(AtomicBool::new(false));
     let interrupt = interrupted.clone();
@@ -121,6 +123,7 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         prompts: VecDeque::new(),
         blocking: None,
         failures: 0,
+        prompt_on_screen: false,
         ready,
         wait,
         interrupted,
@@ -147,7 +150,9 @@ struct Console<'a> {
     /// Ids of sent messages whose reply has not arrived yet.
     awaiting: HashSet<String>,
     /// Permission questions waiting for a y/n line; the first one is on screen.
-    prompts: VecDeque<(Message, SyncSender<bool>)>,
+    prompts: VecDeque<Question>,
+    /// Whether the first question is the last thing printed (the cursor after it).
+    prompt_on_screen: bool,
     /// The command whose reply holds back the next line: its id, until when, and what
     /// it asked (`Agent.action`).
     blocking: Option<(String, Instant, String)>,
@@ -248,15 +253,15 @@ impl Console<'_> {
                     }
                     self.on_incoming(&message);
                 }
-                Event::Prompt(message, answer) => {
+                Event::Prompt(question) => {
                     if ending.is_some() {
                         self.say(&format!(
                             "refused {}: no input left to ask permission",
-                            describe_action(&message)
+                            question.describe()
                         ));
-                        let _ = answer.send(false);
+                        let _ = question.answer.send(false);
                     } else {
-                        self.prompts.push_back((message, answer));
+                        self.prompts.push_back(question);
                         if self.prompts.len() == 1 {
                             self.show_prompt();
                             self.next_line();
@@ -269,17 +274,35 @@ impl Console<'_> {
         }
     }
 
-    /// Prints one line; notes when nobody reads the output any more.
+    /// Prints one line; notes when nobody reads the output any more. A question on
+    /// screen is asked again below it, so that it stays the last thing shown.
     fn say(&mut self, line: &str) {
+        let asking = self.leave_prompt();
         if !self.output_closed && terminal::print(&format!("{line}\n")).is_err() {
             self.output_closed = true;
+        }
+        if asking {
+            self.show_prompt();
         }
     }
 
     /// Reports a failed line on standard error, and counts it.
     fn fail(&mut self, line: &str) {
+        let asking = self.leave_prompt();
         report!("{line}");
         self.failures += 1;
+        if asking {
+            self.show_prompt();
+        }
+    }
+
+    /// Ends the line of a question on screen, if one is; answers whether one was.
+    fn leave_prompt(&mut self) -> bool {
+        let on_screen = std::mem::take(&mut self.prompt_on_screen);
+        if on_screen && terminal::print("\n").is_err() {
+            self.output_closed = true;
+        }
+        on_screen
     }
 
     /// How the console ends once its input has.
@@ -303,14 +326,28 @@ impl Console<'_> {
     }
 
     fn on_line(&mut self, line: &str) {
-        if let Some((message, answer)) = self.prompts.pop_front() {
-            let allowed = matches!(line.trim().to_lowercase().as_str(), "y" | "yes");
+        if !self.prompts.is_empty() {
+            self.prompt_on_screen = false;
+            let allowed = match line.trim().to_lowercase().as_str() {
+                "y" | "yes" => true,
+                "" | "n" | "no" => false,
+                _ => {
+                    self.say(&format!(
+                        "please answer y (yes) or n (no), not {}",
+                        inline(line.trim())
+                    ));
+                    self.show_prompt();
+                    self.next_line();
+                    return;
+                }
+            };
+            let question = self.prompts.pop_front().expect("a question is asked");
             self.say(&format!(
                 "{} {}",
                 if allowed { "allowed" } else { "refused" },
-                describe_action(&message)
+                question.describe()
             ));
-            let _ = answer.send(allowed);
+            let _ = question.answer.send(allowed);
             if !self.prompts.is_empty() {
                 self.show_prompt();
                 self.next_line();
@@ -377,33 +414,52 @@ impl Console<'_> {
     }
 
     fn show_prompt(&mut self) {
-        if let Some((message, _)) = self.prompts.front() {
-            let question = format!("permission: allow {}? [y/N] ", describe_action(message));
-            if terminal::print(&question).is_err() {
+        if let Some(question) = self.prompts.front() {
+            let text = format!("permission: allow {}? [y/N] ", question.describe());
+            if terminal::print(&text).is_err() {
                 self.output_closed = true;
             }
+            self.prompt_on_screen = true;
         }
     }
 
     fn refuse_prompts(&mut self, why: &str) {
+        self.leave_prompt();
         let refused: Vec<_> = self.prompts.drain(..).collect();
-        for (message, answer) in refused {
-            self.say(&format!("refused {}: {why}", describe_action(&message)));
-            let _ = answer.send(false);
+        for question in refused {
+            self.say(&format!("refused {}: {why}", question.describe()));
+            let _ = question.answer.send(false);
         }
     }
 }
 
-/// `User -> Host.run_command {"command":"ls"}`: exactly what would run, every part
-/// escaped (any of them may come from another process).
-fn describe_action(message: &Message) -> String {
-    format!(
-        "{} -> {}.{} {}",
-        inline(&message.from),
-        inline(&message.to),
-        inline(&message.action.name),
-        inline(&Value::Object(message.action.args.clone()).to_string())
-    )
+/// A permission question: the agent whose `requested` action a message asks to run, the
+/// message, and where the answer goes.
+struct Question {
+    agent: String,
+    message: Message,
+    answer: SyncSender<bool>,
+}
+
+impl Question {
+    /// `User -> Host.run_command {"command":"ls"}`: exactly what would run and for whom
+    /// (`(broadcast)` when the message went to every agent), every part escaped (any of
+    /// them may come from another process).
+    fn describe(&self) -> String {
+        let message = &self.message;
+        format!(
+            "{} -> {}.{} {}{}",
+            inline(&message.from),
+            inline(&self.agent),
+            inline(&message.action.name),
+            inline(&Value::Object(message.action.args.clone()).to_string()),
+            if message.is_broadcast() {
+                " (broadcast)"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// Strings as they are, anything else as JSON.

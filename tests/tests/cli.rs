@@ -116,6 +116,61 @@ fn piped_permission_answers_are_read_after_the_question() {
     );
 }
 
+/// A permission question names the agent whose action would run (a broadcast too); an
+/// answer that is neither yes nor no asks again; an empty answer is the default, no.
+#[test]
+fn permission_questions_name_the_agent_and_ask_again_when_unsure() {
+    let dir = scratch_dir("asking");
+    std::fs::write(dir.join("visible.txt"), "x").unwrap();
+    let dir = dir.to_str().unwrap();
+    // (A broadcast holds back no line: in piped input, nothing is left to answer it.)
+    let input = format!("/Host.list_files path:{dir:?}\nmaybe\ny\n/*.list_files path:{dir:?}\n");
+    let output = run_piped(DEMO_CONFIG, &[], &input);
+    let stdout = text(&output.stdout);
+    let question = format!("permission: allow User -> Host.list_files {{\"path\":{dir:?}}}");
+    assert_eq!(
+        stdout.matches(&format!("{question}? [y/N] ")).count(),
+        2,
+        "{stdout}"
+    );
+    assert_lines(
+        &stdout,
+        &[
+            &format!("{question}? [y/N] please answer y (yes) or n (no), not maybe"),
+            "Host: [\"visible.txt\"]",
+            &format!("refused User -> Host.list_files {{\"path\":{dir:?}}} (broadcast): no input left to ask permission"),
+        ],
+    );
+    assert!(output.status.success(), "{stdout}");
+}
+
+/// A question stays the last thing on screen: a reply that arrives while it waits for its
+/// answer is printed on a line of its own, and the question is asked again below it.
+#[test]
+fn a_permission_question_stays_last_on_screen() {
+    let agents = format!("{DEMO_CONFIG}\n[[agents]]\ntype = \"Receiver\"\nid = \"Q\"\n");
+    let mut child = spawn_piped(&mut agency_run(
+        plugins_dir(),
+        &config(&agents),
+        &["--wait", "0.2"],
+    ));
+    let screen = Screen::attach(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "/Q.sleep seconds:1\n/Host.list_files path:\"/\"").unwrap();
+    let question = "permission: allow User -> Host.list_files {\"path\":\"/\"}? [y/N] ";
+    screen.wait_for("Q: awake");
+    let shown = screen.wait_for_count(question, 2, Duration::from_secs(20));
+    assert!(shown.ends_with(question), "{shown}");
+    assert!(
+        shown.contains(&format!("{question}\nQ: awake\n{question}")),
+        "{shown}"
+    );
+    writeln!(stdin, "y").unwrap();
+    screen.wait_for("Host: [");
+    drop(stdin);
+    let _ = child.wait();
+}
+
 /// The Host agent's failures name the file or program and the kind Python would give.
 #[test]
 fn host_agent_errors_name_what_failed() {

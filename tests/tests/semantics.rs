@@ -263,7 +263,7 @@ fn default_permission_asks_the_space_prompt(transport: &str) {
     );
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = asked.clone();
-    space.set_permission_prompt(move |message| {
+    space.set_permission_prompt(move |_agent, message| {
         record.lock().unwrap().push(message.action.name.clone());
         message.action.name == "list_files"
     });

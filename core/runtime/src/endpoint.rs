@@ -27,8 +27,9 @@ use crate::{handover, log::MessageLog, mailbox::Mailbox, validate_id, wait::Wait
 /// How many sent messages an agent remembers for `parent_message` look-ups.
 pub const SENT_LOG_CAPACITY: usize = 1024;
 
-/// Decides whether a `requested` action may run (for example by asking a person).
-pub type PermissionPrompt = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
+/// Decides whether a `requested` action may run (for example by asking a person): given
+/// the id of the agent whose action it is, and the message.
+pub type PermissionPrompt = Arc<dyn Fn(&str, &Message) -> bool + Send + Sync>;
 
 /// What all endpoints of one space share.
 pub(crate) struct SpaceCore {
@@ -210,7 +211,7 @@ impl Endpoint {
 
     fn ask_permission(&self, message: &Message) -> bool {
         let prompt = self.core.permission_prompt.read().unwrap().clone();
-        prompt.is_some_and(|prompt| prompt(message))
+        prompt.is_some_and(|prompt| prompt(&self.id, message))
     }
 }
 

@@ -232,8 +232,12 @@ impl Space {
         *self.catalog.write().unwrap() = catalog;
     }
 
-    /// Sets who decides `requested` actions for agents that do not decide themselves.
-    pub fn set_permission_prompt(&self, prompt: impl Fn(&Message) -> bool + Send + Sync + 'static) {
+    /// Sets who decides `requested` actions for agents that do not decide themselves: it
+    /// is given the id of the agent whose action it is, and the message.
+    pub fn set_permission_prompt(
+        &self,
+        prompt: impl Fn(&str, &Message) -> bool + Send + Sync + 'static,
+    ) {
         *self.core.permission_prompt.write().unwrap() = Some(Arc::new(prompt) as PermissionPrompt);
     }
 
