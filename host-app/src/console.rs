@@ -21,8 +21,8 @@
 //! Ctrl-C exits at once, without waiting for busy agents.
 
 use std::{
-    collections::{HashSet, VecDeque},
-    io::BufRead,
+    collections::{HashMap, VecDeque},
+    io::{BufRead, IsTerminal},
     process::ExitCode,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -33,13 +33,14 @@ use std::{
 };
 
 use agency_protocol::message::UNDELIVERABLE;
+use agency_runtime::HELP;
 use agency_runtime::{Foreground, Space};
 use agency_sdk::Message;
 use serde_json::Value;
 
 use crate::{
     command::parse_line,
-    terminal::{self, block, inline},
+    terminal::{self, block, inline, red, Stream},
     threads,
 };
 
@@ -116,10 +117,11 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
     }) {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
     }
-    let console = Console {
+    let mut console = Console {
         space,
         me,
-        awaiting: HashSet::new(),
+        awaiting: HashMap::new(),
+        quitting: false,
         prompts: VecDeque::new(),
         blocking: None,
         failures: 0,
@@ -129,6 +131,9 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         interrupted,
         output_closed: false,
     };
+    if std::io::stdin().is_terminal() {
+        console.say_banner();
+    }
     console.run(queue)
 }
 
@@ -148,7 +153,9 @@ struct Console<'a> {
     space: &'a Space,
     me: Foreground,
     /// Ids of sent messages whose reply has not arrived yet.
-    awaiting: HashSet<String>,
+    awaiting: HashMap<String, String>,
+    /// Set by `/quit`: the console ends as at the end of its input.
+    quitting: bool,
     /// Permission questions waiting for a y/n line; the first one is on screen.
     prompts: VecDeque<Question>,
     /// Whether the first question is the last thing printed (the cursor after it).
@@ -227,7 +234,12 @@ impl Console<'_> {
                 Err(RecvTimeoutError::Disconnected) => return self.ended(),
             };
             match event {
-                Event::Line(line) => self.on_line(&line),
+                Event::Line(line) => {
+                    self.on_line(&line);
+                    if self.quitting {
+                        ending.get_or_insert_with(|| self.begin_ending());
+                    }
+                }
                 Event::BadLine(number, reason) => {
                     self.fail(&format!(
                         "error: input line {number} is not UTF-8 text ({reason}); skipped"
@@ -240,12 +252,7 @@ impl Console<'_> {
                     }
                 }
                 Event::EndOfInput => {
-                    let now = Instant::now();
-                    ending = Some(Ending {
-                        give_up: after(self.wait),
-                        last_heard: now,
-                    });
-                    self.refuse_prompts("no input left");
+                    ending.get_or_insert_with(|| self.begin_ending());
                 }
                 Event::Incoming(message) => {
                     if let Some(end) = &mut ending {
@@ -289,7 +296,7 @@ impl Console<'_> {
     /// Reports a failed line on standard error, and counts it.
     fn fail(&mut self, line: &str) {
         let asking = self.leave_prompt();
-        report!("{line}");
+        report!("{}", red(line, Stream::Stderr));
         self.failures += 1;
         if asking {
             self.show_prompt();
@@ -303,6 +310,16 @@ impl Console<'_> {
             self.output_closed = true;
         }
         on_screen
+    }
+
+    /// The input ended (or `/quit`): questions are refused, replies awaited up to `wait`.
+    fn begin_ending(&mut self) -> Ending {
+        self.refuse_prompts("no input left");
+        let now = Instant::now();
+        Ending {
+            give_up: after(self.wait),
+            last_heard: now,
+        }
     }
 
     /// How the console ends once its input has.
@@ -326,6 +343,9 @@ impl Console<'_> {
     }
 
     fn on_line(&mut self, line: &str) {
+        if self.prompts.is_empty() && self.on_command(line.trim()) {
+            return;
+        }
         if !self.prompts.is_empty() {
             self.prompt_on_screen = false;
             let allowed = match line.trim().to_lowercase().as_str() {
@@ -358,14 +378,18 @@ impl Console<'_> {
             Ok(None) => {}
             Ok(Some(message)) => {
                 let expects_reply = message["to"] != "*";
+                let action = message["action"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 let asked = format!(
                     "{}.{}",
                     inline(message["to"].as_str().unwrap_or_default()),
-                    inline(message["action"]["name"].as_str().unwrap_or_default())
+                    inline(&action)
                 );
                 match self.me.send(message) {
                     Ok(id) if expects_reply => {
-                        self.awaiting.insert(id.clone());
+                        self.awaiting.insert(id.clone(), action);
                         self.blocking = Some((id, after(self.wait), asked));
                         return;
                     }
@@ -378,9 +402,67 @@ impl Console<'_> {
         self.next_line();
     }
 
+    /// Greets a person at a terminal: which agents are here, and where help is.
+    fn say_banner(&mut self) {
+        let agents: Vec<String> = self
+            .space
+            .agents()
+            .into_iter()
+            .filter(|(id, _)| id != self.me.id())
+            .map(|(id, kind)| match kind {
+                Some(kind) => format!("{} ({})", inline(&id), inline(&kind)),
+                None => inline(&id).into_owned(),
+            })
+            .collect();
+        let me = inline(self.me.id()).into_owned();
+        self.say(&format!(
+            "you are {me}; agents here: {}. /help for help",
+            if agents.is_empty() {
+                "none yet".to_owned()
+            } else {
+                agents.join(", ")
+            }
+        ));
+    }
+
+    /// Runs a console command (`/help`, `/agents`, `/quit`); answers whether `line` was
+    /// one.
+    fn on_command(&mut self, line: &str) -> bool {
+        match line {
+            "/help" => self.say(CONSOLE_HELP.trim_end()),
+            "/agents" => {
+                let lines: Vec<String> = self
+                    .space
+                    .agents()
+                    .into_iter()
+                    .map(|(id, kind)| {
+                        let kind = match kind {
+                            Some(kind) => inline(&kind).into_owned(),
+                            None if id == self.me.id() => "this console".into(),
+                            None => "no type".into(),
+                        };
+                        format!("  {} ({kind})", inline(&id))
+                    })
+                    .collect();
+                self.say(&format!(
+                    "agents in this space, on this host:\n{}",
+                    lines.join("\n")
+                ));
+            }
+            "/quit" => {
+                self.quitting = true;
+                return true;
+            }
+            _ => return false,
+        }
+        self.next_line();
+        true
+    }
+
     fn on_incoming(&mut self, message: &Message) {
+        let mut asked = None;
         if let Some(parent) = &message.meta.parent_id {
-            self.awaiting.remove(parent);
+            asked = self.awaiting.remove(parent);
             if self
                 .blocking
                 .as_ref()
@@ -391,6 +473,9 @@ impl Console<'_> {
         }
         let args = &message.action.args;
         let text = match (message.reply(), message.action.name.as_str()) {
+            (Some(Ok(value)), _) if asked.as_deref() == Some(HELP) => {
+                help_table(&value).unwrap_or_else(|| block(&render(&value)))
+            }
             (Some(Ok(value)), _) => block(&render(&value)),
             (Some(Err(error)), _) if error.kind() == UNDELIVERABLE => {
                 let hint = closest(&message.from, &self.space.agent_ids())
@@ -399,7 +484,10 @@ impl Console<'_> {
                 self.fail(&format!("error: {}{hint}", inline(error.message())));
                 return;
             }
-            (Some(Err(error)), _) => format!("error: {}", block(&error.to_string())),
+            (Some(Err(error)), _) => {
+                let error = format!("error: {}", block(&error.to_string()));
+                red(&error, Stream::Stdout).into_owned()
+            }
             (None, "say") => format!(
                 "says: {}",
                 block(&render(args.get("content").unwrap_or(&Value::Null)))
@@ -497,6 +585,60 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// What `/help` prints.
+const CONSOLE_HELP: &str = "\
+console commands:
+  /Agent.action key:value ...   send an action to an agent (values: JSON or bare words)
+  /Agent.help                   what an agent can do
+  any other text                say it to every agent
+  /agents                       the agents in this space, on this host
+  /help                         this help
+  /quit                         leave (as do Ctrl-D and Ctrl-C)
+";
+
+/// A `help` answer as a table, one line per action: `name(arg: type, ...) -> type` and
+/// its description; `None` if the value is not shaped like one.
+fn help_table(help: &Value) -> Option<String> {
+    let actions = help.as_object()?;
+    let mut rows = Vec::new();
+    for (name, entry) in actions {
+        let entry = entry.as_object()?;
+        let args: Vec<String> = entry
+            .get("args")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(arg, doc)| format!("{arg}: {}", doc["type"].as_str().unwrap_or("any")))
+            .collect();
+        let returns = entry
+            .get("returns")
+            .and_then(|r| r["type"].as_str())
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
+        let signature = inline(&format!("{name}({}){returns}", args.join(", "))).into_owned();
+        let description = entry
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        rows.push((signature, inline(description).into_owned()));
+    }
+    let width = rows
+        .iter()
+        .map(|(s, _)| s.chars().count())
+        .max()
+        .unwrap_or(0);
+    let count = rows.len();
+    let lines: Vec<String> = rows
+        .into_iter()
+        .map(|(signature, description)| format!("  {signature:width$}  {description}"))
+        .collect();
+    Some(format!(
+        "{count} action{}\n{}",
+        if count == 1 { "" } else { "s" },
+        lines.join("\n")
+    ))
 }
 
 /// `5 s`, `0.5 s`: a duration as a person reads it.

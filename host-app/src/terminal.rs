@@ -16,7 +16,7 @@ macro_rules! report {
 
 use std::{
     borrow::Cow,
-    io::{self, Write},
+    io::{self, IsTerminal, Write},
 };
 
 /// One-line remote text (an id, an action name, arguments as JSON): every control
@@ -41,6 +41,27 @@ pub fn print(text: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()
+}
+
+/// Which stream a text goes to, for [`red`].
+#[derive(Clone, Copy)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// `text` in red when `stream` is a terminal and `NO_COLOR` is not set; as it is
+/// otherwise (a pipe, a file, a user who asked for no colour).
+pub fn red(text: &str, stream: Stream) -> Cow<'_, str> {
+    let terminal = match stream {
+        Stream::Stdout => io::stdout().is_terminal(),
+        Stream::Stderr => io::stderr().is_terminal(),
+    };
+    if terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+        Cow::Owned(format!("\x1b[31m{text}\x1b[0m"))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 #[cfg(test)]

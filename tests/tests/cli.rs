@@ -53,7 +53,8 @@ fn piped_commands_print_their_replies() {
     let expected = [
         "Calculator: 3.0",
         "Calculator: error: ZeroDivisionError: division by zero",
-        r#"Calculator: {"sqrt":{"args":{"x":{"description":"a number, zero or more","type":"number"}},"description":"The square root of a number; negative numbers are an error.","returns":{"description":"√x","type":"number"}}}"#,
+        "Calculator: 1 action",
+        "  sqrt(x: number) -> number  The square root of a number; negative numbers are an error.",
         "Calculator: 3.5",
         "Calculator: error: TypeError: argument \"a\" of add() must be number, got string \"x\"",
         "Chatty: Hello, User! I am Chatty.",
@@ -80,6 +81,82 @@ fn commands_to_unknown_agents_are_answered_at_once_with_a_suggestion() {
         &["error: no agent \"calculator\" in the space (did you mean \"Calculator\"?)"],
     );
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// The console's own commands: `/help`, `/agents` (with their types) and `/quit`, after
+/// which nothing more is read.
+#[test]
+fn console_commands_list_agents_and_quit() {
+    let input = "/help\n/agents\n/quit\n/Calculator.add a:1 b:2\n";
+    let output = run_piped(DEMO_CONFIG, &[], input);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_lines(
+        &stdout,
+        &[
+            "console commands:",
+            "  /quit                         leave (as do Ctrl-D and Ctrl-C)",
+            "agents in this space, on this host:",
+            "  Calculator (Calculator)",
+            "  Chatty (Chat)",
+            "  User (this console)",
+        ],
+    );
+    assert!(
+        !stdout.contains("Calculator: 3.0"),
+        "read after /quit:\n{stdout}"
+    );
+}
+
+/// At a terminal (a pseudo-terminal made by `script`), the console greets with the
+/// agents that are here and shows errors in red, unless `NO_COLOR` is set; piped, it
+/// never colours (the other tests check that no escape byte reaches a pipe).
+#[test]
+fn at_a_terminal_the_console_greets_and_colours_errors() {
+    let config = config(DEMO_CONFIG);
+    let run = |no_color: bool| {
+        let command = format!(
+            "{} run --plugins-dir {} --config {} --wait 2",
+            agency_tests::agency_binary().display(),
+            plugins_dir().display(),
+            config.display()
+        );
+        let mut script = Command::new("script");
+        script
+            .args(["-qfec", &command, "/dev/null"])
+            .env("RUST_LOG", "warn");
+        if no_color {
+            script.env("NO_COLOR", "1");
+        }
+        let child = spawn_piped(&mut script);
+        let output = finish_within(
+            child,
+            "/Calculator.divide a:1 b:0\n/calculator.add a:1 b:2\n",
+            Duration::from_secs(60),
+        );
+        text(&output.stdout).replace('\r', "")
+    };
+    let coloured = run(false);
+    assert!(
+        coloured.contains(
+            "you are User; agents here: Calculator (Calculator), Chatty (Chat), Host (Host). /help for help"
+        ),
+        "{coloured}"
+    );
+    assert!(
+        coloured.contains("Calculator: \x1b[31merror: ZeroDivisionError: division by zero\x1b[0m"),
+        "{coloured}"
+    );
+    assert!(
+        coloured.contains("\x1b[31merror: no agent \"calculator\" in the space (did you mean \"Calculator\"?)\x1b[0m"),
+        "{coloured}"
+    );
+    let plain = run(true);
+    assert!(!plain.contains('\x1b'), "{plain}");
+    assert!(
+        plain.contains("Calculator: error: ZeroDivisionError: division by zero"),
+        "{plain}"
+    );
 }
 
 #[test]

@@ -189,8 +189,8 @@ pub struct Space {
 enum Member {
     /// Being created and attached: its id is taken, but it is not in the space yet.
     Joining,
-    /// In the space, with its worker if it has one.
-    Joined(Option<WorkerHandle>),
+    /// In the space, with its type and its worker, if it has them.
+    Joined(Option<String>, Option<WorkerHandle>),
 }
 
 struct WorkerHandle {
@@ -280,7 +280,7 @@ impl Space {
         let reserved = matches!(members.get(&id), Some(Member::Joining));
         match created {
             Ok((endpoint, worker)) if reserved => {
-                members.insert(id, Member::Joined(worker));
+                members.insert(id, Member::Joined(spec.type_name.clone(), worker));
                 Ok(endpoint)
             }
             Ok((_, worker)) => {
@@ -381,7 +381,7 @@ impl Space {
         let worker = {
             let mut members = self.members.lock().unwrap();
             match members.remove(id) {
-                Some(Member::Joined(worker)) => worker,
+                Some(Member::Joined(_, worker)) => worker,
                 Some(Member::Joining) => {
                     members.insert(id.into(), Member::Joining);
                     return Err(SpaceError::UnknownAgent(id.into()));
@@ -426,16 +426,24 @@ impl Space {
 
     /// The ids of the agents in this space (on this host), sorted.
     pub fn agent_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
+        self.agents().into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The agents in this space (on this host), sorted by id, each with its type (none for
+    /// an untyped foreground agent, such as a console).
+    pub fn agents(&self) -> Vec<(String, Option<String>)> {
+        let mut agents: Vec<_> = self
             .members
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, member)| matches!(member, Member::Joined(_)))
-            .map(|(id, _)| id.clone())
+            .filter_map(|(id, member)| match member {
+                Member::Joined(kind, _) => Some((id.clone(), kind.clone())),
+                Member::Joining => None,
+            })
             .collect();
-        ids.sort();
-        ids
+        agents.sort();
+        agents
     }
 
     /// Removes every agent and releases the transport. Later calls do nothing.
@@ -450,7 +458,7 @@ impl Space {
             .unwrap()
             .drain()
             .filter_map(|(id, member)| match member {
-                Member::Joined(worker) => Some((id, worker)),
+                Member::Joined(_, worker) => Some((id, worker)),
                 Member::Joining => None,
             })
             .collect();
