@@ -215,9 +215,13 @@ fn permission_questions_name_the_agent_and_ask_again_when_unsure() {
         &[
             &format!("{question}? [y/N] please answer y (yes) or n (no), not maybe"),
             "Host: [\"visible.txt\"]",
-            &format!("refused User -> Host.list_files {{\"path\":{dir:?}}} (broadcast): no input left to ask permission"),
         ],
     );
+    // Whether the broadcast's question came before the end of input or after it, it is
+    // refused for want of an answer, naming the agent.
+    let refused =
+        format!("refused User -> Host.list_files {{\"path\":{dir:?}}} (broadcast): no input left");
+    assert!(stdout.contains(&refused), "{stdout}");
     assert!(output.status.success(), "{stdout}");
 }
 
