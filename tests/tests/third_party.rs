@@ -275,8 +275,10 @@ fn an_agent_from_an_older_sdk_runs_without_the_callbacks_it_lacks() {
     let output = finish(host, "/Old.hello\n/Old.help\n");
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stdout}{stderr}");
-    assert_lines(&stdout, &["Old: old"]);
-    assert!(stdout.contains("Answers \\\"old\\\"."), "{stdout}");
+    assert_lines(
+        &stdout,
+        &["Old: old", "Old: 1 action", "  hello()  Answers \"old\"."],
+    );
     assert!(!stderr.contains("WARN"), "{stderr}");
 }
 
