@@ -270,8 +270,7 @@ impl Console<'_> {
                     } else {
                         self.prompts.push_back(question);
                         if self.prompts.len() == 1 {
-                            self.show_prompt();
-                            self.next_line();
+                            self.ask();
                         }
                     }
                 }
@@ -369,8 +368,7 @@ impl Console<'_> {
             ));
             let _ = question.answer.send(allowed);
             if !self.prompts.is_empty() {
-                self.show_prompt();
-                self.next_line();
+                self.ask();
             }
             return;
         }
@@ -499,6 +497,14 @@ impl Console<'_> {
             ),
         };
         self.say(&format!("{}: {text}", inline(&message.from)));
+    }
+
+    /// Puts the first question: what was typed before it is discarded (at a terminal),
+    /// then the next line is its answer.
+    fn ask(&mut self) {
+        terminal::discard_typed_ahead();
+        self.show_prompt();
+        self.next_line();
     }
 
     fn show_prompt(&mut self) {

@@ -43,6 +43,17 @@ pub fn print(text: &str) -> io::Result<()> {
     out.flush()
 }
 
+/// Throws away what was typed at the terminal and not read yet, so that a question is
+/// answered only by what is typed after it appears (as `sudo` does). Piped input is left
+/// alone: there, the lines after a command are its answers.
+pub fn discard_typed_ahead() {
+    if io::stdin().is_terminal() {
+        // SAFETY: `tcflush` takes a descriptor (standard input, open for the whole
+        // process) and a constant; it touches no memory of ours.
+        unsafe { libc::tcflush(libc::STDIN_FILENO, libc::TCIFLUSH) };
+    }
+}
+
 /// Which stream a text goes to, for [`red`].
 #[derive(Clone, Copy)]
 pub enum Stream {

@@ -225,6 +225,40 @@ fn permission_questions_name_the_agent_and_ask_again_when_unsure() {
     assert!(output.status.success(), "{stdout}");
 }
 
+/// At a terminal, what was typed before a permission question appeared is thrown away,
+/// never taken as its answer (a pseudo-terminal made by `script`).
+#[test]
+fn typed_ahead_input_never_answers_a_permission_question() {
+    let command = format!(
+        "{} run --plugins-dir {} --config {} --wait 2",
+        agency_tests::agency_binary().display(),
+        plugins_dir().display(),
+        config(DEMO_CONFIG).display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qfec", &command, "/dev/null"])
+        .env("RUST_LOG", "warn");
+    let mut child = spawn_piped(&mut script);
+    let screen = Screen::attach(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    screen.wait_for("/help for help");
+    // The "y" is typed before the question exists.
+    write!(stdin, "/Host.list_files path:\"/\"\ny\n").unwrap();
+    stdin.flush().unwrap();
+    screen.wait_for("permission: allow User -> Host.list_files {\"path\":\"/\"}? [y/N] ");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !screen.contents().contains("allowed"),
+        "{}",
+        screen.contents()
+    );
+    writeln!(stdin, "n").unwrap();
+    screen.wait_for("refused User -> Host.list_files");
+    drop(stdin);
+    let _ = child.wait();
+}
+
 /// A question stays the last thing on screen: a reply that arrives while it waits for its
 /// answer is printed on a line of its own, and the question is asked again below it.
 #[test]
