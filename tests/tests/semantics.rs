@@ -45,6 +45,7 @@ for_each_transport!(
     duplicate_id_is_refused,
     unknown_type_lists_known_types,
     message_to_unknown_agent_comes_back_as_an_error,
+    request_cycles_fail_at_once,
 );
 
 fn receiver(space: &Space, id: &str, args: Value) {
@@ -634,6 +635,36 @@ fn message_to_unknown_agent_comes_back_as_an_error(transport: &str) {
     let told = "handle_action_error UndeliverableError: no agent \"Nobody\" in the space";
     wait_for_received(&observer, |m| m.action.args["content"] == told);
     assert_eq!(space.dead_letters(), 3);
+}
+
+/// A request that closes a cycle (an agent waiting in a request is asked, through the
+/// chain, to answer another) fails at once with the cycle named, not at its timeout (a
+/// minute here, which would end it as a `TimeoutError`): through two agents, three, and
+/// an agent asking itself. A chain without a cycle answers.
+fn request_cycles_fail_at_once(transport: &str) {
+    let space = open_space(transport);
+    for id in ["A", "B", "C"] {
+        receiver(&space, id, json!({}));
+    }
+    let asker = driver(&space, "Asker");
+    let chain = |to: &str, path: &[&str]| {
+        let message = action(to, "chain", json!({ "path": path }));
+        asker.request(message, Duration::from_secs(60))
+    };
+    assert_eq!(chain("A", &["B", "C"]).unwrap(), 42);
+    assert_eq!(
+        chain("A", &["B", "A"]).unwrap_err().to_string(),
+        "DeadlockError: request cycle A -> B -> A (A is waiting for B)"
+    );
+    assert_eq!(
+        chain("A", &["B", "C", "A"]).unwrap_err().to_string(),
+        "DeadlockError: request cycle A -> B -> C -> A (A is waiting for B)"
+    );
+    assert_eq!(
+        chain("A", &["A"]).unwrap_err().to_string(),
+        "DeadlockError: request cycle A -> A (A is waiting for itself)"
+    );
+    assert_eq!(ask(&asker, "A", "value").unwrap(), 42, "A is free again");
 }
 
 /// An agent stuck in an action does not hold `remove` (or Ctrl-C) hostage.

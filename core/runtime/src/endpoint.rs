@@ -22,7 +22,7 @@ use agency_protocol::{
 use agency_sdk::Repeated;
 use serde_json::Value;
 
-use crate::{handover, log::MessageLog, mailbox::Mailbox, validate_id, wait::Waiter};
+use crate::{chain, handover, log::MessageLog, mailbox::Mailbox, validate_id, wait::Waiter};
 
 /// How many sent messages an agent remembers for `parent_message` look-ups.
 pub const SENT_LOG_CAPACITY: usize = 1024;
@@ -60,6 +60,8 @@ pub(crate) struct Endpoint {
     pending: Mutex<HashMap<String, mpsc::SyncSender<Reply>>>,
     /// How many requests are waiting, or about to wait, for a reply.
     pending_count: AtomicUsize,
+    /// The request chain of the message the worker handles now.
+    handling: Mutex<Vec<String>>,
     /// The ids and texts of the last messages sent, oldest first.
     sent: Mutex<VecDeque<(String, String)>>,
     /// Deliveries dropped (malformed, or addressed to another agent): a peer can send
@@ -85,6 +87,7 @@ impl Endpoint {
             log,
             pending: Mutex::default(),
             pending_count: AtomicUsize::new(0),
+            handling: Mutex::default(),
             sent: Mutex::default(),
             dropped: Repeated::default(),
             unsent_replies: Repeated::default(),
@@ -103,9 +106,15 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// Sends a message and waits up to `timeout` for its reply's value.
+    /// Sends a message and waits up to `timeout` for its reply's value. The message
+    /// carries the request chain (see [`crate::chain`]).
     pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, ActionError> {
-        let message = self.complete(outgoing)?;
+        let mut message = self.complete(outgoing)?;
+        let chain = chain::extended(&self.handling.lock().unwrap(), &self.id);
+        message
+            .meta
+            .extra
+            .insert(chain::REQUEST_CHAIN.to_owned(), chain);
         let (id, to, action) = (
             message.meta.id.clone(),
             message.to.clone(),
@@ -269,6 +278,32 @@ impl Endpoint {
         Some((message, false))
     }
 
+    /// Answers at once, with a `DeadlockError`, a request that closes a cycle through this
+    /// agent while it waits in a request itself (see [`crate::chain`]); answers whether it
+    /// did.
+    fn closes_a_cycle(&self, message: &Message) -> bool {
+        if self.pending_count.load(Ordering::Acquire) == 0
+            || message.is_reply()
+            || message.to != self.id
+        {
+            return false;
+        }
+        let Some(error) = chain::cycle(&chain::of(message), &self.id) else {
+            return false;
+        };
+        if let Err(error) = self.send(message.error_reply(&error)) {
+            if let Some(count) = self.unsent_replies.occurred() {
+                tracing::warn!(agent = %self.id, ?error, count, "could not send a reply");
+            }
+        }
+        true
+    }
+
+    /// Sets the chain of the request the worker handles now (empty between messages).
+    pub fn set_handling(&self, chain: Vec<String>) {
+        *self.handling.lock().unwrap() = chain;
+    }
+
     /// Hands a reply to the request waiting for it; gives the message back otherwise.
     fn complete_request(&self, message: Message) -> Option<Message> {
         if self.pending_count.load(Ordering::Acquire) == 0 {
@@ -313,6 +348,9 @@ impl Inbound for Endpoint {
         let Some(message) = self.complete_request(message) else {
             return;
         };
+        if self.closes_a_cycle(&message) {
+            return;
+        }
         if let Some(worker) = &self.worker {
             let body = if returned {
                 message.to_json()

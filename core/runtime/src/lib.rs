@@ -16,6 +16,7 @@
 //! - `text`: [`printable`], for showing what other processes sent.
 #![warn(missing_docs)]
 
+mod chain;
 mod endpoint;
 mod error;
 mod handover;

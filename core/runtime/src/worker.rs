@@ -43,7 +43,16 @@ impl Worker {
                 None => self.endpoint.accept(body),
             };
             if let Some((message, body)) = accepted {
+                // Requests made meanwhile carry the chain of the one handled (if any).
+                let chain = crate::chain::of(&message);
+                let chained = !chain.is_empty();
+                if chained {
+                    self.endpoint.set_handling(chain);
+                }
                 self.handle(&message, &body);
+                if chained {
+                    self.endpoint.set_handling(Vec::new());
+                }
             }
         }
         let result = self.agent.before_remove();

@@ -170,6 +170,22 @@ impl Receiver {
         )
     }
 
+    /// Requests `chain` from the first agent of `path` with the rest of the path, or
+    /// `value` from this agent once the path is empty: a request chain of any length, a
+    /// cycle when the path comes back to an agent on it.
+    ///
+    /// - path: the agents to pass the request through
+    #[action]
+    fn chain(&mut self, ctx: &Context, path: Vec<String>) -> Result<Value, ActionError> {
+        let Some((next, rest)) = path.split_first() else {
+            return Ok(json!(42));
+        };
+        ctx.request(
+            json!({"to": next, "action": {"name": "chain", "args": {"path": rest}}}),
+            Duration::from_secs(60),
+        )
+    }
+
     /// Returns the message the current one answers, if any (via `parent_message`).
     #[action]
     fn parent(&mut self, ctx: &Context) -> Value {
