@@ -417,6 +417,8 @@ fn rust_and_python_agency_agents_share_one_space() {
     host.stderr.wait_for(&format!(
         "error: no agent \"nobody-{exchange}\" in the space"
     ));
+    // (lapin's own warning about every returned message is not shown by default.)
+    assert!(!host.stderr.contents().contains("returned us"));
     host.type_line(&format!("/{py}.shout text:\"still here\""));
     let stdout = host.stdout.wait_for(&format!("{py}: STILL HERE"));
     drop(python.stdin.take());

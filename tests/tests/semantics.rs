@@ -635,6 +635,27 @@ fn message_to_unknown_agent_comes_back_as_an_error(transport: &str) {
     let told = "handle_action_error UndeliverableError: no agent \"Nobody\" in the space";
     wait_for_received(&observer, |m| m.action.args["content"] == told);
     assert_eq!(space.dead_letters(), 3);
+
+    // Interleaved with messages that arrive, every dead letter comes back as itself (on
+    // amqp, the broker's returns ride on whichever confirm comes next).
+    receiver(&space, "Receiver", json!({}));
+    let burst = driver(&space, "Burst");
+    for _ in 0..100 {
+        burst.send(action("Nobody", "say", json!({}))).unwrap();
+        burst.send(action("Receiver", "ignore", json!({}))).unwrap();
+    }
+    burst.wait_for(PATIENCE, |got| got.len() >= 100);
+    let errors = burst.received();
+    assert_eq!(errors.len(), 100);
+    assert!(
+        errors
+            .iter()
+            .all(|m| m.from == "Nobody" && m.reply().unwrap().unwrap_err() == error),
+        "{errors:#?}"
+    );
+    // The Receiver got its messages: it answers after them, and nothing else came back.
+    assert_eq!(ask(&burst, "Receiver", "value").unwrap(), 42);
+    assert_eq!(burst.received().len(), 101);
 }
 
 /// A request that closes a cycle (an agent waiting in a request is asked, through the

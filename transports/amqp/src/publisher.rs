@@ -87,26 +87,23 @@ enum Event {
     ConnectionChanged,
 }
 
-/// What the broker's confirm says of a published message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// A queue took it.
-    Taken,
-    /// The broker refused it (a nack): it is published again.
-    Refused,
-    /// No queue is bound to its recipient's id (no agent holds it): it came back.
-    Unroutable,
+/// What a confirm from the broker says.
+#[derive(Debug)]
+struct Verdict {
+    /// The broker refused the message (a nack): it is published again.
+    refused: bool,
+    /// The body of a message no queue took (no agent holds its recipient's id), which
+    /// the broker returned.
+    returned: Option<String>,
 }
 
 impl Verdict {
     fn of(confirmation: Confirmation) -> Self {
-        if confirmation.is_nack() {
-            Self::Refused
-        } else if confirmation.take_message().is_some() {
-            Self::Unroutable
-        } else {
-            Self::Taken
-        }
+        let refused = confirmation.is_nack();
+        let returned = confirmation
+            .take_message()
+            .map(|message| String::from_utf8_lossy(&message.delivery.data).into_owned());
+        Self { refused, returned }
     }
 }
 
@@ -160,14 +157,16 @@ async fn pump(
             }
             Event::Confirmed(Ok(verdict)) => {
                 let (message, _) = in_flight.pop_front().unwrap();
-                if verdict == Verdict::Refused {
+                // lapin hands a returned message over with the next confirm it resolves,
+                // not necessarily its own: what goes back is the body the broker returned.
+                if let Some(body) = verdict.returned {
+                    shared.return_to_sender(body).await;
+                }
+                if verdict.refused {
                     tracing::warn!(to = %message.routing_key, "the broker refused a message; publishing it again");
                     waiting.push_back(message);
-                    continue;
-                }
-                shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
-                if verdict == Verdict::Unroutable {
-                    shared.return_to_sender(message.body).await;
+                } else {
+                    shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
                 }
             }
             Event::Confirmed(Err(error)) => break error,
