@@ -112,9 +112,6 @@ enum PluginsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = ["warn", "info", "debug", "trace"][usize::from(cli.verbose.min(3))];
-    // lapin warns of every message the broker returns; a returned message is a dead
-    // letter, which its sender is told of.
-    let level = format!("{level},lapin::returned_messages=error");
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),

@@ -59,7 +59,7 @@ pub use agency_sdk_macros::actions;
 pub use agent::{agent_types, Agent, AgentType, Init};
 pub use args::{json_type, schema};
 pub use context::Context;
-pub use logging::{hide_in_logs, Repeated};
+pub use logging::{hide_in_logs, quiet_log_target, Repeated};
 pub use transport::{transport_types, TransportType};
 
 /// The message schema every agent speaks, on every transport.

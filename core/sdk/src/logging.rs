@@ -17,7 +17,7 @@ use std::{
     },
 };
 
-use tracing::{field::Field, level_filters::LevelFilter, Event, Subscriber};
+use tracing::{field::Field, level_filters::LevelFilter, Event, Level, Subscriber};
 use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer};
 
 use agency_protocol::boundary::{HostLink, LogRecord};
@@ -80,6 +80,35 @@ pub fn hide_in_logs(secret: &str) {
     secrets.sort_by_key(|form| std::cmp::Reverse(form.len()));
 }
 
+/// Targets whose records are forwarded only at this level or more severe.
+static QUIETED: RwLock<Vec<(String, Level)>> = RwLock::new(Vec::new());
+
+/// Forwards the records of `target` (a module path: `lapin::returned_messages`) and its
+/// submodules only at `level` or more severe: for a library that logs, at a level the
+/// host shows, what this library handles as a matter of course.
+///
+/// ```
+/// agency_sdk::quiet_log_target("lapin::returned_messages", tracing::Level::ERROR);
+/// ```
+pub fn quiet_log_target(target: &str, level: Level) {
+    let mut quieted = QUIETED.write().unwrap_or_else(|e| e.into_inner());
+    quieted.retain(|(known, _)| known != target);
+    quieted.push((target.to_owned(), level));
+}
+
+/// Whether a record of `target` at `level` is quieted by [`quiet_log_target`].
+fn quieted(target: &str, level: &Level) -> bool {
+    let quieted = QUIETED.read().unwrap_or_else(|e| e.into_inner());
+    quieted.iter().any(|(known, at_most)| {
+        let inside = target == known
+            || target
+                .strip_prefix(known.as_str())
+                .is_some_and(|rest| rest.starts_with("::"));
+        // In `tracing`, more severe levels compare as smaller.
+        inside && level > at_most
+    })
+}
+
 /// `text` with every secret named by [`hide_in_logs`] replaced by `***`.
 fn without_secrets(mut text: String) -> String {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
@@ -127,9 +156,12 @@ struct HostLayer {
 
 impl<S: Subscriber> Layer<S> for HostLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+        let meta = event.metadata();
+        if quieted(meta.target(), meta.level()) {
+            return;
+        }
         let mut text = TextVisitor::default();
         event.record(&mut text);
-        let meta = event.metadata();
         let record = LogRecord {
             level: meta.level().as_str().to_ascii_lowercase(),
             target: meta.target().to_owned(),
@@ -164,6 +196,16 @@ impl tracing::field::Visit for TextVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quieted_target_forwards_only_severe_records() {
+        quiet_log_target("noisy::returns", Level::ERROR);
+        assert!(quieted("noisy::returns", &Level::WARN));
+        assert!(quieted("noisy::returns::inner", &Level::INFO));
+        assert!(!quieted("noisy::returns", &Level::ERROR));
+        assert!(!quieted("noisy::returnsx", &Level::WARN));
+        assert!(!quieted("noisy", &Level::WARN));
+    }
 
     #[test]
     fn hidden_secrets_never_appear_in_any_form() {

@@ -47,5 +47,8 @@ agency_sdk::export_plugin!();
 fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
     let config = config::Config::from_json(config)?;
     agency_sdk::hide_in_logs(&config.uri.authority.userinfo.password);
+    // lapin warns of every message the broker returns: to us, a dead letter, which its
+    // sender is told of (see `publisher`).
+    agency_sdk::quiet_log_target("lapin::returned_messages", tracing::Level::ERROR);
     Ok(Box::new(space::AmqpSpace::open(config)?))
 }
