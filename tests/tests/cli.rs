@@ -3,7 +3,7 @@
 
 use std::{
     io::Write,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::Duration,
 };
@@ -29,6 +29,22 @@ id = "Chatty"
 type = "Host"
 id = "Host"
 "#;
+
+/// `agency run` on the test plugins and the config at `config`, at a terminal: under a
+/// pseudo-terminal that `script` makes, fed by the command's piped standard input.
+fn demo_at_a_terminal(config: &Path) -> Command {
+    let command = format!(
+        "{} run --plugins-dir {} --config {} --wait 2",
+        agency_tests::agency_binary().display(),
+        plugins_dir().display(),
+        config.display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qfec", &command, "/dev/null"])
+        .env("RUST_LOG", "warn");
+    script
+}
 
 fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
     finish(start(plugins_dir(), config_text, extra), input)
@@ -115,16 +131,7 @@ fn console_commands_list_agents_and_quit() {
 fn at_a_terminal_the_console_greets_and_colours_errors() {
     let config = config(DEMO_CONFIG);
     let run = |no_color: bool| {
-        let command = format!(
-            "{} run --plugins-dir {} --config {} --wait 2",
-            agency_tests::agency_binary().display(),
-            plugins_dir().display(),
-            config.display()
-        );
-        let mut script = Command::new("script");
-        script
-            .args(["-qfec", &command, "/dev/null"])
-            .env("RUST_LOG", "warn");
+        let mut script = demo_at_a_terminal(&config);
         if no_color {
             script.env("NO_COLOR", "1");
         }
@@ -229,17 +236,7 @@ fn permission_questions_name_the_agent_and_ask_again_when_unsure() {
 /// never taken as its answer (a pseudo-terminal made by `script`).
 #[test]
 fn typed_ahead_input_never_answers_a_permission_question() {
-    let command = format!(
-        "{} run --plugins-dir {} --config {} --wait 2",
-        agency_tests::agency_binary().display(),
-        plugins_dir().display(),
-        config(DEMO_CONFIG).display()
-    );
-    let mut script = Command::new("script");
-    script
-        .args(["-qfec", &command, "/dev/null"])
-        .env("RUST_LOG", "warn");
-    let mut child = spawn_piped(&mut script);
+    let mut child = spawn_piped(&mut demo_at_a_terminal(&config(DEMO_CONFIG)));
     let screen = Screen::attach(&mut child);
     let mut stdin = child.stdin.take().unwrap();
     screen.wait_for("/help for help");
