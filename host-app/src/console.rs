@@ -21,7 +21,7 @@
 //! Ctrl-C exits at once, without waiting for busy agents.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     io::{BufRead, IsTerminal},
     process::ExitCode,
     sync::{
@@ -35,23 +35,28 @@ use std::{
 use agency_protocol::message::UNDELIVERABLE;
 use agency_runtime::HELP;
 use agency_runtime::{Foreground, Space};
-use agency_sdk::Message;
+use agency_sdk::{ActionError, Message};
 use serde_json::Value;
 
 use crate::{
     command::parse_line,
+    editor::{self, Ask, Reading, SharedKnown},
     terminal::{self, block, inline, red, Stream},
     threads,
 };
 
 /// Something the console loop reacts to.
-enum Event {
-    Line(String),
+pub enum Event {
+    /// A line, and what it was read for.
+    Line(String, Reading),
     /// A line of input that is not UTF-8 text: its number and what is wrong.
     BadLine(usize, String),
     EndOfInput,
+    /// A message for the console's agent.
     Incoming(Message),
+    /// A permission question to put to the user.
     Prompt(Question),
+    /// Ctrl-C (seen through the flag it sets).
     Interrupt,
 }
 
@@ -92,7 +97,26 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
     agency_runtime::never_wait_here();
     let (events, queue) = mpsc::sync_channel(EVENTS_BOUND);
     let (ready, next_line) = mpsc::channel();
-    read_stdin(events.clone(), next_line);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let known = SharedKnown::default();
+    let editing = {
+        let (events, interrupted) = (events.clone(), interrupted.clone());
+        let prompt = format!("{}> ", inline(me.id()));
+        editor::start(
+            prompt,
+            known.clone(),
+            next_line,
+            events.clone(),
+            move || interrupt(&interrupted, &events),
+        )
+    };
+    let editing = match editing {
+        Ok(()) => true,
+        Err(next_line) => {
+            read_stdin(events.clone(), next_line);
+            false
+        }
+    };
     forward_incoming(&me, events.clone());
     let prompts = events.clone();
     space.set_permission_prompt(move |agent, message| {
@@ -104,17 +128,8 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         };
         prompts.send(Event::Prompt(question)).is_ok() && answered.recv().unwrap_or(false)
     });
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let interrupt = interrupted.clone();
-    if let Err(error) = ctrlc::set_handler(move || {
-        // A second Ctrl-C does not wait for a clean shutdown (an action still running).
-        if interrupt.swap(true, Ordering::AcqRel) {
-            report!("interrupted again: exiting now");
-            std::process::exit(130);
-        }
-        // The queue may be full: the flag is seen at the next event; the event only wakes.
-        let _ = events.try_send(Event::Interrupt);
-    }) {
+    let flag = interrupted.clone();
+    if let Err(error) = ctrlc::set_handler(move || interrupt(&flag, &events)) {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
     }
     let mut console = Console {
@@ -127,6 +142,10 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         failures: 0,
         prompt_on_screen: false,
         ready,
+        reader_busy: false,
+        editing,
+        known,
+        quiet: HashSet::new(),
         wait,
         interrupted,
         output_closed: false,
@@ -134,7 +153,22 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
     if std::io::stdin().is_terminal() {
         console.say_banner();
     }
+    if editing {
+        console.learn_agents();
+    }
+    console.next_line();
     console.run(queue)
+}
+
+/// Ctrl-C: sets `interrupted` and wakes the console, which then ends. A second Ctrl-C
+/// does not wait for a clean shutdown (an action still running): it exits at once.
+fn interrupt(interrupted: &AtomicBool, events: &SyncSender<Event>) {
+    if interrupted.swap(true, Ordering::AcqRel) {
+        report!("interrupted again: exiting now");
+        std::process::exit(130);
+    }
+    // The queue may be full: the flag is seen at the next event; the event only wakes.
+    let _ = events.try_send(Event::Interrupt);
 }
 
 /// After the input ends, how long the console keeps listening once nothing is awaited
@@ -165,8 +199,18 @@ struct Console<'a> {
     blocking: Option<(String, Instant, String)>,
     /// How many lines failed (see [`Outcome::Failed`]).
     failures: usize,
-    /// Lets the stdin reader go on to the next line.
-    ready: Sender<()>,
+    /// Lets the reader go on to the next line, saying what it is for.
+    ready: Sender<Ask>,
+    /// Whether the reader was let go on and has not read its line yet.
+    reader_busy: bool,
+    /// Whether lines are read by the line editor (at a terminal): a question is then its
+    /// prompt, and everything printed appears above the line being typed.
+    editing: bool,
+    /// What completion knows of the agents, learnt from the space and `help` answers.
+    known: SharedKnown,
+    /// Ids of the `help` requests the console sent to learn actions: their replies fill
+    /// `known` and are not printed.
+    quiet: HashSet<String>,
     /// How long to wait for a reply.
     wait: Duration,
     /// Set by Ctrl-C.
@@ -234,13 +278,15 @@ impl Console<'_> {
                 Err(RecvTimeoutError::Disconnected) => return self.ended(),
             };
             match event {
-                Event::Line(line) => {
-                    self.on_line(&line);
+                Event::Line(line, reading) => {
+                    self.reader_busy = false;
+                    self.on_line(&line, reading);
                     if self.quitting {
                         ending.get_or_insert_with(|| self.begin_ending());
                     }
                 }
                 Event::BadLine(number, reason) => {
+                    self.reader_busy = false;
                     self.fail(&format!(
                         "error: input line {number} is not UTF-8 text ({reason}); skipped"
                     ));
@@ -248,7 +294,7 @@ impl Console<'_> {
                         self.next_line();
                     } else {
                         // Not a "yes": the question is refused, as for any other answer.
-                        self.on_line("");
+                        self.on_line("", Reading::Any);
                     }
                 }
                 Event::EndOfInput => {
@@ -294,6 +340,12 @@ impl Console<'_> {
 
     /// Reports a failed line on standard error, and counts it.
     fn fail(&mut self, line: &str) {
+        if self.editing {
+            // Standard error would break the line being typed: at a terminal, both
+            // streams are the screen.
+            self.failures += 1;
+            return self.say(&red(line, Stream::Stdout));
+        }
         let asking = self.leave_prompt();
         report!("{}", red(line, Stream::Stderr));
         self.failures += 1;
@@ -330,8 +382,18 @@ impl Console<'_> {
     }
 
     /// Lets the reader go on to the next line.
-    fn next_line(&self) {
-        let _ = self.ready.send(());
+    /// Lets the reader go on to the next line, unless it is already reading one: a
+    /// command line, or with the line editor and a question waiting, its answer.
+    fn next_line(&mut self) {
+        if self.reader_busy {
+            return;
+        }
+        self.reader_busy = true;
+        let ask = match self.prompts.front() {
+            Some(_) => Ask::Answer,
+            None => Ask::Command,
+        };
+        let _ = self.ready.send(ask);
     }
 
     /// Stops holding back input for a command's reply.
@@ -341,35 +403,57 @@ impl Console<'_> {
         }
     }
 
-    fn on_line(&mut self, line: &str) {
-        if self.prompts.is_empty() && self.on_command(line.trim()) {
-            return;
-        }
-        if !self.prompts.is_empty() {
-            self.prompt_on_screen = false;
-            let allowed = match line.trim().to_lowercase().as_str() {
-                "y" | "yes" => true,
-                "" | "n" | "no" => false,
-                _ => {
-                    self.say(&format!(
-                        "please answer y (yes) or n (no), not {}",
-                        inline(line.trim())
-                    ));
-                    self.show_prompt();
-                    self.next_line();
-                    return;
-                }
-            };
-            let question = self.prompts.pop_front().expect("a question is asked");
-            self.say(&format!(
-                "{} {}",
-                if allowed { "allowed" } else { "refused" },
-                question.describe()
-            ));
-            let _ = question.answer.send(allowed);
+    fn on_line(&mut self, line: &str, reading: Reading) {
+        if self.prompts.is_empty() || reading == Reading::Command {
+            if !self.prompts.is_empty() && is_answer(line) {
+                // Typed at the command prompt while the question appeared above it.
+                self.say(&format!(
+                    "not sent: {} was typed before the question was asked; answer it now",
+                    inline(&format!("{:?}", line.trim()))
+                ));
+            } else {
+                self.on_command_line(line);
+            }
+            if self.editing {
+                self.refresh_known();
+            }
             if !self.prompts.is_empty() {
+                // The question goes first, even while a reply holds commands back.
                 self.ask();
             }
+            return;
+        }
+        self.prompt_on_screen = false;
+        let allowed = match line.trim().to_lowercase().as_str() {
+            "y" | "yes" => true,
+            "" | "n" | "no" => false,
+            _ => {
+                self.say(&format!(
+                    "please answer y (yes) or n (no), not {}",
+                    inline(line.trim())
+                ));
+                self.show_prompt();
+                self.next_line();
+                return;
+            }
+        };
+        let question = self.prompts.pop_front().expect("a question is asked");
+        self.say(&format!(
+            "{} {}",
+            if allowed { "allowed" } else { "refused" },
+            question.describe()
+        ));
+        let _ = question.answer.send(allowed);
+        if !self.prompts.is_empty() {
+            self.ask();
+        } else if self.blocking.is_none() {
+            self.next_line();
+        }
+    }
+
+    /// Runs a line typed as a command: a console command, or a message to send.
+    fn on_command_line(&mut self, line: &str) {
+        if self.on_command(line.trim()) {
             return;
         }
         match parse_line(line) {
@@ -457,21 +541,82 @@ impl Console<'_> {
         true
     }
 
-    fn on_incoming(&mut self, message: &Message) {
-        let mut asked = None;
-        if let Some(parent) = &message.meta.parent_id {
-            asked = self.awaiting.remove(parent);
-            if self
-                .blocking
-                .as_ref()
-                .is_some_and(|(id, _, _)| id == parent)
-            {
-                self.unblock();
+    /// Notes the agents of this host that completion does not know yet, and asks each
+    /// for its `help`.
+    fn refresh_known(&mut self) {
+        for id in self.space.agent_ids() {
+            self.discover(&id);
+        }
+    }
+
+    /// Notes agent `id`; if it is new, asks for its `help` (quietly, see `quiet`).
+    fn discover(&mut self, id: &str) {
+        if id != self.me.id() && self.known.lock().unwrap().add_agent(id) {
+            self.learn_from(id);
+        }
+    }
+
+    /// Asks `to` (an agent, or `*` for every agent) for its `help`, quietly.
+    fn learn_from(&mut self, to: &str) {
+        let request = serde_json::json!({"to": to, "action": {"name": HELP, "args": {}}});
+        if let Ok(id) = self.me.send(request) {
+            self.quiet.insert(id);
+        }
+    }
+
+    /// At the start, with the line editor: learns what every agent in the space can do,
+    /// with one broadcast `help`.
+    fn learn_agents(&mut self) {
+        for id in self.space.agent_ids() {
+            if id != self.me.id() {
+                self.known.lock().unwrap().add_agent(&id);
             }
         }
+        self.learn_from("*");
+    }
+
+    fn on_incoming(&mut self, message: &Message) {
+        let reply = message.reply();
+        let undeliverable = matches!(&reply, Some(Err(error)) if error.kind() == UNDELIVERABLE);
+        if let Some(parent) = &message.meta.parent_id {
+            if self.quiet.contains(parent) {
+                if let Some(Ok(help)) = &reply {
+                    self.known.lock().unwrap().learn_help(&message.from, help);
+                }
+                return;
+            }
+        }
+        if self.editing && !undeliverable {
+            self.discover(&message.from);
+        }
+        let mut asked = None;
+        let mut answers_blocking = false;
+        if let Some(parent) = &message.meta.parent_id {
+            asked = self.awaiting.remove(parent);
+            answers_blocking = self
+                .blocking
+                .as_ref()
+                .is_some_and(|(id, _, _)| id == parent);
+        }
+        self.show_incoming(message, reply, asked);
+        // The next line is read once the reply is on screen.
+        if answers_blocking {
+            self.unblock();
+        }
+    }
+
+    /// Prints a message for the console's agent: a reply (to `asked`, if the console sent
+    /// it), or an action another agent sent.
+    fn show_incoming(
+        &mut self,
+        message: &Message,
+        reply: Option<Result<Value, ActionError>>,
+        asked: Option<String>,
+    ) {
         let args = &message.action.args;
-        let text = match (message.reply(), message.action.name.as_str()) {
+        let text = match (reply, message.action.name.as_str()) {
             (Some(Ok(value)), _) if asked.as_deref() == Some(HELP) => {
+                self.known.lock().unwrap().learn_help(&message.from, &value);
                 help_table(&value).unwrap_or_else(|| block(&render(&value)))
             }
             (Some(Ok(value)), _) => block(&render(&value)),
@@ -501,7 +646,20 @@ impl Console<'_> {
 
     /// Puts the first question: what was typed before it is discarded (at a terminal),
     /// then the next line is its answer.
+    /// While the line editor reads a command, the question is only announced: it is
+    /// asked once that line ends.
     fn ask(&mut self) {
+        if self.editing && self.reader_busy {
+            if let Some(question) = self.prompts.front() {
+                let text = format!(
+                    "permission wanted: {}. Press Enter to answer (a line being typed is run \
+                     first, as a command)",
+                    question.describe()
+                );
+                self.say(&text);
+            }
+            return;
+        }
         terminal::discard_typed_ahead();
         self.show_prompt();
         self.next_line();
@@ -509,8 +667,7 @@ impl Console<'_> {
 
     fn show_prompt(&mut self) {
         if let Some(question) = self.prompts.front() {
-            let text = format!("permission: allow {}? [y/N] ", question.describe());
-            if terminal::print(&text).is_err() {
+            if terminal::print(&question.prompt()).is_err() {
                 self.output_closed = true;
             }
             self.prompt_on_screen = true;
@@ -529,13 +686,18 @@ impl Console<'_> {
 
 /// A permission question: the agent whose `requested` action a message asks to run, the
 /// message, and where the answer goes.
-struct Question {
+pub struct Question {
     agent: String,
     message: Message,
     answer: SyncSender<bool>,
 }
 
 impl Question {
+    /// The question as the user is asked it.
+    fn prompt(&self) -> String {
+        format!("permission: allow {}? [y/N] ", self.describe())
+    }
+
     /// `User -> Host.run_command {"command":"ls"}`: exactly what would run and for whom
     /// (`(broadcast)` when the message went to every agent), every part escaped (any of
     /// them may come from another process).
@@ -554,6 +716,14 @@ impl Question {
             }
         )
     }
+}
+
+/// Whether a line reads as an answer to a permission question.
+fn is_answer(line: &str) -> bool {
+    matches!(
+        line.trim().to_lowercase().as_str(),
+        "y" | "yes" | "n" | "no"
+    )
 }
 
 /// Strings as they are, anything else as JSON.
@@ -660,13 +830,16 @@ fn plural(count: usize) -> &'static str {
     }
 }
 
-/// Reads lines one at a time: each waits for the console's go-ahead after the previous.
-/// A line that is not UTF-8 is passed on as such (and skipped), not taken for the end.
-fn read_stdin(events: SyncSender<Event>, next_line: Receiver<()>) {
+/// Reads lines one at a time, each after the console's go-ahead. A line that is not UTF-8
+/// is passed on as such (and skipped), not taken for the end.
+fn read_stdin(events: SyncSender<Event>, next_line: Receiver<Ask>) {
     threads::spawn("console input", move || {
         let mut input = std::io::stdin().lock();
         let mut bytes = Vec::new();
         for number in 1.. {
+            if next_line.recv().is_err() {
+                return;
+            }
             bytes.clear();
             if !matches!(input.read_until(b'\n', &mut bytes), Ok(1..)) {
                 break;
@@ -678,10 +851,10 @@ fn read_stdin(events: SyncSender<Event>, next_line: Receiver<()>) {
                 }
             }
             let event = match String::from_utf8(std::mem::take(&mut bytes)) {
-                Ok(line) => Event::Line(line),
+                Ok(line) => Event::Line(line, Reading::Any),
                 Err(error) => Event::BadLine(number, error.utf8_error().to_string()),
             };
-            if events.send(event).is_err() || next_line.recv().is_err() {
+            if events.send(event).is_err() {
                 return;
             }
         }

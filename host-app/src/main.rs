@@ -13,6 +13,7 @@ mod terminal;
 mod command;
 mod config;
 mod console;
+mod editor;
 mod inspect;
 mod template;
 mod threads;

@@ -17,7 +17,19 @@ macro_rules! report {
 use std::{
     borrow::Cow,
     io::{self, IsTerminal, Write},
+    sync::Mutex,
 };
+
+use rustyline::ExternalPrinter;
+
+/// The line editor's printer, once the console edits lines at a terminal.
+static PRINTER: Mutex<Option<Box<dyn ExternalPrinter + Send>>> = Mutex::new(None);
+
+/// From now on, [`print`] writes through the line editor's `printer`: text appears above
+/// the line being typed, which is drawn again below it.
+pub fn print_through(printer: Box<dyn ExternalPrinter + Send>) {
+    *PRINTER.lock().unwrap() = Some(printer);
+}
 
 /// One-line remote text (an id, an action name, arguments as JSON): every control
 /// character, line breaks included, shown escaped.
@@ -38,6 +50,9 @@ pub fn block(text: &str) -> String {
 /// Writes `text` to standard output and flushes it; fails once nobody reads it any more
 /// (a closed pipe), which ends the console quietly, as `rg | head` does.
 pub fn print(text: &str) -> io::Result<()> {
+    if let Some(printer) = PRINTER.lock().unwrap().as_mut() {
+        return printer.print(text.to_owned()).map_err(io::Error::other);
+    }
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()

@@ -31,19 +31,181 @@ id = "Host"
 "#;
 
 /// `agency run` on the test plugins and the config at `config`, at a terminal: under a
-/// pseudo-terminal that `script` makes, fed by the command's piped standard input.
+/// pseudo-terminal that `script` makes, fed by the command's piped standard input. The
+/// console's history goes to a file of the test's own.
 fn demo_at_a_terminal(config: &Path) -> Command {
+    at_a_terminal(
+        config,
+        &["--wait", "2"],
+        &scratch_dir("history").join("history"),
+    )
+}
+
+/// `agency run` on the test plugins with `config` and `extra` arguments, under a
+/// pseudo-terminal, keeping its history in `history`.
+fn at_a_terminal(config: &Path, extra: &[&str], history: &Path) -> Command {
     let command = format!(
-        "{} run --plugins-dir {} --config {} --wait 2",
+        "{} run --plugins-dir {} --config {} {}",
         agency_tests::agency_binary().display(),
         plugins_dir().display(),
-        config.display()
+        config.display(),
+        extra.join(" ")
     );
     let mut script = Command::new("script");
     script
         .args(["-qfec", &command, "/dev/null"])
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .env("AGENCY_HISTORY", history);
     script
+}
+
+/// A console at a terminal, typed at key by key.
+struct Terminal {
+    child: std::process::Child,
+    keys: std::process::ChildStdin,
+    screen: Screen,
+}
+
+impl Terminal {
+    fn start(config_text: &str, extra: &[&str], history: &Path) -> Self {
+        let mut child = spawn_piped(&mut at_a_terminal(&config(config_text), extra, history));
+        let screen = Screen::attach(&mut child);
+        let keys = child.stdin.take().unwrap();
+        screen.wait_for("/help for help");
+        Self {
+            child,
+            keys,
+            screen,
+        }
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        self.keys.write_all(keys.as_bytes()).unwrap();
+        self.keys.flush().unwrap();
+        // The editor reads keys as they come: a key typed with the next ones would be a paste.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Waits for `text` on screen, ignoring the escape sequences of line editing.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = strip_escapes(&self.screen.contents());
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} not on screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ctrl-D, and the exit code.
+    fn end(mut self) -> Option<i32> {
+        self.type_keys("\x04");
+        self.child.wait().unwrap().code()
+    }
+}
+
+/// `text` without CSI escape sequences (`ESC [ ... letter`) and carriage returns.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() || c == '~' {
+                        break;
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// At a terminal, Tab completes agent ids, action names and argument names (learnt from
+/// the agents' `help`), commands are kept in a history file across runs, and Ctrl-R and
+/// the up arrow find them again.
+#[test]
+fn the_console_completes_and_remembers_commands() {
+    let history = scratch_dir("editor-history").join("history");
+    let mut console = Terminal::start(DEMO_CONFIG, &[], &history);
+    console.type_keys("/Calc\t");
+    console.type_keys("sq\t");
+    console.type_keys("\t");
+    console.type_keys("9\n");
+    console.wait_for("/Calculator.sqrt x:9\nCalculator: 3.0");
+    console.type_keys("/Calculator.add a:1 \t");
+    console.type_keys("2\n");
+    console.wait_for("/Calculator.add a:1 b:2\nCalculator: 3.0");
+    assert_eq!(console.end(), Some(0));
+    let kept = std::fs::read_to_string(&history).unwrap();
+    assert!(
+        kept.contains("/Calculator.sqrt x:9\n/Calculator.add a:1 b:2"),
+        "{kept}"
+    );
+    // A new run finds them: Ctrl-R searches, the up arrow goes back.
+    let mut console = Terminal::start(DEMO_CONFIG, &[], &history);
+    console.type_keys("\x12sqrt");
+    console.type_keys("\n");
+    console.wait_for("/Calculator.sqrt x:9\nCalculator: 3.0");
+    console.type_keys("\x1b[A");
+    console.type_keys("\x1b[A");
+    console.type_keys("\n");
+    let screen = console.wait_for("/Calculator.add a:1 b:2\nCalculator: 3.0");
+    assert!(!screen.contains("error"), "{screen}");
+    assert_eq!(console.end(), Some(0));
+}
+
+/// What arrives while a line is being typed is printed above it, and the line is drawn
+/// again below, unbroken.
+#[test]
+fn replies_are_printed_above_the_line_being_typed() {
+    let agents = format!("{DEMO_CONFIG}\n[[agents]]\ntype = \"Receiver\"\nid = \"Q\"\n");
+    let history = scratch_dir("editor-above").join("history");
+    let mut console = Terminal::start(&agents, &["--wait", "0.2"], &history);
+    console.type_keys("/Q.sleep seconds:1.5\n");
+    console.wait_for("error: no reply from Q.sleep within 0.2 s");
+    console.type_keys("/Calculator.multiply a:6");
+    let screen = console.wait_for("Q: awake");
+    let after = &screen[screen.rfind("Q: awake").unwrap()..];
+    assert!(after.contains("User> /Calculator.multiply a:6"), "{screen}");
+    console.type_keys(" b:7\n");
+    console.wait_for("Calculator: 42.0");
+    assert_eq!(
+        console.end(),
+        Some(1),
+        "the unanswered command failed the run"
+    );
+}
+
+/// A permission question that arrives while a command is being typed is announced, and
+/// asked once that line ends: a "y" typed at the command prompt never answers it.
+#[test]
+fn a_question_that_arrives_while_typing_is_asked_after_the_line() {
+    let history = scratch_dir("editor-question").join("history");
+    let mut console = Terminal::start(DEMO_CONFIG, &[], &history);
+    // A broadcast holds nothing back: the prompt is back at once, and then the question.
+    console.type_keys("/*.list_files path:\"/\"\n");
+    console.wait_for("permission wanted: User -> Host.list_files {\"path\":\"/\"} (broadcast). Press Enter to answer");
+    console.type_keys("y\n");
+    console.wait_for("not sent: \"y\" was typed before the question was asked; answer it now");
+    console
+        .wait_for("permission: allow User -> Host.list_files {\"path\":\"/\"} (broadcast)? [y/N] ");
+    console.type_keys("n\n");
+    let screen = console.wait_for("refused User -> Host.list_files");
+    assert!(!screen.contains("allowed"), "{screen}");
+    assert!(!screen.contains("Chatty heard User say: y"), "{screen}");
+    console.type_keys("\x03");
+    let exit = console.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(130), "Ctrl-C at the prompt");
 }
 
 fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
@@ -159,7 +321,7 @@ fn at_a_terminal_the_console_greets_and_colours_errors() {
         "{coloured}"
     );
     let plain = run(true);
-    assert!(!plain.contains('\x1b'), "{plain}");
+    assert!(!plain.contains("\x1b[31m"), "{plain}");
     assert!(
         plain.contains("Calculator: error: ZeroDivisionError: division by zero"),
         "{plain}"
