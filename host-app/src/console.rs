@@ -726,11 +726,21 @@ fn is_answer(line: &str) -> bool {
     )
 }
 
-/// Strings as they are, anything else as JSON.
+/// Compact JSON longer than this is shown indented, one field or item a line.
+const COMPACT_WIDTH: usize = 100;
+
+/// Strings as they are, anything else as JSON: compact when short, else indented.
 fn render(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
-        other => other.to_string(),
+        other => {
+            let compact = other.to_string();
+            if compact.len() <= COMPACT_WIDTH {
+                compact
+            } else {
+                serde_json::to_string_pretty(other).unwrap_or(compact)
+            }
+        }
     }
 }
 

@@ -37,14 +37,23 @@ pub fn inline(text: &str) -> Cow<'_, str> {
     agency_runtime::printable(text)
 }
 
-/// Remote text that may span lines (a value, an error): its lines are kept, each after
-/// the first indented by two spaces so that none can pass for a line of the console's
-/// own; every other control character is shown escaped.
+/// Remote text that may span lines (a value, an error): the first line as it is, the
+/// others framed (`  │ ` before each, `  └─` after the last), so that none can pass for a
+/// line of the console's own and the reply's end is plain to see; every other control
+/// character is shown escaped.
 pub fn block(text: &str) -> String {
-    text.split('\n')
-        .map(inline)
-        .collect::<Vec<_>>()
-        .join("\n  ")
+    let mut lines = text.split('\n');
+    let mut framed = inline(lines.next().unwrap_or_default()).into_owned();
+    let mut more = false;
+    for line in lines {
+        framed.push_str("\n  │ ");
+        framed.push_str(&inline(line));
+        more = true;
+    }
+    if more {
+        framed.push_str("\n  └─");
+    }
+    framed
 }
 
 /// Writes `text` to standard output and flushes it; fails once nobody reads it any more
@@ -98,8 +107,9 @@ mod tests {
     fn remote_lines_cannot_pass_for_the_consoles_own() {
         assert_eq!(
             block("ok\n\u{1b}[2Kpermission: allow\r"),
-            "ok\n  \\u{1b}[2Kpermission: allow\\u{d}"
+            "ok\n  │ \\u{1b}[2Kpermission: allow\\u{d}\n  └─"
         );
+        assert_eq!(block("one line"), "one line");
         assert_eq!(inline("a\nb"), "a\\u{a}b");
     }
 }

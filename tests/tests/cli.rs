@@ -445,6 +445,28 @@ fn a_permission_question_stays_last_on_screen() {
     let _ = child.wait();
 }
 
+/// A reply of several lines is framed: its first line beside the agent's name, each other
+/// line behind a bar, and a closing line; long JSON is shown indented.
+#[test]
+fn multi_line_replies_are_framed() {
+    let file = scratch_dir("framed").join("three-lines.txt");
+    std::fs::write(&file, "first\nUser> not the console\nthird").unwrap();
+    let input = format!(
+        "/Host.read_file path:{:?}\ny\n/Host.run_command command:\"printf\" args:[\"{}\"]\ny\n",
+        file.to_str().unwrap(),
+        "x".repeat(100)
+    );
+    let stdout = text(&run_piped(DEMO_CONFIG, &[], &input).stdout);
+    assert!(
+        stdout.contains("Host: first\n  │ User> not the console\n  │ third\n  └─\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Host: {\n  │   \"status\": 0,\n  │   \"stderr\": \"\",\n"),
+        "{stdout}"
+    );
+}
+
 /// The Host agent's failures name the file or program and the kind Python would give.
 #[test]
 fn host_agent_errors_name_what_failed() {
