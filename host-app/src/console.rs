@@ -34,7 +34,7 @@ use std::{
 
 use agency_protocol::message::UNDELIVERABLE;
 use agency_runtime::HELP;
-use agency_runtime::{Foreground, Space};
+use agency_runtime::{tap::Traffic, Foreground, Space};
 use agency_sdk::{ActionError, Message};
 use serde_json::Value;
 
@@ -42,7 +42,7 @@ use crate::{
     command::parse_line,
     editor::{self, Ask, Reading, SharedKnown},
     terminal::{self, block, inline, red, Stream},
-    threads,
+    threads, traffic,
 };
 
 /// Something the console loop reacts to.
@@ -56,6 +56,10 @@ pub enum Event {
     Incoming(Message),
     /// A permission question to put to the user.
     Prompt(Question),
+    /// A copy of the space's traffic, while the console watches it.
+    Traffic(Traffic),
+    /// How many copies the console missed so far, because it fell behind.
+    TrafficSkipped(u64),
     /// Ctrl-C (seen through the flag it sets).
     Interrupt,
 }
@@ -91,7 +95,7 @@ const EVENTS_BOUND: usize = 64;
 
 /// Runs the console until the end of input (plus `wait` for replies), Ctrl-C, or the end
 /// of its output.
-pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
+pub fn run(space: &Space, me: Foreground, wait: Duration, watch: bool) -> Outcome {
     // This thread drains the console's subscription (through the event queue): what it
     // sends to its own agent must not wait for room there.
     agency_runtime::never_wait_here();
@@ -128,6 +132,7 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         };
         prompts.send(Event::Prompt(question)).is_ok() && answered.recv().unwrap_or(false)
     });
+    let events_for_taps = events.clone();
     let flag = interrupted.clone();
     if let Err(error) = ctrlc::set_handler(move || interrupt(&flag, &events)) {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
@@ -146,6 +151,8 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
         editing,
         known,
         quiet: HashSet::new(),
+        events: events_for_taps,
+        watching: None,
         wait,
         interrupted,
         output_closed: false,
@@ -155,6 +162,9 @@ pub fn run(space: &Space, me: Foreground, wait: Duration) -> Outcome {
     }
     if editing {
         console.learn_agents();
+    }
+    if watch {
+        console.watch();
     }
     console.next_line();
     console.run(queue)
@@ -211,6 +221,11 @@ struct Console<'a> {
     /// Ids of the `help` requests the console sent to learn actions: their replies fill
     /// `known` and are not printed.
     quiet: HashSet<String>,
+    /// Where the console's events go, for a tap's copies.
+    events: SyncSender<Event>,
+    /// While the console shows the traffic (`/watch`): how it renders it, and the switch
+    /// that stops its tap.
+    watching: Option<(traffic::Watch, Arc<AtomicBool>)>,
     /// How long to wait for a reply.
     wait: Duration,
     /// Set by Ctrl-C.
@@ -318,6 +333,19 @@ impl Console<'_> {
                         if self.prompts.len() == 1 {
                             self.ask();
                         }
+                    }
+                }
+                Event::Traffic(copy) => {
+                    if let Some(line) = self.watching.as_mut().and_then(|(w, _)| w.line(&copy)) {
+                        self.say(&line);
+                    }
+                }
+                Event::TrafficSkipped(count) => {
+                    if self.watching.is_some() {
+                        self.say(&format!(
+                            "(watch: {count} message{} not shown so far: the console fell behind)",
+                            if count == 1 { "" } else { "s" }
+                        ));
                     }
                 }
                 // Seen through the flag at the top of the loop.
@@ -535,6 +563,14 @@ impl Console<'_> {
                 self.quitting = true;
                 return true;
             }
+            "/watch" => self.watch(),
+            "/watch off" => match self.watching.take() {
+                Some((_, on)) => {
+                    on.store(false, Ordering::Release);
+                    self.say("watch: off");
+                }
+                None => self.say("watch: already off"),
+            },
             _ => return false,
         }
         self.next_line();
@@ -780,6 +816,7 @@ console commands:
   /Agent.help                   what an agent can do
   any other text                say it to every agent
   /agents                       the agents in this space, on this host
+  /watch, /watch off            show every message of this host's agents, or stop
   /help                         this help
   /quit                         leave (as do Ctrl-D and Ctrl-C)
 ";
@@ -870,6 +907,44 @@ fn read_stdin(events: SyncSender<Event>, next_line: Receiver<Ask>) {
         }
         let _ = events.send(Event::EndOfInput);
     });
+}
+
+/// How many copies of the traffic may wait for the console; beyond, they are dropped
+/// and counted, never holding the space back.
+const TAP_CAPACITY: usize = 10_000;
+
+impl Console<'_> {
+    /// Starts showing every message of the space's agents (`/watch`).
+    fn watch(&mut self) {
+        if self.watching.is_some() {
+            return self.say("watch: already on (/watch off stops it)");
+        }
+        let tap = self.space.tap(TAP_CAPACITY);
+        let on = Arc::new(AtomicBool::new(true));
+        let (running, events) = (on.clone(), self.events.clone());
+        threads::spawn("console watch", move || {
+            let mut reported = 0;
+            while running.load(Ordering::Acquire) {
+                let event = match tap.next_within(Duration::from_millis(100)) {
+                    Ok(copy) => Event::Traffic(copy),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                };
+                if events.send(event).is_err() {
+                    return;
+                }
+                let skipped = tap.skipped();
+                if skipped > reported {
+                    reported = skipped;
+                    if events.send(Event::TrafficSkipped(skipped)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        self.watching = Some((traffic::Watch::new(Default::default(), false), on));
+        self.say("watch: on; every message of this host's agents is shown (/watch off stops it)");
+    }
 }
 
 /// Passes the console agent's messages to the loop; while the loop is behind, they wait

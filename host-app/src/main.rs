@@ -4,6 +4,8 @@
 //!   config file and attaches a console agent to standard input and output.
 //!   While it runs, it loads plugin files added to the folder and applies edits of the
 //!   config's `[[agents]]` (see `watch`).
+//! - `agency watch` prints every message of a space shared through a broker as it flows
+//!   (see `traffic`); `agency run --watch` does it inside one host.
 //! - `agency plugins` lists what each plugin file provides, or why it cannot be used;
 //!   `agency plugins check FILE` diagnoses one file.
 //! - `agency new-agent NAME` writes a new agent plugin crate to start from.
@@ -15,9 +17,10 @@ mod config;
 mod console;
 mod editor;
 mod inspect;
+mod reload;
 mod template;
 mod threads;
-mod watch;
+mod traffic;
 
 use std::{
     io::IsTerminal,
@@ -71,6 +74,37 @@ enum Command {
         /// seconds (0 to 1000000000).
         #[arg(long, default_value = "5", value_parser = parse_wait)]
         wait: Duration,
+        /// Load plugin files and folders that other users can write to (with a warning).
+        #[arg(long)]
+        allow_writable_plugins: bool,
+        /// Print every message the space's agents send, as in `agency watch` (`/watch` at
+        /// the console does it too).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Print every message of a space on a broker as it flows (amqp; read-only, needs the
+    /// broker's firehose: `rabbitmqctl trace_on -p VHOST`).
+    Watch {
+        /// The transport [default: the config's, else `local`, which lives inside one
+        /// process: use `agency run --watch` there].
+        #[arg(long, env = "AGENCY_TRANSPORT")]
+        transport: Option<String>,
+        /// Where plugin libraries are [default: ./plugins, else `plugins` beside the binary].
+        #[arg(long, env = "AGENCY_PLUGINS_DIR")]
+        plugins_dir: Option<PathBuf>,
+        /// The config file, for the transport's settings [default: ./agency.toml if it
+        /// exists].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only messages from or to this agent (repeatable).
+        #[arg(long = "agent", value_name = "ID")]
+        agents: Vec<String>,
+        /// Only messages of this action, and the replies to them (repeatable).
+        #[arg(long = "action", value_name = "NAME")]
+        actions: Vec<String>,
+        /// One JSON object per line, for programs.
+        #[arg(long)]
+        json: bool,
         /// Load plugin files and folders that other users can write to (with a warning).
         #[arg(long)]
         allow_writable_plugins: bool,
@@ -128,8 +162,31 @@ fn main() -> ExitCode {
             config,
             wait,
             allow_writable_plugins,
-        } => run(transport, plugins_dir, config, wait, allow_writable_plugins)
-            .map(console::Outcome::exit_code),
+            watch,
+        } => run(
+            transport,
+            plugins_dir,
+            config,
+            wait,
+            allow_writable_plugins,
+            watch,
+        )
+        .map(console::Outcome::exit_code),
+        Command::Watch {
+            transport,
+            plugins_dir,
+            config,
+            agents,
+            actions,
+            json,
+            allow_writable_plugins,
+        } => watch(
+            transport,
+            plugins_dir,
+            config,
+            traffic::Watch::new(traffic::Filter { agents, actions }, json),
+            allow_writable_plugins,
+        ),
         Command::Plugins {
             plugins_dir,
             allow_writable_plugins,
@@ -194,20 +251,79 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The config at `path` (default `./agency.toml`, which may be missing).
+fn read_config(path: Option<PathBuf>) -> Result<(Config, PathBuf), String> {
+    let path = path.unwrap_or_else(|| PathBuf::from("agency.toml"));
+    let config = match Config::read(&path) {
+        Err(_) if !path.exists() && path == Path::new("agency.toml") => Config::default(),
+        read => read?,
+    };
+    Ok((config, path))
+}
+
+/// `agency watch`: prints a copy of every message published in the space, until Ctrl-C
+/// or the end of the output.
+fn watch(
+    transport: Option<String>,
+    plugins_dir: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+    mut lines: traffic::Watch,
+    allow_writable_plugins: bool,
+) -> Result<ExitCode, String> {
+    let (config, _) = read_config(config_path)?;
+    let plugins = load_plugins(plugins_dir, allow_writable_plugins)?;
+    for failure in plugins.failures() {
+        report!("warning: plugin skipped: {failure}");
+    }
+    let transport = transport
+        .or_else(|| config.transport.clone())
+        .unwrap_or_else(|| "local".into());
+    let mut options = config.transport_options(&transport);
+    options["watch"] = true.into();
+    let space = plugins
+        .open_transport(&transport, &options)
+        .map_err(|e| e.to_string())?;
+    let (copies, received) = std::sync::mpsc::sync_channel(1024);
+    let watcher = format!("agency-watch-{}", std::process::id());
+    space.attach(&watcher, std::sync::Arc::new(traffic::Copies(copies)))?;
+    let interrupted = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    if let Err(error) = ctrlc::set_handler(move || flag.store(true, Ordering::Release)) {
+        tracing::warn!(%error, "Ctrl-C will end the watch without a clean shutdown");
+    }
+    report!("watching the space on {transport}; Ctrl-C stops");
+    while !interrupted.load(Ordering::Acquire) {
+        let body = match received.recv_timeout(Duration::from_millis(100)) {
+            Ok(body) => body,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let copy = agency_runtime::tap::Traffic::Sent(body);
+        if let Some(line) = lines.line(&copy) {
+            // A reader that stopped reading (`| head`) ends the watch quietly.
+            if terminal::print(&format!("{line}\n")).is_err() {
+                break;
+            }
+        }
+    }
+    space.detach(&watcher);
+    space.close();
+    Ok(if interrupted.load(Ordering::Acquire) {
+        console::Outcome::Interrupted.exit_code()
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn run(
     transport: Option<String>,
     plugins_dir: Option<PathBuf>,
     config_path: Option<PathBuf>,
     wait: Duration,
     allow_writable_plugins: bool,
+    watch: bool,
 ) -> Result<console::Outcome, String> {
-    let config_path = config_path.unwrap_or_else(|| PathBuf::from("agency.toml"));
-    let config = match Config::read(&config_path) {
-        Err(_) if !config_path.exists() && config_path == Path::new("agency.toml") => {
-            Config::default()
-        }
-        read => read?,
-    };
+    let (config, config_path) = read_config(config_path)?;
     let plugins_dir = plugins_dir.unwrap_or_else(default_plugins_dir);
     let plugins = load_plugins(Some(plugins_dir.clone()), allow_writable_plugins)?;
     for failure in plugins.failures() {
@@ -219,7 +335,7 @@ fn run(
     let space = plugins
         .open_space(&transport, &config.transport_options(&transport))
         .map_err(|e| e.to_string())?;
-    let mut roster = watch::Roster::default();
+    let mut roster = reload::Roster::default();
     roster.apply(&space, &config.agents, false, false);
     let console_id = config.console_id.as_deref().unwrap_or("User");
     let me = space
@@ -229,7 +345,7 @@ fn run(
                 .without_log(),
         )
         .map_err(|e| format!("cannot attach the console as {console_id:?}: {e}"))?;
-    let watcher = watch::Watcher::new(&plugins_dir, &config_path, config);
+    let watcher = reload::Watcher::new(&plugins_dir, &config_path, config);
     let stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
         std::thread::Builder::new()
@@ -242,7 +358,7 @@ fn run(
             .expect("the system can start a thread");
         // Whatever ends the console (end of input, Ctrl-C, a closed output: quietly, as
         // `rg | head` does), the space is destroyed cleanly after it.
-        let outcome = threads::guarded("console", || console::run(&space, me, wait));
+        let outcome = threads::guarded("console", || console::run(&space, me, wait, watch));
         stop.store(true, Ordering::Release);
         outcome
     });

@@ -99,6 +99,12 @@ pub fn finish(child: Child, input: &str) -> Output {
     finish_within(child, input, FINISH_PATIENCE)
 }
 
+/// `agency run` with the test plugins, `config_text` and `extra` arguments, fed `input`
+/// on a pipe: its output once it ended.
+pub fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
+    finish(start(crate::plugins_dir(), config_text, extra), input)
+}
+
 /// Bytes as text, invalid UTF-8 replaced.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -171,22 +177,27 @@ pub struct Host {
 impl Host {
     /// Starts `agency run` with the test plugins and `config_text`.
     pub fn start(config_text: &str, extra: &[&str]) -> Self {
-        Self::watch(start(crate::plugins_dir(), config_text, extra))
+        Self::wrap(start(crate::plugins_dir(), config_text, extra))
+    }
+
+    /// Starts `command` (an `agency` command line) with its streams piped.
+    pub fn running(command: &mut Command) -> Self {
+        Self::wrap(spawn_piped(command))
     }
 
     /// Starts `agency run` with the test plugins, `config_text` and the log filter
     /// `rust_log`.
     pub fn start_logging(config_text: &str, rust_log: &str) -> Self {
         let config = config(config_text);
-        Self::watch(start_logging(crate::plugins_dir(), &config, &[], rust_log))
+        Self::wrap(start_logging(crate::plugins_dir(), &config, &[], rust_log))
     }
 
     /// Starts `agency run` on the plugins folder `plugins` and the config file `config`.
     pub fn start_in(plugins: &Path, config: &Path, extra: &[&str]) -> Self {
-        Self::watch(start_with_config(plugins, config, extra))
+        Self::wrap(start_with_config(plugins, config, extra))
     }
 
-    fn watch(mut child: Child) -> Self {
+    fn wrap(mut child: Child) -> Self {
         let stdin = child.stdin.take();
         let stdout = Screen::attach(&mut child);
         let stderr = Screen::capture(child.stderr.take().unwrap());

@@ -4,14 +4,15 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use agency_tests::{
     assert_lines, library_name, plugins_dir, plugins_folder_with,
     process::{
-        agency, agency_run, config, finish, finish_within, spawn_piped, start, text, Screen,
+        agency, agency_run, config, finish, finish_within, run_piped, spawn_piped, start, text,
+        Screen,
     },
     scratch_dir,
 };
@@ -206,10 +207,6 @@ fn a_question_that_arrives_while_typing_is_asked_after_the_line() {
     console.type_keys("\x03");
     let exit = console.child.wait().unwrap();
     assert_eq!(exit.code(), Some(130), "Ctrl-C at the prompt");
-}
-
-fn run_piped(config_text: &str, extra: &[&str], input: &str) -> Output {
-    finish(start(plugins_dir(), config_text, extra), input)
 }
 
 #[test]

@@ -22,7 +22,14 @@ use agency_protocol::{
 use agency_sdk::Repeated;
 use serde_json::Value;
 
-use crate::{chain, handover, log::MessageLog, mailbox::Mailbox, validate_id, wait::Waiter};
+use crate::{
+    chain, handover,
+    log::MessageLog,
+    mailbox::Mailbox,
+    tap::{Taps, Traffic},
+    validate_id,
+    wait::Waiter,
+};
 
 /// How many sent messages an agent remembers for `parent_message` look-ups.
 pub const SENT_LOG_CAPACITY: usize = 1024;
@@ -38,6 +45,8 @@ pub(crate) struct SpaceCore {
     pub permission_prompt: RwLock<Option<PermissionPrompt>>,
     /// Messages of this space's agents that no agent could receive.
     pub dead_letters: AtomicU64,
+    /// Who watches the traffic.
+    pub taps: Taps,
 }
 
 /// Work for an agent's worker thread.
@@ -198,6 +207,7 @@ impl Endpoint {
         if let Some(log) = &self.log {
             log.record(message.clone(), false);
         }
+        self.core.taps.offer(|| Traffic::Sent(body.clone()));
         let published =
             handover::offering(&body, message, || self.core.transport.publish(&to, &body));
         let mut sent = self.sent.lock().unwrap();
@@ -263,6 +273,9 @@ impl Endpoint {
         };
         if message.is_returned_to(&self.id) {
             self.core.dead_letters.fetch_add(1, Ordering::Relaxed);
+            self.core
+                .taps
+                .offer(|| Traffic::Undeliverable(message.to_json()));
             tracing::debug!(agent = %self.id, to = ?message.to, "a message of this agent was undeliverable");
             return Some((message.undeliverable(), true));
         }

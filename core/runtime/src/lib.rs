@@ -14,6 +14,7 @@
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
 //! - `outgoing`, `log`, `wait`: outgoing messages, foreground logs, spin-then-sleep waits.
 //! - `text`: [`printable`], for showing what other processes sent.
+//! - [`tap`]: [`Tap`], copies of a space's traffic for whoever watches it.
 #![warn(missing_docs)]
 
 mod chain;
@@ -24,6 +25,7 @@ mod id;
 mod log;
 mod mailbox;
 pub mod space;
+pub mod tap;
 mod text;
 mod wait;
 mod worker;
@@ -37,6 +39,7 @@ pub use id::{validate_id, MAX_ID_BYTES};
 pub use log::Subscription;
 pub use mailbox::{never_wait_here, MAILBOX_LIMIT};
 pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space, DEFAULT_STOP_TIMEOUT};
+pub use tap::Tap;
 pub use text::printable;
 pub use worker::HELP;
 

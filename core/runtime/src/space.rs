@@ -21,6 +21,7 @@ use crate::{
     endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
     log::{MessageLog, Subscription},
     mailbox::{mailbox, Mailbox},
+    tap::Tap,
     validate_id,
     worker::Worker,
     SpaceError,
@@ -212,6 +213,7 @@ impl Space {
             destroyed: Default::default(),
             permission_prompt: RwLock::new(None),
             dead_letters: Default::default(),
+            taps: Default::default(),
         };
         Self {
             core: Arc::new(core),
@@ -422,6 +424,26 @@ impl Space {
     /// answered to its sender with an `UndeliverableError`).
     pub fn dead_letters(&self) -> u64 {
         self.core.dead_letters.load(Ordering::Relaxed)
+    }
+
+    /// Attaches a [`Tap`]: a copy of every message this space's agents send from now on,
+    /// and of each that came back undeliverable, in a queue of `capacity` copies. A tap
+    /// never slows the space: a copy that finds the queue full is dropped and counted.
+    ///
+    /// ```no_run
+    /// # use agency_runtime::{tap::Traffic, AgentSpec, Catalog, Space};
+    /// # fn demo(transport: Box<dyn agency_protocol::boundary::TransportSpace>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let space = Space::open(transport, Catalog::builtin());
+    /// let tap = space.tap(1000);
+    /// let me = space.add_foreground(&AgentSpec::untyped("me"))?;
+    /// me.send(serde_json::json!({"to": "*", "action": {"name": "say", "args": {}}}))?;
+    /// if let Ok(Traffic::Sent(body)) = tap.next_within(std::time::Duration::from_secs(5)) {
+    ///     println!("sent: {body}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn tap(&self, capacity: usize) -> Tap {
+        self.core.taps.attach(capacity)
     }
 
     /// The ids of the agents in this space (on this host), sorted.

@@ -198,3 +198,52 @@ fn a_handed_over_message_is_found_only_by_its_own_text() {
         "nothing on offer after publishing"
     );
 }
+
+#[test]
+fn a_tap_sees_every_message_and_dead_letter_and_never_holds_the_space_back() {
+    use crate::tap::Traffic;
+    let (space, _wire) = loopback_space();
+    space.add(&AgentSpec::new("Echo", "echo")).unwrap();
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    let tap = space.tap(4);
+    let within = Duration::from_secs(5);
+    assert_eq!(
+        request(&me, "echo", "echo", json!({"text": "hi"})).unwrap(),
+        "hi"
+    );
+    let Some(Traffic::Sent(request_body)) = tap.next_within(within).ok() else {
+        panic!("no copy of the request");
+    };
+    let Some(Traffic::Sent(reply_body)) = tap.next_within(within).ok() else {
+        panic!("no copy of the reply");
+    };
+    let (asked, answered): (Message, Message) = (
+        serde_json::from_str(&request_body).unwrap(),
+        serde_json::from_str(&reply_body).unwrap(),
+    );
+    assert_eq!(
+        answered.meta.parent_id.as_deref(),
+        Some(asked.meta.id.as_str())
+    );
+    assert!(request(&me, "nobody", "echo", json!({})).is_err());
+    assert!(matches!(tap.next_within(within), Ok(Traffic::Sent(_))));
+    let Some(Traffic::Undeliverable(dead)) = tap.next_within(within).ok() else {
+        panic!("no copy of the dead letter");
+    };
+    assert!(dead.contains("\"to\":\"nobody\""), "{dead}");
+    // Nobody reads the tap: the space goes on, and the copies it had no room for are
+    // counted.
+    for n in 0..20 {
+        assert_eq!(
+            request(&me, "echo", "echo", json!({"text": n.to_string()})).unwrap(),
+            n.to_string()
+        );
+    }
+    assert_eq!(tap.skipped(), 40 - 4);
+    drop(tap);
+    assert_eq!(
+        request(&me, "echo", "echo", json!({"text": "on"})).unwrap(),
+        "on"
+    );
+    space.destroy();
+}

@@ -31,6 +31,7 @@ struct Keys {
     queue_expires_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
     dedup_window: Option<usize>,
+    watch: Option<bool>,
 }
 
 /// A complete, validated transport configuration.
@@ -59,6 +60,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How many recent message ids each agent remembers to drop redelivered copies.
     pub dedup_window: usize,
+    /// Open a read-only space that receives copies of all traffic (`agency watch`).
+    pub watch: bool,
 }
 
 impl Config {
@@ -133,6 +136,7 @@ impl Config {
             queue_expires: Duration::from_secs(keys.queue_expires_secs.unwrap_or(600).max(1)),
             connect_timeout,
             dedup_window: positive(keys.dedup_window, 65_536, "dedup_window")?,
+            watch: keys.watch.unwrap_or(false),
         })
     }
 

@@ -31,12 +31,15 @@
 //! - `consumer`: an agent's queues, consumers, and de-duplication.
 //! - `publisher`: the outbox and the confirm-mode publishing task.
 //! - `space`: the [`TransportSpace`] the host sees.
+//! - `watch`: a read-only space (`watch = true`): copies of all traffic, from the
+//!   broker's firehose, for `agency watch`.
 
 pub mod config;
 mod consumer;
 mod publisher;
 mod session;
 mod space;
+mod watch;
 
 use agency_sdk::transport::TransportSpace;
 
@@ -50,5 +53,8 @@ fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
     // lapin warns of every message the broker returns: to us, a dead letter, which its
     // sender is told of (see `publisher`).
     agency_sdk::quiet_log_target("lapin::returned_messages", tracing::Level::ERROR);
+    if config.watch {
+        return Ok(Box::new(watch::WatchSpace::open(config)?));
+    }
     Ok(Box::new(space::AmqpSpace::open(config)?))
 }

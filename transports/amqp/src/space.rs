@@ -46,7 +46,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const FULL_OUTBOX_WAIT: Duration = Duration::from_secs(30);
 
 /// The plugin's own runtime, shared by every space it opens.
-fn runtime() -> &'static Runtime {
+pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

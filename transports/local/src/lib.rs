@@ -18,7 +18,8 @@ use agency_sdk::transport::{duplicate_id, sender_of, Inbound, TransportSpace, BR
 agency_sdk::register_transport!("local", open);
 agency_sdk::export_plugin!();
 
-/// Opens a local space. It takes no options: the configuration must be an object.
+/// Opens a local space. It takes no options (the configuration must be an object), and
+/// refuses `watch = true` (see the amqp transport's `watch`).
 fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
     let config: serde_json::Value = serde_json::from_str(if config.trim().is_empty() {
         "{}"
@@ -28,6 +29,14 @@ fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
     .map_err(|e| format!("local transport configuration is not JSON: {e}"))?;
     if !config.is_object() && !config.is_null() {
         return Err("local transport configuration must be a JSON object".into());
+    }
+    if config["watch"] == true {
+        return Err(
+            "a local space lives inside one process and cannot be watched from \
+                    another: watch it in its host, with `agency run --watch` or `/watch` at \
+                    its console"
+                .into(),
+        );
     }
     Ok(Box::new(LocalSpace::default()))
 }

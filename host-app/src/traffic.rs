@@ -1,0 +1,257 @@
+//! A space's traffic shown one line a message: what `agency watch`, `agency run --watch`
+//! and the console's `/watch` print.
+//!
+//! ```text
+//! 10:42:01.318  #3f2a9c1d  User -> Calculator  add {"a":1,"b":2}
+//! 10:42:01.319  #77b0e4a2  Calculator -> User  [response] 3.0  (re #3f2a9c1d, 0.9 ms)
+//! 10:42:02.004  #0c1d2e3f  User -> calculator  add {}  (undeliverable: no agent holds "calculator")
+//! ```
+//!
+//! Every field came from some process on the transport: all of it is escaped
+//! ([`crate::terminal::inline`]). A reply names the message it answers (`re #id`, its
+//! `parent_id`) and how long after it came. With `--json`, each line is one JSON object:
+//! `{"at": "10:42:01.318", "kind": "sent"|"undeliverable", "message": {...}}`, or
+//! `"kind": "malformed"` with the text as it came.
+//!
+//! Filters: `--agent ID` keeps messages from or to that agent, `--action NAME` messages
+//! of that action and the replies to them; each may be given more than once.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::mpsc::SyncSender,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use agency_runtime::tap::Traffic;
+use agency_sdk::{transport::Inbound, Message};
+use serde_json::{json, Value};
+
+use crate::terminal::inline;
+
+/// A sink for a watching transport: passes each copy on (waiting for room: the
+/// transport's own queue, bounded, holds the rest).
+pub struct Copies(pub SyncSender<String>);
+
+impl Inbound for Copies {
+    fn deliver(&self, body: &str) {
+        let _ = self.0.send(body.to_owned());
+    }
+}
+
+/// Which messages to show.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Keep messages from or to these agents (all, if empty).
+    pub agents: Vec<String>,
+    /// Keep messages of these actions, and the replies to them (all, if empty).
+    pub actions: Vec<String>,
+}
+
+/// How many shown messages are remembered, to pair replies with them.
+const REMEMBERED: usize = 10_000;
+
+/// Turns copies of the traffic into lines, remembering what it showed to pair replies.
+pub struct Watch {
+    filter: Filter,
+    json: bool,
+    /// Messages shown lately, by id, with when they were seen.
+    shown: HashMap<String, Instant>,
+    order: VecDeque<String>,
+}
+
+impl Watch {
+    /// A watch that shows what `filter` keeps, as text or (`json`) JSON lines.
+    pub fn new(filter: Filter, json: bool) -> Self {
+        Self {
+            filter,
+            json,
+            shown: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The line for one copy, or `None` if the filter leaves it out.
+    pub fn line(&mut self, copy: &Traffic) -> Option<String> {
+        let (body, undeliverable) = match copy {
+            Traffic::Sent(body) => (body, false),
+            Traffic::Undeliverable(body) => (body, true),
+        };
+        let at = time_of_day();
+        let message = match Message::from_json(body) {
+            Ok(message) => message,
+            Err(reason) => {
+                return self.filter_allows_unknown().then(|| {
+                    if self.json {
+                        json!({"at": at, "kind": "malformed", "body": body}).to_string()
+                    } else {
+                        format!(
+                            "{at}  (not a message: {}) {}",
+                            inline(&reason),
+                            inline(body)
+                        )
+                    }
+                })
+            }
+        };
+        let parent = message.meta.parent_id.as_deref();
+        let answered = parent.and_then(|id| self.shown.get(id).copied());
+        if !self.keeps(&message, answered.is_some()) {
+            return None;
+        }
+        if !undeliverable {
+            self.remember(&message.meta.id);
+        }
+        if self.json {
+            let kind = if undeliverable {
+                "undeliverable"
+            } else {
+                "sent"
+            };
+            let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            return Some(json!({"at": at, "kind": kind, "message": value}).to_string());
+        }
+        let action = &message.action;
+        let mut line = format!(
+            "{at}  #{}  {} -> {}  {}",
+            short(&message.meta.id),
+            inline(&message.from),
+            inline(&message.to),
+            inline(&action.name)
+        );
+        match message.reply() {
+            Some(Ok(value)) => line.push_str(&format!(" {}", inline(&value.to_string()))),
+            Some(Err(error)) => line.push_str(&format!(" {}", inline(&error.to_string()))),
+            None => line.push_str(&format!(
+                " {}",
+                inline(&Value::Object(action.args.clone()).to_string())
+            )),
+        }
+        if let Some(parent) = parent {
+            line.push_str(&format!("  (re #{}", short(parent)));
+            if let Some(asked) = answered {
+                let millis = asked.elapsed().as_secs_f64() * 1000.0;
+                line.push_str(&format!(", {millis:.1} ms"));
+            }
+            line.push(')');
+        }
+        if undeliverable {
+            line.push_str(&format!(
+                "  (undeliverable: no agent holds {})",
+                inline(&format!("{:?}", message.to))
+            ));
+        }
+        Some(line)
+    }
+
+    /// Whether the filter keeps `message`; `answers_shown`: it replies to a message shown.
+    fn keeps(&self, message: &Message, answers_shown: bool) -> bool {
+        let Filter { agents, actions } = &self.filter;
+        let agent_kept = agents.is_empty()
+            || agents
+                .iter()
+                .any(|id| *id == message.from || *id == message.to);
+        let action_kept =
+            actions.is_empty() || actions.contains(&message.action.name) || answers_shown;
+        agent_kept && action_kept
+    }
+
+    /// Whether text that is no message is shown: only when nothing is filtered.
+    fn filter_allows_unknown(&self) -> bool {
+        self.filter.agents.is_empty() && self.filter.actions.is_empty()
+    }
+
+    fn remember(&mut self, id: &str) {
+        if self.order.len() == REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.shown.remove(&oldest);
+            }
+        }
+        self.shown.insert(id.to_owned(), Instant::now());
+        self.order.push_back(id.to_owned());
+    }
+}
+
+/// The first 8 characters of a message id, escaped.
+fn short(id: &str) -> String {
+    inline(&id.chars().take(8).collect::<String>()).into_owned()
+}
+
+/// `HH:MM:SS.mmm`, UTC, as the log lines are.
+fn time_of_day() -> String {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let millis = since_epoch.as_millis() % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        millis / 3_600_000,
+        millis / 60_000 % 60,
+        millis / 1000 % 60,
+        millis % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use agency_runtime::tap::Traffic;
+    use serde_json::json;
+
+    use super::{Filter, Watch};
+
+    fn sent(value: serde_json::Value) -> Traffic {
+        Traffic::Sent(value.to_string())
+    }
+
+    #[test]
+    fn replies_name_what_they_answer_and_filters_keep_them() {
+        let request = sent(
+            json!({"meta": {"id": "aaaaaaaa-1"}, "from": "User", "to": "Calc",
+            "action": {"name": "add", "args": {"a": 1}}}),
+        );
+        let reply = sent(
+            json!({"meta": {"id": "bbbbbbbb-2", "parent_id": "aaaaaaaa-1"},
+            "from": "Calc", "to": "User", "action": {"name": "[response]", "args": {"value": 1}}}),
+        );
+        let other = sent(json!({"meta": {"id": "cccccccc-3"}, "from": "A", "to": "*",
+            "action": {"name": "say", "args": {"content": "\u{1b}[2J"}}}));
+        let mut watch = Watch::new(
+            Filter {
+                agents: vec![],
+                actions: vec!["add".into()],
+            },
+            false,
+        );
+        let line = watch.line(&request).unwrap();
+        assert!(
+            line.ends_with("#aaaaaaaa  User -> Calc  add {\"a\":1}"),
+            "{line}"
+        );
+        let line = watch.line(&reply).unwrap();
+        assert!(
+            line.contains("#bbbbbbbb  Calc -> User  [response] 1  (re #aaaaaaaa, "),
+            "{line}"
+        );
+        assert_eq!(watch.line(&other), None);
+        let mut everything = Watch::new(Filter::default(), false);
+        let line = everything.line(&other).unwrap();
+        assert!(line.contains("say {\"content\":\"\\u{1b}[2J\"}"), "{line}");
+        let dead = Traffic::Undeliverable(
+            json!({"meta": {"id": "d"}, "from": "User", "to": "nobody",
+                "action": {"name": "x", "args": {}}})
+            .to_string(),
+        );
+        assert!(everything
+            .line(&dead)
+            .unwrap()
+            .ends_with("(undeliverable: no agent holds \"nobody\")"));
+        let mut json_lines = Watch::new(Filter::default(), true);
+        let line: serde_json::Value =
+            serde_json::from_str(&json_lines.line(&dead).unwrap()).unwrap();
+        assert_eq!(line["kind"], "undeliverable");
+        assert_eq!(line["message"]["to"], "nobody");
+        assert!(everything
+            .line(&Traffic::Sent("not json".into()))
+            .unwrap()
+            .contains("(not a message: "));
+    }
+}
