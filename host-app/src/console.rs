@@ -919,7 +919,7 @@ impl Console<'_> {
         if self.watching.is_some() {
             return self.say("watch: already on (/watch off stops it)");
         }
-        let tap = self.space.tap(TAP_CAPACITY);
+        let mut tap = self.space.tap(TAP_CAPACITY);
         let on = Arc::new(AtomicBool::new(true));
         let (running, events) = (on.clone(), self.events.clone());
         threads::spawn("console watch", move || {

@@ -10,6 +10,10 @@
 //!   prefetch of 200 and one ack per delivery sent by a task of its own, as the
 //!   transport does.
 //!
+//! - agency watched: the same, while the broker's firehose is on and an `agency watch`
+//!   process reads a copy of every message (filtered to print nothing: the cost measured
+//!   is the broker's copying and the watcher's reading, not a terminal's).
+//!
 //! Uses the tests' broker (`agency_tests::broker`: the local RabbitMQ, else a private node),
 //! in a vhost of its own. Run with `cargo bench -p agency-tests --bench amqp`.
 
@@ -20,9 +24,9 @@ use std::{
 
 use agency_runtime::AgentSpec;
 use agency_tests::{
-    broker::broker,
+    broker::{broker, rabbitmqctl_in_vhost},
     figures::{percentile, print_table, Row},
-    process::Host,
+    process::{agency, config, Host},
     unique_name,
 };
 use futures_util::StreamExt;
@@ -78,24 +82,60 @@ fn main() {
         .build()
         .unwrap();
     let raw = runtime.block_on(Raw::connect(&exchange));
-    let mut floods: [Vec<f64>; 2] = Default::default();
-    for _ in 0..ROUNDS {
+    // The watcher attaches while the firehose is on; between watched runs it is off.
+    rabbitmqctl_in_vhost("trace_on", &[]);
+    let watch_config = config(&format!(
+        "transport = \"amqp\"\n[transports.amqp]\nurl = \"{url}\"\nexchange = \"{exchange}\"\n"
+    ));
+    let plugins = agency_tests::plugins_dir().to_str().unwrap().to_owned();
+    let watcher = Host::running(&mut agency(&[
+        "watch",
+        "--plugins-dir",
+        &plugins,
+        "--config",
+        watch_config.to_str().unwrap(),
+        "--agent",
+        "nobody",
+    ]));
+    watcher.stderr.wait_for("watching the space on amqp");
+    rabbitmqctl_in_vhost("trace_off", &[]);
+    let flood = || {
         let result = ask("flood", MESSAGES);
         assert_eq!(result["received"], MESSAGES);
-        floods[0].push(MESSAGES as f64 / result["seconds"].as_f64().unwrap());
-        floods[1].push(runtime.block_on(raw.one_way()));
+        MESSAGES as f64 / result["seconds"].as_f64().unwrap()
+    };
+    let trips = || {
+        ask("round_trips", ROUND_TRIPS / 10);
+        serde_json::from_value::<Vec<f64>>(ask("round_trips", ROUND_TRIPS)).unwrap()
+    };
+    let mut floods: [Vec<f64>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        floods[0].push(flood());
+        rabbitmqctl_in_vhost("trace_on", &[]);
+        floods[1].push(flood());
+        rabbitmqctl_in_vhost("trace_off", &[]);
+        floods[2].push(runtime.block_on(raw.one_way()));
     }
-    ask("round_trips", ROUND_TRIPS / 10);
-    let agency_trips: Vec<f64> = serde_json::from_value(ask("round_trips", ROUND_TRIPS)).unwrap();
+    let agency_trips = trips();
+    rabbitmqctl_in_vhost("trace_on", &[]);
+    let watched_trips = trips();
+    rabbitmqctl_in_vhost("trace_off", &[]);
     let raw_trips = runtime.block_on(raw.round_trips());
     peer.finish();
+    drop(watcher);
     space.destroy();
 
-    let [agency_flood, raw_flood] = [0, 1].map(|i| percentile(&floods[i], 0.5));
+    let [agency_flood, watched_flood, raw_flood] = [0, 1, 2].map(|i| percentile(&floods[i], 0.5));
     print_table(
         "amqp transport, agents in 2 processes",
         &[
             Row::agency(agency_flood, &agency_trips),
+            Row {
+                name: "agency, watched (firehose on, `agency watch` reading)",
+                short: "agency watched",
+                one_way: watched_flood,
+                trips: Some(&watched_trips),
+            },
             Row {
                 name: "reference: raw lapin, 2 connections, same bytes and acks",
                 short: "raw lapin",
@@ -105,9 +145,10 @@ fn main() {
         ],
     );
     println!(
-        "one-way runs (msg/s): agency {:?}, raw lapin {:?}",
+        "one-way runs (msg/s): agency {:?}, watched {:?}, raw lapin {:?}",
         floods[0].iter().map(|r| r.round()).collect::<Vec<_>>(),
-        floods[1].iter().map(|r| r.round()).collect::<Vec<_>>()
+        floods[1].iter().map(|r| r.round()).collect::<Vec<_>>(),
+        floods[2].iter().map(|r| r.round()).collect::<Vec<_>>()
     );
 }
 

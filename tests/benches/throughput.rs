@@ -1,6 +1,8 @@
 //! Throughput and round trip of the `local` transport between two agents loaded from
 //! plugin libraries, beside a raw reference measured in the same run: a tokio channel
-//! carrying the same JSON text, encoded by the sender and decoded by the receiver.
+//! carrying the same JSON text, encoded by the sender and decoded by the receiver. The
+//! same agents are measured again while watched: a tap attached and drained on a thread
+//! of its own, as `agency run --watch` does.
 //!
 //! The binary uses mimalloc, as the `agency` binary does; the plugins keep the system
 //! allocator, as third-party plugins would.
@@ -26,21 +28,29 @@ const ROUNDS: usize = 7;
 
 fn main() {
     let (space, driver) = bench_space();
-    let mut floods: [Vec<f64>; 3] = Default::default();
+    let mut floods: [Vec<f64>; 4] = Default::default();
     for _ in 0..ROUNDS {
         floods[0].push(agency_one_way(&driver));
-        floods[1].push(reference_one_way(Encode::EachMessage));
-        floods[2].push(reference_one_way(Encode::Beforehand));
+        floods[1].push(watched(&space, || agency_one_way(&driver)));
+        floods[2].push(reference_one_way(Encode::EachMessage));
+        floods[3].push(reference_one_way(Encode::Beforehand));
     }
-    let [agency_flood, reference_flood, decode_only_flood] =
+    let [agency_flood, watched_flood, reference_flood, decode_only_flood] =
         floods.map(|runs| percentile(&runs, 0.5));
     let agency_trips = agency_round_trips(&driver);
+    let watched_trips = watched(&space, || agency_round_trips(&driver));
     let reference_trips = reference_round_trips();
     space.destroy();
     print_table(
         "local transport, 2 agents from .so files",
         &[
             Row::agency(agency_flood, &agency_trips),
+            Row {
+                name: "agency, watched (a tap drained on its own thread)",
+                short: "agency watched",
+                one_way: watched_flood,
+                trips: Some(&watched_trips),
+            },
             Row {
                 name: "reference: tokio channel, sender encodes, receiver decodes",
                 short: "reference (encode + decode)",
@@ -55,6 +65,31 @@ fn main() {
             },
         ],
     );
+}
+
+/// Runs `measure` while a tap is attached to `space` and drained on a thread of its
+/// own, as `agency run --watch` does; says how many copies the watcher saw and missed.
+fn watched<T>(space: &agency_runtime::Space, measure: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut tap = space.tap(10_000);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let stop = &stop;
+        let watcher = scope.spawn(move || {
+            let mut seen = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                if tap.next_within(Duration::from_millis(10)).is_ok() {
+                    seen += 1;
+                }
+            }
+            (seen, tap.skipped())
+        });
+        let result = measure();
+        stop.store(true, Ordering::Release);
+        let (seen, skipped) = watcher.join().unwrap();
+        eprintln!("watched run: the watcher saw {seen} copies, {skipped} skipped");
+        result
+    })
 }
 
 /// When the reference sender encodes its messages.

@@ -434,7 +434,7 @@ impl Space {
     /// # use agency_runtime::{tap::Traffic, AgentSpec, Catalog, Space};
     /// # fn demo(transport: Box<dyn agency_protocol::boundary::TransportSpace>) -> Result<(), Box<dyn std::error::Error>> {
     /// let space = Space::open(transport, Catalog::builtin());
-    /// let tap = space.tap(1000);
+    /// let mut tap = space.tap(1000);
     /// let me = space.add_foreground(&AgentSpec::untyped("me"))?;
     /// me.send(serde_json::json!({"to": "*", "action": {"name": "say", "args": {}}}))?;
     /// if let Ok(Traffic::Sent(body)) = tap.next_within(std::time::Duration::from_secs(5)) {

@@ -5,17 +5,25 @@
 //! all the space's traffic; on a shared transport, what this host's agents send), and of
 //! every message that came back undeliverable.
 //!
-//! Invariant: **a tap never slows or alters the space.** A copy is offered to each tap's
-//! bounded queue without waiting: when a tap's reader falls behind, its queue is full and
-//! the copy is dropped and counted ([`Tap::skipped`]); the message itself goes on as if
-//! nobody watched. With no tap attached, a send pays one atomic load.
+//! Invariant: **a tap never slows or alters the space.** A copy is appended to each tap's
+//! bounded queue under a lock held for that push alone, and nobody is woken: the tap's
+//! reader collects what accumulated every [`POLL`] (a wake-up per message would cost the
+//! sender a system call). When a reader falls behind, its queue is full and the copy is
+//! dropped and counted ([`Tap::skipped`]); the message itself goes on as if nobody
+//! watched. With no tap attached, a send pays one atomic load.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
-    mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
-    Arc, RwLock,
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::RecvTimeoutError,
+        Arc, Mutex, RwLock,
+    },
+    time::{Duration, Instant},
 };
-use std::time::Duration;
+
+/// How often a reader looks for new copies when there are none.
+pub const POLL: Duration = Duration::from_millis(5);
 
 /// One copy a tap receives: a message's JSON, as it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,22 +34,54 @@ pub enum Traffic {
     Undeliverable(String),
 }
 
+/// One tap's queue, shared by the space (which appends) and the [`Tap`] (which takes).
+struct Queue {
+    copies: Mutex<VecDeque<Traffic>>,
+    capacity: usize,
+    skipped: AtomicU64,
+}
+
 /// A reader of a space's traffic, from [`crate::Space::tap`]. Dropping it detaches it.
 pub struct Tap {
-    copies: Receiver<Traffic>,
-    skipped: Arc<AtomicU64>,
+    queue: Arc<Queue>,
+    /// Copies taken from the queue and not read yet.
+    taken: VecDeque<Traffic>,
+    /// When copies were last taken: the queue is taken at most every [`POLL`], so that
+    /// the reader and the senders rarely meet at its lock.
+    last_taken: Instant,
 }
 
 impl Tap {
     /// The next copy, waiting up to `timeout`; fails with `Timeout` when none came, and
     /// with `Disconnected` once the space is gone.
-    pub fn next_within(&self, timeout: Duration) -> Result<Traffic, RecvTimeoutError> {
-        self.copies.recv_timeout(timeout)
+    pub fn next_within(&mut self, timeout: Duration) -> Result<Traffic, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(copy) = self.taken.pop_front() {
+                return Ok(copy);
+            }
+            let now = Instant::now();
+            let next_take = self.last_taken + POLL;
+            if now < next_take {
+                match deadline {
+                    Some(deadline) if now >= deadline => return Err(RecvTimeoutError::Timeout),
+                    Some(deadline) => std::thread::sleep((next_take - now).min(deadline - now)),
+                    None => std::thread::sleep(next_take - now),
+                }
+                continue;
+            }
+            self.last_taken = now;
+            std::mem::swap(&mut self.taken, &mut self.queue.copies.lock().unwrap());
+            // Only this tap holds its queue: the space dropped its end.
+            if self.taken.is_empty() && Arc::strong_count(&self.queue) == 1 {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+        }
     }
 
     /// How many copies were dropped so far because this tap's queue was full.
     pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
+        self.queue.skipped.load(Ordering::Relaxed)
     }
 }
 
@@ -50,7 +90,7 @@ impl Iterator for Tap {
 
     /// The next copy; `None` once the space is gone.
     fn next(&mut self) -> Option<Traffic> {
-        self.copies.recv().ok()
+        self.next_within(Duration::MAX).ok()
     }
 }
 
@@ -59,18 +99,24 @@ impl Iterator for Tap {
 pub(crate) struct Taps {
     /// Whether any tap is attached: the only cost of a send when none is.
     any: AtomicBool,
-    taps: RwLock<Vec<(SyncSender<Traffic>, Arc<AtomicU64>)>>,
+    taps: RwLock<Vec<Arc<Queue>>>,
 }
 
 impl Taps {
     /// Attaches a tap whose queue holds `capacity` copies.
     pub fn attach(&self, capacity: usize) -> Tap {
-        let (sender, copies) = mpsc::sync_channel(capacity.max(1));
-        let skipped = Arc::new(AtomicU64::new(0));
-        let mut taps = self.taps.write().unwrap();
-        taps.push((sender, skipped.clone()));
+        let queue = Arc::new(Queue {
+            copies: Mutex::default(),
+            capacity: capacity.max(1),
+            skipped: AtomicU64::new(0),
+        });
+        self.taps.write().unwrap().push(queue.clone());
         self.any.store(true, Ordering::Release);
-        Tap { copies, skipped }
+        Tap {
+            queue,
+            taken: VecDeque::new(),
+            last_taken: Instant::now(),
+        }
     }
 
     /// Offers each tap a copy made by `copy` (only made when a tap is attached); taps
@@ -81,19 +127,21 @@ impl Taps {
         }
         let copy = copy();
         let mut gone = false;
-        for (sender, skipped) in self.taps.read().unwrap().iter() {
-            match sender.try_send(copy.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    skipped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(TrySendError::Disconnected(_)) => gone = true,
+        for queue in self.taps.read().unwrap().iter() {
+            if Arc::strong_count(queue) == 1 {
+                gone = true;
+                continue;
+            }
+            let mut copies = queue.copies.lock().unwrap();
+            if copies.len() < queue.capacity {
+                copies.push_back(copy.clone());
+            } else {
+                queue.skipped.fetch_add(1, Ordering::Relaxed);
             }
         }
         if gone {
             let mut taps = self.taps.write().unwrap();
-            // A dropped tap leaves its counter here alone.
-            taps.retain(|(_, skipped)| Arc::strong_count(skipped) > 1);
+            taps.retain(|queue| Arc::strong_count(queue) > 1);
             self.any.store(!taps.is_empty(), Ordering::Release);
         }
     }

@@ -205,7 +205,7 @@ fn a_tap_sees_every_message_and_dead_letter_and_never_holds_the_space_back() {
     let (space, _wire) = loopback_space();
     space.add(&AgentSpec::new("Echo", "echo")).unwrap();
     let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
-    let tap = space.tap(4);
+    let mut tap = space.tap(4);
     let within = Duration::from_secs(5);
     assert_eq!(
         request(&me, "echo", "echo", json!({"text": "hi"})).unwrap(),
