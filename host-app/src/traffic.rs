@@ -212,8 +212,10 @@ mod tests {
             json!({"meta": {"id": "bbbbbbbb-2", "parent_id": "aaaaaaaa-1"},
             "from": "Calc", "to": "User", "action": {"name": "[response]", "args": {"value": 1}}}),
         );
-        let other = sent(json!({"meta": {"id": "cccccccc-3"}, "from": "A", "to": "*",
-            "action": {"name": "say", "args": {"content": "\u{1b}[2J"}}}));
+        let other = sent(
+            json!({"meta": {"id": "cccccccc-3"}, "from": "A\u{1b}[2J", "to": "*",
+            "action": {"name": "say", "args": {"content": "\u{1b}[2J"}}}),
+        );
         let mut watch = Watch::new(
             Filter {
                 agents: vec![],
@@ -234,7 +236,10 @@ mod tests {
         assert_eq!(watch.line(&other), None);
         let mut everything = Watch::new(Filter::default(), false);
         let line = everything.line(&other).unwrap();
-        assert!(line.contains("say {\"content\":\"\\u{1b}[2J\"}"), "{line}");
+        assert!(
+            line.contains("#cccccccc  A\\u{1b}[2J -> *  say {\"content\":\"\\u001b[2J\"}"),
+            "{line}"
+        );
         let dead = Traffic::Undeliverable(
             json!({"meta": {"id": "d"}, "from": "User", "to": "nobody",
                 "action": {"name": "x", "args": {}}})

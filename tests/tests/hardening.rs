@@ -182,7 +182,8 @@ fn remote_text_reaches_the_terminal_escaped() {
         &[
             "peer\\u{a}forged: a line of its own: -> \\u{1b}[2Jwipe {\"k\":\"v\\u{7f}\"}",
             "peer: one",
-            "  forged: two\\u{d}\\u{1b}[1A",
+            "  │ forged: two\\u{d}\\u{1b}[1A",
+            "  └─",
         ],
     );
 }
