@@ -32,7 +32,7 @@ use std::{
 
 use agency_loader::Plugins;
 use agency_runtime::AgentSpec;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use config::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -60,42 +60,23 @@ struct Cli {
 enum Command {
     /// Open a space, start the configured agents, and talk to them from the console.
     Run {
-        /// The transport to use [default: the config's, else `local`].
-        #[arg(long, env = "AGENCY_TRANSPORT")]
-        transport: Option<String>,
-        /// Where plugin libraries are [default: ./plugins, else `plugins` beside the binary,
-        /// whichever holds libraries].
-        #[arg(long, env = "AGENCY_PLUGINS_DIR")]
-        plugins_dir: Option<PathBuf>,
-        /// The config file [default: ./agency.toml if it exists].
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        space: SpaceArgs,
         /// How long to wait for a reply, and for replies in flight once input ends, in
         /// seconds (0 to 1000000000).
         #[arg(long, default_value = "5", value_parser = parse_wait)]
         wait: Duration,
-        /// Load plugin files and folders that other users can write to (with a warning).
-        #[arg(long)]
-        allow_writable_plugins: bool,
         /// Print every message the space's agents send, as in `agency watch` (`/watch` at
         /// the console does it too).
         #[arg(long)]
         watch: bool,
     },
     /// Print every message of a space on a broker as it flows (amqp; read-only, needs the
-    /// broker's firehose: `rabbitmqctl trace_on -p VHOST`).
+    /// broker's firehose: `rabbitmqctl trace_on -p VHOST`). A `local` space lives inside
+    /// one process: use `agency run --watch` there.
     Watch {
-        /// The transport [default: the config's, else `local`, which lives inside one
-        /// process: use `agency run --watch` there].
-        #[arg(long, env = "AGENCY_TRANSPORT")]
-        transport: Option<String>,
-        /// Where plugin libraries are [default: ./plugins, else `plugins` beside the binary].
-        #[arg(long, env = "AGENCY_PLUGINS_DIR")]
-        plugins_dir: Option<PathBuf>,
-        /// The config file, for the transport's settings [default: ./agency.toml if it
-        /// exists].
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        space: SpaceArgs,
         /// Only messages from or to this agent (repeatable).
         #[arg(long = "agent", value_name = "ID")]
         agents: Vec<String>,
@@ -105,9 +86,6 @@ enum Command {
         /// One JSON object per line, for programs.
         #[arg(long)]
         json: bool,
-        /// Load plugin files and folders that other users can write to (with a warning).
-        #[arg(long)]
-        allow_writable_plugins: bool,
     },
     /// List the plugins in a folder: their transports, agent types and actions.
     Plugins {
@@ -135,6 +113,63 @@ enum Command {
     },
 }
 
+/// Where a space comes from: its transport, plugins and config.
+#[derive(Args)]
+struct SpaceArgs {
+    /// The transport to use [default: the config's, else `local`].
+    #[arg(long, env = "AGENCY_TRANSPORT")]
+    transport: Option<String>,
+    /// Where plugin libraries are [default: ./plugins, else `plugins` beside the binary,
+    /// whichever holds libraries].
+    #[arg(long, env = "AGENCY_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// The config file [default: ./agency.toml if it exists].
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Load plugin files and folders that other users can write to (with a warning).
+    #[arg(long)]
+    allow_writable_plugins: bool,
+}
+
+/// What [`SpaceArgs`] name, read and loaded.
+struct Setup {
+    config: Config,
+    config_path: PathBuf,
+    plugins_dir: PathBuf,
+    plugins: Plugins,
+    transport: String,
+}
+
+impl SpaceArgs {
+    /// Reads the config (`./agency.toml` may be missing), loads the plugins (reporting
+    /// the files refused) and picks the transport.
+    fn load(self) -> Result<Setup, String> {
+        let config_path = self.config.unwrap_or_else(|| PathBuf::from("agency.toml"));
+        let config = match Config::read(&config_path) {
+            Err(_) if !config_path.exists() && config_path == Path::new("agency.toml") => {
+                Config::default()
+            }
+            read => read?,
+        };
+        let plugins_dir = self.plugins_dir.unwrap_or_else(default_plugins_dir);
+        let plugins = load_plugins(Some(plugins_dir.clone()), self.allow_writable_plugins)?;
+        for failure in plugins.failures() {
+            report!("warning: plugin skipped: {failure}");
+        }
+        let transport = self
+            .transport
+            .or_else(|| config.transport.clone())
+            .unwrap_or_else(|| "local".into());
+        Ok(Setup {
+            config,
+            config_path,
+            plugins_dir,
+            plugins,
+            transport,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum PluginsCommand {
     /// Diagnose one plugin file: what it is and provides, or why it cannot be used.
@@ -156,37 +191,19 @@ fn main() -> ExitCode {
         .init();
     let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Run {
-            transport,
-            plugins_dir,
-            config,
-            wait,
-            allow_writable_plugins,
-            watch,
-        } => run(
-            transport,
-            plugins_dir,
-            config,
-            wait,
-            allow_writable_plugins,
-            watch,
-        )
-        .map(console::Outcome::exit_code),
+        Command::Run { space, wait, watch } => space
+            .load()
+            .and_then(|setup| run(setup, wait, watch))
+            .map(console::Outcome::exit_code),
         Command::Watch {
-            transport,
-            plugins_dir,
-            config,
+            space,
             agents,
             actions,
             json,
-            allow_writable_plugins,
-        } => watch(
-            transport,
-            plugins_dir,
-            config,
-            traffic::Watch::new(traffic::Filter { agents, actions }, json),
-            allow_writable_plugins,
-        ),
+        } => space.load().and_then(|setup| {
+            let lines = traffic::Watch::new(traffic::Filter { agents, actions }, json);
+            watch(setup, lines)
+        }),
         Command::Plugins {
             plugins_dir,
             allow_writable_plugins,
@@ -251,33 +268,15 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// The config at `path` (default `./agency.toml`, which may be missing).
-fn read_config(path: Option<PathBuf>) -> Result<(Config, PathBuf), String> {
-    let path = path.unwrap_or_else(|| PathBuf::from("agency.toml"));
-    let config = match Config::read(&path) {
-        Err(_) if !path.exists() && path == Path::new("agency.toml") => Config::default(),
-        read => read?,
-    };
-    Ok((config, path))
-}
-
 /// `agency watch`: prints a copy of every message published in the space, until Ctrl-C
 /// or the end of the output.
-fn watch(
-    transport: Option<String>,
-    plugins_dir: Option<PathBuf>,
-    config_path: Option<PathBuf>,
-    mut lines: traffic::Watch,
-    allow_writable_plugins: bool,
-) -> Result<ExitCode, String> {
-    let (config, _) = read_config(config_path)?;
-    let plugins = load_plugins(plugins_dir, allow_writable_plugins)?;
-    for failure in plugins.failures() {
-        report!("warning: plugin skipped: {failure}");
-    }
-    let transport = transport
-        .or_else(|| config.transport.clone())
-        .unwrap_or_else(|| "local".into());
+fn watch(setup: Setup, mut lines: traffic::Watch) -> Result<ExitCode, String> {
+    let Setup {
+        config,
+        plugins,
+        transport,
+        ..
+    } = setup;
     let mut options = config.transport_options(&transport);
     options["watch"] = true.into();
     let space = plugins
@@ -315,23 +314,15 @@ fn watch(
     })
 }
 
-fn run(
-    transport: Option<String>,
-    plugins_dir: Option<PathBuf>,
-    config_path: Option<PathBuf>,
-    wait: Duration,
-    allow_writable_plugins: bool,
-    watch: bool,
-) -> Result<console::Outcome, String> {
-    let (config, config_path) = read_config(config_path)?;
-    let plugins_dir = plugins_dir.unwrap_or_else(default_plugins_dir);
-    let plugins = load_plugins(Some(plugins_dir.clone()), allow_writable_plugins)?;
-    for failure in plugins.failures() {
-        report!("warning: plugin skipped: {failure}");
-    }
-    let transport = transport
-        .or_else(|| config.transport.clone())
-        .unwrap_or_else(|| "local".into());
+/// `agency run`: the space, its agents and the console, until the console ends.
+fn run(setup: Setup, wait: Duration, watch: bool) -> Result<console::Outcome, String> {
+    let Setup {
+        config,
+        config_path,
+        plugins_dir,
+        plugins,
+        transport,
+    } = setup;
     let space = plugins
         .open_space(&transport, &config.transport_options(&transport))
         .map_err(|e| e.to_string())?;
