@@ -4,9 +4,10 @@
 //! console's agent are printed; `requested` actions that ask the space's permission prompt
 //! are put to the user as a y/n question, answered by the next line. After a command to
 //! one agent the console reads no further line until its reply (or a permission question)
-//! arrives, or `wait` passes, so piped input behaves as if typed by a person watching.
-//! At the end of input it waits (up to `wait`) for the replies still in flight, and until
-//! nothing more arrives for a moment, so answers to a last broadcast are printed too.
+//! arrives, or `wait` passes, so piped input behaves as if typed by a person watching
+//! (`wait` 0: lines are not held back). At the end of input it waits (up to `wait`, at
+//! least a moment) for the replies still in flight, and until nothing more arrives for a
+//! moment, so answers to a last broadcast are printed too.
 //!
 //! What other processes sent is shown through [`crate::terminal`] (escaped). The console
 //! reads a bounded queue of events: when its output is not read (a full pipe, a paused
@@ -257,7 +258,7 @@ impl Console<'_> {
                 if self.awaiting.is_empty() && now >= end.last_heard + QUIET {
                     return self.ended();
                 }
-                if now >= end.give_up {
+                if now >= end.give_up && !self.awaiting.is_empty() {
                     let count = self.awaiting.len();
                     self.fail(&format!(
                         "error: stopped waiting for {count} repl{}",
@@ -267,9 +268,7 @@ impl Console<'_> {
                 }
             }
             let deadline = match &ending {
-                Some(end) if self.awaiting.is_empty() => {
-                    Some(end.give_up.min(end.last_heard + QUIET))
-                }
+                Some(end) if self.awaiting.is_empty() => Some(end.last_heard + QUIET),
                 Some(end) => Some(end.give_up),
                 None => self.blocking.as_ref().map(|(_, until, _)| *until),
             };
@@ -391,12 +390,14 @@ impl Console<'_> {
         on_screen
     }
 
-    /// The input ended (or `/quit`): questions are refused, replies awaited up to `wait`.
+    /// The input ended (or `/quit`): questions are refused, replies awaited up to `wait`
+    /// (and at least [`QUIET`], so that replies already on their way are printed even
+    /// with `--wait 0`).
     fn begin_ending(&mut self) -> Ending {
         self.refuse_prompts("no input left");
         let now = Instant::now();
         Ending {
-            give_up: after(self.wait),
+            give_up: after(self.wait).max(now + QUIET),
             last_heard: now,
         }
     }
@@ -500,8 +501,11 @@ impl Console<'_> {
                 match self.me.send(message) {
                     Ok(id) if expects_reply => {
                         self.awaiting.insert(id.clone(), action);
-                        self.blocking = Some((id, after(self.wait), asked));
-                        return;
+                        // `--wait 0`: the next line is not held back for the reply.
+                        if !self.wait.is_zero() {
+                            self.blocking = Some((id, after(self.wait), asked));
+                            return;
+                        }
                     }
                     Ok(_) => {}
                     Err(error) => self.fail(&format!("error: {}", block(&error.to_string()))),

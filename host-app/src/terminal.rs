@@ -25,7 +25,7 @@ use rustyline::ExternalPrinter;
 /// The line editor's printer, once the console edits lines at a terminal.
 static PRINTER: Mutex<Option<Box<dyn ExternalPrinter + Send>>> = Mutex::new(None);
 
-/// From now on, [`print`] writes through the line editor's `printer`: text appears above
+/// From now on, [`print()`] writes through the line editor's `printer`: text appears above
 /// the line being typed, which is drawn again below it.
 pub fn print_through(printer: Box<dyn ExternalPrinter + Send>) {
     *PRINTER.lock().unwrap() = Some(printer);

@@ -243,6 +243,26 @@ fn piped_commands_print_their_replies() {
     assert!(order[0].ends_with("3.0") && order[3].ends_with("3.5"));
 }
 
+/// `--wait 0` holds no line back for its reply, and loses no reply: those on their way
+/// when the input ends are still printed.
+#[test]
+fn wait_zero_holds_nothing_back_and_loses_no_reply() {
+    let input = "/Calculator.add a:1 b:2\n/Calculator.sqrt x:16\nhello\n";
+    let mut run = agency_run(plugins_dir(), &config(DEMO_CONFIG), &["--wait", "0"]);
+    let output = finish(spawn_piped(&mut run), input);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_lines(
+        &stdout,
+        &[
+            "Calculator: 3.0",
+            "Calculator: 4.0",
+            "Chatty: Hello, User! I am Chatty.",
+        ],
+    );
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
 /// A command to an id no agent holds is answered at once, with the nearest id: the next
 /// line is not held back for `--wait` (600 s here; the test allows 60).
 #[test]
