@@ -55,6 +55,9 @@ pub fn start_logging(plugins: &Path, config: &Path, extra: &[&str], rust_log: &s
     spawn_piped(agency_run(plugins, config, &args).env("RUST_LOG", rust_log))
 }
 
+/// How long a process may take to start, on a machine busy with the other tests.
+pub const START_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How long a child fed by [`finish`] may run before the test fails and kills it.
 pub const FINISH_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -229,6 +232,14 @@ impl Host {
     pub fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("console input open");
         writeln!(stdin, "{line}").unwrap();
+    }
+
+    /// Waits (up to [`START_PATIENCE`]) until the host's agents are in the space and its
+    /// console reads: asks the console for `/agents` and waits for the answer.
+    pub fn wait_until_started(&mut self) {
+        self.type_line("/agents");
+        self.stdout
+            .wait_for_count("agents in this space", 1, START_PATIENCE);
     }
 
     /// Ends the console input and waits for a clean exit; answers the output.

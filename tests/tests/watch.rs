@@ -6,7 +6,7 @@ use std::process::Command;
 use agency_tests::{
     broker::{host_config, rabbitmqctl_in_vhost},
     plugins_dir,
-    process::{agency, config, run_piped, text, Host},
+    process::{agency, config, run_piped, text, Host, START_PATIENCE},
     unique_name,
 };
 use serde_json::Value;
@@ -51,22 +51,28 @@ fn agency_watch_sees_a_request_and_its_reply_between_two_other_processes() {
     rabbitmqctl_in_vhost("trace_off", &[]);
     let refused = watcher(&watch_config, &[]);
     let vhost = agency_tests::broker::broker().vhost().to_owned();
-    refused
-        .stderr
-        .wait_for(&format!("`rabbitmqctl trace_on -p {vhost}`"));
+    refused.stderr.wait_for_count(
+        &format!("`rabbitmqctl trace_on -p {vhost}`"),
+        1,
+        START_PATIENCE,
+    );
     refused.finish_with_code(1);
 
     rabbitmqctl_in_vhost("trace_on", &[]);
     let all = watcher(&watch_config, &[]);
     let json = watcher(&watch_config, &["--json", "--action", "add"]);
     for watch in [&all, &json] {
-        watch.stderr.wait_for("watching the space on amqp");
+        watch
+            .stderr
+            .wait_for_count("watching the space on amqp", 1, START_PATIENCE);
     }
-    let a = Host::start(
+    let mut a = Host::start(
         &host_config(&exchange, &alice, &[("Calculator", &calc)]),
         &[],
     );
     let mut b = Host::start(&host_config(&exchange, &bob, &[]), &[]);
+    a.wait_until_started();
+    b.wait_until_started();
     b.type_line(&format!("/{calc}.add a:2 b:3"));
     b.stdout.wait_for(&format!("{calc}: 5.0"));
     // Dead letters are still reported to their sender while a watch runs.

@@ -226,7 +226,7 @@ impl Plugins {
             self.catalog
                 .insert(Arc::new(PluginAgentType {
                     module,
-                    spec: kind.clone(),
+                    spec: Arc::new(kind.clone()),
                 }))
                 .map_err(|reason| fail(format!("{reason} (once by this host binary)")))?;
             self.type_files.insert(kind.name.clone(), path.to_owned());
@@ -511,11 +511,11 @@ fn first_line(text: &str) -> String {
 /// An agent type provided by a plugin library.
 struct PluginAgentType {
     module: PluginModRef,
-    spec: AgentTypeSpec,
+    spec: Arc<AgentTypeSpec>,
 }
 
 impl AgentFactory for PluginAgentType {
-    fn spec(&self) -> &AgentTypeSpec {
+    fn spec(&self) -> &Arc<AgentTypeSpec> {
         &self.spec
     }
 

@@ -230,7 +230,8 @@ impl Endpoint {
 
     fn ask_permission(&self, message: &Message) -> bool {
         let prompt = self.core.permission_prompt.read().unwrap().clone();
-        prompt.is_some_and(|prompt| prompt(&self.id, message))
+        // A person may take a while to answer: other agents run meanwhile.
+        prompt.is_some_and(|prompt| crate::scheduler::blocking(|| prompt(&self.id, message)))
     }
 }
 

@@ -9,7 +9,10 @@
 //!
 //! - [`space`]: [`Space`], [`AgentSpec`], [`Catalog`], [`Foreground`].
 //! - `endpoint`: one agent's sink and sender (validation, pending requests).
-//! - `worker`: one agent's thread (help, permissions, callbacks, replies).
+//! - `worker`: what one agent does with its messages (help, permissions, callbacks,
+//!   replies), a turn at a time.
+//! - [`scheduler`]: the pool of threads that runs agents' turns; waits hand the thread
+//!   over.
 //! - `mailbox`: an agent's queue, bounded for deliveries from transport threads.
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
 //! - `outgoing`, `log`, `wait`: outgoing messages, foreground logs, spin-then-sleep waits.
@@ -24,6 +27,7 @@ mod handover;
 mod id;
 mod log;
 mod mailbox;
+pub mod scheduler;
 pub mod space;
 pub mod tap;
 mod text;

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use crate::wait::Waiter;
+use crate::{scheduler::Task, wait::Waiter};
 
 /// How many items a mailbox may hold before deliveries from outside wait.
 pub const MAILBOX_LIMIT: usize = 10_000;
@@ -41,6 +41,11 @@ pub fn never_wait_here() {
 
 /// A new mailbox: the sending side (cloneable) and the receiving side.
 pub(crate) fn mailbox<T>() -> (Mailbox<T>, MailboxReceiver<T>) {
+    mailbox_of(None)
+}
+
+/// A new mailbox whose every item schedules `task` (an agent's, see [`crate::scheduler`]).
+pub(crate) fn mailbox_of<T>(task: Option<Arc<Task>>) -> (Mailbox<T>, MailboxReceiver<T>) {
     let (queue, receiver) = mpsc::channel();
     let state = Arc::new(State {
         queued: AtomicUsize::new(0),
@@ -50,6 +55,7 @@ pub(crate) fn mailbox<T>() -> (Mailbox<T>, MailboxReceiver<T>) {
         Mailbox {
             queue,
             state: state.clone(),
+            task,
         },
         MailboxReceiver {
             receiver,
@@ -69,6 +75,8 @@ struct State {
 pub(crate) struct Mailbox<T> {
     queue: mpsc::Sender<T>,
     state: Arc<State>,
+    /// The agent to schedule when an item arrives, if a pool thread reads this mailbox.
+    task: Option<Arc<Task>>,
 }
 
 impl<T> Clone for Mailbox<T> {
@@ -76,6 +84,7 @@ impl<T> Clone for Mailbox<T> {
         Self {
             queue: self.queue.clone(),
             state: self.state.clone(),
+            task: self.task.clone(),
         }
     }
 }
@@ -97,7 +106,11 @@ impl<T> Mailbox<T> {
     /// Queues an item at once, full or not; false if the receiving side is gone.
     pub fn put_now(&self, item: T) -> bool {
         self.state.queued.fetch_add(1, Ordering::AcqRel);
-        self.queue.send(item).is_ok()
+        let sent = self.queue.send(item).is_ok();
+        if let Some(task) = &self.task {
+            task.notify();
+        }
+        sent
     }
 }
 
@@ -114,6 +127,16 @@ impl<T> MailboxReceiver<T> {
     pub fn next(&self, timeout: Duration) -> Option<T> {
         let item = self.waiter.receive(&self.receiver, timeout);
         if item.is_some() {
+            self.state.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        item
+    }
+
+    /// The next item if there is one; `Disconnected` once every sender is gone and the
+    /// mailbox is empty.
+    pub fn try_next(&self) -> Result<T, mpsc::TryRecvError> {
+        let item = self.receiver.try_recv();
+        if item.is_ok() {
             self.state.queued.fetch_sub(1, Ordering::AcqRel);
         }
         item

@@ -3,7 +3,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{atomic::Ordering, mpsc, Arc, Mutex, RwLock},
-    thread::JoinHandle,
     time::Duration,
 };
 
@@ -20,7 +19,8 @@ use serde_json::Value;
 use crate::{
     endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
     log::{MessageLog, Subscription},
-    mailbox::{mailbox, Mailbox},
+    mailbox::{mailbox_of, Mailbox},
+    scheduler::Task,
     tap::Tap,
     validate_id,
     worker::Worker,
@@ -29,8 +29,8 @@ use crate::{
 
 /// A source of agents of one type: a plugin library or the host binary itself.
 pub trait AgentFactory: Send + Sync {
-    /// The type's description (name, actions, access policies).
-    fn spec(&self) -> &AgentTypeSpec;
+    /// The type's description (name, actions, access policies), shared by its agents.
+    fn spec(&self) -> &Arc<AgentTypeSpec>;
     /// Creates an agent; `host` is how it reaches the space.
     fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String>;
 }
@@ -48,7 +48,7 @@ impl Catalog {
         for kind in agency_sdk::agent_types() {
             let _ = catalog.insert(Arc::new(BuiltinType {
                 kind,
-                spec: (kind.spec)(),
+                spec: Arc::new((kind.spec)()),
             }));
         }
         catalog
@@ -77,11 +77,11 @@ impl Catalog {
 
 struct BuiltinType {
     kind: &'static AgentType,
-    spec: AgentTypeSpec,
+    spec: Arc<AgentTypeSpec>,
 }
 
 impl AgentFactory for BuiltinType {
-    fn spec(&self) -> &AgentTypeSpec {
+    fn spec(&self) -> &Arc<AgentTypeSpec> {
         &self.spec
     }
 
@@ -196,9 +196,8 @@ enum Member {
 
 struct WorkerHandle {
     queue: Mailbox<Work>,
-    /// Disconnects when the worker thread ends, however it ends.
+    /// Disconnects when the worker ends, however it ends.
     ended: mpsc::Receiver<()>,
-    thread: JoinHandle<()>,
 }
 
 /// How long `remove` and `destroy` wait for an agent to finish its queued messages and
@@ -243,7 +242,8 @@ impl Space {
         *self.core.permission_prompt.write().unwrap() = Some(Arc::new(prompt) as PermissionPrompt);
     }
 
-    /// Adds an agent that runs in the background, on its own thread.
+    /// Adds an agent that runs in the background, on the pool of agent threads (see
+    /// [`crate::scheduler`]).
     pub fn add(&self, spec: &AgentSpec) -> Result<(), SpaceError> {
         if spec.type_name.is_none() {
             return Err(SpaceError::MissingType(spec.id.clone()));
@@ -322,7 +322,8 @@ impl Space {
                 )
             }
         };
-        let (queue_tx, queue_rx) = mailbox();
+        let task = factory.as_ref().map(|_| Task::new());
+        let (queue_tx, queue_rx) = mailbox_of(task.clone());
         let endpoint = Arc::new(Endpoint::new(
             id.clone(),
             spec.receive_own_broadcasts,
@@ -344,11 +345,7 @@ impl Space {
                         reason,
                     }
                 })?;
-                Some(Worker {
-                    endpoint: endpoint.clone(),
-                    agent,
-                    spec: factory.spec().clone(),
-                })
+                Some((agent, factory.spec().clone()))
             }
         };
         self.core
@@ -358,19 +355,19 @@ impl Space {
                 id: id.clone(),
                 reason,
             })?;
-        let worker = worker.map(|worker| {
+        let worker = worker.zip(task).map(|((agent, spec), task)| {
             let (ended_tx, ended) = mpsc::channel::<()>();
-            let thread = std::thread::Builder::new()
-                .name(format!("agent {id}"))
-                .spawn(move || {
-                    let _ended = ended_tx;
-                    worker.run(queue_rx);
-                })
-                .expect("the system can start a thread");
+            task.start(Box::new(Worker {
+                endpoint: endpoint.clone(),
+                agent,
+                spec,
+                mailbox: queue_rx,
+                started: false,
+                _ended: ended_tx,
+            }));
             WorkerHandle {
                 queue: queue_tx,
                 ended,
-                thread,
             }
         });
         Ok((endpoint, worker))
@@ -400,16 +397,11 @@ impl Space {
         let Some(worker) = worker else { return };
         worker.queue.put_now(Work::Stop);
         let timeout = *self.stop_timeout.read().unwrap();
-        match worker.ended.recv_timeout(timeout) {
-            Err(mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
+        if let Err(mpsc::RecvTimeoutError::Timeout) = worker.ended.recv_timeout(timeout) {
+            tracing::warn!(
                 agent = id,
-                "agent did not stop within {timeout:?} (an action still running?); leaving its thread behind"
-            ),
-            _ => {
-                if worker.thread.join().is_err() {
-                    tracing::error!(agent = id, "agent thread ended abnormally");
-                }
-            }
+                "agent did not stop within {timeout:?} (an action still running?); leaving it to finish detached"
+            );
         }
     }
 

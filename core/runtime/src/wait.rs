@@ -41,8 +41,8 @@ impl Waiter {
             }
         }
         self.rounds.set((rounds / 2).max(MIN_ROUNDS));
-        queue
-            .recv_timeout(timeout.saturating_sub(started.elapsed()))
+        // On a pool thread, the pool runs other agents meanwhile.
+        crate::scheduler::blocking(|| queue.recv_timeout(timeout.saturating_sub(started.elapsed())))
             .ok()
     }
 }

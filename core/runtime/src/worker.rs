@@ -1,12 +1,16 @@
-//! The worker thread of an agent: what a message means, decided once for every agent.
+//! The worker of an agent: what a message means, decided once for every agent.
 //!
-//! One worker per agent handles its messages one at a time, in arrival order: replies go
+//! One worker per agent handles its messages one at a time, in arrival order, in turns
+//! that the [`crate::scheduler`] runs on its pool (never two at once): replies go
 //! to `handle_action_value` / `handle_action_error`, `help` is answered from the agent's
 //! type description, unknown actions and refused permissions are answered with the
 //! errors Python Agency sends, and actions run between `before_action` and `after_action`,
 //! their value or error sent back to the sender.
 
-use std::sync::Arc;
+use std::sync::{
+    mpsc::{self, TryRecvError},
+    Arc,
+};
 
 use agency_protocol::{
     boundary::AgentCore,
@@ -20,6 +24,7 @@ use serde_json::{Map, Value};
 use crate::{
     endpoint::{Endpoint, Work},
     mailbox::MailboxReceiver,
+    scheduler::{self, Job, Turn, BATCH},
 };
 
 /// The name of the built-in action that describes the others.
@@ -28,35 +33,61 @@ pub const HELP: &str = "help";
 pub(crate) struct Worker {
     pub endpoint: Arc<Endpoint>,
     pub agent: Box<dyn AgentCore>,
-    pub spec: AgentTypeSpec,
+    pub spec: Arc<AgentTypeSpec>,
+    pub mailbox: MailboxReceiver<Work>,
+    /// Whether `after_add` ran.
+    pub started: bool,
+    /// Dropped with the worker: tells the space it ended.
+    pub _ended: mpsc::Sender<()>,
+}
+
+impl Job for Worker {
+    /// Runs `after_add` first; then up to [`BATCH`] messages; at [`Work::Stop`] (or once
+    /// the space is gone), `before_remove`, and the worker is done.
+    fn turn(&mut self) -> Turn {
+        if !self.started {
+            self.started = true;
+            let result = self.agent.after_add();
+            self.callback("after_add", result);
+            scheduler::progressed();
+        }
+        for _ in 0..BATCH {
+            match self.mailbox.try_next() {
+                Ok(Work::Message(body, parsed)) => {
+                    self.accept(body, parsed);
+                    scheduler::progressed();
+                }
+                Ok(Work::Stop) | Err(TryRecvError::Disconnected) => {
+                    let result = self.agent.before_remove();
+                    self.callback("before_remove", result);
+                    return Turn::Done;
+                }
+                Err(TryRecvError::Empty) => return Turn::Idle,
+            }
+        }
+        Turn::More
+    }
 }
 
 impl Worker {
-    /// Runs `after_add`, then every message until [`Work::Stop`], then `before_remove`.
-    pub fn run(mut self, mailbox: MailboxReceiver<Work>) {
-        crate::mailbox::never_wait_here();
-        let result = self.agent.after_add();
-        self.callback("after_add", result);
-        while let Some(Work::Message(body, parsed)) = mailbox.next(std::time::Duration::MAX) {
-            let accepted = match parsed {
-                Some(message) => Some((message, body)),
-                None => self.endpoint.accept(body),
-            };
-            if let Some((message, body)) = accepted {
-                // Requests made meanwhile carry the chain of the one handled (if any).
-                let chain = crate::chain::of(&message);
-                let chained = !chain.is_empty();
-                if chained {
-                    self.endpoint.set_handling(chain);
-                }
-                self.handle(&message, &body);
-                if chained {
-                    self.endpoint.set_handling(Vec::new());
-                }
+    /// Checks a message (unless it came parsed) and handles it.
+    fn accept(&mut self, body: String, parsed: Option<Message>) {
+        let accepted = match parsed {
+            Some(message) => Some((message, body)),
+            None => self.endpoint.accept(body),
+        };
+        if let Some((message, body)) = accepted {
+            // Requests made meanwhile carry the chain of the one handled (if any).
+            let chain = crate::chain::of(&message);
+            let chained = !chain.is_empty();
+            if chained {
+                self.endpoint.set_handling(chain);
+            }
+            self.handle(&message, &body);
+            if chained {
+                self.endpoint.set_handling(Vec::new());
             }
         }
-        let result = self.agent.before_remove();
-        self.callback("before_remove", result);
     }
 
     /// Handles one message; `json` is its text as it arrived.
