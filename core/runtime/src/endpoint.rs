@@ -31,7 +31,8 @@ use crate::{
     wait::Waiter,
 };
 
-/// How many sent messages an agent remembers for `parent_message` look-ups.
+/// How many sent messages an agent remembers for `parent_message` look-ups. Its replies
+/// are not kept: nothing answers a reply, so none is ever a parent.
 pub const SENT_LOG_CAPACITY: usize = 1024;
 
 /// Decides whether a `requested` action may run (for example by asking a person): given
@@ -49,12 +50,29 @@ pub(crate) struct SpaceCore {
     pub taps: Taps,
 }
 
-/// Work for an agent's worker thread.
+/// Work for an agent's worker.
 pub(crate) enum Work {
-    /// A message body (as it arrived, or the `UndeliverableError` reply a returned message
-    /// became), and the message if it was already parsed.
-    Message(String, Option<Message>),
+    /// A message for the agent. Boxed: a mailbox keeps room for a few dozen items even
+    /// when idle, so an item is kept to a pointer.
+    Message(Box<Incoming>),
+    /// The agent is removed.
     Stop,
+}
+
+/// A message on its way to an agent's worker.
+pub(crate) struct Incoming {
+    /// The body as it arrived, or the `UndeliverableError` reply a returned message
+    /// became.
+    pub body: String,
+    /// The message, if it was already parsed.
+    pub parsed: Option<Message>,
+}
+
+impl Work {
+    /// A message for the agent: its body, and the message if it was already parsed.
+    fn message(body: String, parsed: Option<Message>) -> Self {
+        Self::Message(Box::new(Incoming { body, parsed }))
+    }
 }
 
 /// A reply that completes a pending request.
@@ -71,7 +89,7 @@ pub(crate) struct Endpoint {
     pending_count: AtomicUsize,
     /// The request chain of the message the worker handles now.
     handling: Mutex<Vec<String>>,
-    /// The ids and texts of the last messages sent, oldest first.
+    /// The ids and texts of the last messages sent (replies excepted), oldest first.
     sent: Mutex<VecDeque<(String, String)>>,
     /// Deliveries dropped (malformed, or addressed to another agent): a peer can send
     /// any number, so only some are logged.
@@ -204,17 +222,20 @@ impl Endpoint {
         }
         let body = message.to_json();
         let (id, to) = (message.meta.id.clone(), message.to.clone());
+        let reply = message.is_reply();
         if let Some(log) = &self.log {
             log.record(message.clone(), false);
         }
         self.core.taps.offer(|| Traffic::Sent(body.clone()));
         let published =
             handover::offering(&body, message, || self.core.transport.publish(&to, &body));
-        let mut sent = self.sent.lock().unwrap();
-        if sent.len() == SENT_LOG_CAPACITY {
-            sent.pop_front();
+        if !reply {
+            let mut sent = self.sent.lock().unwrap();
+            if sent.len() == SENT_LOG_CAPACITY {
+                sent.pop_front();
+            }
+            sent.push_back((id, body));
         }
-        sent.push_back((id, body));
         published.map_err(|e| ActionError::new("TransportError", e))
     }
 
@@ -348,7 +369,7 @@ impl Inbound for Endpoint {
         let handed_over = handover::take(body);
         let idle = self.pending_count.load(Ordering::Acquire) == 0;
         if let (Some(worker), None, true, None) = (&self.worker, &self.log, idle, &handed_over) {
-            worker.put(Work::Message(body.to_owned(), None));
+            worker.put(Work::message(body.to_owned(), None));
             return;
         }
         let Some((message, returned)) =
@@ -371,7 +392,7 @@ impl Inbound for Endpoint {
             } else {
                 body.to_owned()
             };
-            worker.put(Work::Message(body, Some(message)));
+            worker.put(Work::message(body, Some(message)));
         }
     }
 }

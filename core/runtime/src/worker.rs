@@ -22,7 +22,7 @@ use agency_sdk::agent::unknown_action;
 use serde_json::{Map, Value};
 
 use crate::{
-    endpoint::{Endpoint, Work},
+    endpoint::{Endpoint, Incoming, Work},
     mailbox::MailboxReceiver,
     scheduler::{self, Job, Turn, BATCH},
 };
@@ -53,7 +53,8 @@ impl Job for Worker {
         }
         for _ in 0..BATCH {
             match self.mailbox.try_next() {
-                Ok(Work::Message(body, parsed)) => {
+                Ok(Work::Message(incoming)) => {
+                    let Incoming { body, parsed } = *incoming;
                     self.accept(body, parsed);
                     scheduler::progressed();
                 }

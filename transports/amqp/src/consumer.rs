@@ -16,7 +16,8 @@
 use std::{
     collections::{HashSet, VecDeque},
     hash::BuildHasher,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
 };
 
 use agency_sdk::{
@@ -60,13 +61,13 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// An inbox for `agent_id` delivering to `sink`; cancelled consumers are reported to
-    /// `cancel_reports`.
     /// The sink this inbox delivers to.
     pub fn sink(&self) -> Arc<dyn Inbound> {
         self.sink.clone()
     }
 
+    /// An inbox for `agent_id` delivering to `sink`; cancelled consumers are reported to
+    /// `cancel_reports`.
     pub fn new(
         agent_id: &str,
         sink: Arc<dyn Inbound>,
@@ -85,8 +86,8 @@ impl Inbox {
 
     /// Hands one delivery to the agent, unless it is too large, not text, or a copy.
     ///
-    /// The sink may block to apply backpressure (the agent is behind); this runs on the
-    /// agent's own consumer thread, so only this agent's consumers wait.
+    /// The sink may block to apply backpressure (the agent is behind); see [`consume`]
+    /// for how that spares the other agents' consumers.
     fn receive(&self, delivery: &Delivery) {
         let size = delivery.data.len();
         if size > self.max_message_bytes {
@@ -181,7 +182,6 @@ async fn open(
             )
             .await?;
     }
-    let mut consumers = Vec::new();
     for (queue, _) in &queues {
         let exclusive = BasicConsumeOptions {
             exclusive: true,
@@ -195,24 +195,43 @@ async fn open(
                 FieldTable::default(),
             )
             .await?;
-        consumers.push(consume(
+        deliveries().spawn(consume(
             consumer,
             inbox.clone(),
             channel.clone(),
             tokio::runtime::Handle::current(),
         ));
     }
-    // Deliveries may wait for room in the agent's mailbox: they run on a thread of the
-    // agent's own, so that a slow agent holds back nobody else's consumers.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(lapin::Error::from)?;
-    std::thread::Builder::new()
-        .name(format!("amqp {id}"))
-        .spawn(move || runtime.block_on(futures_util::future::join_all(consumers)))
-        .map_err(lapin::Error::from)?;
     Ok(channel)
 }
+
+/// The runtime every consumer of the plugin delivers on: a few threads for any number of
+/// agents.
+///
+/// Kept apart from the transport's own runtime (publishing, reconnection): a delivery
+/// may wait for room in a full mailbox, and must never hold back the publisher that the
+/// agent it waits for may itself be waiting on.
+fn deliveries() -> &'static tokio::runtime::Runtime {
+    static DELIVERIES: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    DELIVERIES.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores.max(2))
+            .max_blocking_threads(MAX_WAITING_CONSUMERS)
+            .thread_name("agency-amqp-deliver")
+            .enable_all()
+            .build()
+            .expect("cannot start the amqp transport's delivery runtime")
+    })
+}
+
+/// How many consumers may wait for room in full mailboxes at once, each on a thread of
+/// its own; more wait for one of those threads.
+const MAX_WAITING_CONSUMERS: usize = 256;
+
+/// A delivery that took longer than this was waiting for room in the agent's mailbox:
+/// the consumer's next deliveries wait on a thread of their own.
+const WAITED: Duration = Duration::from_millis(1);
 
 /// Whether a subscription failed because another process holds the agent id.
 pub fn is_duplicate(error: &lapin::Error) -> bool {
@@ -227,6 +246,13 @@ pub fn is_duplicate(error: &lapin::Error) -> bool {
 /// space takes care of both), or cancelled by the broker while the channel stays open
 /// (its queue was deleted), which is reported to the space.
 ///
+/// A delivery normally takes microseconds (the message is queued in the agent's
+/// mailbox). One that had to wait for room (the agent is behind) marks the consumer as
+/// *held back*: its next deliveries run under `block_in_place`, which hands the other
+/// consumers of this thread to another one before waiting, until a delivery goes
+/// through at once again. Only the first wait of such a spell holds a delivery thread;
+/// the runtime has several, and idle ones take over the queued consumers meanwhile.
+///
 /// Each delivery is acknowledged once it is in the agent's mailbox, by a task on the
 /// transport's runtime (`acks`), so this thread goes on to the next delivery instead of
 /// waiting for lapin to write the ack.
@@ -236,8 +262,15 @@ async fn consume(
     channel: Channel,
     acks: tokio::runtime::Handle,
 ) {
+    let mut held_back = false;
     while let Some(Ok(delivery)) = consumer.next().await {
-        inbox.receive(&delivery);
+        let started = Instant::now();
+        if held_back {
+            tokio::task::block_in_place(|| inbox.receive(&delivery));
+        } else {
+            inbox.receive(&delivery);
+        }
+        held_back = started.elapsed() > WAITED;
         // A failed ack means the connection is gone: the broker will deliver the message
         // again after reconnection, and `RecentIds` drops that copy.
         acks.spawn(async move {

@@ -1,0 +1,267 @@
+//! Many agents in one process: N Calculator agents from the plugin library, one `add`
+//! request to each, beside kameo actors doing the same in the same run.
+//!
+//! - **agency local / amqp**: a space opened from the real transport plugin (amqp: the
+//!   local RabbitMQ), N agents of the `Calculator` plugin type added one by one, then a
+//!   foreground agent sends every agent one `add` request and waits for all N replies.
+//! - **reference: kameo**: N kameo actors on a tokio runtime with one worker a core; each
+//!   gets the same JSON request text, decodes it, answers the sum as JSON text, which the
+//!   asker decodes, as an agent's reply is.
+//!
+//! Figures: the time to start the N agents, the time until every reply arrived, the
+//! growth of the resident memory divided by N (each contender runs in a fresh process, so
+//! nothing else was measured before it), and the process's threads at the end.
+//!
+//! The binary uses mimalloc, as the `agency` binary does. Run with
+//! `cargo bench -p agency-tests --bench agents`.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use agency_runtime::AgentSpec;
+use agency_tests::open_space;
+use kameo::{
+    actor::Spawn,
+    message::{Context, Message},
+    Actor,
+};
+use serde_json::{json, Value};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Each run: the contender and its number of agents.
+const RUNS: [(&str, usize); 8] = [
+    ("local", 1_000),
+    ("kameo", 1_000),
+    ("local", 10_000),
+    ("kameo", 10_000),
+    ("local", 100_000),
+    ("kameo", 100_000),
+    ("amqp", 1_000),
+    ("amqp", 10_000),
+];
+
+/// What one run measured.
+struct Figures {
+    started: Duration,
+    answered: Duration,
+    /// Resident memory growth per agent once started, before any request.
+    kib_started: f64,
+    /// The same once each agent answered its request.
+    kib_per_agent: f64,
+    threads: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--one") {
+        let n = args[at + 2].parse().expect("a number of agents");
+        let figures = match args[at + 1].as_str() {
+            "kameo" => kameo_run(n),
+            transport => agency_run(transport, n),
+        };
+        println!(
+            "figures {} {} {} {} {}",
+            figures.started.as_secs_f64(),
+            figures.answered.as_secs_f64(),
+            figures.kib_started,
+            figures.kib_per_agent,
+            figures.threads
+        );
+        // The space is left to the process's end: tearing down N agents is not measured.
+        std::process::exit(0);
+    }
+    println!();
+    println!(
+        "{:<28} {:>8} {:>9} {:>11} {:>17} {:>17} {:>8}",
+        "many agents, one request each",
+        "agents",
+        "start s",
+        "answered s",
+        "KiB/agent started",
+        "KiB/agent answered",
+        "threads"
+    );
+    for (contender, n) in RUNS {
+        let figures = in_fresh_process(contender, n);
+        let name = match contender {
+            "kameo" => "reference: kameo actors",
+            "local" => "agency local",
+            _ => "agency amqp",
+        };
+        println!(
+            "{name:<28} {n:>8} {:>9.3} {:>11.3} {:>17.2} {:>17.2} {:>8}",
+            figures.started.as_secs_f64(),
+            figures.answered.as_secs_f64(),
+            figures.kib_started,
+            figures.kib_per_agent,
+            figures.threads
+        );
+    }
+}
+
+/// Runs this benchmark again as `--one CONTENDER N` and reads its figures.
+fn in_fresh_process(contender: &str, n: usize) -> Figures {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--one", contender, &n.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("figures "))
+        .unwrap_or_else(|| {
+            panic!(
+                "{contender} with {n} agents gave no figures:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let fields: Vec<f64> = line.split(' ').map(|f| f.parse().unwrap()).collect();
+    Figures {
+        started: Duration::from_secs_f64(fields[0]),
+        answered: Duration::from_secs_f64(fields[1]),
+        kib_started: fields[2],
+        kib_per_agent: fields[3],
+        threads: fields[4] as usize,
+    }
+}
+
+/// N Calculator agents on `transport`, one `add` request each.
+fn agency_run(transport: &str, n: usize) -> Figures {
+    let space = open_space(transport);
+    // The asker keeps no log: its memory would be counted as the agents'.
+    let me = space
+        .add_foreground(&AgentSpec::untyped("me").without_log())
+        .unwrap();
+    let replies = me.subscribe();
+    let before = resident_kib();
+    let started = Instant::now();
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            let id = format!("calc-{i}");
+            space.add(&AgentSpec::new("Calculator", &id)).unwrap();
+            id
+        })
+        .collect();
+    let started = started.elapsed();
+    let kib_started = resident_kib().saturating_sub(before) as f64 / n as f64;
+    let answering = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        me.send(json!({"to": id, "action": {"name": "add", "args": {"a": i, "b": 1}}}))
+            .unwrap();
+    }
+    let mut sum = 0.0;
+    for _ in 0..n {
+        let reply = replies
+            .recv_timeout(Duration::from_secs(300))
+            .expect("every agent answers");
+        sum += reply.reply().unwrap().unwrap().as_f64().unwrap();
+    }
+    let answered = answering.elapsed();
+    assert_eq!(
+        sum,
+        (n * (n + 1) / 2) as f64,
+        "every agent answered its sum"
+    );
+    Figures {
+        started,
+        answered,
+        kib_started,
+        kib_per_agent: resident_kib().saturating_sub(before) as f64 / n as f64,
+        threads: threads(),
+    }
+}
+
+/// A kameo actor answering `add` requests given as message JSON text.
+#[derive(Actor)]
+struct Calculator {
+    id: String,
+}
+
+/// A request: the whole message as JSON text, as an agent receives it.
+struct Request(String);
+
+impl Message<Request> for Calculator {
+    type Reply = String;
+
+    async fn handle(&mut self, request: Request, _: &mut Context<Self, String>) -> String {
+        let message: Value = serde_json::from_str(&request.0).unwrap();
+        let args = &message["action"]["args"];
+        let sum = args["a"].as_f64().unwrap() + args["b"].as_f64().unwrap();
+        json!({"meta": {"parent_id": message["meta"]["id"]}, "from": self.id,
+            "to": message["from"], "action": {"name": "[response]", "args": {"value": sum}}})
+        .to_string()
+    }
+}
+
+/// N kameo actors, one request each, on one tokio worker a core.
+fn kameo_run(n: usize) -> Figures {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = resident_kib();
+    runtime.block_on(async {
+        let started = Instant::now();
+        let actors: Vec<_> = (0..n)
+            .map(|i| {
+                Calculator::spawn(Calculator {
+                    id: format!("calc-{i}"),
+                })
+            })
+            .collect();
+        let started = started.elapsed();
+        let kib_started = resident_kib().saturating_sub(before) as f64 / n as f64;
+        let answering = Instant::now();
+        let asks = actors.iter().enumerate().map(|(i, actor)| {
+            let request = json!({"meta": {"id": i.to_string()}, "from": "me",
+                "to": format!("calc-{i}"), "action": {"name": "add", "args": {"a": i, "b": 1}}});
+            async move { actor.ask(Request(request.to_string())).await }
+        });
+        let replies = futures_util::future::join_all(asks).await;
+        let sum: f64 = replies
+            .into_iter()
+            .map(|reply| {
+                let reply: Value = serde_json::from_str(&reply.unwrap()).unwrap();
+                reply["action"]["args"]["value"].as_f64().unwrap()
+            })
+            .sum();
+        let answered = answering.elapsed();
+        assert_eq!(
+            sum,
+            (n * (n + 1) / 2) as f64,
+            "every actor answered its sum"
+        );
+        Figures {
+            started,
+            answered,
+            kib_started,
+            kib_per_agent: resident_kib().saturating_sub(before) as f64 / n as f64,
+            threads: threads(),
+        }
+    })
+}
+
+/// A line of this process's `/proc/self/status`, as a number.
+fn status_field(name: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// This process's resident memory, in KiB (Linux).
+fn resident_kib() -> u64 {
+    status_field("VmRSS:")
+}
+
+/// This process's threads (Linux).
+fn threads() -> usize {
+    status_field("Threads:") as usize
+}
