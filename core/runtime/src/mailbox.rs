@@ -8,8 +8,8 @@
 //!
 //! A thread that drains a mailbox, directly or through another thread, must never wait
 //! for room in one: it could be waiting for itself, or two agents sending to each other
-//! would wait for each other forever. Such threads call [`never_wait_here`]: agents'
-//! worker threads do (an in-process transport delivers on the sender's thread), and so
+//! would wait for each other forever. Such threads call [`never_wait_here`]: the agents'
+//! pool threads do (an in-process transport delivers on the sender's thread), and so
 //! does the console.
 
 use std::{

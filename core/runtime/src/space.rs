@@ -374,7 +374,7 @@ impl Space {
     }
 
     /// Removes an agent: it stops receiving, finishes the messages already queued, runs
-    /// `before_remove`, and its thread ends.
+    /// `before_remove`, and its worker ends (waited for up to the stop timeout).
     /// An agent still being added is not in the space yet: removing it is an error.
     pub fn remove(&self, id: &str) -> Result<(), SpaceError> {
         let worker = {
