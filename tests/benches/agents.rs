@@ -55,6 +55,32 @@ struct Figures {
     threads: usize,
 }
 
+impl Figures {
+    /// The figures of a run of `n` agents, checking that the answers (agent `i` was
+    /// asked `i + 1`) add up; `before` is the resident memory before the agents, in KiB.
+    fn of_run(
+        n: usize,
+        started: Duration,
+        kib_started: f64,
+        answered: Duration,
+        sum: f64,
+        before: u64,
+    ) -> Self {
+        assert_eq!(
+            sum,
+            (n * (n + 1) / 2) as f64,
+            "every agent answered its sum"
+        );
+        Figures {
+            started,
+            answered,
+            kib_started,
+            kib_per_agent: kib_per_agent(before, n),
+            threads: threads(),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == "--one") {
@@ -147,7 +173,7 @@ fn agency_run(transport: &str, n: usize) -> Figures {
         })
         .collect();
     let started = started.elapsed();
-    let kib_started = resident_kib().saturating_sub(before) as f64 / n as f64;
+    let kib_started = kib_per_agent(before, n);
     let answering = Instant::now();
     for (i, id) in ids.iter().enumerate() {
         me.send(json!({"to": id, "action": {"name": "add", "args": {"a": i, "b": 1}}}))
@@ -160,19 +186,7 @@ fn agency_run(transport: &str, n: usize) -> Figures {
             .expect("every agent answers");
         sum += reply.reply().unwrap().unwrap().as_f64().unwrap();
     }
-    let answered = answering.elapsed();
-    assert_eq!(
-        sum,
-        (n * (n + 1) / 2) as f64,
-        "every agent answered its sum"
-    );
-    Figures {
-        started,
-        answered,
-        kib_started,
-        kib_per_agent: resident_kib().saturating_sub(before) as f64 / n as f64,
-        threads: threads(),
-    }
+    Figures::of_run(n, started, kib_started, answering.elapsed(), sum, before)
 }
 
 /// A kameo actor answering `add` requests given as message JSON text.
@@ -214,7 +228,7 @@ fn kameo_run(n: usize) -> Figures {
             })
             .collect();
         let started = started.elapsed();
-        let kib_started = resident_kib().saturating_sub(before) as f64 / n as f64;
+        let kib_started = kib_per_agent(before, n);
         let answering = Instant::now();
         let asks = actors.iter().enumerate().map(|(i, actor)| {
             let request = json!({"meta": {"id": i.to_string()}, "from": "me",
@@ -229,19 +243,7 @@ fn kameo_run(n: usize) -> Figures {
                 reply["action"]["args"]["value"].as_f64().unwrap()
             })
             .sum();
-        let answered = answering.elapsed();
-        assert_eq!(
-            sum,
-            (n * (n + 1) / 2) as f64,
-            "every actor answered its sum"
-        );
-        Figures {
-            started,
-            answered,
-            kib_started,
-            kib_per_agent: resident_kib().saturating_sub(before) as f64 / n as f64,
-            threads: threads(),
-        }
+        Figures::of_run(n, started, kib_started, answering.elapsed(), sum, before)
     })
 }
 
@@ -254,6 +256,11 @@ fn status_field(name: &str) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap()
+}
+
+/// The growth of the resident memory since `before` KiB, per agent of `n`.
+fn kib_per_agent(before: u64, n: usize) -> f64 {
+    resident_kib().saturating_sub(before) as f64 / n as f64
 }
 
 /// This process's resident memory, in KiB (Linux).
