@@ -3,14 +3,14 @@
 //! An agent with work is *scheduled*: put on the run queue, taken by one pool thread,
 //! which handles up to a batch of its messages, then puts it back at the end of the
 //! queue if more wait (so a busy agent does not starve the others), or leaves it idle.
-//! An agent's [`Task`] moves `IDLE -> QUEUED -> RUNNING` and back by compare-and-swap; a
+//! An agent's `Task` moves `IDLE -> QUEUED -> RUNNING` and back by compare-and-swap; a
 //! delivery to a running agent marks it `NOTIFIED`, and it is queued again when its turn
 //! ends. Invariant: **an agent never runs on two threads at once, and no delivery is
 //! missed.** An idle agent costs its task, its mailbox and its state: no thread.
 //!
 //! Actions are synchronous and may block. The pool keeps as many threads *running* as
 //! there are cores. A thread that waits (for a reply in `ctx.request`, for a permission
-//! answer) says so ([`blocking`]) and counts as not running meanwhile; if an agent then
+//! answer) says so (`blocking`) and counts as not running meanwhile; if an agent then
 //! waits for a thread and none is idle, one more is started. A thread that blocks
 //! without saying so (a slow system call in an action) is noticed by the watchdog when
 //! it has handled no message for [`WATCHDOG_AFTER`], and compensated the same way. The
