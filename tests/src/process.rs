@@ -48,9 +48,14 @@ pub fn start_with_config(plugins: &Path, config: &Path, extra: &[&str]) -> Child
 }
 
 /// Starts `agency run` on a plugins folder and the config file at `config`, waiting 2 s
-/// for replies, with the log filter `rust_log` and piped standard streams.
+/// for replies unless `extra` says otherwise, with the log filter `rust_log` and piped
+/// standard streams.
 pub fn start_logging(plugins: &Path, config: &Path, extra: &[&str], rust_log: &str) -> Child {
-    let mut args = vec!["--wait", "2"];
+    let mut args = if extra.contains(&"--wait") {
+        vec![]
+    } else {
+        vec!["--wait", "2"]
+    };
     args.extend_from_slice(extra);
     spawn_piped(agency_run(plugins, config, &args).env("RUST_LOG", rust_log))
 }
@@ -188,11 +193,16 @@ impl Host {
         Self::wrap(spawn_piped(command))
     }
 
-    /// Starts `agency run` with the test plugins, `config_text` and the log filter
-    /// `rust_log`.
-    pub fn start_logging(config_text: &str, rust_log: &str) -> Self {
+    /// Starts `agency run` with the test plugins, `config_text`, the log filter
+    /// `rust_log` and `extra` arguments.
+    pub fn start_logging(config_text: &str, rust_log: &str, extra: &[&str]) -> Self {
         let config = config(config_text);
-        Self::wrap(start_logging(crate::plugins_dir(), &config, &[], rust_log))
+        Self::wrap(start_logging(
+            crate::plugins_dir(),
+            &config,
+            extra,
+            rust_log,
+        ))
     }
 
     /// Starts `agency run` on the plugins folder `plugins` and the config file `config`.

@@ -404,14 +404,14 @@ fn a_config_that_is_not_a_small_regular_file_is_refused() {
 }
 
 /// An `agency` process on the amqp transport, on an exchange of its own named after
-/// `prefix`, logging with `rust_log`, with one `Receiver` that has answered; and the
-/// Receiver's id (its queue's name too).
-fn receiver_host(prefix: &str, rust_log: &str) -> (Host, String) {
+/// `prefix`, logging with `rust_log`, started with `extra` arguments, with one `Receiver`
+/// that has answered; and the Receiver's id (its queue's name too).
+fn receiver_host(prefix: &str, rust_log: &str, extra: &[&str]) -> (Host, String) {
     let exchange = unique_name(prefix);
     let receiver = format!("R-{exchange}");
     let console = format!("console-{exchange}");
     let config = host_config(&exchange, &console, &[("Receiver", &receiver)]);
-    let mut host = Host::start_logging(&config, rust_log);
+    let mut host = Host::start_logging(&config, rust_log, extra);
     host.type_line(&format!("/{receiver}.value"));
     host.stdout.wait_for(&format!("{receiver}: 42"));
     (host, receiver)
@@ -459,8 +459,11 @@ fn the_most_verbose_log_shows_lapin_by_its_target_and_never_the_password() {
 /// channel) is declared and consumed again at once, and said so.
 #[test]
 fn a_queue_deleted_on_the_broker_is_declared_and_consumed_again() {
-    let (mut host, receiver) =
-        receiver_host("agency-test-deleted", "warn,agency_transport_amqp=info");
+    let (mut host, receiver) = receiver_host(
+        "agency-test-deleted",
+        "warn,agency_transport_amqp=info",
+        &[],
+    );
     rabbitmqctl_in_vhost("delete_queue", &[&receiver]);
     let log = host.stderr.wait_for("subscribing again");
     let line = log
@@ -515,7 +518,9 @@ fn a_forged_message_id_does_not_suppress_the_real_message() {
 /// say so (each with the count so far), not megabytes of identical lines.
 #[test]
 fn a_flood_of_garbage_writes_a_handful_of_warnings() {
-    let (mut host, receiver) = receiver_host("agency-test-garbage", "warn");
+    // The answer comes after the garbage: on a machine busy with other tests, that can
+    // take longer than the console's usual 2 s wait.
+    let (mut host, receiver) = receiver_host("agency-test-garbage", "warn", &["--wait", "60"]);
     let garbage: Vec<(Vec<u8>, Option<&str>)> =
         (0..10_000).map(|_| (b"not json".to_vec(), None)).collect();
     publish_raw(&receiver, &garbage);
@@ -546,7 +551,7 @@ fn agents_beyond_the_brokers_channel_limit_get_more_connections() {
     let url = broker().url();
     let config = host_config(&exchange, &format!("console-{exchange}"), &agents)
         .replace(&url, &format!("{url}?channel_max=6"));
-    let mut host = Host::start_logging(&config, "warn,agency_transport_amqp=info");
+    let mut host = Host::start_logging(&config, "warn,agency_transport_amqp=info", &[]);
     let ask_all = |host: &mut Host, round: usize| {
         for id in &ids {
             host.type_line(&format!("/{id}.value"));
