@@ -2,7 +2,8 @@
 //!
 //! Lines become messages (see [`crate::command`]); replies and messages arriving for the
 //! console's agent are printed; `requested` actions that ask the space's permission prompt
-//! are put to the user as a y/n question, answered by the next line. After a command to
+//! are put to the user as a y/n question, answered by the next line (or on the web page,
+//! if one is open: the first answer wins, see [`agency_operator::permissions`]). After a command to
 //! one agent the console reads no further line until its reply (or a permission question)
 //! arrives, or `wait` passes, so piped input behaves as if typed by a person watching
 //! (`wait` 0: lines are not held back). At the end of input it waits (up to `wait`, at
@@ -33,6 +34,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agency_operator::{
+    closest, parse_line,
+    permissions::{Listener, Notice, Permissions, Question},
+};
 use agency_protocol::message::UNDELIVERABLE;
 use agency_runtime::HELP;
 use agency_runtime::{tap::Traffic, Foreground, Space};
@@ -40,7 +45,6 @@ use agency_sdk::{ActionError, Message};
 use serde_json::Value;
 
 use crate::{
-    command::parse_line,
     editor::{self, Ask, Reading, SharedKnown},
     terminal::{self, block, inline, red, Stream},
     threads, traffic,
@@ -55,8 +59,8 @@ pub enum Event {
     EndOfInput,
     /// A message for the console's agent.
     Incoming(Message),
-    /// A permission question to put to the user.
-    Prompt(Question),
+    /// A permission question to put to the user, or one decided.
+    Permission(Notice),
     /// A copy of the space's traffic, while the console watches it.
     Traffic(Traffic),
     /// How many copies the console missed so far, because it fell behind.
@@ -96,7 +100,13 @@ const EVENTS_BOUND: usize = 64;
 
 /// Runs the console until the end of input (plus `wait` for replies), Ctrl-C, or the end
 /// of its output.
-pub fn run(space: &Space, me: Foreground, wait: Duration, watch: bool) -> Outcome {
+pub fn run(
+    space: &Space,
+    me: Foreground,
+    permissions: &Permissions,
+    wait: Duration,
+    watch: bool,
+) -> Outcome {
     // This thread drains the console's subscription (through the event queue): what it
     // sends to its own agent must not wait for room there.
     agency_runtime::never_wait_here();
@@ -123,16 +133,7 @@ pub fn run(space: &Space, me: Foreground, wait: Duration, watch: bool) -> Outcom
         }
     };
     forward_incoming(&me, events.clone());
-    let prompts = events.clone();
-    space.set_permission_prompt(move |agent, message| {
-        let (answer, answered) = mpsc::sync_channel(1);
-        let question = Question {
-            agent: agent.to_owned(),
-            message: message.clone(),
-            answer,
-        };
-        prompts.send(Event::Prompt(question)).is_ok() && answered.recv().unwrap_or(false)
-    });
+    forward_questions(permissions.listen(), events.clone());
     let events_for_taps = events.clone();
     let flag = interrupted.clone();
     if let Err(error) = ctrlc::set_handler(move || interrupt(&flag, &events)) {
@@ -144,6 +145,8 @@ pub fn run(space: &Space, me: Foreground, wait: Duration, watch: bool) -> Outcom
         awaiting: HashMap::new(),
         quitting: false,
         prompts: VecDeque::new(),
+        permissions: permissions.clone(),
+        stale_answer: false,
         blocking: None,
         failures: 0,
         prompt_on_screen: false,
@@ -202,7 +205,12 @@ struct Console<'a> {
     /// Set by `/quit`: the console ends as at the end of its input.
     quitting: bool,
     /// Permission questions waiting for a y/n line; the first one is on screen.
-    prompts: VecDeque<Question>,
+    prompts: VecDeque<Arc<Question>>,
+    /// Where questions are answered (shared with the web page, if one is open).
+    permissions: Permissions,
+    /// Whether the question being answered was decided elsewhere: the next line, if it
+    /// reads as an answer, is dropped instead of sent.
+    stale_answer: bool,
     /// Whether the first question is the last thing printed (the cursor after it).
     prompt_on_screen: bool,
     /// The command whose reply holds back the next line: its id, until when, and what
@@ -320,19 +328,18 @@ impl Console<'_> {
                     }
                     self.on_incoming(&message);
                 }
-                Event::Prompt(question) => {
+                Event::Permission(Notice::Asked(question)) => {
                     if ending.is_some() {
-                        self.say(&format!(
-                            "refused {}: no input left to ask permission",
-                            question.describe()
-                        ));
-                        let _ = question.answer.send(false);
+                        self.refuse(&question, "no input left to ask permission");
                     } else {
                         self.prompts.push_back(question);
                         if self.prompts.len() == 1 {
                             self.ask();
                         }
                     }
+                }
+                Event::Permission(Notice::Decided { id, allowed, by }) => {
+                    self.decided_elsewhere(id, allowed, &by);
                 }
                 Event::Traffic(copy) => {
                     if let Some(line) = self.watching.as_mut().and_then(|(w, _)| w.line(&copy)) {
@@ -433,6 +440,10 @@ impl Console<'_> {
     }
 
     fn on_line(&mut self, line: &str, reading: Reading) {
+        if std::mem::take(&mut self.stale_answer) && (is_answer(line) || line.trim().is_empty()) {
+            self.say("not sent: that question was already answered elsewhere");
+            return self.next_line();
+        }
         if self.prompts.is_empty() || reading == Reading::Command {
             if !self.prompts.is_empty() && is_answer(line) {
                 // Typed at the command prompt while the question appeared above it.
@@ -467,12 +478,19 @@ impl Console<'_> {
             }
         };
         let question = self.prompts.pop_front().expect("a question is asked");
-        self.say(&format!(
-            "{} {}",
-            if allowed { "allowed" } else { "refused" },
-            question.describe()
-        ));
-        let _ = question.answer.send(allowed);
+        let text = match self.permissions.answer(question.id, allowed, CONSOLE) {
+            Ok(()) => format!("{} {}", verdict(allowed), describe(&question)),
+            Err(earlier) => format!(
+                "too late: {} was already {}",
+                describe(&question),
+                earlier.map_or("decided".into(), |d| format!(
+                    "{} by the {}",
+                    verdict(d.allowed),
+                    d.by
+                ))
+            ),
+        };
+        self.say(&text);
         if !self.prompts.is_empty() {
             self.ask();
         } else if self.blocking.is_none() {
@@ -694,7 +712,7 @@ impl Console<'_> {
                 let text = format!(
                     "permission wanted: {}. Press Enter to answer (a line being typed is run \
                      first, as a command)",
-                    question.describe()
+                    describe(question)
                 );
                 self.say(&text);
             }
@@ -707,7 +725,7 @@ impl Console<'_> {
 
     fn show_prompt(&mut self) {
         if let Some(question) = self.prompts.front() {
-            if terminal::print(&question.prompt()).is_err() {
+            if terminal::print(&prompt(question)).is_err() {
                 self.output_closed = true;
             }
             self.prompt_on_screen = true;
@@ -718,44 +736,86 @@ impl Console<'_> {
         self.leave_prompt();
         let refused: Vec<_> = self.prompts.drain(..).collect();
         for question in refused {
-            self.say(&format!("refused {}: {why}", question.describe()));
-            let _ = question.answer.send(false);
+            self.refuse(&question, why);
+        }
+    }
+
+    /// Refuses `question` (unless decided elsewhere first), saying why.
+    fn refuse(&mut self, question: &Question, why: &str) {
+        if self.permissions.answer(question.id, false, CONSOLE).is_ok() {
+            self.say(&format!("refused {}: {why}", describe(question)));
+        }
+    }
+
+    /// Question `id` was decided by `by`: unless that was this console, it is taken off
+    /// the queue and its outcome shown; the next question, if any, is asked.
+    fn decided_elsewhere(&mut self, id: u64, allowed: bool, by: &str) {
+        if by == CONSOLE {
+            return;
+        }
+        let Some(position) = self.prompts.iter().position(|q| q.id == id) else {
+            return;
+        };
+        let question = self.prompts.remove(position).expect("found");
+        let asking = position == 0 && self.leave_prompt();
+        self.say(&format!(
+            "{} by the {}: {}",
+            verdict(allowed),
+            inline(by),
+            describe(&question)
+        ));
+        // The line being read was meant as its answer.
+        self.stale_answer |= asking;
+        if position == 0 && !self.prompts.is_empty() {
+            self.ask();
         }
     }
 }
 
-/// A permission question: the agent whose `requested` action a message asks to run, the
-/// message, and where the answer goes.
-pub struct Question {
-    agent: String,
-    message: Message,
-    answer: SyncSender<bool>,
+/// The name this console answers questions under.
+const CONSOLE: &str = "console";
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed {
+        "allowed"
+    } else {
+        "refused"
+    }
 }
 
-impl Question {
-    /// The question as the user is asked it.
-    fn prompt(&self) -> String {
-        format!("permission: allow {}? [y/N] ", self.describe())
-    }
+/// A question as the user is asked it.
+fn prompt(question: &Question) -> String {
+    format!("permission: allow {}? [y/N] ", describe(question))
+}
 
-    /// `User -> Host.run_command {"command":"ls"}`: exactly what would run and for whom
-    /// (`(broadcast)` when the message went to every agent), every part escaped (any of
-    /// them may come from another process).
-    fn describe(&self) -> String {
-        let message = &self.message;
-        format!(
-            "{} -> {}.{} {}{}",
-            inline(&message.from),
-            inline(&self.agent),
-            inline(&message.action.name),
-            inline(&Value::Object(message.action.args.clone()).to_string()),
-            if message.is_broadcast() {
-                " (broadcast)"
-            } else {
-                ""
+/// `User -> Host.run_command {"command":"ls"}`: exactly what would run and for whom
+/// (`(broadcast)` when the message went to every agent), every part escaped (any of them
+/// may come from another process).
+fn describe(question: &Question) -> String {
+    let message = &question.message;
+    format!(
+        "{} -> {}.{} {}{}",
+        inline(&message.from),
+        inline(&question.agent),
+        inline(&message.action.name),
+        inline(&Value::Object(message.action.args.clone()).to_string()),
+        if message.is_broadcast() {
+            " (broadcast)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Passes permission notices to the console loop, for as long as the process runs.
+fn forward_questions(listener: Listener, events: SyncSender<Event>) {
+    threads::spawn("console questions", move || {
+        while let Ok(notice) = listener.notices().recv() {
+            if events.send(Event::Permission(notice)).is_err() {
+                return;
             }
-        )
-    }
+        }
+    });
 }
 
 /// Whether a line reads as an answer to a permission question.
@@ -782,35 +842,6 @@ fn render(value: &Value) -> String {
             }
         }
     }
-}
-
-/// Of `ids`, the one most like `wanted` (ignoring case, at most two edits away), for a
-/// did-you-mean.
-fn closest<'a>(wanted: &str, ids: &'a [String]) -> Option<&'a str> {
-    let wanted: Vec<char> = wanted.to_lowercase().chars().collect();
-    ids.iter()
-        .map(|id| {
-            let id_chars: Vec<char> = id.to_lowercase().chars().collect();
-            (edit_distance(&wanted, &id_chars), id.as_str())
-        })
-        .filter(|&(distance, _)| distance <= 2)
-        .min_by_key(|&(distance, _)| distance)
-        .map(|(_, id)| id)
-}
-
-/// How many insertions, deletions and substitutions turn `a` into `b` (Levenshtein).
-fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substituted = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// What `/help` prints.
@@ -962,25 +993,4 @@ fn forward_incoming(me: &Foreground, events: SyncSender<Event>) {
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{closest, edit_distance};
-
-    #[test]
-    fn did_you_mean_takes_the_nearest_id_within_two_edits() {
-        let chars = |s: &str| s.chars().collect::<Vec<_>>();
-        assert_eq!(edit_distance(&chars("kitten"), &chars("sitting")), 3);
-        assert_eq!(edit_distance(&chars(""), &chars("ab")), 2);
-        let ids = [
-            "Calculator".to_owned(),
-            "Chatty".to_owned(),
-            "Host".to_owned(),
-        ];
-        assert_eq!(closest("calculator", &ids), Some("Calculator"));
-        assert_eq!(closest("Calculater", &ids), Some("Calculator"));
-        assert_eq!(closest("Chat", &ids), Some("Chatty"));
-        assert_eq!(closest("Weather", &ids), None);
-    }
 }

@@ -12,7 +12,6 @@
 
 #[macro_use]
 mod terminal;
-mod command;
 mod config;
 mod console;
 mod editor;
@@ -26,11 +25,15 @@ use std::{
     io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
 use agency_loader::Plugins;
+use agency_operator::Permissions;
 use agency_runtime::AgentSpec;
 use clap::{Args, Parser, Subcommand};
 use config::Config;
@@ -70,6 +73,8 @@ enum Command {
         /// the console does it too).
         #[arg(long)]
         watch: bool,
+        #[command(flatten)]
+        web: WebArgs,
     },
     /// Print every message of a space on a broker as it flows (amqp; read-only, needs the
     /// broker's firehose: `rabbitmqctl trace_on -p VHOST`). A `local` space lives inside
@@ -129,6 +134,19 @@ struct SpaceArgs {
     /// Load plugin files and folders that other users can write to (with a warning).
     #[arg(long)]
     allow_writable_plugins: bool,
+}
+
+/// The web page beside the console.
+#[derive(Args)]
+struct WebArgs {
+    /// Also serve the web page (chat, agents, traffic, permission questions) on this
+    /// address; the URL to open, with its access token, is printed at start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = agency_web::DEFAULT_ADDR)]
+    web: Option<std::net::SocketAddr>,
+    /// Allow `--web` on an address other than loopback (other machines can then reach
+    /// the page; the token still guards it).
+    #[arg(long, requires = "web")]
+    web_public: bool,
 }
 
 /// What [`SpaceArgs`] name, read and loaded.
@@ -191,9 +209,14 @@ fn main() -> ExitCode {
         .init();
     let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Run { space, wait, watch } => space
+        Command::Run {
+            space,
+            wait,
+            watch,
+            web,
+        } => space
             .load()
-            .and_then(|setup| run(setup, wait, watch))
+            .and_then(|setup| run(setup, wait, watch, web))
             .map(console::Outcome::exit_code),
         Command::Watch {
             space,
@@ -315,7 +338,12 @@ fn watch(setup: Setup, mut lines: traffic::Watch) -> Result<ExitCode, String> {
 }
 
 /// `agency run`: the space, its agents and the console, until the console ends.
-fn run(setup: Setup, wait: Duration, watch: bool) -> Result<console::Outcome, String> {
+fn run(
+    setup: Setup,
+    wait: Duration,
+    watch: bool,
+    web: WebArgs,
+) -> Result<console::Outcome, String> {
     let Setup {
         config,
         config_path,
@@ -323,9 +351,12 @@ fn run(setup: Setup, wait: Duration, watch: bool) -> Result<console::Outcome, St
         plugins,
         transport,
     } = setup;
-    let space = plugins
-        .open_space(&transport, &config.transport_options(&transport))
-        .map_err(|e| e.to_string())?;
+    let space = Arc::new(
+        plugins
+            .open_space(&transport, &config.transport_options(&transport))
+            .map_err(|e| e.to_string())?,
+    );
+    let permissions = Permissions::install(&space);
     let mut roster = reload::Roster::default();
     roster.apply(&space, &config.agents, false, false);
     let console_id = config.console_id.as_deref().unwrap_or("User");
@@ -336,6 +367,28 @@ fn run(setup: Setup, wait: Duration, watch: bool) -> Result<console::Outcome, St
                 .without_log(),
         )
         .map_err(|e| format!("cannot attach the console as {console_id:?}: {e}"))?;
+    let page = match web.web {
+        Some(addr) => {
+            let options = agency_web::Options {
+                addr,
+                public: web.web_public,
+                id: format!("{console_id}-web"),
+                wait,
+            };
+            let page = agency_web::WebUi::start(space.clone(), permissions.clone(), options)
+                .inspect_err(|_| space.destroy())?;
+            if web.web_public {
+                report!(
+                    "warning: the web page is served on {}, reachable from other machines; \
+                     anyone with its URL can act as {console_id}-web",
+                    page.addr()
+                );
+            }
+            report!("web page: {}", page.url());
+            Some(page)
+        }
+        None => None,
+    };
     let watcher = reload::Watcher::new(&plugins_dir, &config_path, config);
     let stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
@@ -349,10 +402,13 @@ fn run(setup: Setup, wait: Duration, watch: bool) -> Result<console::Outcome, St
             .expect("the system can start a thread");
         // Whatever ends the console (end of input, Ctrl-C, a closed output: quietly, as
         // `rg | head` does), the space is destroyed cleanly after it.
-        let outcome = threads::guarded("console", || console::run(&space, me, wait, watch));
+        let outcome = threads::guarded("console", || {
+            console::run(&space, me, &permissions, wait, watch)
+        });
         stop.store(true, Ordering::Release);
         outcome
     });
+    drop(page);
     space.destroy();
     Ok(outcome)
 }

@@ -164,7 +164,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// Cargo's target folder, found from the test binary's path (`target/<profile>/deps`),
 /// else the system's temporary folder.
-pub(crate) fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     exe.ancestors()
         .nth(3)

@@ -103,7 +103,10 @@ pub struct TypeDoc {
 
 impl ActionSpec {
     /// The entry for this action in a `help` answer: the author's custom help if given,
-    /// else `{"description", "args": {name: {"type", "description"}}, "returns"?}`.
+    /// else `{"description", "args": {name: {"type", "description"}}, "returns"?}` as in
+    /// Python Agency, with what a form needs besides: `"access"` when not `permitted`,
+    /// and per argument `"optional": true` and its `"schema"` when they say more than its
+    /// type (peers that do not know these keys ignore them).
     pub fn help_entry(&self) -> Value {
         if let Some(help) = &self.help {
             return help.clone();
@@ -111,16 +114,36 @@ impl ActionSpec {
         let args: Map<String, Value> = self
             .args
             .iter()
-            .map(|arg| {
-                (
-                    arg.name.clone(),
-                    serde_json::to_value(&arg.doc).unwrap_or_default(),
-                )
-            })
+            .map(|arg| (arg.name.clone(), arg.help_entry()))
             .collect();
         let mut entry = serde_json::json!({"description": self.description, "args": args});
         if let Some(returns) = &self.returns {
             entry["returns"] = serde_json::to_value(returns).unwrap_or_default();
+        }
+        if self.access != Access::Permitted {
+            entry["access"] = serde_json::to_value(self.access).unwrap_or_default();
+        }
+        entry
+    }
+}
+
+impl ArgSpec {
+    /// This argument in a `help` answer: `{"type", "description"?, "optional"?, "schema"?}`.
+    fn help_entry(&self) -> Value {
+        let mut entry = serde_json::to_value(&self.doc).unwrap_or_default();
+        if self.optional {
+            entry["optional"] = true.into();
+        }
+        let mut schema = self.schema.clone();
+        if let Some(fields) = schema.as_object_mut() {
+            for noise in ["$schema", "title", "format"] {
+                fields.remove(noise);
+            }
+            let only_type =
+                fields.len() == 1 && fields.get("type") == Some(&self.doc.json_type.clone().into());
+            if !fields.is_empty() && !only_type {
+                entry["schema"] = schema;
+            }
         }
         entry
     }

@@ -117,6 +117,31 @@ impl Receiver {
         p.x.hypot(p.y)
     }
 
+    /// Answers its arguments as it got them: one of each kind a form can fill in.
+    ///
+    /// - name: a text
+    /// - age: a whole number
+    /// - admin: a switch
+    /// - tags: a list of texts
+    /// - home: a point (a nested object)
+    /// - nickname: an optional text
+    #[action]
+    #[allow(clippy::too_many_arguments)]
+    fn profile(
+        &mut self,
+        name: String,
+        age: i64,
+        admin: bool,
+        tags: Vec<String>,
+        home: Point,
+        nickname: Option<String>,
+    ) -> Value {
+        serde_json::json!({
+            "name": name, "age": age, "admin": admin, "tags": tags,
+            "home": [home.x, home.y], "nickname": nickname,
+        })
+    }
+
     /// Nobody may run this.
     #[action(access = "denied")]
     fn forbidden(&mut self) -> &'static str {

@@ -8,7 +8,9 @@ use serde_json::{json, Map, Value};
 
 /// Parses one console line into a message to send, or explains what is wrong.
 ///
-/// ```ignore
+/// ```
+/// use agency_operator::parse_line;
+///
 /// let message = parse_line("/Calculator.add a:1 b:2").unwrap().unwrap();
 /// assert_eq!(message["action"]["args"]["b"], 2);
 /// ```

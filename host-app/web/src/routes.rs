@@ -1,0 +1,205 @@
+//! The HTTP API and the WebSocket the page uses; every route is behind [`auth::guard`].
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `GET /` | the page (with `?token=`: also sets the access cookie) |
+//! | `GET /app.js`, `/style.css` | the page's script and style, embedded in the binary |
+//! | `GET /api/agents` | the agents known: `[{"id", "type", "local", "help"?}]` |
+//! | `POST /api/line` `{"line"}` | a chat line, read as the console reads it: `{"id"}`, `{"text"}` or `400 {"error"}` |
+//! | `POST /api/send` `{"to", "action": {"name", "args"}}` | sends a message (the forms): `{"id"}` |
+//! | `POST /api/refresh` | asks every agent for its `help` again |
+//! | `POST /api/questions/{id}` `{"allow"}` | answers a permission question; `409` if another answer came first |
+//! | `GET /api/events` | WebSocket: the events of [`Session`] and, while the page asks for them (`{"traffic": true, "filter": {...}}`), traffic samples every [`TICK`] |
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{
+        ws::{Message as Frame, WebSocket, WebSocketUpgrade},
+        Path, Request, State,
+    },
+    http::{header, StatusCode},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    auth::{self, Keys},
+    session::Session,
+    traffic::Filter,
+};
+
+/// How often a page viewing the traffic gets a sample.
+pub const TICK: Duration = Duration::from_millis(250);
+
+const INDEX: &str = include_str!("../assets/index.html");
+const SCRIPT: &str = include_str!("../assets/app.js");
+const STYLE: &str = include_str!("../assets/style.css");
+
+#[derive(Clone)]
+struct Page {
+    session: Arc<Session>,
+    keys: Arc<Keys>,
+}
+
+/// The page's routes, guarded.
+pub fn router(session: Arc<Session>, keys: Arc<Keys>) -> Router {
+    let page = Page {
+        session,
+        keys: keys.clone(),
+    };
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript", SCRIPT) }),
+        )
+        .route("/style.css", get(|| async { asset("text/css", STYLE) }))
+        .route("/api/agents", get(agents))
+        .route("/api/line", post(line))
+        .route("/api/send", post(send))
+        .route("/api/refresh", post(refresh))
+        .route("/api/questions/{id}", post(answer))
+        .route("/api/events", get(events))
+        .with_state(page)
+        .layer(middleware::from_fn_with_state(keys, auth::guard))
+}
+
+fn asset(kind: &'static str, text: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
+}
+
+/// The page, with its CSRF token; opened with the token in the URL, it sets the cookie.
+async fn index(State(page): State<Page>, request: Request) -> Response {
+    let html = INDEX.replace("{{csrf}}", page.keys.csrf());
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    if page.keys.in_query(&request) {
+        if let Ok(cookie) = page.keys.cookie().parse() {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
+async fn agents(State(page): State<Page>) -> Json<Value> {
+    Json(page.session.agents())
+}
+
+async fn refresh(State(page): State<Page>) -> StatusCode {
+    page.session.refresh();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Line {
+    line: String,
+}
+
+async fn line(State(page): State<Page>, Json(body): Json<Line>) -> Response {
+    answer_with(page.session.line(&body.line))
+}
+
+#[derive(Deserialize)]
+struct Send {
+    to: String,
+    action: Value,
+}
+
+async fn send(State(page): State<Page>, Json(body): Json<Send>) -> Response {
+    let message = json!({"to": body.to, "action": body.action});
+    answer_with(page.session.send(message, None))
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    allow: bool,
+}
+
+async fn answer(
+    State(page): State<Page>,
+    Path(id): Path<u64>,
+    Json(body): Json<Answer>,
+) -> Response {
+    match page.session.answer(id, body.allow) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => (StatusCode::CONFLICT, Json(json!({"error": error}))).into_response(),
+    }
+}
+
+fn answer_with(result: Result<Value, String>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response(),
+    }
+}
+
+async fn events(State(page): State<Page>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| stream(socket, page.session))
+}
+
+/// What a page asks for over its WebSocket.
+#[derive(Deserialize)]
+struct Wish {
+    /// Whether it shows the traffic (samples are sent only then).
+    traffic: Option<bool>,
+    filter: Option<Filter>,
+}
+
+/// Feeds one page: `hello`, then every event, and traffic samples while it wants them.
+async fn stream(mut socket: WebSocket, session: Arc<Session>) {
+    let mut events = session.events();
+    if send_text(&mut socket, session.hello().to_string())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut viewer = None;
+    let mut filter = Filter::default();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let outgoing = tokio::select! {
+            event = events.recv() => match event {
+                Ok(text) => text.to_string(),
+                Err(RecvError::Lagged(count)) => json!({"type": "missed", "count": count}).to_string(),
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => match viewer.as_mut().and_then(crate::traffic::Viewer::sample) {
+                Some(sample) => sample,
+                None => continue,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Frame::Text(text))) => {
+                    if let Ok(wish) = serde_json::from_str::<Wish>(&text) {
+                        if let Some(wanted) = wish.filter {
+                            filter = wanted;
+                        }
+                        match wish.traffic {
+                            Some(true) if viewer.is_none() => viewer = Some(session.traffic().view()),
+                            Some(false) => viewer = None,
+                            _ => {}
+                        }
+                        if let Some(viewer) = viewer.as_mut() {
+                            viewer.filter = filter.clone();
+                        }
+                    }
+                    continue;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return,
+            },
+        };
+        if send_text(&mut socket, outgoing).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), axum::Error> {
+    socket.send(Frame::Text(text.into())).await
+}

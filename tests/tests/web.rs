@@ -1,0 +1,670 @@
+//! The web page of `agency run --web`, in a real browser: the system's Chromium, headless,
+//! driven over WebDriver by chromedriver (Debian packages `chromium` and
+//! `chromium-driver`; `.ci/run` installs them). The security checks that need no browser
+//! (tokens, origins, CSRF, Host) speak raw HTTP to the real process.
+//!
+//! Screenshots of each view go to `target/screenshots/` (the README shows one).
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use agency_tests::{process::Host, target_dir, PATIENCE};
+use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use serde_json::json;
+
+/// The demo's agents, a test agent with every kind of argument, and one whose id is
+/// markup.
+const SPACE: &str = r#"
+console_id = "User"
+
+[[agents]]
+type = "Calculator"
+id = "Calculator"
+
+[[agents]]
+type = "Chat"
+id = "Chatty"
+
+[[agents]]
+type = "Host"
+id = "Host"
+
+[[agents]]
+type = "Receiver"
+id = "Forms"
+"#;
+
+/// An id a careless page would run as a script.
+const MARKUP_ID: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
+
+/// How long the browser side waits for something to show.
+const SHOW_PATIENCE: Duration = Duration::from_secs(15);
+
+/// A host serving the page on a free loopback port, and the URL it printed.
+struct Page {
+    host: Host,
+    url: String,
+}
+
+impl Page {
+    fn start(config: &str) -> Self {
+        let mut host = Host::start(config, &["--web", "127.0.0.1:0", "--wait", "10"]);
+        let printed = host.stderr.wait_for("web page: http://");
+        let url = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("web page: "))
+            .expect("the URL line")
+            .trim()
+            .to_owned();
+        host.wait_until_started();
+        Self { host, url }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        let rest = self.url.strip_prefix("http://").unwrap();
+        rest[..rest.find('/').unwrap()].parse().unwrap()
+    }
+
+    fn token(&self) -> &str {
+        self.url.split("token=").nth(1).unwrap()
+    }
+}
+
+/// Headless Chromium under chromedriver; dropping it ends both.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    async fn open() -> Self {
+        for (program, package) in [
+            ("/usr/bin/chromium", "chromium"),
+            ("/usr/bin/chromedriver", "chromium-driver"),
+        ] {
+            assert!(
+                std::path::Path::new(program).exists(),
+                "{program} is missing: install the Debian package {package} \
+                 (`apt-get install -y chromium chromium-driver`; .ci/run does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = agency_tests::scratch_dir("chromium-profile");
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let deadline = Instant::now() + SHOW_PATIENCE;
+        let client = loop {
+            let connected =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(capabilities.as_object().unwrap().clone())
+                    .connect(&format!("http://127.0.0.1:{port}"))
+                    .await;
+            match connected {
+                Ok(client) => break client,
+                Err(error) if Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("chromedriver did not start Chromium: {error}"),
+            }
+        };
+        Self { client, driver }
+    }
+
+    /// The first element `css` matches whose text contains `wanted`, waiting for it.
+    async fn find_text(&self, css: &str, wanted: &str) -> Element {
+        let deadline = Instant::now() + SHOW_PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            seen.clear();
+            for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
+                let text = element.text().await.unwrap_or_default();
+                if text.contains(wanted) {
+                    return element;
+                }
+                seen.push(text);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {css} with {wanted:?} within {SHOW_PATIENCE:?}; saw {seen:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Clicks the tab named `view`.
+    async fn tab(&self, view: &str) {
+        self.client
+            .find(Locator::Css(&format!("#tab-{view}")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Types a chat line and sends it.
+    async fn say(&self, line: &str) {
+        let input = self.client.find(Locator::Id("chat-input")).await.unwrap();
+        input.send_keys(line).await.unwrap();
+        self.client
+            .find(Locator::Css("#chat-form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Saves a screenshot as `target/screenshots/NAME.png`.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = target_dir().join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, self.client.screenshot().await.unwrap()).unwrap();
+        path
+    }
+
+    async fn eval(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_uses_the_space_from_the_page() {
+    let page = Page::start(SPACE);
+    let browser = Browser::open().await;
+    browser.client.goto(&page.url).await.unwrap();
+    browser.find_text("#status", "connected").await;
+    let address = browser.client.current_url().await.unwrap();
+    assert!(
+        !address.as_str().contains("token"),
+        "the token leaves the address bar: {address}"
+    );
+
+    // Agents: the demo's, with their actions and access.
+    browser.tab("agents").await;
+    for id in ["Calculator", "Chatty", "Host", "Forms"] {
+        browser.find_text("#agent-list .agent h3", id).await;
+    }
+    let host = browser.find_text("#agent-list .agent", "Host").await;
+    assert!(host.text().await.unwrap().contains("run_command"));
+    let calculator = browser.find_text("#agent-list .agent", "Calculator").await;
+    let add = calculator
+        .find(Locator::Css("details[data-action=add]"))
+        .await
+        .unwrap();
+    add.find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for (arg, value) in [("a", "1"), ("b", "2")] {
+        add.find(Locator::Css(&format!(".field[data-arg={arg}] input")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    add.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find_text("#agent-list details[data-action=add] .result", "3")
+        .await;
+    let result = browser
+        .find_text("#agent-list details[data-action=add] .result", "3")
+        .await;
+    assert_eq!(result.text().await.unwrap().trim(), "3");
+    browser.screenshot("agents").await;
+
+    // Chat: the console's syntax, its errors, completion.
+    browser.tab("chat").await;
+    browser.say("/Calculator.divide a:1 b:0").await;
+    browser
+        .find_text("#chat-log .reply.error", "ZeroDivisionError")
+        .await;
+    browser.say("/Calculator.add a:1 b:").await;
+    browser.find_text("#chat-log li.error", "error: ").await;
+    browser.say("/Calculater.add a:1 b:2").await;
+    browser
+        .find_text("#chat-log .reply.error", "did you mean \"Calculator\"")
+        .await;
+    browser.say("hello everyone").await;
+    browser.find_text("#chat-log li", "Chatty:").await;
+    let input = browser
+        .client
+        .find(Locator::Id("chat-input"))
+        .await
+        .unwrap();
+    input.send_keys("/Calc").await.unwrap();
+    browser.find_text("#completions li", "Calculator").await;
+    input.send_keys("\u{E004}").await.unwrap(); // Tab
+    assert_eq!(
+        input.prop("value").await.unwrap().as_deref(),
+        Some("/Calculator.")
+    );
+    input.send_keys("sq\u{E004}").await.unwrap();
+    assert_eq!(
+        input.prop("value").await.unwrap().as_deref(),
+        Some("/Calculator.sqrt ")
+    );
+    input.send_keys("\u{E004}").await.unwrap();
+    assert_eq!(
+        input.prop("value").await.unwrap().as_deref(),
+        Some("/Calculator.sqrt x:")
+    );
+    input.send_keys("16").await.unwrap();
+    browser
+        .client
+        .find(Locator::Css("#chat-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.find_text("#chat-log .reply", "4").await;
+    browser.screenshot("chat").await;
+
+    // Permission questions: allowed from the page, then refused.
+    browser
+        .say(r#"/Host.run_command command:echo args:["from the page"]"#)
+        .await;
+    browser.find_text("#permission", "run_command").await;
+    let asked = browser.client.find(Locator::Id("q-args")).await.unwrap();
+    assert!(asked.text().await.unwrap().contains("from the page"));
+    assert_eq!(
+        browser
+            .client
+            .find(Locator::Id("q-from"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "User-web"
+    );
+    browser.screenshot("permission").await;
+    browser
+        .client
+        .find(Locator::Id("allow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.find_text("#chat-log .reply", "from the page").await;
+    browser
+        .find_text("#chat-log li.info", "allowed by the web page")
+        .await;
+    page.host
+        .stdout
+        .wait_for("allowed by the web page: User-web -> Host.run_command");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the dialog closes
+    browser.say("/Host.read_file path:/etc/hostname").await;
+    browser.find_text("#permission", "read_file").await;
+    browser
+        .client
+        .find(Locator::Id("refuse"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find_text("#chat-log .reply.error", "PermissionError")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Traffic: a message two other agents exchange (the console and the Calculator).
+    browser.tab("traffic").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut host = page.host;
+    host.type_line("/Calculator.multiply a:6 b:7");
+    host.type_line("/Nobody.add a:1");
+    let request = browser.find_text("#traffic-rows tr.row", "multiply").await;
+    let text = request.text().await.unwrap();
+    assert!(
+        text.contains("User") && text.contains("Calculator"),
+        "{text}"
+    );
+    browser
+        .find_text("#traffic-rows tr.row", "[response]")
+        .await;
+    let reply = browser
+        .find_text("#traffic-rows tr.row", "multiply (")
+        .await;
+    assert!(reply.text().await.unwrap().contains("[response]"));
+    request.click().await.unwrap();
+    browser
+        .find_text("#traffic-rows tr.details", "\"a\": 6")
+        .await;
+    browser.find_text("#traffic-rows tr.dead", "Nobody").await;
+    browser.find_text("#rates li", "User").await;
+    browser.screenshot("traffic").await;
+
+    // The first answer wins: asked of both, answered at the console.
+    browser.tab("chat").await;
+    browser
+        .say(r#"/Host.run_command command:echo args:["console decides"]"#)
+        .await;
+    browser.find_text("#permission", "console decides").await;
+    host.stdout
+        .wait_for("permission: allow User-web -> Host.run_command");
+    host.type_line("y");
+    browser
+        .find_text("#q-outcome", "Allowed by the console")
+        .await;
+    browser
+        .find_text("#chat-log .reply", "console decides")
+        .await;
+    // The console's one failed line: the message to nobody.
+    let output = host.finish_with_code(1);
+    assert!(
+        output.contains("allowed User-web -> Host.run_command"),
+        "{output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_follow_the_json_schema_of_each_argument() {
+    let page = Page::start(SPACE);
+    let browser = Browser::open().await;
+    browser.client.goto(&page.url).await.unwrap();
+    browser.tab("agents").await;
+    let forms = browser.find_text("#agent-list .agent", "profile").await;
+    let profile = forms
+        .find(Locator::Css("details[data-action=profile]"))
+        .await
+        .unwrap();
+    profile
+        .find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let field = |arg: &str, css: &str| format!(".field[data-arg={arg}] {css}");
+    let fill = |css: String, text: &'static str| {
+        let profile = profile.clone();
+        async move {
+            profile
+                .find(Locator::Css(&css))
+                .await
+                .unwrap()
+                .send_keys(text)
+                .await
+                .unwrap()
+        }
+    };
+    fill(field("name", "input"), "Ada").await;
+    fill(field("age", "input[type=number]"), "36").await;
+    let click = |css: String| {
+        let profile = profile.clone();
+        async move {
+            profile
+                .find(Locator::Css(&css))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap()
+        }
+    };
+    click(field("admin", "input[type=checkbox]")).await;
+    click(field("tags", "button.add-item")).await;
+    click(field("tags", "button.add-item")).await;
+    let tags = profile
+        .find_all(Locator::Css(&field("tags", ".item input")))
+        .await
+        .unwrap();
+    assert_eq!(tags.len(), 2, "two list items");
+    tags[0].send_keys("math").await.unwrap();
+    tags[1].send_keys("engines").await.unwrap();
+    fill(field("home", ".field[data-arg=x] input"), "1.5").await;
+    fill(field("home", ".field[data-arg=y] input"), "-2").await;
+    // `nickname` is optional: left out unless switched on.
+    let nickname = profile
+        .find(Locator::Css(&field("nickname", "input[type=text]")))
+        .await
+        .unwrap();
+    assert!(
+        !nickname.is_displayed().await.unwrap(),
+        "hidden until included"
+    );
+    profile
+        .find(Locator::Css("button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let result = browser
+        .find_text("details[data-action=profile] .result", "Ada")
+        .await;
+    let value: serde_json::Value =
+        serde_json::from_str(&result.text().await.unwrap()).expect("the answer, as JSON");
+    assert_eq!(
+        value,
+        json!({"name": "Ada", "age": 36, "admin": true, "tags": ["math", "engines"],
+               "home": [1.5, -2], "nickname": null})
+    );
+    click(field("nickname", "input.include")).await;
+    fill(field("nickname", "input[type=text]"), "Countess").await;
+    profile
+        .find(Locator::Css("button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find_text("details[data-action=profile] .result", "Countess")
+        .await;
+    // The access policy is shown.
+    let forbidden = forms
+        .find(Locator::Css("details[data-action=forbidden] .access"))
+        .await
+        .unwrap();
+    assert_eq!(forbidden.text().await.unwrap(), "denied");
+    page.host.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_text_is_shown_as_text_never_run() {
+    let config = format!(
+        "{SPACE}\n[[agents]]\ntype = \"Chat\"\nid = {}\n",
+        toml_string(MARKUP_ID)
+    );
+    let page = Page::start(&config);
+    let browser = Browser::open().await;
+    browser.client.goto(&page.url).await.unwrap();
+    browser.tab("agents").await;
+    let heading = browser.find_text("#agent-list .agent h3", "<script>").await;
+    assert_eq!(heading.text().await.unwrap(), MARKUP_ID);
+    browser.tab("chat").await;
+    browser.say("<b>bold?</b>").await;
+    browser.find_text("#chat-log li.sent", "<b>bold?</b>").await;
+    let answer = browser
+        .find_text(
+            "#chat-log li",
+            &format!("{MARKUP_ID} heard User-web say: <b>bold?</b>"),
+        )
+        .await;
+    assert!(answer.text().await.unwrap().starts_with(MARKUP_ID));
+    assert_eq!(
+        browser.eval("return window.pwned === undefined").await,
+        json!(true)
+    );
+    assert_eq!(
+        browser
+            .eval("return document.querySelectorAll('#chat-log script, #agent-list script, #chat-log img, #agent-list img').length")
+            .await,
+        json!(0)
+    );
+    browser.screenshot("markup-as-text").await;
+    page.host.finish();
+}
+
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+/// Sends raw HTTP and answers the status code and the whole answer.
+fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0; 4096];
+    // Enough for the status line and headers (a WebSocket that is accepted stays open).
+    while let Ok(read @ 1..) = stream.read(&mut buffer) {
+        answer.extend_from_slice(&buffer[..read]);
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") && !request.starts_with("POST") {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    (status, answer)
+}
+
+#[test]
+fn without_the_token_nothing_is_served_and_other_sites_are_refused() {
+    let page = Page::start(SPACE);
+    let addr = page.addr();
+    let host = format!("127.0.0.1:{}", addr.port());
+    let token = page.token().to_owned();
+    let get = |path: &str, headers: &str| {
+        http(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"),
+        )
+    };
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let ws = |headers: &str| {
+        http(
+            addr,
+            &format!("GET /api/events HTTP/1.1\r\nHost: {host}\r\n{upgrade}{headers}\r\n"),
+        )
+    };
+    // No token: 401 on the page, the API and the WebSocket; a wrong one the same.
+    assert_eq!(get("/", "").0, 401);
+    assert_eq!(get("/api/agents", "").0, 401);
+    assert_eq!(get("/app.js", "").0, 401);
+    assert_eq!(ws("").0, 401);
+    assert_eq!(get("/?token=0123", "").0, 401);
+    assert_eq!(get("/api/agents", "Cookie: agency_token=nope\r\n").0, 401);
+    // The token in the URL: the page, and the cookie for what follows.
+    let (status, answer) = get(&format!("/?token={token}"), "");
+    assert_eq!(status, 200);
+    let cookie_line = answer
+        .lines()
+        .find(|line| line.to_lowercase().starts_with("set-cookie:"))
+        .expect("a cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", &token] {
+        assert!(cookie_line.contains(attribute), "{cookie_line}");
+    }
+    let cookie = format!("Cookie: agency_token_{}={token}\r\n", addr.port());
+    assert_eq!(get("/api/agents", &cookie).0, 200);
+    assert!(answer
+        .to_lowercase()
+        .contains("content-security-policy: default-src 'none'"));
+    // A WebSocket from another origin is refused, from the page's own accepted.
+    assert_eq!(
+        ws(&format!("{cookie}Origin: http://evil.example\r\n")).0,
+        403
+    );
+    assert_eq!(ws(&format!("{cookie}Origin: http://{host}\r\n")).0, 101);
+    // A POST needs the page's CSRF token and origin.
+    let csrf = {
+        let marker = "name=\"csrf-token\" content=\"";
+        let start = answer.find(marker).unwrap() + marker.len();
+        answer[start..start + 64].to_owned()
+    };
+    let post = |headers: &str| {
+        let body = r#"{"line":"/Calculator.add a:1 b:2"}"#;
+        http(
+            addr,
+            &format!(
+                "POST /api/line HTTP/1.1\r\nHost: {host}\r\n{cookie}{headers}\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    assert_eq!(post("").0, 403, "no CSRF token");
+    assert_eq!(
+        post(&format!(
+            "X-CSRF-Token: {csrf}\r\nOrigin: http://evil.example\r\n"
+        ))
+        .0,
+        403,
+        "another origin"
+    );
+    let (status, answer) = post(&format!(
+        "X-CSRF-Token: {csrf}\r\nOrigin: http://{host}\r\n"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    // A name that is not the page's (DNS rebinding) is refused, token or not.
+    let (status, _) = http(
+        addr,
+        &format!("GET /api/agents HTTP/1.1\r\nHost: evil.example:{}\r\n{cookie}Connection: close\r\n\r\n", addr.port()),
+    );
+    assert_eq!(status, 421);
+    page.host.finish();
+}
+
+#[test]
+fn the_page_is_served_on_other_addresses_only_when_asked() {
+    let refused = agency_tests::process::run_piped(SPACE, &["--web", "0.0.0.0:0"], "");
+    assert!(!refused.status.success());
+    let stderr = agency_tests::process::text(&refused.stderr);
+    assert!(stderr.contains("--web-public"), "{stderr}");
+    let mut public = Host::start(SPACE, &["--web", "0.0.0.0:0", "--web-public"]);
+    public.stderr.wait_for("reachable from other machines");
+    public.stderr.wait_for("web page: http://localhost:");
+    public.wait_until_started();
+    public.finish();
+}
