@@ -14,6 +14,9 @@
 //!   process reads a copy of every message (filtered to print nothing: the cost measured
 //!   is the broker's copying and the watcher's reading, not a terminal's).
 //!
+//! - agency, page open: the same, while this process serves the web page and a WebSocket
+//!   client reads its traffic view (what this host's agents send).
+//!
 //! Uses the tests' broker (`agency_tests::broker`: the local RabbitMQ, else a private node),
 //! in a vhost of its own. Run with `cargo bench -p agency-tests --bench amqp`.
 
@@ -26,6 +29,7 @@ use agency_runtime::AgentSpec;
 use agency_tests::{
     broker::{broker, rabbitmqctl_in_vhost},
     figures::{percentile, print_table, Row},
+    page::OpenPage,
     process::{agency, config, Host},
     unique_name,
 };
@@ -54,9 +58,11 @@ fn main() {
     let exchange = unique_name("agency-bench");
     let url = broker().url();
     let options = json!({"url": url, "exchange": exchange, "queue_prefix": format!("{exchange}.")});
-    let space = agency_tests::plugins()
-        .open_space("amqp", &options)
-        .expect("amqp space (is RabbitMQ running?)");
+    let space = std::sync::Arc::new(
+        agency_tests::plugins()
+            .open_space("amqp", &options)
+            .expect("amqp space (is RabbitMQ running?)"),
+    );
     space.add(&AgentSpec::new("Bench", "A")).unwrap();
     let mut peer = Host::start(
         &format!(
@@ -108,24 +114,38 @@ fn main() {
         ask("round_trips", ROUND_TRIPS / 10);
         serde_json::from_value::<Vec<f64>>(ask("round_trips", ROUND_TRIPS)).unwrap()
     };
-    let mut floods: [Vec<f64>; 3] = Default::default();
+    let with_page = |measure: &dyn Fn() -> f64| {
+        let page = OpenPage::open(space.clone());
+        let result = measure();
+        eprintln!("page open: {:?}", page.close());
+        result
+    };
+    let mut floods: [Vec<f64>; 4] = Default::default();
     for _ in 0..ROUNDS {
         floods[0].push(flood());
         rabbitmqctl_in_vhost("trace_on", &[]);
         floods[1].push(flood());
         rabbitmqctl_in_vhost("trace_off", &[]);
         floods[2].push(runtime.block_on(raw.one_way()));
+        floods[3].push(with_page(&flood));
     }
     let agency_trips = trips();
     rabbitmqctl_in_vhost("trace_on", &[]);
     let watched_trips = trips();
     rabbitmqctl_in_vhost("trace_off", &[]);
     let raw_trips = runtime.block_on(raw.round_trips());
+    let page_trips = {
+        let page = OpenPage::open(space.clone());
+        let result = trips();
+        eprintln!("page open: {:?}", page.close());
+        result
+    };
     peer.finish();
     drop(watcher);
     space.destroy();
 
-    let [agency_flood, watched_flood, raw_flood] = [0, 1, 2].map(|i| percentile(&floods[i], 0.5));
+    let [agency_flood, watched_flood, raw_flood, page_flood] =
+        [0, 1, 2, 3].map(|i| percentile(&floods[i], 0.5));
     print_table(
         "amqp transport, agents in 2 processes",
         &[
@@ -137,6 +157,12 @@ fn main() {
                 trips: Some(&watched_trips),
             },
             Row {
+                name: "agency, page open on the traffic view (WebSocket reader)",
+                short: "agency, page open",
+                one_way: page_flood,
+                trips: Some(&page_trips),
+            },
+            Row {
                 name: "reference: raw lapin, 2 connections, same bytes and acks",
                 short: "raw lapin",
                 one_way: raw_flood,
@@ -145,10 +171,11 @@ fn main() {
         ],
     );
     println!(
-        "one-way runs (msg/s): agency {:?}, watched {:?}, raw lapin {:?}",
+        "one-way runs (msg/s): agency {:?}, watched {:?}, raw lapin {:?}, page open {:?}",
         floods[0].iter().map(|r| r.round()).collect::<Vec<_>>(),
         floods[1].iter().map(|r| r.round()).collect::<Vec<_>>(),
-        floods[2].iter().map(|r| r.round()).collect::<Vec<_>>()
+        floods[2].iter().map(|r| r.round()).collect::<Vec<_>>(),
+        floods[3].iter().map(|r| r.round()).collect::<Vec<_>>()
     );
 }
 

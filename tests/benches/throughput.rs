@@ -2,14 +2,18 @@
 //! plugin libraries, beside a raw reference measured in the same run: a tokio channel
 //! carrying the same JSON text, encoded by the sender and decoded by the receiver. The
 //! same agents are measured again while watched: a tap attached and drained on a thread
-//! of its own, as `agency run --watch` does.
+//! of its own, as `agency run --watch` does; and while the web page (`agency run --web`)
+//! is open on its traffic view, read by a WebSocket client.
 //!
 //! The binary uses mimalloc, as the `agency` binary does; the plugins keep the system
 //! allocator, as third-party plugins would.
 //!
 //! Run with `cargo bench -p agency-tests`. Figures go to standard output, one table.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use agency_runtime::AgentSpec;
 use agency_sdk::Message;
@@ -28,17 +32,19 @@ const ROUNDS: usize = 7;
 
 fn main() {
     let (space, driver) = bench_space();
-    let mut floods: [Vec<f64>; 4] = Default::default();
+    let mut floods: [Vec<f64>; 5] = Default::default();
     for _ in 0..ROUNDS {
         floods[0].push(agency_one_way(&driver));
         floods[1].push(watched(&space, || agency_one_way(&driver)));
-        floods[2].push(reference_one_way(Encode::EachMessage));
-        floods[3].push(reference_one_way(Encode::Beforehand));
+        floods[2].push(with_page(&space, || agency_one_way(&driver)));
+        floods[3].push(reference_one_way(Encode::EachMessage));
+        floods[4].push(reference_one_way(Encode::Beforehand));
     }
-    let [agency_flood, watched_flood, reference_flood, decode_only_flood] =
+    let [agency_flood, watched_flood, page_flood, reference_flood, decode_only_flood] =
         floods.map(|runs| percentile(&runs, 0.5));
     let agency_trips = agency_round_trips(&driver);
     let watched_trips = watched(&space, || agency_round_trips(&driver));
+    let page_trips = with_page(&space, || agency_round_trips(&driver));
     let reference_trips = reference_round_trips();
     space.destroy();
     print_table(
@@ -50,6 +56,12 @@ fn main() {
                 short: "agency watched",
                 one_way: watched_flood,
                 trips: Some(&watched_trips),
+            },
+            Row {
+                name: "agency, page open on the traffic view (WebSocket reader)",
+                short: "agency, page open",
+                one_way: page_flood,
+                trips: Some(&page_trips),
             },
             Row {
                 name: "reference: tokio channel, sender encodes, receiver decodes",
@@ -92,6 +104,16 @@ fn watched<T>(space: &agency_runtime::Space, measure: impl FnOnce() -> T) -> T {
     })
 }
 
+/// Runs `measure` while the web page serves `space` and a WebSocket client reads its
+/// traffic view; says what the client saw.
+fn with_page<T>(space: &Arc<agency_runtime::Space>, measure: impl FnOnce() -> T) -> T {
+    let page = agency_tests::page::OpenPage::open(space.clone());
+    let result = measure();
+    let seen = page.close();
+    eprintln!("page open: {seen:?}");
+    result
+}
+
 /// When the reference sender encodes its messages.
 #[derive(Clone, Copy, PartialEq)]
 enum Encode {
@@ -101,8 +123,8 @@ enum Encode {
     Beforehand,
 }
 
-fn bench_space() -> (agency_runtime::Space, agency_runtime::Foreground) {
-    let space = agency_tests::open_space("local");
+fn bench_space() -> (Arc<agency_runtime::Space>, agency_runtime::Foreground) {
+    let space = Arc::new(agency_tests::open_space("local"));
     space.add(&AgentSpec::new("Bench", "A")).unwrap();
     space.add(&AgentSpec::new("Bench", "B")).unwrap();
     let driver = space.add_foreground(&AgentSpec::untyped("driver")).unwrap();

@@ -17,6 +17,7 @@ use std::{
 
 pub mod broker;
 pub mod figures;
+pub mod page;
 pub mod process;
 pub mod proxy;
 

@@ -403,6 +403,71 @@ async fn a_person_uses_the_space_from_the_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_amqp_the_page_finds_and_uses_agents_of_other_hosts() {
+    use agency_tests::{broker::host_config, unique_name};
+    let exchange = unique_name("agency-test-web");
+    let mut far = Host::start(
+        &host_config(&exchange, "far-console", &[("Calculator", "FarCalculator")]),
+        &[],
+    );
+    far.wait_until_started();
+    let page = Page::start(&host_config(
+        &exchange,
+        "near-console",
+        &[("Chat", "NearChat")],
+    ));
+    let browser = Browser::open().await;
+    browser.client.goto(&page.url).await.unwrap();
+    browser.tab("agents").await;
+    let card = browser
+        .find_text("#agent-list .agent", "FarCalculator")
+        .await;
+    assert!(card.text().await.unwrap().contains("on another host"));
+    let add = card
+        .find(Locator::Css("details[data-action=add]"))
+        .await
+        .unwrap();
+    add.find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for (arg, value) in [("a", "40"), ("b", "2")] {
+        add.find(Locator::Css(&format!(".field[data-arg={arg}] input")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    add.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find_text("details[data-action=add] .result", "42")
+        .await;
+    browser.tab("chat").await;
+    browser.say("/FarCalculator.sqrt x:-1").await;
+    browser
+        .find_text("#chat-log .reply.error", "ValueError")
+        .await;
+    // The traffic view shows what this host's agents send.
+    browser.tab("traffic").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut near = page.host;
+    near.type_line("/FarCalculator.multiply a:6 b:7");
+    near.stdout.wait_for("FarCalculator: 42");
+    let row = browser.find_text("#traffic-rows tr.row", "multiply").await;
+    assert!(row.text().await.unwrap().contains("near-console"));
+    near.finish();
+    far.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_follow_the_json_schema_of_each_argument() {
     let page = Page::start(SPACE);
     let browser = Browser::open().await;

@@ -120,18 +120,7 @@ pub struct Viewer {
 impl Traffic {
     /// The traffic of `space`, read by a thread while a page views it.
     pub fn start(space: Arc<Space>) -> Self {
-        let shared = Arc::new(Shared {
-            ring: Mutex::new(Ring {
-                entries: VecDeque::with_capacity(RING),
-                next: 0,
-            }),
-            viewers: Mutex::new(0),
-            viewers_changed: Condvar::new(),
-            dropped: AtomicU64::new(0),
-            rates_version: AtomicUsize::new(0),
-            rates: Mutex::new(json!([])),
-            closed: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let reader = shared.clone();
         std::thread::Builder::new()
             .name("web page traffic".into())
@@ -202,6 +191,37 @@ impl Viewer {
 }
 
 impl Shared {
+    fn new() -> Self {
+        Self {
+            ring: Mutex::new(Ring {
+                entries: VecDeque::with_capacity(RING),
+                next: 0,
+            }),
+            viewers: Mutex::new(0),
+            viewers_changed: Condvar::new(),
+            dropped: AtomicU64::new(0),
+            rates_version: AtomicUsize::new(0),
+            rates: Mutex::new(json!([])),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds an entry to the ring (the oldest goes when it is full).
+    fn push(&self, entry: Entry, mut json: Value) {
+        let mut ring = self.ring.lock().unwrap();
+        let seq = ring.next;
+        ring.next += 1;
+        if ring.entries.len() == RING {
+            ring.entries.pop_front();
+        }
+        json["seq"] = seq.into();
+        ring.entries.push_back(Entry {
+            seq,
+            json: json.to_string(),
+            ..entry
+        });
+    }
+
     /// The reader: waits for a viewer, then reads a tap until none is left.
     fn read(&self, space: &Space) {
         loop {
@@ -250,20 +270,9 @@ impl Shared {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             };
             analysed += 1;
-            let (entry, mut json) = requests.entry(&copy);
+            let (entry, json) = requests.entry(&copy);
             *counts.entry(entry.from.clone()).or_default() += 1;
-            let mut ring = self.ring.lock().unwrap();
-            let seq = ring.next;
-            ring.next += 1;
-            if ring.entries.len() == RING {
-                ring.entries.pop_front();
-            }
-            json["seq"] = seq.into();
-            ring.entries.push_back(Entry {
-                seq,
-                json: json.to_string(),
-                ..entry
-            });
+            self.push(entry, json);
         }
     }
 
@@ -357,5 +366,85 @@ impl Requests {
         self.order.push_back(id.to_owned());
         self.seen
             .insert(id.to_owned(), (Instant::now(), action.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request from `from` to `to`, and `to`'s reply.
+    fn exchange(requests: &mut Requests, shared: &Shared, n: usize, from: &str, to: &str) {
+        let id = format!("m{n}");
+        let request = json!({"meta": {"id": id}, "from": from, "to": to,
+            "action": {"name": "add", "args": {"a": n}}});
+        let reply = json!({"meta": {"id": format!("r{n}"), "parent_id": id}, "from": to,
+            "to": from, "action": {"name": "[response]", "args": {"value": n}}});
+        for message in [request, reply] {
+            let (entry, json) = requests.entry(&Copy::Sent(message.to_string()));
+            shared.push(entry, json);
+        }
+    }
+
+    fn entries(sample: &str) -> (Vec<Value>, u64) {
+        let event: Value = serde_json::from_str(sample).unwrap();
+        (
+            event["entries"].as_array().unwrap().clone(),
+            event["skipped"].as_u64().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_sample_carries_the_newest_entries_and_counts_every_other_one() {
+        let traffic = Traffic {
+            shared: Arc::new(Shared::new()),
+        };
+        let mut viewer = traffic.view();
+        assert_eq!(viewer.sample(), None, "nothing happened");
+        let mut requests = Requests::default();
+        let exchanges = RING; // twice as many messages as the ring holds
+        for n in 0..exchanges {
+            exchange(&mut requests, &traffic.shared, n, "a", "b");
+        }
+        assert_eq!(traffic.shared.ring.lock().unwrap().entries.len(), RING);
+        let (shown, skipped) = entries(&viewer.sample().unwrap());
+        assert_eq!(shown.len(), SAMPLE);
+        assert_eq!(skipped as usize, 2 * exchanges - SAMPLE);
+        let last = shown.last().unwrap();
+        assert_eq!(last["seq"], 2 * exchanges - 1);
+        assert_eq!(last["answers"], "add", "a reply names what it answers");
+        assert!(last["latency_ms"].is_number());
+        assert_eq!(viewer.sample(), None, "everything was sampled");
+    }
+
+    #[test]
+    fn filters_keep_an_agent_or_an_action_and_its_replies() {
+        let traffic = Traffic {
+            shared: Arc::new(Shared::new()),
+        };
+        let mut viewer = traffic.view();
+        let mut requests = Requests::default();
+        exchange(&mut requests, &traffic.shared, 1, "a", "b");
+        exchange(&mut requests, &traffic.shared, 2, "c", "d");
+        viewer.filter.agent = "d".into();
+        let (shown, _) = entries(&viewer.sample().unwrap());
+        let pairs: Vec<(&str, &str)> = shown
+            .iter()
+            .map(|e| (e["from"].as_str().unwrap(), e["to"].as_str().unwrap()))
+            .collect();
+        assert_eq!(pairs, [("c", "d"), ("d", "c")]);
+        viewer.filter = Filter {
+            agent: String::new(),
+            action: "add".into(),
+        };
+        exchange(&mut requests, &traffic.shared, 3, "a", "b");
+        let (shown, _) = entries(&viewer.sample().unwrap());
+        assert_eq!(shown.len(), 2, "the request and its reply: {shown:?}");
+        let dead = json!({"meta": {"id": "x"}, "from": "a", "to": "nobody",
+            "action": {"name": "add", "args": {}}});
+        let (entry, json) = requests.entry(&Copy::Undeliverable(dead.to_string()));
+        traffic.shared.push(entry, json);
+        let (shown, _) = entries(&viewer.sample().unwrap());
+        assert_eq!(shown[0]["kind"], "undeliverable");
     }
 }
