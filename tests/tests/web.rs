@@ -17,27 +17,16 @@ use agency_tests::{process::Host, target_dir, PATIENCE};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use serde_json::json;
 
-/// The demo's agents, a test agent with every kind of argument, and one whose id is
-/// markup.
-const SPACE: &str = r#"
-console_id = "User"
+/// The demo's space (the repository's `agency.toml`).
+const DEMO: &str = include_str!("../../agency.toml");
 
-[[agents]]
-type = "Calculator"
-id = "Calculator"
+/// A test agent with every kind of argument, added to the demo's.
+const FORMS: &str = "\n[[agents]]\ntype = \"Receiver\"\nid = \"Forms\"\n";
 
-[[agents]]
-type = "Chat"
-id = "Chatty"
-
-[[agents]]
-type = "Host"
-id = "Host"
-
-[[agents]]
-type = "Receiver"
-id = "Forms"
-"#;
+/// The demo's agents and `Forms`.
+fn space() -> String {
+    format!("{DEMO}{FORMS}")
+}
 
 /// An id a careless page would run as a script.
 const MARKUP_ID: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
@@ -75,47 +64,93 @@ impl Page {
     }
 }
 
-/// Headless Chromium under chromedriver; dropping it ends both.
+/// A headless browser under its WebDriver server; dropping it ends both.
 struct Browser {
     client: Client,
     driver: Child,
 }
 
+/// Which browser to drive.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Debian's `chromium`, through `chromedriver` (package `chromium-driver`).
+    Chromium,
+    /// Debian's `firefox-esr`, through `geckodriver` (`cargo install geckodriver`).
+    Firefox,
+}
+
+/// Where `program` is: on `PATH`, or in cargo's `bin` folder.
+fn find_program(program: &str, install: &str) -> PathBuf {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .map(|home| home.join("bin"));
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_bin)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{program} is missing: {install} (.ci/run does)"))
+}
+
 impl Browser {
     async fn open() -> Self {
-        for (program, package) in [
-            ("/usr/bin/chromium", "chromium"),
-            ("/usr/bin/chromedriver", "chromium-driver"),
-        ] {
-            assert!(
-                std::path::Path::new(program).exists(),
-                "{program} is missing: install the Debian package {package} \
-                 (`apt-get install -y chromium chromium-driver`; .ci/run does)"
-            );
-        }
+        Self::open_kind(Kind::Chromium).await
+    }
+
+    async fn open_kind(kind: Kind) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
+        let (driver, capabilities) = match kind {
+            Kind::Chromium => {
+                let install = "apt-get install -y chromium chromium-driver";
+                let browser = find_program("chromium", install);
+                let driver = find_program("chromedriver", install);
+                let profile = agency_tests::scratch_dir("chromium-profile");
+                let capabilities = json!({"goog:chromeOptions": {
+                    "binary": browser,
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--disable-dev-shm-usage", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--no-first-run",
+                        "--window-size=1280,800",
+                        format!("--user-data-dir={}", profile.display()),
+                    ]
+                }});
+                let mut command = Command::new(driver);
+                command.arg(format!("--port={port}"));
+                (command, capabilities)
+            }
+            Kind::Firefox => {
+                let browser = find_program("firefox-esr", "apt-get install -y firefox-esr");
+                let driver = find_program("geckodriver", "cargo install geckodriver --locked");
+                let capabilities = json!({"moz:firefoxOptions": {
+                    "binary": browser,
+                    "args": ["-headless", "-width", "1280", "-height", "800"],
+                    "prefs": {
+                        "app.update.auto": false,
+                        "browser.shell.checkDefaultBrowser": false,
+                        "network.captive-portal-service.enabled": false,
+                        "network.connectivity-service.enabled": false,
+                        "datareporting.policy.dataSubmissionEnabled": false,
+                    }
+                }});
+                let mut command = Command::new(driver);
+                command.args(["--port", &port.to_string()]);
+                (command, capabilities)
+            }
+        };
+        let mut driver = driver;
+        let driver = driver
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver starts");
-        let profile = agency_tests::scratch_dir("chromium-profile");
-        let capabilities = json!({
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }
-        });
+            .expect("the WebDriver server starts");
         let deadline = Instant::now() + SHOW_PATIENCE;
         let client = loop {
             let connected =
@@ -129,7 +164,7 @@ impl Browser {
                     let _ = error;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(error) => panic!("chromedriver did not start Chromium: {error}"),
+                Err(error) => panic!("the WebDriver server did not start the browser: {error}"),
             }
         };
         Self { client, driver }
@@ -189,9 +224,53 @@ impl Browser {
         path
     }
 
+    /// Waits until the permission dialog has closed (it shows the outcome for a moment).
+    async fn dialog_closed(&self) {
+        let deadline = Instant::now() + SHOW_PATIENCE;
+        while self
+            .eval("return document.getElementById('permission').open")
+            .await
+            != json!(false)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the permission dialog stays open"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn eval(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
+}
+
+/// Opens `action`'s form on an agent's card, fills its plain inputs and sends it.
+async fn send_form(card: &Element, action: &str, values: &[(&str, &str)]) {
+    let form = card
+        .find(Locator::Css(&format!("details[data-action={action}]")))
+        .await
+        .unwrap();
+    form.find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for (arg, value) in values {
+        form.find(Locator::Css(&format!(".field[data-arg={arg}] input")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 impl Drop for Browser {
@@ -203,7 +282,7 @@ impl Drop for Browser {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_uses_the_space_from_the_page() {
-    let page = Page::start(SPACE);
+    let page = Page::start(&space());
     let browser = Browser::open().await;
     browser.client.goto(&page.url).await.unwrap();
     browser.find_text("#status", "connected").await;
@@ -221,33 +300,7 @@ async fn a_person_uses_the_space_from_the_page() {
     let host = browser.find_text("#agent-list .agent", "Host").await;
     assert!(host.text().await.unwrap().contains("run_command"));
     let calculator = browser.find_text("#agent-list .agent", "Calculator").await;
-    let add = calculator
-        .find(Locator::Css("details[data-action=add]"))
-        .await
-        .unwrap();
-    add.find(Locator::Css("summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    for (arg, value) in [("a", "1"), ("b", "2")] {
-        add.find(Locator::Css(&format!(".field[data-arg={arg}] input")))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
-    }
-    add.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .find_text("#agent-list details[data-action=add] .result", "3")
-        .await;
+    send_form(&calculator, "add", &[("a", "1"), ("b", "2")]).await;
     let result = browser
         .find_text("#agent-list details[data-action=add] .result", "3")
         .await;
@@ -336,7 +389,7 @@ async fn a_person_uses_the_space_from_the_page() {
     page.host
         .stdout
         .wait_for("allowed by the web page: User-web -> Host.run_command");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // the dialog closes
+    browser.dialog_closed().await;
     browser.say("/Host.read_file path:/etc/hostname").await;
     browser.find_text("#permission", "read_file").await;
     browser
@@ -350,7 +403,7 @@ async fn a_person_uses_the_space_from_the_page() {
     browser
         .find_text("#chat-log .reply.error", "PermissionError")
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    browser.dialog_closed().await;
 
     // Traffic: a message two other agents exchange (the console and the Calculator).
     browser.tab("traffic").await;
@@ -423,30 +476,7 @@ async fn on_amqp_the_page_finds_and_uses_agents_of_other_hosts() {
         .find_text("#agent-list .agent", "FarCalculator")
         .await;
     assert!(card.text().await.unwrap().contains("on another host"));
-    let add = card
-        .find(Locator::Css("details[data-action=add]"))
-        .await
-        .unwrap();
-    add.find(Locator::Css("summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    for (arg, value) in [("a", "40"), ("b", "2")] {
-        add.find(Locator::Css(&format!(".field[data-arg={arg}] input")))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
-    }
-    add.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    send_form(&card, "add", &[("a", "40"), ("b", "2")]).await;
     browser
         .find_text("details[data-action=add] .result", "42")
         .await;
@@ -469,7 +499,7 @@ async fn on_amqp_the_page_finds_and_uses_agents_of_other_hosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_follow_the_json_schema_of_each_argument() {
-    let page = Page::start(SPACE);
+    let page = Page::start(&space());
     let browser = Browser::open().await;
     browser.client.goto(&page.url).await.unwrap();
     browser.tab("agents").await;
@@ -574,7 +604,8 @@ async fn forms_follow_the_json_schema_of_each_argument() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_text_is_shown_as_text_never_run() {
     let config = format!(
-        "{SPACE}\n[[agents]]\ntype = \"Chat\"\nid = {}\n",
+        "{}\n[[agents]]\ntype = \"Chat\"\nid = {}\n",
+        space(),
         toml_string(MARKUP_ID)
     );
     let page = Page::start(&config);
@@ -636,7 +667,7 @@ fn http(addr: SocketAddr, request: &str) -> (u16, String) {
 
 #[test]
 fn without_the_token_nothing_is_served_and_other_sites_are_refused() {
-    let page = Page::start(SPACE);
+    let page = Page::start(&space());
     let addr = page.addr();
     let host = format!("127.0.0.1:{}", addr.port());
     let token = page.token().to_owned();
@@ -723,13 +754,53 @@ fn without_the_token_nothing_is_served_and_other_sites_are_refused() {
 
 #[test]
 fn the_page_is_served_on_other_addresses_only_when_asked() {
-    let refused = agency_tests::process::run_piped(SPACE, &["--web", "0.0.0.0:0"], "");
+    let refused = agency_tests::process::run_piped(&space(), &["--web", "0.0.0.0:0"], "");
     assert!(!refused.status.success());
     let stderr = agency_tests::process::text(&refused.stderr);
     assert!(stderr.contains("--web-public"), "{stderr}");
-    let mut public = Host::start(SPACE, &["--web", "0.0.0.0:0", "--web-public"]);
+    let mut public = Host::start(&space(), &["--web", "0.0.0.0:0", "--web-public"]);
     public.stderr.wait_for("reachable from other machines");
     public.stderr.wait_for("web page: http://localhost:");
     public.wait_until_started();
     public.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_in_firefox() {
+    let page = Page::start(&space());
+    let browser = Browser::open_kind(Kind::Firefox).await;
+    browser.client.goto(&page.url).await.unwrap();
+    browser.find_text("#status", "connected").await;
+    browser.tab("agents").await;
+    let calculator = browser.find_text("#agent-list .agent", "Calculator").await;
+    send_form(&calculator, "add", &[("a", "1"), ("b", "2")]).await;
+    browser
+        .find_text("#agent-list details[data-action=add] .result", "3")
+        .await;
+    browser.tab("chat").await;
+    browser.say("/Calculator.divide a:1 b:0").await;
+    browser
+        .find_text("#chat-log .reply.error", "ZeroDivisionError")
+        .await;
+    browser
+        .say(r#"/Host.run_command command:echo args:["in firefox"]"#)
+        .await;
+    browser.find_text("#permission", "run_command").await;
+    browser
+        .client
+        .find(Locator::Id("allow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.find_text("#chat-log .reply", "in firefox").await;
+    browser.dialog_closed().await;
+    browser.tab("traffic").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut host = page.host;
+    host.type_line("/Calculator.multiply a:6 b:7");
+    browser.find_text("#traffic-rows tr.row", "multiply").await;
+    browser.screenshot("firefox-traffic").await;
+    host.finish();
 }

@@ -119,26 +119,37 @@ impl Taps {
         }
     }
 
-    /// Offers each tap a copy made by `copy` (only made when a tap is attached); taps
-    /// that were dropped are detached.
+    /// Offers each tap a copy made by `copy`, made only when a tap has room for it (and
+    /// made once: a second tap with room gets a clone); taps that were dropped are
+    /// detached.
     pub fn offer(&self, copy: impl FnOnce() -> Traffic) {
         if !self.any.load(Ordering::Acquire) {
             return;
         }
-        let copy = copy();
+        let mut make = Some(copy);
+        let mut spare: Option<Traffic> = None;
         let mut gone = false;
-        for queue in self.taps.read().unwrap().iter() {
+        let taps = self.taps.read().unwrap();
+        for (index, queue) in taps.iter().enumerate() {
             if Arc::strong_count(queue) == 1 {
                 gone = true;
                 continue;
             }
             let mut copies = queue.copies.lock().unwrap();
             if copies.len() < queue.capacity {
-                copies.push_back(copy.clone());
+                let copy = match spare.take() {
+                    Some(copy) => copy,
+                    None => (make.take().expect("a copy is made once"))(),
+                };
+                if index + 1 < taps.len() {
+                    spare = Some(copy.clone());
+                }
+                copies.push_back(copy);
             } else {
                 queue.skipped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        drop(taps);
         if gone {
             let mut taps = self.taps.write().unwrap();
             taps.retain(|queue| Arc::strong_count(queue) > 1);
