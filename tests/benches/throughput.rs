@@ -46,6 +46,7 @@ fn main() {
     let watched_trips = watched(&space, || agency_round_trips(&driver));
     let page_trips = with_page(&space, || agency_round_trips(&driver));
     let reference_trips = reference_round_trips();
+    page_memory(&space);
     space.destroy();
     print_table(
         "local transport, 2 agents from .so files",
@@ -112,6 +113,62 @@ fn with_page<T>(space: &Arc<agency_runtime::Space>, measure: impl FnOnce() -> T)
     let seen = page.close();
     eprintln!("page open: {seen:?}");
     result
+}
+
+/// How long each steady load lasts, and its rate.
+const STEADY: Duration = Duration::from_secs(15);
+const STEADY_RATE: u64 = 10_000;
+
+/// Sends `tick`s to B at [`STEADY_RATE`] for [`STEADY`], first with no page, then with
+/// the page open on the traffic view, and prints the process's resident memory along the
+/// way: with the page open it should stay as flat as without.
+fn page_memory(space: &Arc<agency_runtime::Space>) {
+    // A driver that keeps no message log (a logging one would grow by every message).
+    let driver = space
+        .add_foreground(&AgentSpec::untyped("steady").without_log())
+        .unwrap();
+    let steady = || {
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut samples = Vec::new();
+        while start.elapsed() < STEADY {
+            let due = (start.elapsed().as_secs_f64() * STEADY_RATE as f64) as u64;
+            while sent < due {
+                let tick = json!({"to": "B", "action": {"name": "tick", "args": {"n": sent}}});
+                driver.send(tick).unwrap();
+                sent += 1;
+            }
+            if samples.len() < (start.elapsed().as_secs() / 5) as usize + 1 {
+                samples.push(format!(
+                    "{:.0} s: {} KiB",
+                    start.elapsed().as_secs_f64(),
+                    resident_kib()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        samples.push(format!("end: {} KiB", resident_kib()));
+        (sent, samples.join(", "))
+    };
+    let (sent, closed) = steady();
+    println!(
+        "{STEADY_RATE} msg/s for {} s, no page ({sent} sent): RSS {closed}",
+        STEADY.as_secs()
+    );
+    let page = agency_tests::page::OpenPage::open(space.clone());
+    let (sent, open) = steady();
+    let seen = page.close();
+    println!(
+        "{STEADY_RATE} msg/s for {} s, page open ({sent} sent; shown {}, skipped {}): RSS {open}",
+        STEADY.as_secs(),
+        seen.shown,
+        seen.skipped
+    );
+}
+
+/// This process's resident memory, in KiB.
+fn resident_kib() -> u64 {
+    agency_tests::process::resident_kib(std::process::id()).unwrap_or(0)
 }
 
 /// When the reference sender encodes its messages.

@@ -20,6 +20,7 @@ pub mod figures;
 pub mod page;
 pub mod process;
 pub mod proxy;
+pub mod python;
 
 use agency_loader::Plugins;
 use agency_runtime::{AgentSpec, Foreground, Space};

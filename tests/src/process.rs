@@ -172,6 +172,15 @@ impl Screen {
     }
 }
 
+/// The resident memory of process `pid`, in KiB (Linux: `VmRSS` in `/proc/PID/status`).
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// A running `agency` process with its console input open and its output collected.
 pub struct Host {
     child: Child,
@@ -229,13 +238,7 @@ impl Host {
 
     /// The process's resident memory, in KiB (Linux).
     pub fn resident_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the host process is running");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+        resident_kib(self.child.id()).expect("the host process is running (VmRSS)")
     }
 
     /// Types one line at the console.

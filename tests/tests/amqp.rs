@@ -3,21 +3,16 @@
 //! the same space, bad bodies on the wire, and start-up errors. (The semantics suite runs
 //! on `amqp` too, in `semantics.rs`.)
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::OnceLock,
-    time::Duration,
-};
+use std::time::Duration;
 
 use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
 use agency_tests::{
     action, ask,
     broker::{broker, host_config, publish_raw, rabbitmqctl_in_vhost, ready_in_broker},
     driver, plugins,
-    process::{Host, Screen},
+    process::Host,
     proxy::Proxy,
-    space_options, unique_name, with_options,
+    python, space_options, unique_name, with_options,
 };
 use serde_json::{json, Value};
 
@@ -333,53 +328,6 @@ fn a_slow_agent_leaves_the_backlog_in_the_broker() {
     );
 }
 
-/// A Python interpreter with Python Agency 1.6.3 installed: a virtual environment in
-/// `target/python-agency`, made on first use (`python3 -m venv`, then pip from PyPI).
-fn python_agency() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-agency");
-        let python = venv.join("bin/python");
-        let installed = || {
-            Command::new(&python)
-                .args(["-c", "import agency.spaces.amqp_space"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !installed() {
-            let steps: [(&Path, Vec<&str>); 2] = [
-                (
-                    Path::new("python3"),
-                    vec!["-m", "venv", venv.to_str().unwrap()],
-                ),
-                (
-                    &python,
-                    vec!["-m", "pip", "install", "--quiet", "agency==1.6.3"],
-                ),
-            ];
-            for (program, args) in steps {
-                let output = Command::new(program)
-                    .args(&args)
-                    .output()
-                    .unwrap_or_else(|e| {
-                        panic!("this test needs Python 3 with venv and pip: {program:?}: {e}")
-                    });
-                assert!(
-                    output.status.success(),
-                    "{program:?} {args:?} failed (is PyPI reachable?):\n{}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-        }
-        assert!(
-            installed(),
-            "Python Agency did not install into {}",
-            venv.display()
-        );
-        python
-    })
-}
-
 /// A Rust agent and a Python Agency agent on one exchange message each other: the
 /// console (Rust) requests the Python agent's action, and the Python agent requests a Rust
 /// agent's action from inside its own.
@@ -387,18 +335,7 @@ fn python_agency() -> &'static Path {
 fn rust_and_python_agency_agents_share_one_space() {
     let exchange = unique_name("agency-test-python");
     let (py, rust) = (format!("py-{exchange}"), format!("rust-{exchange}"));
-    let mut python = Command::new(python_agency())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/py_agent.py"))
-        .args([&exchange, &py])
-        .envs(broker().python_env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let python_out = Screen::attach(&mut python);
-    let python_err = Screen::capture(python.stderr.take().unwrap());
-    python_out.wait_for_count("ready", 1, Duration::from_secs(30));
+    let (mut python, python_err) = python::start_agent(&exchange, &py);
     let mut host = Host::start(
         &host_config(&exchange, "console", &[("Receiver", &rust)]),
         &[],

@@ -485,6 +485,24 @@ async fn on_amqp_the_page_finds_and_uses_agents_of_other_hosts() {
     browser
         .find_text("#chat-log .reply.error", "ValueError")
         .await;
+    // A Python Agency agent is found by its answer to the broadcast `help`.
+    let (mut python, _) = agency_tests::python::start_agent(&exchange, "PyShouter");
+    browser.tab("agents").await;
+    browser
+        .client
+        .find(Locator::Id("refresh-agents"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let card = browser.find_text("#agent-list .agent", "PyShouter").await;
+    send_form(&card, "shout", &[("text", "hello from the page")]).await;
+    browser
+        .find_text("details[data-action=shout] .result", "HELLO FROM THE PAGE")
+        .await;
+    drop(python.stdin.take());
+    python.wait().unwrap();
     // The traffic view shows what this host's agents send.
     browser.tab("traffic").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
