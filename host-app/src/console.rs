@@ -1,6 +1,6 @@
 //! The console: a foreground agent driven by lines from standard input.
 //!
-//! Lines become messages (see [`crate::command`]); replies and messages arriving for the
+//! Lines become messages (see [`agency_operator::command`]); replies and messages arriving for the
 //! console's agent are printed; `requested` actions that ask the space's permission prompt
 //! are put to the user as a y/n question, answered by the next line (or on the web page,
 //! if one is open: the first answer wins, see [`agency_operator::permissions`]). After a command to

@@ -193,8 +193,18 @@ impl Browser {
 
     /// Clicks the tab named `view`.
     async fn tab(&self, view: &str) {
+        self.click_id(&format!("tab-{view}")).await;
+    }
+
+    /// Clicks the element with id `id`.
+    async fn click_id(&self, id: &str) {
+        self.click(Locator::Id(id)).await;
+    }
+
+    /// Clicks the element `locator` finds.
+    async fn click(&self, locator: Locator<'_>) {
         self.client
-            .find(Locator::Css(&format!("#tab-{view}")))
+            .find(locator)
             .await
             .unwrap()
             .click()
@@ -202,17 +212,18 @@ impl Browser {
             .unwrap();
     }
 
+    /// Sends a chat line, then waits for an element `css` whose text contains `wanted`.
+    async fn say_and_see(&self, line: &str, css: &str, wanted: &str) -> Element {
+        self.say(line).await;
+        self.find_text(css, wanted).await
+    }
+
     /// Types a chat line and sends it.
     async fn say(&self, line: &str) {
         let input = self.client.find(Locator::Id("chat-input")).await.unwrap();
         input.send_keys(line).await.unwrap();
-        self.client
-            .find(Locator::Css("#chat-form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.click(Locator::Css("#chat-form button[type=submit]"))
+            .await;
     }
 
     /// Saves a screenshot as `target/screenshots/NAME.png`.
@@ -245,18 +256,24 @@ impl Browser {
     }
 }
 
+/// Clicks the element `css` finds inside `element`.
+async fn click_in(element: &Element, css: &str) {
+    element
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Opens `action`'s form on an agent's card, fills its plain inputs and sends it.
 async fn send_form(card: &Element, action: &str, values: &[(&str, &str)]) {
     let form = card
         .find(Locator::Css(&format!("details[data-action={action}]")))
         .await
         .unwrap();
-    form.find(Locator::Css("summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_in(&form, "summary").await;
     for (arg, value) in values {
         form.find(Locator::Css(&format!(".field[data-arg={arg}] input")))
             .await
@@ -265,12 +282,33 @@ async fn send_form(card: &Element, action: &str, values: &[(&str, &str)]) {
             .await
             .unwrap();
     }
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_in(&form, "button[type=submit]").await;
+}
+
+/// Sends `/Calculator.divide a:1 b:0` in the chat and sees the error.
+async fn divide_by_zero(browser: &Browser) {
+    browser.tab("chat").await;
+    browser
+        .say_and_see(
+            "/Calculator.divide a:1 b:0",
+            "#chat-log .reply.error",
+            "ZeroDivisionError",
+        )
+        .await;
+}
+
+/// Adds 1 and 2 with `calculator`'s form in the agents view and sees 3; answers the
+/// calculator's card.
+async fn add_one_and_two(browser: &Browser, calculator: &str) -> Element {
+    browser.tab("agents").await;
+    let heading = browser.find_text("#agent-list .agent h3", calculator).await;
+    let card = heading.find(Locator::XPath("..")).await.unwrap();
+    send_form(&card, "add", &[("a", "1"), ("b", "2")]).await;
+    let result = browser
+        .find_text("#agent-list details[data-action=add] .result", "3")
+        .await;
+    assert_eq!(result.text().await.unwrap().trim(), "3");
+    card
 }
 
 impl Drop for Browser {
@@ -299,28 +337,24 @@ async fn a_person_uses_the_space_from_the_page() {
     }
     let host = browser.find_text("#agent-list .agent", "Host").await;
     assert!(host.text().await.unwrap().contains("run_command"));
-    let calculator = browser.find_text("#agent-list .agent", "Calculator").await;
-    send_form(&calculator, "add", &[("a", "1"), ("b", "2")]).await;
-    let result = browser
-        .find_text("#agent-list details[data-action=add] .result", "3")
-        .await;
-    assert_eq!(result.text().await.unwrap().trim(), "3");
+    add_one_and_two(&browser, "Calculator").await;
     browser.screenshot("agents").await;
 
     // Chat: the console's syntax, its errors, completion.
-    browser.tab("chat").await;
-    browser.say("/Calculator.divide a:1 b:0").await;
+    divide_by_zero(&browser).await;
     browser
-        .find_text("#chat-log .reply.error", "ZeroDivisionError")
+        .say_and_see("/Calculator.add a:1 b:", "#chat-log li.error", "error: ")
         .await;
-    browser.say("/Calculator.add a:1 b:").await;
-    browser.find_text("#chat-log li.error", "error: ").await;
-    browser.say("/Calculater.add a:1 b:2").await;
     browser
-        .find_text("#chat-log .reply.error", "did you mean \"Calculator\"")
+        .say_and_see(
+            "/Calculater.add a:1 b:2",
+            "#chat-log .reply.error",
+            "did you mean \"Calculator\"",
+        )
         .await;
-    browser.say("hello everyone").await;
-    browser.find_text("#chat-log li", "Chatty:").await;
+    browser
+        .say_and_see("hello everyone", "#chat-log li", "Chatty:")
+        .await;
     let input = browser
         .client
         .find(Locator::Id("chat-input"))
@@ -345,21 +379,19 @@ async fn a_person_uses_the_space_from_the_page() {
     );
     input.send_keys("16").await.unwrap();
     browser
-        .client
-        .find(Locator::Css("#chat-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .click(Locator::Css("#chat-form button[type=submit]"))
+        .await;
     browser.find_text("#chat-log .reply", "4").await;
     browser.screenshot("chat").await;
 
     // Permission questions: allowed from the page, then refused.
     browser
-        .say(r#"/Host.run_command command:echo args:["from the page"]"#)
+        .say_and_see(
+            r#"/Host.run_command command:echo args:["from the page"]"#,
+            "#permission",
+            "run_command",
+        )
         .await;
-    browser.find_text("#permission", "run_command").await;
     let asked = browser.client.find(Locator::Id("q-args")).await.unwrap();
     assert!(asked.text().await.unwrap().contains("from the page"));
     assert_eq!(
@@ -374,14 +406,7 @@ async fn a_person_uses_the_space_from_the_page() {
         "User-web"
     );
     browser.screenshot("permission").await;
-    browser
-        .client
-        .find(Locator::Id("allow"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click_id("allow").await;
     browser.find_text("#chat-log .reply", "from the page").await;
     browser
         .find_text("#chat-log li.info", "allowed by the web page")
@@ -390,16 +415,14 @@ async fn a_person_uses_the_space_from_the_page() {
         .stdout
         .wait_for("allowed by the web page: User-web -> Host.run_command");
     browser.dialog_closed().await;
-    browser.say("/Host.read_file path:/etc/hostname").await;
-    browser.find_text("#permission", "read_file").await;
     browser
-        .client
-        .find(Locator::Id("refuse"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .say_and_see(
+            "/Host.read_file path:/etc/hostname",
+            "#permission",
+            "read_file",
+        )
+        .await;
+    browser.click_id("refuse").await;
     browser
         .find_text("#chat-log .reply.error", "PermissionError")
         .await;
@@ -435,9 +458,12 @@ async fn a_person_uses_the_space_from_the_page() {
     // The first answer wins: asked of both, answered at the console.
     browser.tab("chat").await;
     browser
-        .say(r#"/Host.run_command command:echo args:["console decides"]"#)
+        .say_and_see(
+            r#"/Host.run_command command:echo args:["console decides"]"#,
+            "#permission",
+            "console decides",
+        )
         .await;
-    browser.find_text("#permission", "console decides").await;
     host.stdout
         .wait_for("permission: allow User-web -> Host.run_command");
     host.type_line("y");
@@ -471,31 +497,21 @@ async fn on_amqp_the_page_finds_and_uses_agents_of_other_hosts() {
     ));
     let browser = Browser::open().await;
     browser.client.goto(&page.url).await.unwrap();
-    browser.tab("agents").await;
-    let card = browser
-        .find_text("#agent-list .agent", "FarCalculator")
-        .await;
-    assert!(card.text().await.unwrap().contains("on another host"));
-    send_form(&card, "add", &[("a", "40"), ("b", "2")]).await;
-    browser
-        .find_text("details[data-action=add] .result", "42")
-        .await;
+    let card = add_one_and_two(&browser, "FarCalculator").await;
+    let text = card.text().await.unwrap();
+    assert!(text.contains("on another host"), "{text}");
     browser.tab("chat").await;
-    browser.say("/FarCalculator.sqrt x:-1").await;
     browser
-        .find_text("#chat-log .reply.error", "ValueError")
+        .say_and_see(
+            "/FarCalculator.sqrt x:-1",
+            "#chat-log .reply.error",
+            "ValueError",
+        )
         .await;
     // A Python Agency agent is found by its answer to the broadcast `help`.
     let (mut python, _) = agency_tests::python::start_agent(&exchange, "PyShouter");
     browser.tab("agents").await;
-    browser
-        .client
-        .find(Locator::Id("refresh-agents"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click_id("refresh-agents").await;
     let card = browser.find_text("#agent-list .agent", "PyShouter").await;
     send_form(&card, "shout", &[("text", "hello from the page")]).await;
     browser
@@ -526,13 +542,7 @@ async fn forms_follow_the_json_schema_of_each_argument() {
         .find(Locator::Css("details[data-action=profile]"))
         .await
         .unwrap();
-    profile
-        .find(Locator::Css("summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_in(&profile, "summary").await;
     let field = |arg: &str, css: &str| format!(".field[data-arg={arg}] {css}");
     let fill = |css: String, text: &'static str| {
         let profile = profile.clone();
@@ -548,21 +558,9 @@ async fn forms_follow_the_json_schema_of_each_argument() {
     };
     fill(field("name", "input"), "Ada").await;
     fill(field("age", "input[type=number]"), "36").await;
-    let click = |css: String| {
-        let profile = profile.clone();
-        async move {
-            profile
-                .find(Locator::Css(&css))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap()
-        }
-    };
-    click(field("admin", "input[type=checkbox]")).await;
-    click(field("tags", "button.add-item")).await;
-    click(field("tags", "button.add-item")).await;
+    click_in(&profile, &field("admin", "input[type=checkbox]")).await;
+    click_in(&profile, &field("tags", "button.add-item")).await;
+    click_in(&profile, &field("tags", "button.add-item")).await;
     let tags = profile
         .find_all(Locator::Css(&field("tags", ".item input")))
         .await
@@ -581,13 +579,7 @@ async fn forms_follow_the_json_schema_of_each_argument() {
         !nickname.is_displayed().await.unwrap(),
         "hidden until included"
     );
-    profile
-        .find(Locator::Css("button.primary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_in(&profile, "button.primary").await;
     let result = browser
         .find_text("details[data-action=profile] .result", "Ada")
         .await;
@@ -598,15 +590,9 @@ async fn forms_follow_the_json_schema_of_each_argument() {
         json!({"name": "Ada", "age": 36, "admin": true, "tags": ["math", "engines"],
                "home": [1.5, -2], "nickname": null})
     );
-    click(field("nickname", "input.include")).await;
+    click_in(&profile, &field("nickname", "input.include")).await;
     fill(field("nickname", "input[type=text]"), "Countess").await;
-    profile
-        .find(Locator::Css("button.primary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_in(&profile, "button.primary").await;
     browser
         .find_text("details[data-action=profile] .result", "Countess")
         .await;
@@ -633,8 +619,9 @@ async fn remote_text_is_shown_as_text_never_run() {
     let heading = browser.find_text("#agent-list .agent h3", "<script>").await;
     assert_eq!(heading.text().await.unwrap(), MARKUP_ID);
     browser.tab("chat").await;
-    browser.say("<b>bold?</b>").await;
-    browser.find_text("#chat-log li.sent", "<b>bold?</b>").await;
+    browser
+        .say_and_see("<b>bold?</b>", "#chat-log li.sent", "<b>bold?</b>")
+        .await;
     let answer = browser
         .find_text(
             "#chat-log li",
@@ -771,11 +758,20 @@ fn without_the_token_nothing_is_served_and_other_sites_are_refused() {
 }
 
 #[test]
-fn the_page_is_served_on_other_addresses_only_when_asked() {
+fn the_page_is_served_on_other_addresses_only_when_asked_and_a_taken_port_is_an_error() {
     let refused = agency_tests::process::run_piped(&space(), &["--web", "0.0.0.0:0"], "");
     assert!(!refused.status.success());
     let stderr = agency_tests::process::text(&refused.stderr);
     assert!(stderr.contains("--web-public"), "{stderr}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let busy = agency_tests::process::run_piped(&space(), &["--web", &address], "");
+    assert_eq!(busy.status.code(), Some(1));
+    let stderr = agency_tests::process::text(&busy.stderr);
+    assert!(
+        stderr.contains(&format!("cannot serve the web page on {address}")),
+        "{stderr}"
+    );
     let mut public = Host::start(&space(), &["--web", "0.0.0.0:0", "--web-public"]);
     public.stderr.wait_for("reachable from other machines");
     public.stderr.wait_for("web page: http://localhost:");
@@ -789,29 +785,16 @@ async fn the_page_works_in_firefox() {
     let browser = Browser::open_kind(Kind::Firefox).await;
     browser.client.goto(&page.url).await.unwrap();
     browser.find_text("#status", "connected").await;
-    browser.tab("agents").await;
-    let calculator = browser.find_text("#agent-list .agent", "Calculator").await;
-    send_form(&calculator, "add", &[("a", "1"), ("b", "2")]).await;
+    add_one_and_two(&browser, "Calculator").await;
+    divide_by_zero(&browser).await;
     browser
-        .find_text("#agent-list details[data-action=add] .result", "3")
+        .say_and_see(
+            r#"/Host.run_command command:echo args:["in firefox"]"#,
+            "#permission",
+            "run_command",
+        )
         .await;
-    browser.tab("chat").await;
-    browser.say("/Calculator.divide a:1 b:0").await;
-    browser
-        .find_text("#chat-log .reply.error", "ZeroDivisionError")
-        .await;
-    browser
-        .say(r#"/Host.run_command command:echo args:["in firefox"]"#)
-        .await;
-    browser.find_text("#permission", "run_command").await;
-    browser
-        .client
-        .find(Locator::Id("allow"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click_id("allow").await;
     browser.find_text("#chat-log .reply", "in firefox").await;
     browser.dialog_closed().await;
     browser.tab("traffic").await;

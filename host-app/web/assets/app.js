@@ -290,11 +290,29 @@ function moveChoice(step) {
 
 // ---------- agents ----------
 
+/**
+ * Shows the agents. A card whose agent did not change is kept as it is (with what is
+ * typed in its forms); only new or changed cards are built, and only moved nodes move.
+ */
 function setAgents(agents) {
   state.agents = agents;
   const list = $('agent-list');
   const open = new Set([...list.querySelectorAll('details[open]')].map((d) => d.dataset.key));
-  list.replaceChildren(...agents.map((agent) => agentCard(agent, open)));
+  const existing = new Map([...list.children].map((card) => [card.dataset.agent, card]));
+  let next = list.firstElementChild;
+  for (const agent of agents) {
+    const signature = JSON.stringify(agent);
+    let card = existing.get(agent.id);
+    if (!card || card.dataset.signature !== signature) {
+      card?.remove();
+      card = agentCard(agent, open);
+      card.dataset.signature = signature;
+    }
+    if (card === next) next = next.nextElementSibling;
+    else list.insertBefore(card, next);
+    existing.delete(agent.id);
+  }
+  for (const gone of existing.values()) gone.remove();
 }
 
 function agentCard(agent, open) {
