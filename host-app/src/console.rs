@@ -1,12 +1,13 @@
 //! The console: a foreground agent driven by lines from standard input.
 //!
-//! Lines become messages (see [`agency_operator::command`]); replies and messages arriving for the
-//! console's agent are printed; `requested` actions that ask the space's permission prompt
-//! are put to the user as a y/n question, answered by the next line (or on the web page,
-//! if one is open: the first answer wins, see [`agency_operator::permissions`]). After a command to
-//! one agent the console reads no further line until its reply (or a permission question)
-//! arrives, or `wait` passes, so piped input behaves as if typed by a person watching
-//! (`wait` 0: lines are not held back). At the end of input it waits (up to `wait`, at
+//! Lines become messages (see [`agency_operator::command`]); replies and messages
+//! arriving for the console's agent are printed; `requested` actions that ask the space's
+//! permission prompt are put to the user as a y/n question, answered by the next line (or
+//! on the web page, if one is open: the first answer wins, see
+//! [`agency_operator::permissions`]). After a command to one agent the console reads no
+//! further line until its reply (or a permission question) arrives, or `wait` passes, so
+//! piped input behaves as if typed by a person watching (`wait` 0: lines are not held
+//! back). At the end of input it waits (up to `wait`, at
 //! least a moment) for the replies still in flight, and until nothing more arrives for a
 //! moment, so answers to a last broadcast are printed too.
 //!

@@ -116,9 +116,12 @@ impl Keys {
 fn same_origin(headers: &HeaderMap) -> Option<bool> {
     let origin = headers.get(header::ORIGIN)?.to_str().ok();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    Some(
-        matches!((origin, host), (Some(origin), Some(host)) if origin.strip_prefix("http://").is_some_and(|o| o.eq_ignore_ascii_case(host))),
-    )
+    let matches = |origin: &str, host: &str| {
+        origin
+            .strip_prefix("http://")
+            .is_some_and(|origin| origin.eq_ignore_ascii_case(host))
+    };
+    Some(matches!((origin, host), (Some(origin), Some(host)) if matches(origin, host)))
 }
 
 /// The middleware every route passes: Host, token, Origin and CSRF checks (see the

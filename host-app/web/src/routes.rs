@@ -31,7 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     auth::{self, Keys},
     session::Session,
-    traffic::Filter,
+    traffic::{Filter, Viewer},
 };
 
 /// How often a page viewing the traffic gets a sample.
@@ -150,6 +150,28 @@ struct Wish {
     filter: Option<Filter>,
 }
 
+impl Wish {
+    /// Starts or stops the page's traffic view, and sets its filter.
+    fn apply(self, session: &Session, viewer: &mut Option<Viewer>, filter: &mut Filter) {
+        if let Some(wanted) = self.filter {
+            *filter = wanted;
+        }
+        match self.traffic {
+            Some(true) if viewer.is_none() => *viewer = Some(session.traffic().view()),
+            Some(false) => *viewer = None,
+            _ => {}
+        }
+        if let Some(viewer) = viewer {
+            viewer.filter = filter.clone();
+        }
+    }
+}
+
+/// The event telling a page it fell behind and missed `count` events.
+fn missed(count: u64) -> String {
+    json!({"type": "missed", "count": count}).to_string()
+}
+
 /// Feeds one page: `hello`, then every event, and traffic samples while it wants them.
 async fn stream(mut socket: WebSocket, session: Arc<Session>) {
     let mut events = session.events();
@@ -166,27 +188,17 @@ async fn stream(mut socket: WebSocket, session: Arc<Session>) {
         let outgoing = tokio::select! {
             event = events.recv() => match event {
                 Ok(text) => text.to_string(),
-                Err(RecvError::Lagged(count)) => json!({"type": "missed", "count": count}).to_string(),
+                Err(RecvError::Lagged(count)) => missed(count),
                 Err(RecvError::Closed) => return,
             },
-            _ = tick.tick() => match viewer.as_mut().and_then(crate::traffic::Viewer::sample) {
+            _ = tick.tick() => match viewer.as_mut().and_then(Viewer::sample) {
                 Some(sample) => sample,
                 None => continue,
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Frame::Text(text))) => {
                     if let Ok(wish) = serde_json::from_str::<Wish>(&text) {
-                        if let Some(wanted) = wish.filter {
-                            filter = wanted;
-                        }
-                        match wish.traffic {
-                            Some(true) if viewer.is_none() => viewer = Some(session.traffic().view()),
-                            Some(false) => viewer = None,
-                            _ => {}
-                        }
-                        if let Some(viewer) = viewer.as_mut() {
-                            viewer.filter = filter.clone();
-                        }
+                        wish.apply(&session, &mut viewer, &mut filter);
                     }
                     continue;
                 }
