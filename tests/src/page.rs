@@ -37,7 +37,7 @@ pub struct OpenPage {
 
 impl OpenPage {
     /// Serves the page for `space` on a free loopback port and starts reading its traffic
-    /// view; returns once the reader is connected and viewing.
+    /// view; returns once the page says the view is live.
     pub fn open(space: Arc<Space>) -> Self {
         let mut options = Options::new("bench-page");
         options.addr = "127.0.0.1:0".parse().unwrap();
@@ -59,9 +59,7 @@ impl OpenPage {
         };
         viewing
             .recv_timeout(Duration::from_secs(10))
-            .expect("the reader connects");
-        // The page's tap is attached by the time its first sample tick passes.
-        std::thread::sleep(Duration::from_millis(300));
+            .expect("the reader connects and views the traffic");
         Self { page, stop, reader }
     }
 
@@ -91,6 +89,14 @@ async fn read(
         .send(Message::text(r#"{"traffic": true}"#))
         .await
         .unwrap();
+    // The page says when its traffic view is live.
+    while let Some(Ok(frame)) = socket.next().await {
+        if let Message::Text(text) = frame {
+            if text.contains(r#""type":"viewing""#) {
+                break;
+            }
+        }
+    }
     let _ = ready.send(());
     let mut seen = Seen::default();
     while !stop.load(Ordering::Acquire) {

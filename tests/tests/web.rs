@@ -196,6 +196,15 @@ impl Browser {
         self.click_id(&format!("tab-{view}")).await;
     }
 
+    /// Shows the traffic view and waits until the host says it is live: every message
+    /// sent from then on reaches it.
+    async fn show_traffic(&self) {
+        self.eval("document.getElementById('traffic-counts').dataset.live = 'asked'")
+            .await;
+        self.tab("traffic").await;
+        self.find_text("#traffic-counts[data-live=true]", "").await;
+    }
+
     /// Clicks the element with id `id`.
     async fn click_id(&self, id: &str) {
         self.click(Locator::Id(id)).await;
@@ -429,8 +438,7 @@ async fn a_person_uses_the_space_from_the_page() {
     browser.dialog_closed().await;
 
     // Traffic: a message two other agents exchange (the console and the Calculator).
-    browser.tab("traffic").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser.show_traffic().await;
     let mut host = page.host;
     host.type_line("/Calculator.multiply a:6 b:7");
     host.type_line("/Nobody.add a:1");
@@ -520,8 +528,7 @@ async fn on_amqp_the_page_finds_and_uses_agents_of_other_hosts() {
     drop(python.stdin.take());
     python.wait().unwrap();
     // The traffic view shows what this host's agents send.
-    browser.tab("traffic").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser.show_traffic().await;
     let mut near = page.host;
     near.type_line("/FarCalculator.multiply a:6 b:7");
     near.stdout.wait_for("FarCalculator: 42");
@@ -797,8 +804,7 @@ async fn the_page_works_in_firefox() {
     browser.click_id("allow").await;
     browser.find_text("#chat-log .reply", "in firefox").await;
     browser.dialog_closed().await;
-    browser.tab("traffic").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser.show_traffic().await;
     let mut host = page.host;
     host.type_line("/Calculator.multiply a:6 b:7");
     browser.find_text("#traffic-rows tr.row", "multiply").await;

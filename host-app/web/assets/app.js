@@ -128,6 +128,7 @@ const handlers = {
     nextQuestion();
   },
   decided: onDecided,
+  viewing(event) { $('traffic-counts').dataset.live = String(event.traffic); },
   traffic: onTraffic,
   missed(event) { info(`${event.count} events were missed: this page fell behind`); },
 };

@@ -142,7 +142,9 @@ async fn events(State(page): State<Page>, upgrade: WebSocketUpgrade) -> Response
     upgrade.on_upgrade(move |socket| stream(socket, page.session))
 }
 
-/// What a page asks for over its WebSocket.
+/// What a page asks for over its WebSocket; each wish is answered with
+/// `{"type": "viewing", "traffic": bool}` once applied (from then on, every message the
+/// space's agents send is in the samples, or counted as skipped).
 #[derive(Deserialize)]
 struct Wish {
     /// Whether it shows the traffic (samples are sent only then).
@@ -197,10 +199,11 @@ async fn stream(mut socket: WebSocket, session: Arc<Session>) {
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Frame::Text(text))) => {
-                    if let Ok(wish) = serde_json::from_str::<Wish>(&text) {
-                        wish.apply(&session, &mut viewer, &mut filter);
+                    match serde_json::from_str::<Wish>(&text) {
+                        Ok(wish) => wish.apply(&session, &mut viewer, &mut filter),
+                        Err(_) => continue,
                     }
-                    continue;
+                    json!({"type": "viewing", "traffic": viewer.is_some()}).to_string()
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return,

@@ -37,6 +37,8 @@ pub const RING: usize = 2_000;
 pub const SAMPLE: usize = 200;
 /// How many copies a second are analysed at most.
 pub const ANALYSED_PER_SECOND: usize = 20_000;
+/// How long a new view waits for the reader to attach its tap.
+pub const ATTACH_PATIENCE: Duration = Duration::from_secs(1);
 /// How many copies the tap holds for the reader.
 const TAP_CAPACITY: usize = 4_096;
 /// The longest message text an entry carries.
@@ -55,6 +57,9 @@ struct Shared {
     /// How many pages view the traffic; the tap is attached while there is one.
     viewers: Mutex<usize>,
     viewers_changed: Condvar,
+    /// Whether the reader's tap is attached.
+    tapping: Mutex<bool>,
+    tapping_changed: Condvar,
     /// Copies the tap dropped, so far.
     dropped: AtomicU64,
     /// Bumped each time `rates` is recomputed.
@@ -129,10 +134,18 @@ impl Traffic {
         Self { shared }
     }
 
-    /// A new page's view: it samples from the next message on.
+    /// A new page's view: it samples from the next message on. Returns once the tap is
+    /// attached (at most [`ATTACH_PATIENCE`] later), so that every message sent after
+    /// this returns is seen.
     pub fn view(&self) -> Viewer {
         *self.shared.viewers.lock().unwrap() += 1;
         self.shared.viewers_changed.notify_all();
+        let tapping = self.shared.tapping.lock().unwrap();
+        let _attached = self
+            .shared
+            .tapping_changed
+            .wait_timeout_while(tapping, ATTACH_PATIENCE, |tapping| !*tapping)
+            .unwrap();
         Viewer {
             next: self.shared.ring.lock().unwrap().next,
             dropped_seen: self.shared.dropped.load(Ordering::Relaxed),
@@ -199,11 +212,30 @@ impl Shared {
             }),
             viewers: Mutex::new(0),
             viewers_changed: Condvar::new(),
+            tapping: Mutex::new(false),
+            tapping_changed: Condvar::new(),
             dropped: AtomicU64::new(0),
             rates_version: AtomicUsize::new(0),
             rates: Mutex::new(json!([])),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a page still views the traffic; if not, the tap is marked detached while
+    /// the viewers are locked, so a page arriving now waits for a new tap.
+    fn keep_tapping(&self) -> bool {
+        let viewers = self.viewers.lock().unwrap();
+        let keep = *viewers > 0 && !self.closed.load(Ordering::Acquire);
+        if !keep {
+            self.set_tapping(false);
+        }
+        drop(viewers);
+        keep
+    }
+
+    fn set_tapping(&self, tapping: bool) {
+        *self.tapping.lock().unwrap() = tapping;
+        self.tapping_changed.notify_all();
     }
 
     /// Adds an entry to the ring (the oldest goes when it is full).
@@ -235,6 +267,7 @@ impl Shared {
                 return;
             }
             let tap = space.tap(TAP_CAPACITY);
+            self.set_tapping(true);
             self.analyse(tap);
         }
     }
@@ -249,7 +282,7 @@ impl Shared {
         let dropped_before = self.dropped.load(Ordering::Relaxed);
         let budget = ANALYSED_PER_SECOND / 10;
         let mut window = Instant::now();
-        while *self.viewers.lock().unwrap() > 0 && !self.closed.load(Ordering::Acquire) {
+        while self.keep_tapping() {
             if second.elapsed() >= Duration::from_secs(1) {
                 self.publish_rates(&mut counts, second.elapsed());
                 second = Instant::now();
@@ -399,6 +432,7 @@ mod tests {
         let traffic = Traffic {
             shared: Arc::new(Shared::new()),
         };
+        traffic.shared.set_tapping(true); // as the reader does once its tap is attached
         let mut viewer = traffic.view();
         assert_eq!(viewer.sample(), None, "nothing happened");
         let mut requests = Requests::default();
@@ -422,6 +456,7 @@ mod tests {
         let traffic = Traffic {
             shared: Arc::new(Shared::new()),
         };
+        traffic.shared.set_tapping(true); // as the reader does once its tap is attached
         let mut viewer = traffic.view();
         let mut requests = Requests::default();
         exchange(&mut requests, &traffic.shared, 1, "a", "b");
