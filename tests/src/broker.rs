@@ -480,9 +480,22 @@ pub fn ready_in_broker(queue: &str) -> Option<u64> {
 }
 
 /// The broker's ids of the connections the process `pid` holds (our connections are
-/// named `agency (pid N)`).
+/// named `agency (pid N) EXCHANGE`).
 fn connection_ids_of(pid: u32) -> Vec<String> {
-    let name = format!("agency (pid {pid})");
+    connection_ids_named(&format!("agency (pid {pid}) "))
+}
+
+/// Closes, from the broker's side, every connection of this process to `exchange`'s
+/// space (other tests' connections, in this vhost too, are left alone).
+pub fn close_connections_to(exchange: &str) {
+    let name = format!("agency (pid {}) {exchange}\"", std::process::id());
+    for id in connection_ids_named(&name) {
+        rabbitmqctl(&["close_connection", &id, "agency test: forced close"]);
+    }
+}
+
+/// The broker's ids of the connections whose properties contain `name`.
+fn connection_ids_named(name: &str) -> Vec<String> {
     rabbitmqctl(&[
         "list_connections",
         "-q",
@@ -491,7 +504,7 @@ fn connection_ids_of(pid: u32) -> Vec<String> {
         "client_properties",
     ])
     .lines()
-    .filter(|line| line.contains(&name))
+    .filter(|line| line.contains(name))
     .filter_map(|line| line.split('\t').next().map(str::to_owned))
     .collect()
 }

@@ -41,8 +41,10 @@ pub async fn connect(config: &Config) -> Result<Live, String> {
 
 async fn open(config: &Config) -> Result<Live, String> {
     let broker = config.broker();
-    let properties = ConnectionProperties::default()
-        .with_connection_name(format!("agency (pid {})", std::process::id()).into());
+    // Named for the broker's list of connections: which process, which space.
+    let properties = ConnectionProperties::default().with_connection_name(
+        format!("agency (pid {}) {}", std::process::id(), config.exchange).into(),
+    );
     let connection = Connection::connect_uri(config.uri.clone(), properties)
         .await
         .map_err(|e| format!("cannot connect to the AMQP broker at {broker}: {e}"))?;
