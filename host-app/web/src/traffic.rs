@@ -427,13 +427,19 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_sample_carries_the_newest_entries_and_counts_every_other_one() {
+    /// Traffic with no reader thread (entries are pushed by hand), and a page's view of it.
+    fn viewed() -> (Traffic, Viewer) {
         let traffic = Traffic {
             shared: Arc::new(Shared::new()),
         };
         traffic.shared.set_tapping(true); // as the reader does once its tap is attached
-        let mut viewer = traffic.view();
+        let viewer = traffic.view();
+        (traffic, viewer)
+    }
+
+    #[test]
+    fn a_sample_carries_the_newest_entries_and_counts_every_other_one() {
+        let (traffic, mut viewer) = viewed();
         assert_eq!(viewer.sample(), None, "nothing happened");
         let mut requests = Requests::default();
         let exchanges = RING; // twice as many messages as the ring holds
@@ -453,11 +459,7 @@ mod tests {
 
     #[test]
     fn filters_keep_an_agent_or_an_action_and_its_replies() {
-        let traffic = Traffic {
-            shared: Arc::new(Shared::new()),
-        };
-        traffic.shared.set_tapping(true); // as the reader does once its tap is attached
-        let mut viewer = traffic.view();
+        let (traffic, mut viewer) = viewed();
         let mut requests = Requests::default();
         exchange(&mut requests, &traffic.shared, 1, "a", "b");
         exchange(&mut requests, &traffic.shared, 2, "c", "d");
