@@ -80,6 +80,9 @@ fn describe(plugin: &Plugin) -> String {
 /// Prints an agent type and its actions, with each argument's JSON Schema if `schemas`.
 fn print_agent_type(out: &mut String, kind: &AgentTypeSpec, schemas: bool) {
     let _ = writeln!(out, "  agent type {}: {}", kind.name, kind.description);
+    if let Some(limit) = kind.concurrency {
+        let _ = writeln!(out, "    concurrent: up to {limit} messages at once");
+    }
     for action in &kind.actions {
         let args: Vec<String> = action
             .args

@@ -149,3 +149,33 @@ fn removing_a_busy_agent_keeps_its_stop_timeout() {
     );
     space.destroy();
 }
+
+/// The same for a concurrent agent with two actions running: `remove` waits up to the
+/// stop timeout, not for both actions, and their replies come after it returned.
+#[test]
+fn removing_a_busy_concurrent_agent_keeps_its_stop_timeout() {
+    let space = open_space("local");
+    space.add(&AgentSpec::new("Parallel", "P")).unwrap();
+    add_receivers(&space, "quick", 1);
+    let me = driver(&space, "me");
+    let replies = me.subscribe();
+    for _ in 0..2 {
+        me.send(json!({"to": "P", "action": {"name": "hold", "args": {"seconds": 3}}}))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    space.set_stop_timeout(Duration::from_millis(300));
+    space.remove("P").unwrap();
+    me.send(json!({"to": "quick0", "action": {"name": "value", "args": {}}}))
+        .unwrap();
+    let first = replies.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first.from, "quick0");
+    for _ in 0..2 {
+        let held = replies.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            (held.from.as_str(), held.reply()),
+            ("P", Some(Ok(json!("held"))))
+        );
+    }
+    space.destroy();
+}

@@ -46,6 +46,8 @@ for_each_transport!(
     unknown_type_lists_known_types,
     message_to_unknown_agent_comes_back_as_an_error,
     request_cycles_fail_at_once,
+    concurrent_agent_runs_messages_side_by_side,
+    request_cycles_through_a_concurrent_agent_answer,
 );
 
 fn receiver(space: &Space, id: &str, args: Value) {
@@ -686,6 +688,79 @@ fn request_cycles_fail_at_once(transport: &str) {
         "DeadlockError: request cycle A -> A (A is waiting for itself)"
     );
     assert_eq!(ask(&asker, "A", "value").unwrap(), 42, "A is free again");
+}
+
+/// A concurrent agent (`Parallel`, four messages at once, from the test plugin) runs its
+/// messages side by side: four `meet(4)` all meet (each waits for the other three), and
+/// eight `hold`s sent at once never make more than four inside. Its callbacks keep their
+/// meaning (`after_add` once, `before_action`/`after_action` around every action) and
+/// `help` describes it as any agent.
+fn concurrent_agent_runs_messages_side_by_side(transport: &str) {
+    let space = open_space(transport);
+    space.add(&AgentSpec::new("Parallel", "P")).unwrap();
+    let asker = driver(&space, "Asker");
+    for _ in 0..4 {
+        asker.send(action("P", "meet", json!({"n": 4}))).unwrap();
+    }
+    for _ in 0..8 {
+        asker
+            .send(action("P", "hold", json!({"seconds": 0.05})))
+            .unwrap();
+    }
+    assert!(asker.wait_for(PATIENCE, |got| got.len() >= 12));
+    let values: Vec<Value> = asker
+        .received()
+        .iter()
+        .map(|m| m.reply().unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        values.iter().filter(|v| **v == json!(true)).count(),
+        4,
+        "{values:?}"
+    );
+    assert_eq!(
+        values.iter().filter(|v| **v == "held").count(),
+        8,
+        "{values:?}"
+    );
+    assert_eq!(ask(&asker, "P", "peak").unwrap(), 4);
+    let help = ask(&asker, "P", "help").unwrap();
+    let mut actions: Vec<&String> = help.as_object().unwrap().keys().collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        ["callbacks", "chain", "hold", "meet", "peak", "value"]
+    );
+    assert_eq!(
+        ask(&asker, "P", "callbacks").unwrap(),
+        json!({"after_add": 1, "before_action": 14, "after_action": 13})
+    );
+}
+
+/// A request cycle through a concurrent agent answers: it handles the request that
+/// closes the cycle on a free handle while another waits. Once all four of its handles
+/// wait in one chain, the next request of the chain fails at once, as for any agent.
+fn request_cycles_through_a_concurrent_agent_answer(transport: &str) {
+    let space = open_space(transport);
+    space.add(&AgentSpec::new("Parallel", "P")).unwrap();
+    receiver(&space, "A", json!({}));
+    let asker = driver(&space, "Asker");
+    let chain = |to: &str, path: &[&str]| {
+        let message = action(to, "chain", json!({ "path": path }));
+        asker.request(message, Duration::from_secs(60))
+    };
+    assert_eq!(chain("P", &["A", "P"]).unwrap(), 42);
+    assert_eq!(chain("P", &["P"]).unwrap(), 42);
+    assert_eq!(chain("P", &["P", "P", "P"]).unwrap(), 42);
+    assert_eq!(
+        chain("A", &["P", "A"]).unwrap_err().to_string(),
+        "DeadlockError: request cycle A -> P -> A (A is waiting for P)"
+    );
+    assert_eq!(
+        chain("P", &["P", "P", "P", "P"]).unwrap_err().to_string(),
+        "DeadlockError: request cycle P -> P -> P -> P -> P (P is waiting for itself)"
+    );
+    assert_eq!(ask(&asker, "P", "value").unwrap(), 42, "P is free again");
 }
 
 /// An agent stuck in an action does not hold `remove` (or Ctrl-C) hostage.

@@ -185,6 +185,10 @@ fn bad_plugin_files_are_refused_one_line_each_and_the_good_ones_work() {
             "its initialisation panicked",
         ),
         (
+            write("greedy", &std::fs::read(raw_plugin("greedy")).unwrap()),
+            "agent type \"Greedy\" declares a concurrency of 100000; this host runs at most 1024 messages of one agent at once",
+        ),
+        (
             write("zz_agents_again", &agents),
             "is already provided by",
         ),
@@ -235,6 +239,8 @@ fn plugins_check_describes_a_good_plugin() {
         "versions: agency ABI 1 (this host accepts 1..=1), built with agency-sdk 0.1.0",
         "  agent type Receiver: ",
         "    add(a: number, b: number) -> number [permitted]",
+        "  agent type Parallel: Handles up to four messages at once (a concurrent agent, as in Python Agency).",
+        "    concurrent: up to 4 messages at once",
         "      a: {\"$schema\"",
         "ok: this host can load it",
     ] {

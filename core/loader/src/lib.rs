@@ -26,15 +26,18 @@ use std::{
     collections::BTreeMap,
     ops::RangeInclusive,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
 use agency_abi::{PluginModRef, ABI_VERSION};
 use agency_protocol::{
     boundary::{AgentCore, HostLink, LogRecord, TransportSpace},
-    ffi::{export_host, ImportedAgent, ImportedTransport},
-    spec::{AgentTypeSpec, Manifest, PluginConfig},
+    ffi::{export_host, ImportedAgent, ImportedTransport, NewAgent, Share},
+    spec::{AgentTypeSpec, Manifest, PluginConfig, MAX_CONCURRENCY},
     ActionError,
 };
 use agency_runtime::{AgentFactory, Catalog, Space};
@@ -206,6 +209,13 @@ impl Plugins {
             .map_err(fail)?;
         let (module, manifest, sha256) = open_library(path, file, metadata.len()).map_err(fail)?;
         for kind in &manifest.agent_types {
+            if kind.concurrency.is_some_and(|k| k > MAX_CONCURRENCY) {
+                return Err(fail(format!(
+                    "agent type {:?} declares a concurrency of {}; this host runs at most {MAX_CONCURRENCY} messages of one agent at once: lower it in #[actions(concurrency = ...)] and rebuild the plugin",
+                    kind.name,
+                    kind.concurrency.unwrap_or_default(),
+                )));
+            }
             if let Some(first) = self.type_files.get(&kind.name) {
                 return Err(fail(format!(
                     "agent type {:?} is already provided by {}",
@@ -519,16 +529,36 @@ impl AgentFactory for PluginAgentType {
         &self.spec
     }
 
-    fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String> {
-        let init = serde_json::to_string(init).map_err(|e| e.to_string())?;
-        let agent = (self.module.new_agent())(
-            self.spec.name.as_str().into(),
-            init.as_str().into(),
-            export_host(host),
-        )
-        .into_result()
-        .map_err(|e| e.into_string())?;
-        Ok(Box::new(ImportedAgent(agent)))
+    /// Asks the plugin once per handle; a concurrent agent's handles share a key, so the
+    /// plugin makes one agent behind all of them (see `agency_protocol::ffi::NewAgent`).
+    fn create(
+        &self,
+        init: &Init,
+        host: Arc<dyn HostLink>,
+    ) -> Result<Vec<Box<dyn AgentCore>>, String> {
+        static KEYS: AtomicU64 = AtomicU64::new(0);
+        let handles = self.spec.handles();
+        let init = NewAgent {
+            id: init.id.clone(),
+            args: init.args.clone(),
+            share: (handles > 1).then(|| Share {
+                key: KEYS.fetch_add(1, Ordering::Relaxed),
+                handles: handles as u32,
+            }),
+        };
+        let init = serde_json::to_string(&init).map_err(|e| e.to_string())?;
+        (0..handles)
+            .map(|_| {
+                let agent = (self.module.new_agent())(
+                    self.spec.name.as_str().into(),
+                    init.as_str().into(),
+                    export_host(host.clone()),
+                )
+                .into_result()
+                .map_err(|e| e.into_string())?;
+                Ok(Box::new(ImportedAgent(agent)) as Box<dyn AgentCore>)
+            })
+            .collect()
     }
 }
 

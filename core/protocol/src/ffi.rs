@@ -306,6 +306,45 @@ impl HostLink for ImportedHost {
 
 // ---- agents -----------------------------------------------------------------------------
 
+/// The init text of the root module's `new_agent`: the agent's id and args and, for an
+/// agent that handles several messages at once, which share of it is asked for.
+///
+/// Such an agent is one value behind several boxes (the ABI's agent calls take
+/// `&mut self`, so one box serves one message at a time). The host asks `new_agent` once
+/// per handle with the same [`Share`]: the first call creates the agent and all its
+/// handles and answers one, the others answer the rest. Plugins from before `share`
+/// ignore it; they have no concurrent types, so the host asks them once.
+///
+/// ```
+/// use agency_protocol::ffi::{NewAgent, Share};
+/// let init = NewAgent { id: "p".into(), args: serde_json::json!({}), share: Some(Share { key: 7, handles: 4 }) };
+/// assert_eq!(
+///     serde_json::to_string(&init).unwrap(),
+///     r#"{"id":"p","args":{},"share":{"key":7,"handles":4}}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewAgent {
+    /// The agent's id.
+    pub id: String,
+    /// Its configuration.
+    #[serde(default)]
+    pub args: Value,
+    /// Which concurrent agent this handle belongs to; absent for an ordinary agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<Share>,
+}
+
+/// The handles of one concurrent agent, as [`NewAgent::share`] names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Chosen by the host, the same for every handle of one agent and unique in the
+    /// process.
+    pub key: u64,
+    /// How many handles the agent gets.
+    pub handles: u32,
+}
+
 /// Puts an agent behind the ABI, for the host (plugin side).
 pub fn export_agent(agent: Box<dyn AgentCore>) -> AgentBox {
     AgentObj_TO::from_value(ExportedAgent(agent), TD_Opaque)

@@ -30,6 +30,10 @@ pub struct Manifest {
     pub agent_types: Vec<AgentTypeSpec>,
 }
 
+/// The most messages one concurrent agent may handle at once: a host refuses a plugin
+/// that declares more (each handle is a box the host holds).
+pub const MAX_CONCURRENCY: u32 = 1024;
+
 /// The description of one agent type.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AgentTypeSpec {
@@ -39,6 +43,24 @@ pub struct AgentTypeSpec {
     pub description: String,
     /// Its actions, `help` excluded.
     pub actions: Vec<ActionSpec>,
+    /// For a concurrent agent type, how many messages one agent may handle at once
+    /// (`None`: one at a time, in arrival order). Hosts from before it read none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+impl AgentTypeSpec {
+    /// How many messages one agent of this type handles at once: its concurrency, at
+    /// least 1.
+    ///
+    /// ```
+    /// let spec = agency_protocol::spec::AgentTypeSpec { concurrency: Some(4), ..Default::default() };
+    /// assert_eq!(spec.handles(), 4);
+    /// assert_eq!(agency_protocol::spec::AgentTypeSpec::default().handles(), 1);
+    /// ```
+    pub fn handles(&self) -> usize {
+        self.concurrency.map_or(1, |k| k.max(1) as usize)
+    }
 }
 
 /// Who may run an action.

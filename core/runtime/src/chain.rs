@@ -8,9 +8,38 @@
 //! once the chain unwinds, which needs this very answer: it answers at once with a
 //! `DeadlockError` naming the cycle. Peers that do not pass the chain on (Python Agency)
 //! break it: a cycle through them ends at its timeout, as before.
+//!
+//! A concurrent agent handles several messages at once: it answers a request that closes
+//! a cycle through it while one of its handles is free, and fails it only when every
+//! handle waits. The chain of the message being handled is therefore kept per thread
+//! (an action's requests run on the thread that runs the action), not per agent.
+
+use std::cell::RefCell;
 
 use agency_sdk::{ActionError, Message};
 use serde_json::Value;
+
+thread_local! {
+    /// The chain of the message this thread handles now (empty between messages).
+    static HANDLING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `handle` with `chain` as the chain of the message this thread handles: requests
+/// made meanwhile carry it on.
+pub fn handling<T>(chain: Vec<String>, handle: impl FnOnce() -> T) -> T {
+    if chain.is_empty() {
+        return handle();
+    }
+    /// Puts the chain before back, also when `handle` panics.
+    struct Restore(Vec<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HANDLING.set(std::mem::take(&mut self.0));
+        }
+    }
+    let _restore = Restore(HANDLING.replace(chain));
+    handle()
+}
 
 /// The `meta` key holding a request's chain.
 pub const REQUEST_CHAIN: &str = "request_chain";
@@ -26,11 +55,14 @@ pub fn of(message: &Message) -> Vec<String> {
     }
 }
 
-/// The chain of a request `sender` makes while handling a message with chain `handling`.
-pub fn extended(handling: &[String], sender: &str) -> Value {
-    let mut chain: Vec<Value> = handling.iter().map(|id| Value::from(id.as_str())).collect();
-    chain.push(Value::from(sender));
-    Value::Array(chain)
+/// The chain of a request `sender` makes on this thread: the chain of the message it
+/// handles (see [`handling`]), then itself.
+pub fn extended(sender: &str) -> Value {
+    HANDLING.with_borrow(|handling| {
+        let mut chain: Vec<Value> = handling.iter().map(|id| Value::from(id.as_str())).collect();
+        chain.push(Value::from(sender));
+        Value::Array(chain)
+    })
 }
 
 /// The error `agent` answers a request with chain `chain` with, if the request closes a
@@ -38,7 +70,11 @@ pub fn extended(handling: &[String], sender: &str) -> Value {
 pub fn cycle(chain: &[String], agent: &str) -> Option<ActionError> {
     let start = chain.iter().position(|id| id == agent)?;
     let mut ids: Vec<&str> = chain[start..].iter().map(String::as_str).collect();
-    let waiting_for = ids.get(1).copied().unwrap_or("itself");
+    let waiting_for = ids
+        .get(1)
+        .copied()
+        .filter(|id| *id != agent)
+        .unwrap_or("itself");
     ids.push(agent);
     Some(ActionError::new(
         "DeadlockError",
@@ -68,10 +104,14 @@ mod tests {
             error(&["p1"], "p1").unwrap(),
             "DeadlockError: request cycle p1 -> p1 (p1 is waiting for itself)"
         );
-        assert_eq!(error(&["User", "p1"], "p2"), None);
         assert_eq!(
-            extended(&ids(&["User"]), "p1"),
-            serde_json::json!(["User", "p1"])
+            error(&["User", "p", "p"], "p").unwrap(),
+            "DeadlockError: request cycle p -> p -> p (p is waiting for itself)"
         );
+        assert_eq!(error(&["User", "p1"], "p2"), None);
+        assert_eq!(extended("User"), serde_json::json!(["User"]));
+        let nested = handling(ids(&["User"]), || extended("p1"));
+        assert_eq!(nested, serde_json::json!(["User", "p1"]));
+        assert_eq!(extended("p1"), serde_json::json!(["p1"]), "restored");
     }
 }

@@ -87,8 +87,8 @@ pub(crate) struct Endpoint {
     pending: Mutex<HashMap<String, mpsc::SyncSender<Reply>>>,
     /// How many requests are waiting, or about to wait, for a reply.
     pending_count: AtomicUsize,
-    /// The request chain of the message the worker handles now.
-    handling: Mutex<Vec<String>>,
+    /// How many messages the agent handles at once (1 but for a concurrent agent).
+    handles: usize,
     /// The ids and texts of the last messages sent (replies excepted), oldest first.
     sent: Mutex<VecDeque<(String, String)>>,
     /// Deliveries dropped (malformed, or addressed to another agent): a peer can send
@@ -104,6 +104,7 @@ impl Endpoint {
         receive_own_broadcasts: bool,
         core: Arc<SpaceCore>,
         worker: Option<Mailbox<Work>>,
+        handles: usize,
         log: Option<MessageLog>,
     ) -> Self {
         Self {
@@ -114,7 +115,7 @@ impl Endpoint {
             log,
             pending: Mutex::default(),
             pending_count: AtomicUsize::new(0),
-            handling: Mutex::default(),
+            handles,
             sent: Mutex::default(),
             dropped: Repeated::default(),
             unsent_replies: Repeated::default(),
@@ -137,7 +138,7 @@ impl Endpoint {
     /// carries the request chain (see [`crate::chain`]).
     pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, ActionError> {
         let mut message = self.complete(outgoing)?;
-        let chain = chain::extended(&self.handling.lock().unwrap(), &self.id);
+        let chain = chain::extended(&self.id);
         message
             .meta
             .extra
@@ -314,10 +315,10 @@ impl Endpoint {
     }
 
     /// Answers at once, with a `DeadlockError`, a request that closes a cycle through this
-    /// agent while it waits in a request itself (see [`crate::chain`]); answers whether it
-    /// did.
+    /// agent while it waits in a request itself, in every one of its handles (see
+    /// [`crate::chain`]); answers whether it did.
     fn closes_a_cycle(&self, message: &Message) -> bool {
-        if self.pending_count.load(Ordering::Acquire) == 0
+        if self.pending_count.load(Ordering::Acquire) < self.handles
             || message.is_reply()
             || message.to != self.id
         {
@@ -332,11 +333,6 @@ impl Endpoint {
             }
         }
         true
-    }
-
-    /// Sets the chain of the request the worker handles now (empty between messages).
-    pub fn set_handling(&self, chain: Vec<String>) {
-        *self.handling.lock().unwrap() = chain;
     }
 
     /// Hands a reply to the request waiting for it; gives the message back otherwise.

@@ -20,10 +20,10 @@ use crate::{
     endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
     log::{MessageLog, Subscription},
     mailbox::{mailbox_of, Mailbox},
-    scheduler::Task,
+    scheduler::{Job, Task},
     tap::Tap,
     validate_id,
-    worker::Worker,
+    worker::{Crew, Handler, Worker},
     SpaceError,
 };
 
@@ -31,8 +31,14 @@ use crate::{
 pub trait AgentFactory: Send + Sync {
     /// The type's description (name, actions, access policies), shared by its agents.
     fn spec(&self) -> &Arc<AgentTypeSpec>;
-    /// Creates an agent; `host` is how it reaches the space.
-    fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String>;
+    /// Creates an agent; `host` is how it reaches the space. Answers its handles: one for
+    /// an ordinary agent, [`AgentTypeSpec::handles`] for a concurrent one (one agent value
+    /// behind all of them).
+    fn create(
+        &self,
+        init: &Init,
+        host: Arc<dyn HostLink>,
+    ) -> Result<Vec<Box<dyn AgentCore>>, String>;
 }
 
 /// The agent types a space can create, by name.
@@ -85,8 +91,12 @@ impl AgentFactory for BuiltinType {
         &self.spec
     }
 
-    fn create(&self, init: &Init, host: Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, String> {
-        (self.kind.create)(init, host).map_err(|e| e.to_string())
+    fn create(
+        &self,
+        init: &Init,
+        host: Arc<dyn HostLink>,
+    ) -> Result<Vec<Box<dyn AgentCore>>, String> {
+        (self.kind.create)(init, self.spec.handles(), host).map_err(|e| e.to_string())
     }
 }
 
@@ -329,6 +339,7 @@ impl Space {
             spec.receive_own_broadcasts,
             self.core.clone(),
             factory.as_ref().map(|_| queue_tx.clone()),
+            factory.as_ref().map_or(1, |f| f.spec().handles()),
             foreground.then(|| MessageLog::new(spec.keep_log)),
         ));
         let worker = match factory {
@@ -338,14 +349,18 @@ impl Space {
                     id: id.clone(),
                     args: spec.args.clone(),
                 };
-                let agent = factory.create(&init, endpoint.clone()).map_err(|reason| {
-                    SpaceError::Create {
-                        id: id.clone(),
-                        type_name: factory.spec().name.clone(),
-                        reason,
+                let created = factory.create(&init, endpoint.clone()).and_then(|handles| {
+                    if handles.is_empty() {
+                        return Err("the agent type made no agent".to_owned());
                     }
+                    Ok(handles)
+                });
+                let handles = created.map_err(|reason| SpaceError::Create {
+                    id: id.clone(),
+                    type_name: factory.spec().name.clone(),
+                    reason,
                 })?;
-                Some((agent, factory.spec().clone()))
+                Some((handles, factory.spec().clone()))
             }
         };
         self.core
@@ -355,16 +370,34 @@ impl Space {
                 id: id.clone(),
                 reason,
             })?;
-        let worker = worker.zip(task).map(|((agent, spec), task)| {
+        let worker = worker.zip(task).map(|((handles, spec), task)| {
             let (ended_tx, ended) = mpsc::channel::<()>();
-            task.start(Box::new(Worker {
-                endpoint: endpoint.clone(),
-                agent,
-                spec,
-                mailbox: queue_rx,
-                started: false,
-                _ended: ended_tx,
-            }));
+            let mut handlers: Vec<Handler> = handles
+                .into_iter()
+                .map(|agent| Handler {
+                    endpoint: endpoint.clone(),
+                    agent,
+                    spec: spec.clone(),
+                })
+                .collect();
+            let job: Box<dyn Job> = match handlers.len() {
+                1 => Box::new(Worker {
+                    handler: handlers.remove(0),
+                    mailbox: queue_rx,
+                    started: false,
+                    _ended: ended_tx,
+                }),
+                handles => Box::new(Crew {
+                    task: task.clone(),
+                    mailbox: queue_rx,
+                    free: Arc::new(Mutex::new(handlers)),
+                    handles,
+                    started: false,
+                    stopping: false,
+                    _ended: ended_tx,
+                }),
+            };
+            task.start(job);
             WorkerHandle {
                 queue: queue_tx,
                 ended,

@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -96,6 +96,35 @@ impl Echo {
     }
 }
 
+/// Counts bumps from any number of senders at once: a concurrent type built into the
+/// test binary.
+pub struct Tally {
+    bumps: AtomicU64,
+}
+
+/// How many `Tally` values were made.
+static TALLIES: AtomicU64 = AtomicU64::new(0);
+
+impl ConcurrentAgent for Tally {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        TALLIES.fetch_add(1, Ordering::SeqCst);
+        Ok(Tally {
+            bumps: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Counts bumps from any number of senders at once.
+#[actions(concurrency = 3)]
+impl Tally {
+    /// Counts one; returns the count so far.
+    #[action]
+    fn bump(&self) -> u64 {
+        std::thread::sleep(Duration::from_millis(1));
+        self.bumps.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
 fn request(
     me: &crate::Foreground,
     to: &str,
@@ -133,6 +162,29 @@ fn a_request_is_answered_and_the_rules_hold_in_process() {
     assert_eq!((first.from.as_str(), first.to.as_str()), ("me", "echo"));
     assert!(!first.meta.id.is_empty(), "the host filled in meta.id");
     space.destroy();
+}
+
+/// A concurrent type compiled into the host gets its handles as a plugin's does: one
+/// agent value behind all three, every message answered once.
+#[test]
+fn a_builtin_concurrent_agent_is_one_value_behind_its_handles() {
+    let (space, _wire) = loopback_space();
+    space.add(&AgentSpec::new("Tally", "tally")).unwrap();
+    assert_eq!(TALLIES.load(Ordering::SeqCst), 1);
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    for _ in 0..100 {
+        me.send(json!({"to": "tally", "action": {"name": "bump"}}))
+            .unwrap();
+    }
+    assert!(me.wait_for(Duration::from_secs(30), |got| got.len() >= 100));
+    let mut counts: Vec<u64> = me
+        .received()
+        .iter()
+        .map(|m| m.reply().unwrap().unwrap().as_u64().unwrap())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=100).collect::<Vec<u64>>());
+    space.remove("tally").unwrap();
 }
 
 #[test]

@@ -1,15 +1,23 @@
-//! The worker of an agent: what a message means, decided once for every agent.
+//! The workers of agents: what a message means, decided once for every agent.
 //!
-//! One worker per agent handles its messages one at a time, in arrival order, in turns
-//! that the [`crate::scheduler`] runs on its pool (never two at once): replies go
-//! to `handle_action_value` / `handle_action_error`, `help` is answered from the agent's
-//! type description, unknown actions and refused permissions are answered with the
-//! errors Python Agency sends, and actions run between `before_action` and `after_action`,
-//! their value or error sent back to the sender.
+//! A [`Handler`] handles one message on one handle of an agent: replies go to
+//! `handle_action_value` / `handle_action_error`, `help` is answered from the agent's type
+//! description, unknown actions and refused permissions are answered with the errors
+//! Python Agency sends, and actions run between `before_action` and `after_action`, their
+//! value or error sent back to the sender.
+//!
+//! An ordinary agent has one handle and a [`Worker`]: its messages one at a time, in
+//! arrival order, in turns that the [`crate::scheduler`] runs on its pool (never two at
+//! once). A concurrent agent has k handles and a [`Crew`]: the crew's turns take
+//! messages in arrival order and give each to a free handle, to be handled as a task of
+//! its own on the pool, so up to k run at once. Invariant: **a handle is in one place at
+//! a time**, the crew's free list or one message's task, and goes back to the list when
+//! that task ends (even by a panic); `after_add` runs before any message is given out,
+//! `before_remove` once every handle is back.
 
 use std::sync::{
     mpsc::{self, TryRecvError},
-    Arc,
+    Arc, Mutex,
 };
 
 use agency_protocol::{
@@ -24,16 +32,22 @@ use serde_json::{Map, Value};
 use crate::{
     endpoint::{Endpoint, Incoming, Work},
     mailbox::MailboxReceiver,
-    scheduler::{self, Job, Turn, BATCH},
+    scheduler::{self, Job, Task, Turn, BATCH},
 };
 
 /// The name of the built-in action that describes the others.
 pub const HELP: &str = "help";
 
-pub(crate) struct Worker {
+/// One handle of an agent, with what handling a message on it needs.
+pub(crate) struct Handler {
     pub endpoint: Arc<Endpoint>,
     pub agent: Box<dyn AgentCore>,
     pub spec: Arc<AgentTypeSpec>,
+}
+
+/// An ordinary agent's worker: its messages one at a time, in arrival order.
+pub(crate) struct Worker {
+    pub handler: Handler,
     pub mailbox: MailboxReceiver<Work>,
     /// Whether `after_add` ran.
     pub started: bool,
@@ -47,20 +61,13 @@ impl Job for Worker {
     fn turn(&mut self) -> Turn {
         if !self.started {
             self.started = true;
-            let result = self.agent.after_add();
-            self.callback("after_add", result);
-            scheduler::progressed();
+            self.handler.after_add();
         }
         for _ in 0..BATCH {
             match self.mailbox.try_next() {
-                Ok(Work::Message(incoming)) => {
-                    let Incoming { body, parsed } = *incoming;
-                    self.accept(body, parsed);
-                    scheduler::progressed();
-                }
+                Ok(Work::Message(incoming)) => self.handler.accept(*incoming),
                 Ok(Work::Stop) | Err(TryRecvError::Disconnected) => {
-                    let result = self.agent.before_remove();
-                    self.callback("before_remove", result);
+                    self.handler.before_remove();
                     return Turn::Done;
                 }
                 Err(TryRecvError::Empty) => return Turn::Idle,
@@ -70,25 +77,116 @@ impl Job for Worker {
     }
 }
 
-impl Worker {
-    /// Checks a message (unless it came parsed) and handles it.
-    fn accept(&mut self, body: String, parsed: Option<Message>) {
+/// A concurrent agent's worker: gives its messages, in arrival order, to its free
+/// handles, each handled as a task of its own.
+pub(crate) struct Crew {
+    /// The crew's own task, scheduled again when a handle comes back.
+    pub task: Arc<Task>,
+    pub mailbox: MailboxReceiver<Work>,
+    pub free: Arc<Mutex<Vec<Handler>>>,
+    /// How many handles the agent has.
+    pub handles: usize,
+    pub started: bool,
+    /// Whether the agent was removed: no message is given out any more.
+    pub stopping: bool,
+    /// Dropped with the crew: tells the space it ended.
+    pub _ended: mpsc::Sender<()>,
+}
+
+impl Job for Crew {
+    /// Runs `after_add` first; then gives out up to [`BATCH`] messages while handles are
+    /// free; once removed, runs `before_remove` when every handle is back.
+    fn turn(&mut self) -> Turn {
+        if !self.started {
+            self.started = true;
+            if let Some(handler) = self.free.lock().unwrap().first_mut() {
+                handler.after_add();
+            }
+        }
+        for _ in 0..BATCH {
+            let mut free = self.free.lock().unwrap();
+            if self.stopping {
+                if free.len() < self.handles {
+                    return Turn::Idle;
+                }
+                if let Some(handler) = free.first_mut() {
+                    handler.before_remove();
+                }
+                return Turn::Done;
+            }
+            if free.is_empty() {
+                // The next handle that comes back schedules the crew again.
+                return Turn::Idle;
+            }
+            match self.mailbox.try_next() {
+                Ok(Work::Message(incoming)) => {
+                    let handler = free.pop();
+                    drop(free);
+                    Task::new().start(Box::new(Shift {
+                        handler,
+                        incoming: Some(*incoming),
+                        free: self.free.clone(),
+                        crew: self.task.clone(),
+                    }));
+                }
+                Ok(Work::Stop) | Err(TryRecvError::Disconnected) => self.stopping = true,
+                Err(TryRecvError::Empty) => return Turn::Idle,
+            }
+        }
+        Turn::More
+    }
+}
+
+/// One message of a concurrent agent, handled on one of its handles.
+struct Shift {
+    handler: Option<Handler>,
+    incoming: Option<Incoming>,
+    free: Arc<Mutex<Vec<Handler>>>,
+    crew: Arc<Task>,
+}
+
+impl Job for Shift {
+    fn turn(&mut self) -> Turn {
+        if let (Some(handler), Some(incoming)) = (&mut self.handler, self.incoming.take()) {
+            handler.accept(incoming);
+        }
+        Turn::Done
+    }
+}
+
+impl Drop for Shift {
+    /// Gives the handle back to the crew, and wakes the crew for the next message.
+    fn drop(&mut self) {
+        if let Some(handler) = self.handler.take() {
+            self.free.lock().unwrap().push(handler);
+            self.crew.notify();
+        }
+    }
+}
+
+impl Handler {
+    fn after_add(&mut self) {
+        let result = self.agent.after_add();
+        self.callback("after_add", result);
+        scheduler::progressed();
+    }
+
+    fn before_remove(&mut self) {
+        let result = self.agent.before_remove();
+        self.callback("before_remove", result);
+    }
+
+    /// Checks a message (unless it came parsed) and handles it, with its request chain
+    /// as the chain of requests made meanwhile.
+    fn accept(&mut self, Incoming { body, parsed }: Incoming) {
         let accepted = match parsed {
             Some(message) => Some((message, body)),
             None => self.endpoint.accept(body),
         };
         if let Some((message, body)) = accepted {
-            // Requests made meanwhile carry the chain of the one handled (if any).
-            let chain = crate::chain::of(&message);
-            let chained = !chain.is_empty();
-            if chained {
-                self.endpoint.set_handling(chain);
-            }
-            self.handle(&message, &body);
-            if chained {
-                self.endpoint.set_handling(Vec::new());
-            }
+            crate::chain::handling(crate::chain::of(&message), || self.handle(&message, &body));
         }
+        scheduler::progressed();
     }
 
     /// Handles one message; `json` is its text as it arrived.

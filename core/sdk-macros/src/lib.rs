@@ -54,11 +54,42 @@ struct Doc {
     returns: String,
 }
 
+/// What `#[actions(...)]` says: the type's name, and its concurrency if it has one.
+#[derive(Default)]
+struct Options {
+    name: Option<String>,
+    concurrency: Option<u32>,
+}
+
+impl Options {
+    fn parse(attr: Tokens) -> Result<Options, Error> {
+        let mut options = Options::default();
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("name") {
+                options.name = Some(meta.value()?.parse::<syn::LitStr>()?.value());
+            } else if meta.path.is_ident("concurrency") {
+                let limit: syn::LitInt = meta.value()?.parse()?;
+                let value = limit.base10_parse::<u32>()?;
+                if value == 0 {
+                    return Err(Error::new(limit.span(), "concurrency is at least 1"));
+                }
+                options.concurrency = Some(value);
+            } else {
+                return Err(meta.error("unknown key; expected name = \"...\" or concurrency = N"));
+            }
+            Ok(())
+        });
+        syn::parse::Parser::parse2(parser, attr)?;
+        Ok(options)
+    }
+}
+
 fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
+    let options = Options::parse(attr)?;
     let self_ty = block.self_ty.clone();
-    let type_name = match (&*self_ty, attr.is_empty()) {
-        (_, false) => string_option(attr, "name")?,
-        (Type::Path(path), true) => path
+    let type_name = match (&*self_ty, options.name) {
+        (_, Some(name)) => name,
+        (Type::Path(path), None) => path
             .path
             .segments
             .last()
@@ -76,6 +107,9 @@ fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
     for item in &mut block.items {
         if let ImplItem::Fn(method) = item {
             if let Some(action) = take_action(method)? {
+                if options.concurrency.is_some() {
+                    refuse_mut_self(method)?;
+                }
                 actions.push(action);
             }
         }
@@ -84,21 +118,45 @@ fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
     let arms = actions.iter().map(dispatch_arm);
     let sdk = quote!(::agency_sdk);
     let private = quote!(#sdk::__private);
+    let (table, receiver, create, concurrency) = match options.concurrency {
+        None => (
+            quote!(Actions),
+            quote!(&mut self),
+            quote!(create_agent),
+            quote!(None),
+        ),
+        Some(limit) => (
+            quote!(ConcurrentActions),
+            quote!(&self),
+            quote!(create_concurrent_agent),
+            quote!(Some(#limit)),
+        ),
+    };
+    let limit_check = options.concurrency.map(|limit| {
+        quote! {
+            const _: () = assert!(
+                #limit <= #private::MAX_CONCURRENCY,
+                "concurrency is at most agency_sdk::MAX_CONCURRENCY"
+            );
+        }
+    });
     Ok(quote! {
         #block
+        #limit_check
 
-        impl #private::Actions for #self_ty {
+        impl #private::#table for #self_ty {
             fn type_spec() -> #private::AgentTypeSpec {
                 #private::AgentTypeSpec {
                     name: #type_name.to_owned(),
                     description: #type_doc.to_owned(),
                     actions: vec![#(#specs),*],
+                    concurrency: #concurrency,
                 }
             }
 
             #[allow(unused_variables)]
             fn dispatch(
-                &mut self,
+                #receiver,
                 ctx: &mut #sdk::Context,
                 name: &str,
                 args: &#private::serde_json::Map<String, #private::serde_json::Value>,
@@ -113,11 +171,24 @@ fn expand(attr: Tokens, block: &mut ItemImpl) -> Result<Tokens, Error> {
         #private::inventory::submit! {
             #sdk::AgentType {
                 name: #type_name,
-                spec: <#self_ty as #private::Actions>::type_spec,
-                create: #private::create_agent::<#self_ty>,
+                spec: <#self_ty as #private::#table>::type_spec,
+                create: #private::#create::<#self_ty>,
             }
         }
     })
+}
+
+/// A concurrent agent's actions run side by side: they take `&self`.
+fn refuse_mut_self(method: &ImplItemFn) -> Result<(), Error> {
+    match method.sig.receiver() {
+        Some(receiver) if receiver.mutability.is_some() || receiver.reference.is_none() => {
+            Err(Error::new(
+                receiver.span(),
+                "the actions of a concurrent agent (#[actions(concurrency = N)]) run in parallel: they take &self",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads and removes the `#[action(...)]` attribute of a method, if it has one.
@@ -320,24 +391,6 @@ fn generic_of(ty: &Type, wrapper: &str) -> Option<Type> {
         GenericArgument::Type(ty) => Some(ty.clone()),
         _ => None,
     })
-}
-
-/// Reads `key = "value"` from an attribute's arguments.
-fn string_option(attr: Tokens, key: &str) -> Result<String, Error> {
-    let meta: Meta = syn::parse2(attr)?;
-    let Meta::NameValue(pair) = meta else {
-        return Err(Error::new(meta.span(), format!("expected {key} = \"...\"")));
-    };
-    match (&pair.value, pair.path.is_ident(key)) {
-        (
-            Expr::Lit(syn::ExprLit {
-                lit: Lit::Str(text),
-                ..
-            }),
-            true,
-        ) => Ok(text.value()),
-        _ => Err(Error::new(pair.span(), format!("expected {key} = \"...\""))),
-    }
 }
 
 impl Doc {

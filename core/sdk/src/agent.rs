@@ -116,6 +116,67 @@ pub trait Agent: Sized + Send + 'static {
     }
 }
 
+/// An agent whose actions may run in parallel: up to the concurrency its
+/// `#[actions(concurrency = k)]` block declares, each message on a pool thread of its own,
+/// as in Python Agency. Its actions and callbacks take `&self` (the type is `Sync`: state
+/// that changes goes behind atomics or locks). A request cycle through such an agent
+/// answers while one of its handles is free.
+///
+/// Ordering: messages *start* in arrival order but may finish in any order; `after_add`
+/// runs before any message and `before_remove` after all of them; `before_action` and
+/// `after_action` run on the same thread as their action, beside other messages' actions.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use agency_sdk::prelude::*;
+///
+/// /// Counts visits from any number of senders at once.
+/// pub struct Counter { visits: AtomicU64 }
+///
+/// impl agency_sdk::ConcurrentAgent for Counter {
+///     fn new(_init: &Init) -> Result<Self, ActionError> {
+///         Ok(Counter { visits: AtomicU64::new(0) })
+///     }
+/// }
+///
+/// #[actions(concurrency = 8)]
+/// impl Counter {
+///     /// Counts one visit; returns the visits so far.
+///     #[action]
+///     fn visit(&self) -> u64 {
+///         self.visits.fetch_add(1, Ordering::Relaxed) + 1
+///     }
+/// }
+/// ```
+pub trait ConcurrentAgent: Sized + Send + Sync + 'static {
+    /// Builds the agent from its id and configuration.
+    fn new(init: &Init) -> Result<Self, ActionError>;
+
+    /// Called once the agent is in the space, before any message; it may send.
+    fn after_add(&self, _ctx: &mut Context) {}
+
+    /// Called before the agent leaves the space, after every message.
+    fn before_remove(&self, _ctx: &mut Context) {}
+
+    /// Called before an existing, permitted action runs, on its thread.
+    fn before_action(&self, _ctx: &mut Context) {}
+
+    /// Called after every action that ran, on its thread.
+    fn after_action(&self, _ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {}
+
+    /// Receives `[response]` values that no pending request was waiting for.
+    fn handle_action_value(&self, _ctx: &mut Context, _value: &Value) {}
+
+    /// Receives `[error]` replies that no pending request was waiting for.
+    fn handle_action_error(&self, _ctx: &mut Context, _error: &ActionError) {}
+
+    /// Decides whether the `requested` action in `ctx.current_message()` may run (by
+    /// default, the space's permission prompt).
+    fn request_permission(&self, ctx: &mut Context) -> bool {
+        ctx.ask_permission()
+    }
+}
+
 /// The action table of an agent type; implemented by [`crate::actions`], not by hand.
 #[doc(hidden)]
 pub trait Actions: Agent {
@@ -130,8 +191,24 @@ pub trait Actions: Agent {
     ) -> Option<Result<Option<Value>, ActionError>>;
 }
 
-/// Builds an agent instance from its init data and its link to the host.
-pub type CreateAgent = fn(&Init, Arc<dyn HostLink>) -> Result<Box<dyn AgentCore>, ActionError>;
+/// The action table of a concurrent agent type; implemented by [`crate::actions`].
+#[doc(hidden)]
+pub trait ConcurrentActions: ConcurrentAgent {
+    /// The type's name, the description of its actions and its concurrency.
+    fn type_spec() -> AgentTypeSpec;
+    /// Runs action `name`; `None` when there is no such action.
+    fn dispatch(
+        &self,
+        ctx: &mut Context,
+        name: &str,
+        args: &Map<String, Value>,
+    ) -> Option<Result<Option<Value>, ActionError>>;
+}
+
+/// Builds an agent's handles from its init data, how many handles it gets (its
+/// concurrency; an ordinary agent gets one) and its link to the host.
+pub type CreateAgent =
+    fn(&Init, usize, Arc<dyn HostLink>) -> Result<Vec<Box<dyn AgentCore>>, ActionError>;
 
 /// A registered agent type: what [`crate::actions`] submits for each `impl` block, in a
 /// plugin library or in the host binary alike.
@@ -140,7 +217,7 @@ pub struct AgentType {
     pub name: &'static str,
     /// Describes the type and its actions.
     pub spec: fn() -> AgentTypeSpec,
-    /// Creates an instance for the host to drive.
+    /// Creates an instance's handles for the host to drive.
     pub create: CreateAgent,
 }
 
@@ -151,17 +228,81 @@ pub fn agent_types() -> impl Iterator<Item = &'static AgentType> {
     inventory::iter::<AgentType>.into_iter()
 }
 
-/// Creates an `A` and wraps it for the host; used by [`AgentType::create`].
+/// Creates an `A` and wraps it for the host (one handle); used by [`AgentType::create`].
 #[doc(hidden)]
 pub fn create_agent<A: Actions>(
     init: &Init,
+    _handles: usize,
     host: Arc<dyn HostLink>,
-) -> Result<Box<dyn AgentCore>, ActionError> {
+) -> Result<Vec<Box<dyn AgentCore>>, ActionError> {
     let agent = catch_panic(|| A::new(init))?;
-    Ok(Box::new(Dispatcher {
+    Ok(vec![Box::new(Dispatcher {
         agent,
         ctx: Context::new(init.id.clone(), host),
-    }))
+    })])
+}
+
+/// Creates a concurrent `A` and `handles` handles on it, each with a context of its own;
+/// used by [`AgentType::create`].
+#[doc(hidden)]
+pub fn create_concurrent_agent<A: ConcurrentActions>(
+    init: &Init,
+    handles: usize,
+    host: Arc<dyn HostLink>,
+) -> Result<Vec<Box<dyn AgentCore>>, ActionError> {
+    let shared = catch_panic(|| Shared::<A>::new(init))?;
+    Ok((0..handles.max(1))
+        .map(|_| -> Box<dyn AgentCore> {
+            Box::new(Dispatcher {
+                agent: Shared(shared.0.clone()),
+                ctx: Context::new(init.id.clone(), host.clone()),
+            })
+        })
+        .collect())
+}
+
+/// One handle on a concurrent agent: an [`Agent`] whose calls go to the shared value.
+struct Shared<A>(Arc<A>);
+
+impl<A: ConcurrentActions> Agent for Shared<A> {
+    fn new(init: &Init) -> Result<Self, ActionError> {
+        A::new(init).map(|agent| Shared(Arc::new(agent)))
+    }
+    fn after_add(&mut self, ctx: &mut Context) {
+        self.0.after_add(ctx);
+    }
+    fn before_remove(&mut self, ctx: &mut Context) {
+        self.0.before_remove(ctx);
+    }
+    fn before_action(&mut self, ctx: &mut Context) {
+        self.0.before_action(ctx);
+    }
+    fn after_action(&mut self, ctx: &mut Context, outcome: Result<Option<&Value>, &ActionError>) {
+        self.0.after_action(ctx, outcome);
+    }
+    fn handle_action_value(&mut self, ctx: &mut Context, value: &Value) {
+        self.0.handle_action_value(ctx, value);
+    }
+    fn handle_action_error(&mut self, ctx: &mut Context, error: &ActionError) {
+        self.0.handle_action_error(ctx, error);
+    }
+    fn request_permission(&mut self, ctx: &mut Context) -> bool {
+        self.0.request_permission(ctx)
+    }
+}
+
+impl<A: ConcurrentActions> Actions for Shared<A> {
+    fn type_spec() -> AgentTypeSpec {
+        A::type_spec()
+    }
+    fn dispatch(
+        &mut self,
+        ctx: &mut Context,
+        name: &str,
+        args: &Map<String, Value>,
+    ) -> Option<Result<Option<Value>, ActionError>> {
+        self.0.dispatch(ctx, name, args)
+    }
 }
 
 /// Drives one agent value: runs the host's calls on it, with its [`Context`] set to the

@@ -3,7 +3,10 @@
 //! the calls' encoding live in `agency_protocol::ffi`). Every function body runs under
 //! [`guarded`], so a panic becomes an error value.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
@@ -13,7 +16,7 @@ use agency_abi::{
     guarded, AgentBox, CallResult, HostBox, PluginMod, PluginModRef, TransportBox, ABI_VERSION,
 };
 use agency_protocol::{
-    ffi::{export_agent, export_transport, ImportedHost},
+    ffi::{export_agent, export_transport, ImportedHost, NewAgent},
     spec::{Manifest, PluginConfig},
 };
 
@@ -71,14 +74,40 @@ extern "C" fn plugin_new_agent(
             let kind = agent_types()
                 .find(|t| t.name == type_name.as_str())
                 .ok_or_else(|| format!("this plugin has no agent type {:?}", type_name.as_str()))?;
-            let init: Init = serde_json::from_str(init.as_str()).map_err(|e| e.to_string())?;
-            let agent =
-                (kind.create)(&init, Arc::new(ImportedHost(host))).map_err(|e| e.to_string())?;
-            Ok(export_agent(agent))
+            let NewAgent { id, args, share } =
+                serde_json::from_str(init.as_str()).map_err(|e| e.to_string())?;
+            let init = Init { id, args };
+            let host = Arc::new(ImportedHost(host));
+            let Some(share) = share else {
+                let mut handles = (kind.create)(&init, 1, host).map_err(|e| e.to_string())?;
+                return Ok(export_agent(handles.remove(0)));
+            };
+            let mut waiting = SHARES.lock().unwrap();
+            if let Some(handles) = waiting.get_mut(&share.key) {
+                let handle = handles.pop().expect("emptied shares are removed");
+                if handles.is_empty() {
+                    waiting.remove(&share.key);
+                }
+                return Ok(handle);
+            }
+            let mut handles: Vec<AgentBox> = (kind.create)(&init, share.handles as usize, host)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(export_agent)
+                .collect();
+            let first = handles.pop().expect("an agent has a handle");
+            if !handles.is_empty() {
+                waiting.insert(share.key, handles);
+            }
+            Ok(first)
         };
         create().map_err(RString::from).into()
     })
 }
+
+/// The handles of concurrent agents that the host has yet to ask for, by
+/// [`agency_protocol::ffi::Share::key`].
+static SHARES: Mutex<BTreeMap<u64, Vec<AgentBox>>> = Mutex::new(BTreeMap::new());
 
 extern "C" fn plugin_open_transport(
     name: RStr<'_>,

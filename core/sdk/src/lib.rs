@@ -56,7 +56,7 @@ pub mod transport;
 
 pub use agency_protocol::{ActionError, Message};
 pub use agency_sdk_macros::actions;
-pub use agent::{agent_types, Agent, AgentType, Init};
+pub use agent::{agent_types, Agent, AgentType, ConcurrentAgent, Init};
 pub use args::{json_type, schema};
 pub use context::Context;
 pub use logging::{hide_in_logs, quiet_log_target, Repeated};
@@ -72,7 +72,7 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything an agent author needs, in one import.
 pub mod prelude {
-    pub use crate::{actions, ActionError, Agent, Context, Init, Message};
+    pub use crate::{actions, ActionError, Agent, ConcurrentAgent, Context, Init, Message};
     pub use serde_json::{json, Value};
 }
 
@@ -110,12 +110,14 @@ macro_rules! export_plugin {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::agent::{create_agent, Actions};
+    pub use crate::agent::{create_agent, create_concurrent_agent, Actions, ConcurrentActions};
     pub use crate::args::ArgReader;
     pub use crate::ffi::plugin_module;
     pub use abi_stable;
     pub use agency_abi::PluginModRef;
-    pub use agency_protocol::spec::{Access, ActionSpec, AgentTypeSpec, ArgSpec, TypeDoc};
+    pub use agency_protocol::spec::{
+        Access, ActionSpec, AgentTypeSpec, ArgSpec, TypeDoc, MAX_CONCURRENCY,
+    };
     pub use inventory;
     pub use serde_json;
 }

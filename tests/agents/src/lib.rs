@@ -439,3 +439,128 @@ impl Touchy {
         "ran"
     }
 }
+
+/// Handles up to four messages at once (a concurrent agent, as in Python Agency): a
+/// request cycle through it answers, and `meet` shows that messages run side by side.
+pub struct Parallel {
+    room: std::sync::Mutex<Room>,
+    changed: std::sync::Condvar,
+    /// Callbacks run so far, by name.
+    callbacks: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+/// Who is inside `meet` or `hold` now, and since the start.
+#[derive(Default)]
+struct Room {
+    inside: usize,
+    peak: usize,
+    /// How many times `meet` gathered everyone it waited for.
+    meetings: u64,
+}
+
+impl Parallel {
+    fn count(&self, callback: &'static str) {
+        *self.callbacks.lock().unwrap().entry(callback).or_default() += 1;
+    }
+
+    /// One more action inside; answers the room as it is then.
+    fn enter(&self) -> std::sync::MutexGuard<'_, Room> {
+        let mut room = self.room.lock().unwrap();
+        room.inside += 1;
+        room.peak = room.peak.max(room.inside);
+        room
+    }
+}
+
+impl ConcurrentAgent for Parallel {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        Ok(Parallel {
+            room: Default::default(),
+            changed: Default::default(),
+            callbacks: Default::default(),
+        })
+    }
+
+    fn after_add(&self, _ctx: &mut Context) {
+        self.count("after_add");
+    }
+
+    fn before_action(&self, _ctx: &mut Context) {
+        self.count("before_action");
+    }
+
+    fn after_action(&self, _ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {
+        self.count("after_action");
+    }
+}
+
+/// Handles up to four messages at once (a concurrent agent, as in Python Agency).
+#[actions(concurrency = 4)]
+impl Parallel {
+    /// Answers 42.
+    #[action]
+    fn value(&self) -> i64 {
+        42
+    }
+
+    /// As `Receiver.chain`: passes the request along `path`, then answers 42.
+    ///
+    /// - path: the agents to pass the request through
+    #[action]
+    fn chain(&self, ctx: &Context, path: Vec<String>) -> Result<Value, ActionError> {
+        let Some((next, rest)) = path.split_first() else {
+            return Ok(json!(42));
+        };
+        ctx.request(
+            json!({"to": next, "action": {"name": "chain", "args": {"path": rest}}}),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Waits (up to 60 s) until `n` actions are inside `meet` at once; returns whether
+    /// they were.
+    ///
+    /// - n: how many to wait for
+    #[action]
+    fn meet(&self, n: usize) -> bool {
+        let mut room = self.enter();
+        let meeting = room.meetings;
+        if room.inside >= n {
+            room.meetings += 1;
+            self.changed.notify_all();
+        }
+        let (mut room, waited) = self
+            .changed
+            .wait_timeout_while(room, Duration::from_secs(60), |room| {
+                room.meetings == meeting
+            })
+            .unwrap();
+        room.inside -= 1;
+        !waited.timed_out()
+    }
+
+    /// Stays inside for `seconds`.
+    ///
+    /// - seconds: how long
+    ///
+    /// Returns: "held"
+    #[action]
+    fn hold(&self, seconds: f64) -> &'static str {
+        drop(self.enter());
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        self.room.lock().unwrap().inside -= 1;
+        "held"
+    }
+
+    /// Returns the most actions that were inside `meet` or `hold` at once.
+    #[action]
+    fn peak(&self) -> usize {
+        self.room.lock().unwrap().peak
+    }
+
+    /// Returns how many times each callback ran so far.
+    #[action]
+    fn callbacks(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.callbacks.lock().unwrap().clone()
+    }
+}
