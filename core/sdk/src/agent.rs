@@ -148,6 +148,30 @@ pub trait Agent: Sized + Send + 'static {
 ///     }
 /// }
 /// ```
+///
+/// An action of such an agent that takes `&mut self` does not compile (the attribute
+/// says the actions of a concurrent agent take `&self`):
+///
+/// ```compile_fail
+/// use agency_sdk::prelude::*;
+///
+/// pub struct Counter { visits: u64 }
+///
+/// impl agency_sdk::ConcurrentAgent for Counter {
+///     fn new(_init: &Init) -> Result<Self, ActionError> {
+///         Ok(Counter { visits: 0 })
+///     }
+/// }
+///
+/// #[actions(concurrency = 8)]
+/// impl Counter {
+///     #[action]
+///     fn visit(&mut self) -> u64 {
+///         self.visits += 1;
+///         self.visits
+///     }
+/// }
+/// ```
 pub trait ConcurrentAgent: Sized + Send + Sync + 'static {
     /// Builds the agent from its id and configuration.
     fn new(init: &Init) -> Result<Self, ActionError>;
