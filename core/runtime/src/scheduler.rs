@@ -165,6 +165,9 @@ struct Pool {
     /// How many tasks are queued: threads looking for work spin on this, not the lock.
     queued: AtomicUsize,
     wake: Condvar,
+    /// Threads looking for work before they sleep: one of them takes the next task, so
+    /// nobody needs waking.
+    searching: AtomicUsize,
     /// Threads waiting for work.
     sleeping: AtomicUsize,
     /// Threads alive.
@@ -194,6 +197,7 @@ fn pool() -> &'static Pool {
             queue: Mutex::default(),
             queued: AtomicUsize::new(0),
             wake: Condvar::new(),
+            searching: AtomicUsize::new(0),
             sleeping: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
@@ -230,9 +234,12 @@ impl Pool {
         Some(task)
     }
 
-    /// Makes sure someone takes queued work: wakes a sleeping thread, or starts one if
-    /// fewer than one a core are running.
+    /// Makes sure someone takes queued work: a thread looking for work will; else wakes
+    /// a sleeping thread, or starts one if fewer than one a core are running.
     fn ensure_runner(&self) {
+        if self.searching.load(SeqCst) > 0 {
+            return;
+        }
         if self.sleeping.load(SeqCst) > 0 {
             self.wake.notify_one();
             return;
@@ -263,10 +270,21 @@ impl Pool {
 
     /// The next task, spinning briefly and then sleeping; `None` when this thread should
     /// end (idle too long while there are more threads than cores).
+    ///
+    /// While it spins the thread counts as searching, and pushes wake nobody. It stops
+    /// searching before it looks at the queue under the lock one last time and sleeps, so
+    /// a push either finds it searching (and it sees the task under the lock) or finds
+    /// it not searching (and wakes a sleeper).
     fn next(&self) -> Option<Arc<Task>> {
+        self.searching.fetch_add(1, SeqCst);
         for round in 0..SPIN_ROUNDS {
             if self.queued.load(SeqCst) > 0 {
                 if let Some(task) = self.pop(&mut self.queue.lock().unwrap()) {
+                    self.searching.fetch_sub(1, SeqCst);
+                    if self.queued.load(SeqCst) > 0 {
+                        // More waits: another thread takes it.
+                        self.ensure_runner();
+                    }
                     return Some(task);
                 }
             }
@@ -276,6 +294,7 @@ impl Pool {
                 std::thread::yield_now();
             }
         }
+        self.searching.fetch_sub(1, SeqCst);
         let mut queue = self.queue.lock().unwrap();
         loop {
             if let Some(task) = self.pop(&mut queue) {
