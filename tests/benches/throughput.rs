@@ -26,26 +26,31 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MESSAGES: u64 = 200_000;
 const ROUND_TRIPS: u64 = 20_000;
 
-/// Throughput runs per contender, interleaved; the median is reported (this machine
-/// shares its 2 cores with other services, so single runs vary).
+/// Runs per contender, interleaved; the median throughput is reported, and round-trip
+/// percentiles over the trips of all runs (this machine shares its 2 cores with other
+/// services, so single runs vary: the first run after another contender's is often
+/// twice as slow).
 const ROUNDS: usize = 7;
 
 fn main() {
     let (space, driver) = bench_space();
     let mut floods: [Vec<f64>; 5] = Default::default();
+    let mut trips: [Vec<f64>; 5] = Default::default();
     for _ in 0..ROUNDS {
         floods[0].push(agency_one_way(&driver));
         floods[1].push(watched(&space, || agency_one_way(&driver)));
         floods[2].push(with_page(&space, || agency_one_way(&driver)));
         floods[3].push(reference_one_way(Encode::EachMessage));
         floods[4].push(reference_one_way(Encode::Beforehand));
+        trips[0].extend(agency_round_trips(&driver));
+        trips[1].extend(watched(&space, || agency_round_trips(&driver)));
+        trips[2].extend(with_page(&space, || agency_round_trips(&driver)));
+        trips[3].extend(reference_round_trips());
+        trips[4].extend(agency_round_trips_to(&driver, "P"));
     }
     let [agency_flood, watched_flood, page_flood, reference_flood, decode_only_flood] =
         floods.map(|runs| percentile(&runs, 0.5));
-    let agency_trips = agency_round_trips(&driver);
-    let watched_trips = watched(&space, || agency_round_trips(&driver));
-    let page_trips = with_page(&space, || agency_round_trips(&driver));
-    let reference_trips = reference_round_trips();
+    let [agency_trips, watched_trips, page_trips, reference_trips, concurrent_trips] = trips;
     page_memory(&space);
     space.destroy();
     print_table(
@@ -77,6 +82,13 @@ fn main() {
                 trips: None,
             },
         ],
+    );
+    println!(
+        "round trip to a concurrent agent (Parallel, up to 4 messages at once): p50 {:.1} µs, p99 {:.1} µs (to an ordinary agent: {:.1}, {:.1})",
+        percentile(&concurrent_trips, 0.5),
+        percentile(&concurrent_trips, 0.99),
+        percentile(&agency_trips, 0.5),
+        percentile(&agency_trips, 0.99),
     );
 }
 
@@ -184,6 +196,7 @@ fn bench_space() -> (Arc<agency_runtime::Space>, agency_runtime::Foreground) {
     let space = Arc::new(agency_tests::open_space("local"));
     space.add(&AgentSpec::new("Bench", "A")).unwrap();
     space.add(&AgentSpec::new("Bench", "B")).unwrap();
+    space.add(&AgentSpec::new("Parallel", "P")).unwrap();
     let driver = space.add_foreground(&AgentSpec::untyped("driver")).unwrap();
     (space, driver)
 }
@@ -203,8 +216,13 @@ fn agency_one_way(driver: &agency_runtime::Foreground) -> f64 {
 
 /// Agent A requests `ping` from agent B, one request after the other.
 fn agency_round_trips(driver: &agency_runtime::Foreground) -> Vec<f64> {
+    agency_round_trips_to(driver, "B")
+}
+
+/// Agent A requests `ping` from agent `to`, one request after the other.
+fn agency_round_trips_to(driver: &agency_runtime::Foreground, to: &str) -> Vec<f64> {
     let trips = |count: u64| -> Vec<f64> {
-        let message = json!({"to": "A", "action": {"name": "round_trips", "args": {"to": "B", "count": count}}});
+        let message = json!({"to": "A", "action": {"name": "round_trips", "args": {"to": to, "count": count}}});
         serde_json::from_value(driver.request(message, Duration::from_secs(300)).unwrap()).unwrap()
     };
     trips(ROUND_TRIPS / 10);

@@ -729,7 +729,15 @@ fn concurrent_agent_runs_messages_side_by_side(transport: &str) {
     actions.sort();
     assert_eq!(
         actions,
-        ["callbacks", "chain", "hold", "meet", "peak", "value"]
+        [
+            "callbacks",
+            "chain",
+            "hold",
+            "meet",
+            "peak",
+            "ping",
+            "value"
+        ]
     );
     assert_eq!(
         ask(&asker, "P", "callbacks").unwrap(),

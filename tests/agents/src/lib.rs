@@ -503,6 +503,12 @@ impl Parallel {
         42
     }
 
+    /// Answers at once, as `Bench.ping` (for the round-trip benchmark).
+    #[action]
+    fn ping(&self) -> u64 {
+        1
+    }
+
     /// As `Receiver.chain`: passes the request along `path`, then answers 42.
     ///
     /// - path: the agents to pass the request through
