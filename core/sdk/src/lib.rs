@@ -43,6 +43,10 @@
 //! // agency_sdk::export_plugin!();
 //! ```
 //!
+//! An agent whose messages may run in parallel (Python Agency's model) implements
+//! [`ConcurrentAgent`] instead of [`Agent`], and its block says how many at once:
+//! `#[actions(concurrency = 8)]`; its actions take `&self`.
+//!
 //! What the host does with these (validation, routing, permissions, `help`, replies) is
 //! decided once, in the host's runtime; the SDK only carries calls across the boundary.
 #![warn(missing_docs)]
