@@ -8,7 +8,7 @@ use std::time::Duration;
 use agency_runtime::{AgentSpec, Space};
 use agency_sdk::Message;
 use agency_tests::{driver, open_space};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// This process's threads (Linux).
 fn threads() -> usize {
@@ -127,54 +127,43 @@ fn a_request_made_while_every_thread_is_busy_gets_its_reply() {
 /// then leaves it to finish detached; the space and its other agents go on.
 #[test]
 fn removing_a_busy_agent_keeps_its_stop_timeout() {
-    let space = open_space("local");
-    add_receivers(&space, "slow", 1);
-    add_receivers(&space, "quick", 1);
-    let me = driver(&space, "me");
-    let replies = me.subscribe();
-    me.send(json!({"to": "slow0", "action": {"name": "sleep", "args": {"seconds": 3}}}))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    space.set_stop_timeout(Duration::from_millis(300));
-    space.remove("slow0").unwrap();
-    // remove returned while the action still runs: its reply comes after.
-    me.send(json!({"to": "quick0", "action": {"name": "value", "args": {}}}))
-        .unwrap();
-    let first = replies.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(first.from, "quick0");
-    let second = replies.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(
-        (second.from.as_str(), second.reply()),
-        ("slow0", Some(Ok(json!("awake"))))
-    );
-    space.destroy();
+    let sleep = json!({"name": "sleep", "args": {"seconds": 3}});
+    remove_while_busy(AgentSpec::new("Receiver", "slow"), sleep, 1, json!("awake"));
 }
 
 /// The same for a concurrent agent with two actions running: `remove` waits up to the
-/// stop timeout, not for both actions, and their replies come after it returned.
+/// stop timeout, not for both actions, and both replies come after it returned.
 #[test]
 fn removing_a_busy_concurrent_agent_keeps_its_stop_timeout() {
+    let hold = json!({"name": "hold", "args": {"seconds": 3}});
+    remove_while_busy(AgentSpec::new("Parallel", "P"), hold, 2, json!("held"));
+}
+
+/// Adds the agent of `spec`, sends it `action` `count` times, removes it with a 300 ms
+/// stop timeout, and checks that another agent answers first and that each action still
+/// answers `done` afterwards.
+fn remove_while_busy(spec: AgentSpec, action: Value, count: usize, done: Value) {
     let space = open_space("local");
-    space.add(&AgentSpec::new("Parallel", "P")).unwrap();
+    space.add(&spec).unwrap();
     add_receivers(&space, "quick", 1);
     let me = driver(&space, "me");
     let replies = me.subscribe();
-    for _ in 0..2 {
-        me.send(json!({"to": "P", "action": {"name": "hold", "args": {"seconds": 3}}}))
-            .unwrap();
+    for _ in 0..count {
+        me.send(json!({"to": spec.id, "action": action})).unwrap();
     }
     std::thread::sleep(Duration::from_millis(100));
     space.set_stop_timeout(Duration::from_millis(300));
-    space.remove("P").unwrap();
+    space.remove(&spec.id).unwrap();
+    // remove returned while the actions still run: their replies come after.
     me.send(json!({"to": "quick0", "action": {"name": "value", "args": {}}}))
         .unwrap();
     let first = replies.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(first.from, "quick0");
-    for _ in 0..2 {
-        let held = replies.recv_timeout(Duration::from_secs(30)).unwrap();
+    for _ in 0..count {
+        let reply = replies.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(
-            (held.from.as_str(), held.reply()),
-            ("P", Some(Ok(json!("held"))))
+            (reply.from.as_str(), reply.reply()),
+            (spec.id.as_str(), Some(Ok(done.clone())))
         );
     }
     space.destroy();

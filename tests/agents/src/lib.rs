@@ -202,13 +202,7 @@ impl Receiver {
     /// - path: the agents to pass the request through
     #[action]
     fn chain(&mut self, ctx: &Context, path: Vec<String>) -> Result<Value, ActionError> {
-        let Some((next, rest)) = path.split_first() else {
-            return Ok(json!(42));
-        };
-        ctx.request(
-            json!({"to": next, "action": {"name": "chain", "args": {"path": rest}}}),
-            Duration::from_secs(60),
-        )
+        pass_along(ctx, &path)
     }
 
     /// Returns the message the current one answers, if any (via `parent_message`).
@@ -216,6 +210,18 @@ impl Receiver {
     fn parent(&mut self, ctx: &Context) -> Value {
         serde_json::to_value(ctx.parent_message()).unwrap_or_default()
     }
+}
+
+/// Requests `chain` from the first agent of `path` with the rest of the path; 42 once
+/// the path is empty.
+fn pass_along(ctx: &Context, path: &[String]) -> Result<Value, ActionError> {
+    let Some((next, rest)) = path.split_first() else {
+        return Ok(json!(42));
+    };
+    ctx.request(
+        json!({"to": next, "action": {"name": "chain", "args": {"path": rest}}}),
+        Duration::from_secs(60),
+    )
 }
 
 /// Reports every callback to an observer agent as a `say` message.
@@ -514,13 +520,7 @@ impl Parallel {
     /// - path: the agents to pass the request through
     #[action]
     fn chain(&self, ctx: &Context, path: Vec<String>) -> Result<Value, ActionError> {
-        let Some((next, rest)) = path.split_first() else {
-            return Ok(json!(42));
-        };
-        ctx.request(
-            json!({"to": next, "action": {"name": "chain", "args": {"path": rest}}}),
-            Duration::from_secs(60),
-        )
+        pass_along(ctx, &path)
     }
 
     /// Waits (up to 60 s) until `n` actions are inside `meet` at once; returns whether
