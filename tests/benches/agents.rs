@@ -2,7 +2,8 @@
 //! request to each, beside kameo actors doing the same in the same run.
 //!
 //! - **agency local / amqp**: a space opened from the real transport plugin (amqp: the
-//!   local RabbitMQ), N agents of the `Calculator` plugin type added one by one, then a
+//!   local RabbitMQ), N agents of the `Calculator` plugin type added one by one (on amqp
+//!   from 32 threads at once, each add waiting for its broker round trips), then a
 //!   foreground agent sends every agent one `add` request and waits for all N replies.
 //! - **reference: kameo**: N kameo actors on a tokio runtime with one worker a core; each
 //!   gets the same JSON request text, decodes it, answers the sum as JSON text, which the
@@ -33,6 +34,9 @@ use serde_json::{json, Value};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each run: the contender and its number of agents.
+/// How many threads add the agents on `amqp`.
+const AMQP_ADDERS: usize = 32;
+
 const RUNS: [(&str, usize); 8] = [
     ("local", 1_000),
     ("kameo", 1_000),
@@ -165,13 +169,19 @@ fn agency_run(transport: &str, n: usize) -> Figures {
     let replies = me.subscribe();
     let before = resident_kib();
     let started = Instant::now();
-    let ids: Vec<String> = (0..n)
-        .map(|i| {
-            let id = format!("calc-{i}");
-            space.add(&AgentSpec::new("Calculator", &id)).unwrap();
-            id
-        })
-        .collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("calc-{i}")).collect();
+    // An amqp add waits for broker round trips: the agents are added from many threads.
+    let adders = if transport == "amqp" { AMQP_ADDERS } else { 1 };
+    std::thread::scope(|scope| {
+        for chunk in ids.chunks(n.div_ceil(adders)) {
+            let space = &space;
+            scope.spawn(move || {
+                for id in chunk {
+                    space.add(&AgentSpec::new("Calculator", id)).unwrap();
+                }
+            });
+        }
+    });
     let started = started.elapsed();
     let kib_started = kib_per_agent(before, n);
     let answering = Instant::now();

@@ -488,10 +488,20 @@ fn connection_ids_of(pid: u32) -> Vec<String> {
 /// Closes, from the broker's side, every connection of this process to `exchange`'s
 /// space (other tests' connections, in this vhost too, are left alone).
 pub fn close_connections_to(exchange: &str) {
-    let name = format!("agency (pid {}) {exchange}\"", std::process::id());
-    for id in connection_ids_named(&name) {
+    for id in connection_ids_to(exchange) {
         rabbitmqctl(&["close_connection", &id, "agency test: forced close"]);
     }
+}
+
+/// How many connections this process holds to the space on `exchange`.
+pub fn connections_to(exchange: &str) -> usize {
+    connection_ids_to(exchange).len()
+}
+
+/// The broker's ids of this process's connections to the space on `exchange` (the
+/// transport names them `agency (pid N) EXCHANGE`).
+fn connection_ids_to(exchange: &str) -> Vec<String> {
+    connection_ids_named(&format!("agency (pid {}) {exchange}\"", std::process::id()))
 }
 
 /// The broker's ids of the connections whose properties contain `name`.

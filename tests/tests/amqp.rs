@@ -8,7 +8,9 @@ use std::time::Duration;
 use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
 use agency_tests::{
     action, ask,
-    broker::{broker, close_connections_to, host_config, publish_raw, ready_in_broker},
+    broker::{
+        broker, close_connections_to, connections_to, host_config, publish_raw, ready_in_broker,
+    },
     driver, plugins,
     process::{Host, START_PATIENCE},
     proxy::Proxy,
@@ -88,6 +90,45 @@ fn stream_survives(
         numbers.len()
     );
     assert_eq!(received.last().unwrap().action.name, "end");
+}
+
+/// Agents added from many threads at once (each add declares its queues outside the
+/// transport's lock, so adds overlap) all join and answer, and fill exactly the
+/// connections the broker's channel limit calls for (lowered to 6 channels here: 4 agents
+/// a connection); after the broker closes them all, every agent comes back.
+#[test]
+fn agents_added_from_many_threads_at_once_all_join_and_answer() {
+    let options = space_options("amqp");
+    let exchange = options["exchange"].as_str().unwrap().to_owned();
+    let url = format!("{}?channel_max=6", options["url"].as_str().unwrap());
+    let space = open(&options, json!({ "url": url }));
+    let ids: Vec<String> = (0..40).map(|n| format!("R{n}")).collect();
+    std::thread::scope(|scope| {
+        for chunk in ids.chunks(4) {
+            let space = &space;
+            scope.spawn(move || {
+                for id in chunk {
+                    space.add(&AgentSpec::new("Receiver", id)).unwrap();
+                }
+            });
+        }
+    });
+    let asker = driver(&space, "Asker");
+    let ask_all = || {
+        for id in &ids {
+            assert_eq!(ask(&asker, id, "value").unwrap(), 42, "{id}");
+        }
+    };
+    ask_all();
+    // 40 agents and the asker, 4 to a connection.
+    assert_eq!(connections_to(&exchange), 11);
+    close_connections_to(&exchange);
+    let back = std::time::Instant::now();
+    while connections_to(&exchange) < 11 && back.elapsed() < START_PATIENCE {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ask_all();
+    assert_eq!(connections_to(&exchange), 11);
 }
 
 #[test]

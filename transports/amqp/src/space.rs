@@ -11,7 +11,7 @@
 //! whenever the ones it has are full, so a process may hold any number of agents.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, OnceLock,
@@ -105,6 +105,9 @@ pub struct Link {
     /// Counts reconnections: a loss reported for an older generation is stale.
     pub generation: u64,
     agents: HashMap<String, Subscription>,
+    /// Agents being attached: their ids are taken and a channel is kept for each, while
+    /// their queues are declared without the lock (so agents attach in parallel).
+    joining: HashSet<String>,
 }
 
 /// A connection and how many agents' channels it carries.
@@ -129,13 +132,9 @@ impl Link {
         self.connections.drain(..).map(|p| p.connection).collect()
     }
 
-    /// Subscribes `inbox` on a connection with a free channel, opening one more
-    /// connection if every one is full.
-    async fn subscribe(
-        &mut self,
-        shared: &Shared,
-        inbox: &Arc<Inbox>,
-    ) -> Result<(Channel, usize), SubscribeError> {
+    /// Keeps a channel for one more agent on a connection with room, opening one more
+    /// connection if every one is full; answers that connection and its index.
+    async fn place(&mut self, shared: &Shared) -> Result<(Arc<Connection>, usize), SubscribeError> {
         let index = match self
             .connections
             .iter()
@@ -155,11 +154,31 @@ impl Link {
             }
         };
         let pooled = &mut self.connections[index];
-        let channel = consumer::subscribe(&shared.config, &pooled.connection, inbox)
-            .await
-            .map_err(SubscribeError::Broker)?;
         pooled.channels += 1;
-        Ok((channel, index))
+        Ok((pooled.connection.clone(), index))
+    }
+
+    /// Gives back the channel kept by [`Link::place`] on connection `index`.
+    fn unplace(&mut self, index: usize) {
+        if let Some(pooled) = self.connections.get_mut(index) {
+            pooled.channels -= 1;
+        }
+    }
+
+    /// Subscribes `inbox` on a connection with a free channel (see [`Link::place`]).
+    async fn subscribe(
+        &mut self,
+        shared: &Shared,
+        inbox: &Arc<Inbox>,
+    ) -> Result<(Channel, usize), SubscribeError> {
+        let (connection, index) = self.place(shared).await?;
+        match consumer::subscribe(&shared.config, &connection, inbox).await {
+            Ok(channel) => Ok((channel, index)),
+            Err(error) => {
+                self.unplace(index);
+                Err(SubscribeError::Broker(error))
+            }
+        }
     }
 
     /// Closes an agent's channel (if any) and frees its place.
@@ -167,9 +186,7 @@ impl Link {
         let Some((channel, index)) = channel else {
             return;
         };
-        if let Some(pooled) = self.connections.get_mut(index) {
-            pooled.channels -= 1;
-        }
+        self.unplace(index);
         let _ = tokio::time::timeout(Duration::from_secs(5), channel.close(200, why.into())).await;
     }
 
@@ -315,6 +332,7 @@ impl AmqpSpace {
                 }],
                 generation: 0,
                 agents: HashMap::new(),
+                joining: HashSet::new(),
             }),
             config,
             unconfirmed: AtomicUsize::new(0),
@@ -392,6 +410,25 @@ impl TransportSpace for AmqpSpace {
                 queue.len()
             ));
         }
+        let lost = || {
+            format!(
+                "cannot add agent '{agent_id}': the connection to the AMQP broker at {} was \
+                 lost; try again",
+                config.broker()
+            )
+        };
+        let cannot_add = |error: SubscribeError| match error {
+            SubscribeError::Broker(error) if consumer::is_duplicate(&error) => format!(
+                "{}: another process consumes its queue {:?} on {}",
+                duplicate_id(agent_id),
+                config.direct_queue(agent_id),
+                config.broker()
+            ),
+            error => format!(
+                "cannot add agent '{agent_id}' on {}: {error}",
+                config.broker()
+            ),
+        };
         runtime().block_on(async {
             // While reconnecting, wait (up to the connect timeout) for the connection.
             let mut connected = self.shared.connection.subscribe();
@@ -406,42 +443,46 @@ impl TransportSpace for AmqpSpace {
                     config.broker()
                 ));
             }
-            let mut link = self.shared.link.lock().await;
-            if link.agents.contains_key(agent_id) {
-                return Err(duplicate_id(agent_id));
-            }
-            if link.connections.is_empty() {
-                return Err(format!(
-                    "cannot add agent '{agent_id}': the connection to the AMQP broker at {} \
-                     was lost; try again",
-                    config.broker()
-                ));
-            }
+            // The lock is held to check the id and keep a channel, not across the broker
+            // round trips: agents attach in parallel.
+            let (connection, index, generation) = {
+                let mut link = self.shared.link.lock().await;
+                if link.agents.contains_key(agent_id) || link.joining.contains(agent_id) {
+                    return Err(duplicate_id(agent_id));
+                }
+                if link.connections.is_empty() {
+                    return Err(lost());
+                }
+                let (connection, index) = link.place(&self.shared).await.map_err(&cannot_add)?;
+                link.joining.insert(agent_id.to_owned());
+                (connection, index, link.generation)
+            };
             let inbox = Arc::new(Inbox::new(
                 agent_id,
                 sink,
                 config,
                 self.cancel_reports.clone(),
             ));
-            let channel =
-                link.subscribe(&self.shared, &inbox)
-                    .await
-                    .map_err(|error| match error {
-                        SubscribeError::Broker(error) if consumer::is_duplicate(&error) => format!(
-                            "{}: another process consumes its queue {:?} on {}",
-                            duplicate_id(agent_id),
-                            config.direct_queue(agent_id),
-                            config.broker()
-                        ),
-                        error => format!(
-                            "cannot add agent '{agent_id}' on {}: {error}",
-                            config.broker()
-                        ),
-                    })?;
-            let channel = Some(channel);
-            link.agents
-                .insert(agent_id.to_owned(), Subscription { inbox, channel });
-            Ok(())
+            let subscribed = consumer::subscribe(config, &connection, &inbox).await;
+            let mut link = self.shared.link.lock().await;
+            link.joining.remove(agent_id);
+            let current = link.generation == generation;
+            match subscribed {
+                Ok(channel) if current => {
+                    let channel = Some((channel, index));
+                    link.agents
+                        .insert(agent_id.to_owned(), Subscription { inbox, channel });
+                    Ok(())
+                }
+                // Reconnected (or closed) meanwhile: that channel's connection is gone.
+                Ok(_) => Err(lost()),
+                Err(error) => {
+                    if current {
+                        link.unplace(index);
+                    }
+                    Err(cannot_add(SubscribeError::Broker(error)))
+                }
+            }
         })
     }
 
