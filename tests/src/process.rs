@@ -149,8 +149,13 @@ impl Screen {
     }
 
     /// Waits (up to [`PATIENCE`]) until the output contains `wanted`; answers it all.
+    /// While the process has shown nothing yet it may still be starting, so the wait is
+    /// then up to [`START_PATIENCE`]: two processes loading ~250 MB of freshly built
+    /// debug plugins beside other tests took up to 12 s to print their first line.
     pub fn wait_for(&self, wanted: &str) -> String {
-        self.wait_for_count(wanted, 1, PATIENCE)
+        let starting = self.0.lock().unwrap().is_empty();
+        let patience = if starting { START_PATIENCE } else { PATIENCE };
+        self.wait_for_count(wanted, 1, patience)
     }
 
     /// Waits (up to `patience`) until the output contains `wanted` `times` times;

@@ -15,10 +15,7 @@ use agency_tests::{
         rabbitmqctl_in_vhost, ready_in_broker,
     },
     plugins_dir,
-    process::{
-        agency, agency_run, config, finish_within, spawn_piped, start, text, Host, Screen,
-        START_PATIENCE,
-    },
+    process::{agency, agency_run, config, finish_within, spawn_piped, start, text, Host, Screen},
     scratch_dir, unique_name, PATIENCE,
 };
 
@@ -110,11 +107,9 @@ fn of_two_processes_started_at_once_with_one_id_exactly_one_wins() {
         let mut losers = 0;
         for (own, host) in &mut hosts {
             // Agents start before the console attaches: once the console has an answer,
-            // the refusal, if any, is on record. Two processes loading freshly built debug
-            // plugins (~150 MB) from a cold cache take ~12 s to get there.
+            // the refusal, if any, is on record.
             host.type_line(&format!("/{own}.value"));
-            host.stdout
-                .wait_for_count(&format!("{own}: 42"), 1, START_PATIENCE);
+            host.stdout.wait_for(&format!("{own}: 42"));
             host.type_line(&format!("/{shared}.value"));
             host.stdout.wait_for(&format!("{shared}: 42"));
             let log = host.stderr.contents();
