@@ -16,7 +16,9 @@ use std::{
 };
 
 pub mod broker;
+pub mod browser;
 pub mod figures;
+pub mod group;
 pub mod page;
 pub mod process;
 pub mod proxy;

@@ -1,20 +1,22 @@
-//! The web page of `agency run --web`, in a real browser: the system's Chromium, headless,
-//! driven over WebDriver by chromedriver (Debian packages `chromium` and
-//! `chromium-driver`; `.ci/run` installs them). The security checks that need no browser
-//! (tokens, origins, CSRF, Host) speak raw HTTP to the real process.
+//! The web page of `agency run --web`, in real browsers: the system's Chromium and Firefox
+//! ESR, headless, driven over WebDriver (the harness is `agency_tests::browser`). The
+//! security checks that need no browser (tokens, origins, CSRF, Host) speak raw HTTP to
+//! the real process.
 //!
 //! Screenshots of each view go to `target/screenshots/` (the README shows one).
 
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use agency_tests::{process::Host, target_dir, PATIENCE};
-use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use agency_tests::{
+    browser::{click_in, send_form, Browser, Kind},
+    group::{command_line, wait_gone},
+    process::Host,
+    PATIENCE,
+};
+use fantoccini::{elements::Element, Locator};
 use serde_json::json;
 
 /// The demo's space (the repository's `agency.toml`).
@@ -30,9 +32,6 @@ fn space() -> String {
 
 /// An id a careless page would run as a script.
 const MARKUP_ID: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
-
-/// How long the browser side waits for something to show.
-const SHOW_PATIENCE: Duration = Duration::from_secs(15);
 
 /// A host serving the page on a free loopback port, and the URL it printed.
 struct Page {
@@ -64,236 +63,6 @@ impl Page {
     }
 }
 
-/// A headless browser under its WebDriver server; dropping it ends both.
-struct Browser {
-    client: Client,
-    driver: Child,
-}
-
-/// Which browser to drive.
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    /// Debian's `chromium`, through `chromedriver` (package `chromium-driver`).
-    Chromium,
-    /// Debian's `firefox-esr`, through `geckodriver` (`cargo install geckodriver`).
-    Firefox,
-}
-
-/// Where `program` is: on `PATH`, or in cargo's `bin` folder.
-fn find_program(program: &str, install: &str) -> PathBuf {
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-        .map(|home| home.join("bin"));
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(cargo_bin)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("{program} is missing: {install} (.ci/run does)"))
-}
-
-impl Browser {
-    async fn open() -> Self {
-        Self::open_kind(Kind::Chromium).await
-    }
-
-    async fn open_kind(kind: Kind) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (driver, capabilities) = match kind {
-            Kind::Chromium => {
-                let install = "apt-get install -y chromium chromium-driver";
-                let browser = find_program("chromium", install);
-                let driver = find_program("chromedriver", install);
-                let profile = agency_tests::scratch_dir("chromium-profile");
-                let capabilities = json!({"goog:chromeOptions": {
-                    "binary": browser,
-                    "args": [
-                        "--headless=new", "--no-sandbox", "--disable-gpu",
-                        "--disable-dev-shm-usage", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--no-first-run",
-                        "--window-size=1280,800",
-                        format!("--user-data-dir={}", profile.display()),
-                    ]
-                }});
-                let mut command = Command::new(driver);
-                command.arg(format!("--port={port}"));
-                (command, capabilities)
-            }
-            Kind::Firefox => {
-                let browser = find_program("firefox-esr", "apt-get install -y firefox-esr");
-                let driver = find_program("geckodriver", "cargo install geckodriver --locked");
-                let capabilities = json!({"moz:firefoxOptions": {
-                    "binary": browser,
-                    "args": ["-headless", "-width", "1280", "-height", "800"],
-                    "prefs": {
-                        "app.update.auto": false,
-                        "browser.shell.checkDefaultBrowser": false,
-                        "network.captive-portal-service.enabled": false,
-                        "network.connectivity-service.enabled": false,
-                        "datareporting.policy.dataSubmissionEnabled": false,
-                    }
-                }});
-                let mut command = Command::new(driver);
-                command.args(["--port", &port.to_string()]);
-                (command, capabilities)
-            }
-        };
-        let mut driver = driver;
-        let driver = driver
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the WebDriver server starts");
-        let deadline = Instant::now() + SHOW_PATIENCE;
-        let client = loop {
-            let connected =
-                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                    .capabilities(capabilities.as_object().unwrap().clone())
-                    .connect(&format!("http://127.0.0.1:{port}"))
-                    .await;
-            match connected {
-                Ok(client) => break client,
-                Err(error) if Instant::now() < deadline => {
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("the WebDriver server did not start the browser: {error}"),
-            }
-        };
-        Self { client, driver }
-    }
-
-    /// The first element `css` matches whose text contains `wanted`, waiting for it.
-    async fn find_text(&self, css: &str, wanted: &str) -> Element {
-        let deadline = Instant::now() + SHOW_PATIENCE;
-        let mut seen = Vec::new();
-        loop {
-            seen.clear();
-            for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
-                let text = element.text().await.unwrap_or_default();
-                if text.contains(wanted) {
-                    return element;
-                }
-                seen.push(text);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {css} with {wanted:?} within {SHOW_PATIENCE:?}; saw {seen:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Clicks the tab named `view`.
-    async fn tab(&self, view: &str) {
-        self.click_id(&format!("tab-{view}")).await;
-    }
-
-    /// Shows the traffic view and waits until the host says it is live: every message
-    /// sent from then on reaches it.
-    async fn show_traffic(&self) {
-        self.eval("document.getElementById('traffic-counts').dataset.live = 'asked'")
-            .await;
-        self.tab("traffic").await;
-        self.find_text("#traffic-counts[data-live=true]", "").await;
-    }
-
-    /// Clicks the element with id `id`.
-    async fn click_id(&self, id: &str) {
-        self.click(Locator::Id(id)).await;
-    }
-
-    /// Clicks the element `locator` finds.
-    async fn click(&self, locator: Locator<'_>) {
-        self.client
-            .find(locator)
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-    }
-
-    /// Sends a chat line, then waits for an element `css` whose text contains `wanted`.
-    async fn say_and_see(&self, line: &str, css: &str, wanted: &str) -> Element {
-        self.say(line).await;
-        self.find_text(css, wanted).await
-    }
-
-    /// Types a chat line and sends it.
-    async fn say(&self, line: &str) {
-        let input = self.client.find(Locator::Id("chat-input")).await.unwrap();
-        input.send_keys(line).await.unwrap();
-        self.click(Locator::Css("#chat-form button[type=submit]"))
-            .await;
-    }
-
-    /// Saves a screenshot as `target/screenshots/NAME.png`.
-    async fn screenshot(&self, name: &str) -> PathBuf {
-        let dir = target_dir().join("screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, self.client.screenshot().await.unwrap()).unwrap();
-        path
-    }
-
-    /// Waits until the permission dialog has closed (it shows the outcome for a moment).
-    async fn dialog_closed(&self) {
-        let deadline = Instant::now() + SHOW_PATIENCE;
-        while self
-            .eval("return document.getElementById('permission').open")
-            .await
-            != json!(false)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the permission dialog stays open"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn eval(&self, script: &str) -> serde_json::Value {
-        self.client.execute(script, vec![]).await.unwrap()
-    }
-}
-
-/// Clicks the element `css` finds inside `element`.
-async fn click_in(element: &Element, css: &str) {
-    element
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-/// Opens `action`'s form on an agent's card, fills its plain inputs and sends it.
-async fn send_form(card: &Element, action: &str, values: &[(&str, &str)]) {
-    let form = card
-        .find(Locator::Css(&format!("details[data-action={action}]")))
-        .await
-        .unwrap();
-    click_in(&form, "summary").await;
-    for (arg, value) in values {
-        form.find(Locator::Css(&format!(".field[data-arg={arg}] input")))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
-    }
-    click_in(&form, "button[type=submit]").await;
-}
-
 /// Sends `/Calculator.divide a:1 b:0` in the chat and sees the error.
 async fn divide_by_zero(browser: &Browser) {
     browser.tab("chat").await;
@@ -318,13 +87,6 @@ async fn add_one_and_two(browser: &Browser, calculator: &str) -> Element {
         .await;
     assert_eq!(result.text().await.unwrap().trim(), "3");
     card
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,6 +243,7 @@ async fn a_person_uses_the_space_from_the_page() {
     browser
         .find_text("#chat-log .reply", "console decides")
         .await;
+    browser.close().await;
     // The console's one failed line: the message to nobody.
     let output = host.finish_with_code(1);
     assert!(
@@ -534,6 +297,7 @@ async fn on_amqp_the_page_finds_and_uses_agents_of_other_hosts() {
     near.stdout.wait_for("FarCalculator: 42");
     let row = browser.find_text("#traffic-rows tr.row", "multiply").await;
     assert!(row.text().await.unwrap().contains("near-console"));
+    browser.close().await;
     near.finish();
     far.finish();
 }
@@ -609,6 +373,7 @@ async fn forms_follow_the_json_schema_of_each_argument() {
         .await
         .unwrap();
     assert_eq!(forbidden.text().await.unwrap(), "denied");
+    browser.close().await;
     page.host.finish();
 }
 
@@ -647,6 +412,7 @@ async fn remote_text_is_shown_as_text_never_run() {
         json!(0)
     );
     browser.screenshot("markup-as-text").await;
+    browser.close().await;
     page.host.finish();
 }
 
@@ -809,5 +575,51 @@ async fn the_page_works_in_firefox() {
     host.type_line("/Calculator.multiply a:6 b:7");
     browser.find_text("#traffic-rows tr.row", "multiply").await;
     browser.screenshot("firefox-traffic").await;
+    browser.close().await;
     host.finish();
+}
+
+/// The processes of `browser`'s group, after checking that the browser itself and its
+/// helpers are among them (so that "all of them gone" means the browser is gone).
+fn browser_processes(browser: &Browser, kind: Kind) -> Vec<u32> {
+    let processes = browser.processes();
+    let program = match kind {
+        Kind::Chromium => "chromium",
+        Kind::Firefox => "firefox",
+    };
+    let lines: Vec<String> = processes.iter().map(|pid| command_line(*pid)).collect();
+    let browsers = lines.iter().filter(|line| line.contains(program)).count();
+    assert!(
+        browsers >= 2,
+        "{kind:?}: the browser and its helpers are in the WebDriver server's group: {lines:#?}"
+    );
+    processes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_browser_process_outlives_its_test_even_one_that_panics() {
+    for kind in [Kind::Chromium, Kind::Firefox] {
+        // A test that ends: it closes its browser.
+        let browser = Browser::open_kind(kind).await;
+        let processes = browser_processes(&browser, kind);
+        browser.close().await;
+        let left = wait_gone(&processes, PATIENCE);
+        assert!(left.is_empty(), "{kind:?} after close: {left:?} still run");
+
+        // A test that fails halfway: its browser is dropped while the panic unwinds.
+        let (opened, processes) = tokio::sync::oneshot::channel();
+        let failed = tokio::spawn(async move {
+            let browser = Browser::open_kind(kind).await;
+            opened.send(browser_processes(&browser, kind)).unwrap();
+            panic!("a web test fails halfway (this panic is part of the test)");
+        })
+        .await;
+        assert!(failed.unwrap_err().is_panic());
+        let processes = processes.await.unwrap();
+        let left = wait_gone(&processes, PATIENCE);
+        assert!(
+            left.is_empty(),
+            "{kind:?} after a panic: {left:?} still run"
+        );
+    }
 }
