@@ -19,6 +19,7 @@ pub mod broker;
 pub mod browser;
 pub mod figures;
 pub mod group;
+pub mod models;
 pub mod page;
 pub mod process;
 pub mod proxy;
