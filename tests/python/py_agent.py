@@ -5,7 +5,8 @@ runs until its standard input closes. Its actions (Python Agency replies with
 `respond_with`; it drops return values):
 - shout(text): answers `text` in capitals;
 - ask(to): requests action `value` from agent `to` (a Rust agent) and answers the value;
-- send_nowhere(to): sends a message to `to` (an id no agent holds) and answers "sent".
+- send_nowhere(to): sends a message to `to` (an id no agent holds) and answers "sent";
+- chat(to, content): says `content` to agent `to` (ChattyAI) and answers its reply.
 """
 
 import sys
@@ -23,6 +24,11 @@ class PyAgent(Agent):
     def send_nowhere(self, to: str):
         self.send({"to": to, "action": {"name": "say", "args": {"content": "anyone?"}}})
         self.respond_with("sent")
+
+    @action
+    def chat(self, to: str, content: str):
+        message = {"to": to, "action": {"name": "say", "args": {"content": content}}}
+        self.respond_with(self.request(message, timeout=120))
 
     @action
     def ask(self, to: str):

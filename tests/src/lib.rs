@@ -38,6 +38,7 @@ const PLUGIN_PACKAGES: &[&str] = &[
     "agency-plugin-calculator",
     "agency-plugin-chat",
     "agency-plugin-host",
+    "agency-plugin-chatty-ai",
 ];
 
 /// How long tests wait for something that should happen at once.

@@ -27,3 +27,15 @@ pub fn smollm2() -> &'static Path {
         PathBuf::from(path)
     })
 }
+
+/// The demo's `agency.toml` with its model path made absolute (the tests run in another
+/// folder), the model fetched.
+pub fn demo_config() -> String {
+    const RELATIVE: &str = "target/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    let demo = include_str!("../../agency.toml");
+    assert!(
+        demo.contains(RELATIVE),
+        "the demo's ChattyAI uses {RELATIVE}"
+    );
+    demo.replace(RELATIVE, smollm2().to_str().expect("a UTF-8 path"))
+}

@@ -179,10 +179,20 @@ impl Screen {
 
 /// The resident memory of process `pid`, in KiB (Linux: `VmRSS` in `/proc/PID/status`).
 pub fn resident_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The process's resident anonymous memory (its heap: no mapped files), in KiB (Linux).
+pub fn anonymous_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+/// A figure in KiB from `/proc/PID/status`.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -244,6 +254,11 @@ impl Host {
     /// The process's resident memory, in KiB (Linux).
     pub fn resident_kib(&self) -> u64 {
         resident_kib(self.child.id()).expect("the host process is running (VmRSS)")
+    }
+
+    /// The process's resident anonymous memory (no mapped files), in KiB (Linux).
+    pub fn anonymous_kib(&self) -> u64 {
+        anonymous_kib(self.child.id()).expect("the host process is running (RssAnon)")
     }
 
     /// Types one line at the console.

@@ -19,15 +19,12 @@ use agency_tests::{
 use fantoccini::{elements::Element, Locator};
 use serde_json::json;
 
-/// The demo's space (the repository's `agency.toml`).
-const DEMO: &str = include_str!("../../agency.toml");
-
 /// A test agent with every kind of argument, added to the demo's.
 const FORMS: &str = "\n[[agents]]\ntype = \"Receiver\"\nid = \"Forms\"\n";
 
-/// The demo's agents and `Forms`.
+/// The demo's agents (the repository's `agency.toml`) and `Forms`.
 fn space() -> String {
-    format!("{DEMO}{FORMS}")
+    format!("{}{FORMS}", agency_tests::models::demo_config())
 }
 
 /// An id a careless page would run as a script.

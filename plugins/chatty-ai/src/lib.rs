@@ -44,7 +44,7 @@ pub enum LoadError {
     #[error("{0} is not a regular file")]
     NotAFile(PathBuf),
     /// Not a GGUF file.
-    #[error("not a GGUF model file ({0})")]
+    #[error("not a GGUF model file: {0}")]
     NotGguf(String),
     /// A model of an architecture this agent cannot run.
     #[error(
@@ -83,7 +83,7 @@ pub enum GenerateError {
     Template(String),
     /// The model's arithmetic failed.
     #[error("model: {0}")]
-    Model(#[from] candle_core::Error),
+    Model(String),
 }
 
 /// How many senders' conversations an agent keeps; the one spoken to least recently goes.

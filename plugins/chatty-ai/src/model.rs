@@ -72,7 +72,7 @@ impl Model {
         let mut file =
             BufReader::new(File::open(path).map_err(|e| LoadError::Io(path.to_owned(), e))?);
         let content =
-            Content::read(&mut file).map_err(|error| LoadError::NotGguf(error.to_string()))?;
+            Content::read(&mut file).map_err(|error| LoadError::NotGguf(candle_text(&error)))?;
         let text = |key: &str| {
             content
                 .metadata
@@ -116,7 +116,7 @@ impl Model {
         let weights =
             std::panic::catch_unwind(AssertUnwindSafe(|| Weights::read(&content, &mut file)))
                 .map_err(|_| LoadError::Weights("the weights do not fit the architecture".into()))?
-                .map_err(|error| LoadError::Weights(error.to_string()))?;
+                .map_err(|error| LoadError::Weights(candle_text(&error)))?;
         if weights.vocabulary() < tokenizer.get_vocab_size(true) {
             return Err(LoadError::Weights(
                 "the tokenizer has more tokens than the weights".into(),
@@ -234,6 +234,20 @@ impl Session {
 
     /// Feeds `tokens` after those fed so far; answers the next token's logits.
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, GenerateError> {
-        Ok(self.model.weights.forward(&mut self.cache, tokens)?)
+        self.model
+            .weights
+            .forward(&mut self.cache, tokens)
+            .map_err(|error| GenerateError::Model(candle_text(&error)))
     }
+}
+
+/// A candle error's message, without the backtrace candle appends to it when
+/// `RUST_BACKTRACE` is set: an error shown to a user is one line.
+pub(crate) fn candle_text(error: &candle_core::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned()
 }

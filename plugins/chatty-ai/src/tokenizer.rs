@@ -13,7 +13,7 @@ use tokenizers::{
     Tokenizer,
 };
 
-use crate::LoadError;
+use crate::{model::candle_text, LoadError};
 
 /// The pre-tokenizer tags whose ids are checked against llama.cpp's.
 pub const SUPPORTED_PRE: &[&str] = &["smollm"];
@@ -35,7 +35,7 @@ pub fn from_gguf(content: &Content) -> Result<Tokenizer, LoadError> {
     }
     let pre = text("tokenizer.ggml.pre").unwrap_or_default();
     let mut tokenizer =
-        Tokenizer::from_gguf(content).map_err(|error| LoadError::Tokenizer(error.to_string()))?;
+        Tokenizer::from_gguf(content).map_err(|error| LoadError::Tokenizer(candle_text(&error)))?;
     match pre.as_str() {
         "smollm" => {
             tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
