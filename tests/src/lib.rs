@@ -17,6 +17,7 @@ use std::{
 
 pub mod broker;
 pub mod browser;
+pub mod chat_server;
 pub mod figures;
 pub mod group;
 pub mod models;
@@ -39,6 +40,7 @@ const PLUGIN_PACKAGES: &[&str] = &[
     "agency-plugin-chat",
     "agency-plugin-host",
     "agency-plugin-chatty-ai",
+    "agency-plugin-assistant",
 ];
 
 /// How long tests wait for something that should happen at once.
