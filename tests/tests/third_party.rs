@@ -224,6 +224,48 @@ fn bad_plugin_files_are_refused_one_line_each_and_the_good_ones_work() {
     }
 }
 
+/// `plugins check` on the AI agents' libraries, ordinary third-party plugins.
+#[test]
+fn plugins_check_describes_the_ai_agents() {
+    let cases = [
+        (
+            "agency_plugin_chatty_ai",
+            [
+                "  agent type ChattyAI: ",
+                "    say(content: string) -> string [permitted]",
+                "    reset() -> number [permitted]",
+            ],
+        ),
+        (
+            "agency_plugin_assistant",
+            [
+                "  agent type Assistant: ",
+                "    say(content: string) -> string [permitted]",
+                "    tools() -> array [permitted]",
+            ],
+        ),
+    ];
+    for (library, expected) in cases {
+        let output = agency(&["plugins", "check"])
+            .arg(plugins_dir().join(library_name(library)))
+            .output()
+            .unwrap();
+        let stdout = text(&output.stdout);
+        assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+        assert_lines_start(&stdout, &expected);
+    }
+}
+
+/// Asserts that a line of `output` starts with each of `expected`.
+fn assert_lines_start(output: &str, expected: &[&str]) {
+    for wanted in expected {
+        assert!(
+            output.lines().any(|line| line.starts_with(wanted)),
+            "no line starting {wanted:?} in:\n{output}"
+        );
+    }
+}
+
 /// `plugins check` on a good file: kind, name, versions, types, actions and schemas.
 #[test]
 fn plugins_check_describes_a_good_plugin() {

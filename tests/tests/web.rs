@@ -12,6 +12,7 @@ use std::{
 
 use agency_tests::{
     browser::{click_in, send_form, Browser, Kind},
+    chat_server::{ChatServer, Step},
     group::{command_line, wait_gone},
     process::Host,
     PATIENCE,
@@ -619,4 +620,54 @@ async fn no_browser_process_outlives_its_test_even_one_that_panics() {
             "{kind:?} after a panic: {left:?} still run"
         );
     }
+}
+
+/// The Assistant's tool calls are requests like any other on the page: they show in the
+/// traffic view, and one that needs permission asks the page, which refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assistants_tool_calls_show_on_the_page_and_ask_it_for_permission() {
+    let server = ChatServer::start(
+        None,
+        vec![
+            Step::calls(&[("c1", "Calculator__multiply", json!({"a": 6, "b": 7}))]),
+            Step::calls(&[("c2", "Host__read_file", json!({"path": "/etc/hostname"}))]),
+            Step::text("Six times seven is 42; the file I may not read."),
+        ],
+    );
+    let config = format!(
+        "transport = \"local\"\nconsole_id = \"User\"\n\n[[agents]]\ntype = \"Calculator\"\nid = \"Calculator\"\n\n\
+         [[agents]]\ntype = \"Host\"\nid = \"Host\"\n\n[[agents]]\ntype = \"Assistant\"\nid = \"Assistant\"\n\
+         args = {{ endpoint = \"{}\", model = \"scripted-model\" }}\n",
+        server.endpoint()
+    );
+    let page = Page::start(&config);
+    let browser = Browser::open().await;
+    browser.client.goto(&page.url).await.unwrap();
+    browser.find_text("#status", "connected").await;
+    // The traffic view is live only while shown: the console asks, the page watches.
+    browser.show_traffic().await;
+    let mut host = page.host;
+    host.type_line(
+        r#"/Assistant.say content:"What is six times seven, and what is in /etc/hostname?""#,
+    );
+    browser.find_text("#permission", "read_file").await;
+    let from = browser.client.find(Locator::Id("q-from")).await.unwrap();
+    assert_eq!(from.text().await.unwrap(), "Assistant");
+    browser.click_id("refuse").await;
+    host.stdout
+        .wait_for("Assistant: Six times seven is 42; the file I may not read.");
+    let row = browser.find_text("#traffic-rows tr.row", "multiply").await;
+    assert!(row.text().await.unwrap().contains("Assistant"));
+    let refused = browser.find_text("#traffic-rows tr.row", "[error]").await;
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("Host Assistant [error]"));
+    assert!(refused.text().await.unwrap().contains("read_file"));
+    browser.dialog_closed().await;
+    browser.screenshot("assistant-traffic").await;
+    assert_eq!(server.problems(), Vec::<String>::new());
+    browser.close().await;
+    host.finish();
 }
