@@ -8,17 +8,19 @@ use std::time::{Duration, Instant};
 use agency_runtime::{AgentSpec, Foreground, Space};
 use agency_tests::{
     action,
+    broker::host_config,
     chat_server::{ChatServer, Step},
     driver, open_space, plugins_dir,
     process::{agency_run, config, Host},
-    PATIENCE,
+    python, unique_name, PATIENCE,
 };
 use serde_json::{json, Value};
 
-/// A space with `agents` (`(type, id)`) and an Assistant on `server`, with `args` besides
-/// the endpoint and model; answers it once the Assistant knows `tools` tools.
+/// A space with `agents` (`(type, id)`) and an Assistant on `endpoint` (model
+/// `scripted-model`), with `args` besides (which may name another model); answers it once
+/// the Assistant knows `tools` tools.
 fn space(
-    server: &ChatServer,
+    endpoint: &str,
     agents: &[(&str, &str)],
     args: Value,
     tools: usize,
@@ -27,7 +29,7 @@ fn space(
     for (kind, id) in agents {
         space.add(&AgentSpec::new(kind, id)).unwrap();
     }
-    let mut all = json!({"endpoint": server.endpoint(), "model": "scripted-model"});
+    let mut all = json!({"endpoint": endpoint, "model": "scripted-model"});
     all.as_object_mut()
         .unwrap()
         .extend(args.as_object().unwrap().clone());
@@ -88,7 +90,12 @@ fn a_question_answered_with_one_tool_call() {
             Step::text("2 + 3 = 5"),
         ],
     );
-    let (space, user) = space(&server, &[("Calculator", "Calculator")], json!({}), 5);
+    let (space, user) = space(
+        &server.endpoint(),
+        &[("Calculator", "Calculator")],
+        json!({}),
+        5,
+    );
     assert_eq!(say(&user, "What is 2 + 3?").unwrap(), "2 + 3 = 5");
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
@@ -124,7 +131,7 @@ fn two_calls_in_one_turn_and_a_chain_across_two_agents() {
     );
     let agents = [("Calculator", "Calculator"), ("Receiver", "Receiver")];
     let (space, user) = space(
-        &server,
+        &server.endpoint(),
         &agents,
         json!({"tools": ["Calculator.*", "Receiver.value"]}),
         6,
@@ -166,7 +173,7 @@ fn errors_refusals_and_unknown_tools_go_back_to_the_model_as_text() {
         ],
     );
     let agents = [("Calculator", "Calculator"), ("Host", "Host")];
-    let (space, user) = space(&server, &agents, json!({}), 9);
+    let (space, user) = space(&server.endpoint(), &agents, json!({}), 9);
     assert_eq!(say(&user, "Try things.").unwrap(), "None of that worked.");
     let results = tool_results(&server, 1);
     assert!(
@@ -194,7 +201,7 @@ fn max_turns_stops_a_model_that_never_answers() {
         ],
     );
     let (space, user) = space(
-        &server,
+        &server.endpoint(),
         &[("Calculator", "Calculator")],
         json!({"max_turns": 2}),
         5,
@@ -222,7 +229,12 @@ fn servers_that_bend_the_api_retry_or_fail_are_handled() {
             Step::Fail(400, r#"{"error": {"message": "no such model"}}"#),
         ],
     );
-    let (space, user) = space(&server, &[("Calculator", "Calculator")], json!({}), 5);
+    let (space, user) = space(
+        &server.endpoint(),
+        &[("Calculator", "Calculator")],
+        json!({}),
+        5,
+    );
     assert_eq!(say(&user, "one").unwrap(), "first answer");
     let error = say(&user, "two").unwrap_err();
     assert_eq!(error.kind(), "ApiError");
@@ -316,4 +328,105 @@ fn in_a_host_the_key_stays_secret_and_the_console_decides_permissions() {
         "the key was shown"
     );
     assert!(!stderr.is_empty(), "trace logging was on");
+}
+
+/// On amqp, a Python Agency agent's action is a tool like any other: the Assistant learns
+/// it from the Python agent's `help` answer and calls it.
+#[test]
+fn a_python_agency_agents_action_is_a_tool() {
+    let exchange = unique_name("agency-test-assistant");
+    let py = format!("py-{exchange}");
+    let (mut python, python_err) = python::start_agent(&exchange, &py);
+    let tool = format!("{py}__shout");
+    let server = ChatServer::start(
+        None,
+        vec![
+            Step::calls(&[("c1", &tool, json!({"text": "hello from the model"}))]),
+            Step::text("It shouted back."),
+        ],
+    );
+    let config = format!(
+        "{}[[agents]]\ntype = \"Assistant\"\nid = \"Assistant\"\n\
+         args = {{ endpoint = \"{}\", model = \"scripted-model\" }}\n",
+        host_config(&exchange, "console", &[]),
+        server.endpoint()
+    );
+    let mut host = Host::start(&config, &[]);
+    host.wait_until_started();
+    // The Python agent's help answer comes over the broker: ask until it is learnt.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for asked in 1.. {
+        host.type_line("/Assistant.tools");
+        let screen = host.stdout.wait_for_count("Assistant: ", asked, PATIENCE);
+        if screen.contains(&format!("{py}.shout")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Python agent's actions were never learnt"
+        );
+        host.type_line("/Assistant.learn");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    host.type_line("/Assistant.say content:\"Shout something.\"");
+    host.stdout.wait_for("Assistant: It shouted back.");
+    assert_eq!(
+        tool_results(&server, 1),
+        [("c1".into(), "HELLO FROM THE MODEL".into())]
+    );
+    let tools = &server.requests()[0]["tools"];
+    let shout = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == tool.as_str())
+        .expect("the Python action is a tool");
+    assert_eq!(
+        shout["function"]["parameters"]["properties"]["text"]["type"], "string",
+        "{shout}"
+    );
+    assert_followed_the_api(&server);
+    drop(python.stdin.take());
+    let status = python.wait().unwrap();
+    assert!(status.success(), "{}", python_err.contents());
+    host.finish();
+}
+
+/// Against a real OpenAI-compatible server, when `AGENCY_TEST_OPENAI_URL` names one (with
+/// `AGENCY_TEST_OPENAI_MODEL`, and `AGENCY_TEST_OPENAI_KEY` if it takes a key): the
+/// Calculator offered as tools, a question, an answer within `max_turns`. With a model
+/// that calls tools, set `AGENCY_TEST_OPENAI_TOOLS=1` and the sum must be computed by the
+/// Calculator. Without the variable this test does nothing (no provider is reachable from
+/// the test machines) and says so.
+#[test]
+fn a_real_endpoint_when_one_is_given() {
+    let Ok(endpoint) = std::env::var("AGENCY_TEST_OPENAI_URL") else {
+        eprintln!("not run: AGENCY_TEST_OPENAI_URL names no OpenAI-compatible endpoint");
+        return;
+    };
+    let model = std::env::var("AGENCY_TEST_OPENAI_MODEL").unwrap_or_else(|_| "default".into());
+    let mut args = json!({
+        "model": model, "max_turns": 4, "timeout_secs": 120,
+        "system": "You are a calculator's front end. Use the tools for arithmetic.",
+    });
+    if std::env::var_os("AGENCY_TEST_OPENAI_KEY").is_some() {
+        args["api_key_env"] = "AGENCY_TEST_OPENAI_KEY".into();
+    }
+    let (space, user) = space(&endpoint, &[("Calculator", "Calculator")], args, 5);
+    let answer = user
+        .request(
+            action(
+                "Assistant",
+                "say",
+                json!({"content": "What is 1234 + 4321?"}),
+            ),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    println!("the model answered: {answer}");
+    let answer = answer.as_str().expect("a text answer");
+    if std::env::var_os("AGENCY_TEST_OPENAI_TOOLS").is_some() {
+        assert!(answer.replace(',', "").contains("5555"), "{answer}");
+    }
+    space.destroy();
 }

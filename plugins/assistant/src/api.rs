@@ -70,9 +70,11 @@ pub struct Reply {
 
 impl Reply {
     /// The answer as an assistant message of the conversation, in the API's own form
-    /// (arguments as JSON text, every call with its id).
+    /// (arguments as JSON text, every call with its id). No text is `""`, not `null`:
+    /// llama.cpp's Python server refuses `null` there, and none refuses `""`.
     pub fn message(&self) -> Value {
-        let mut message = json!({"role": "assistant", "content": self.content});
+        let text = self.content.clone().unwrap_or_default();
+        let mut message = json!({"role": "assistant", "content": text});
         if !self.calls.is_empty() {
             message["tool_calls"] = self
                 .calls
@@ -310,6 +312,8 @@ mod tests {
             reply.message()["tool_calls"][0]["function"]["arguments"],
             "{\"a\":1}"
         );
+        // No text goes back as "" (llama.cpp's Python server refuses null).
+        assert_eq!(reply.message()["content"], "");
         let bad_args = completion(json!({"content": null, "tool_calls": [
             {"id": "x", "function": {"name": "f", "arguments": "{not json"}}]}));
         assert_eq!(

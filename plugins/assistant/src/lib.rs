@@ -192,9 +192,12 @@ impl Assistant {
 
     /// Asks every agent for its actions again (broadcast `help`); the answers teach it
     /// the tools of agents that joined since.
+    ///
+    /// Returns: what it did (the answers come in after; `tools` lists what is learnt)
     #[action]
-    fn learn(&mut self, ctx: &Context) {
+    fn learn(&mut self, ctx: &Context) -> &'static str {
         ask_for_help(ctx);
+        "asked every agent for its actions"
     }
 
     /// The tools it knows, as `Agent.action`.
