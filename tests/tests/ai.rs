@@ -27,6 +27,17 @@ fn chatty(id: &str, max_new_tokens: u32) -> AgentSpec {
     AgentSpec::new("ChattyAI", id).with_args(chatty_args(max_new_tokens))
 }
 
+/// A local space with a ChattyAI writing up to 200 tokens, a Calculator and a user.
+fn chatty_beside_a_calculator() -> (agency_runtime::Space, agency_runtime::Foreground) {
+    let space = open_space("local");
+    space.add(&chatty("Chatty", 200)).unwrap();
+    space
+        .add(&AgentSpec::new("Calculator", "Calculator"))
+        .unwrap();
+    let user = driver(&space, "user");
+    (space, user)
+}
+
 fn say(content: &str) -> Value {
     json!({"content": content})
 }
@@ -73,12 +84,7 @@ fn chatty_answers_and_keeps_a_conversation_per_sender(transport: &str) {
 
 #[test]
 fn a_long_answer_never_holds_up_the_space() {
-    let space = open_space("local");
-    space.add(&chatty("Chatty", 200)).unwrap();
-    space
-        .add(&AgentSpec::new("Calculator", "Calculator"))
-        .unwrap();
-    let user = driver(&space, "user");
+    let (space, user) = chatty_beside_a_calculator();
     let story = user
         .send(action("Chatty", "say", say(LONG_PROMPT)))
         .unwrap();
@@ -108,12 +114,7 @@ fn a_long_answer_never_holds_up_the_space() {
 
 #[test]
 fn a_request_that_outlives_its_timeout_fails_and_chatty_can_be_removed_mid_answer() {
-    let space = open_space("local");
-    space.add(&chatty("Chatty", 200)).unwrap();
-    space
-        .add(&AgentSpec::new("Calculator", "Calculator"))
-        .unwrap();
-    let user = driver(&space, "user");
+    let (space, user) = chatty_beside_a_calculator();
     let error = user
         .request(
             action("Chatty", "say", say(LONG_PROMPT)),

@@ -73,13 +73,7 @@ impl Model {
             BufReader::new(File::open(path).map_err(|e| LoadError::Io(path.to_owned(), e))?);
         let content =
             Content::read(&mut file).map_err(|error| LoadError::NotGguf(candle_text(&error)))?;
-        let text = |key: &str| {
-            content
-                .metadata
-                .get(key)
-                .and_then(|value| value.to_string().ok())
-                .cloned()
-        };
+        let text = |key: &str| tokenizer::metadata_text(&content, key);
         let architecture = text("general.architecture").unwrap_or_default();
         if !ARCHITECTURES.contains(&architecture.as_str()) {
             return Err(LoadError::Architecture(architecture));

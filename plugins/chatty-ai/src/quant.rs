@@ -261,6 +261,11 @@ fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { x86::dot_q4_1(w, x) };
     }
+    scalar_q4_1(w, x)
+}
+
+/// The Q4_1 dot product on any CPU (and the AVX2 kernel's reference in the tests).
+fn scalar_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     w.iter()
         .zip(x)
         .map(|(w, x)| {
@@ -281,6 +286,11 @@ fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { x86::dot_q8_0(w, x) };
     }
+    scalar_q8_0(w, x)
+}
+
+/// The Q8_0 dot product on any CPU (and the AVX2 kernel's reference in the tests).
+fn scalar_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     w.iter()
         .zip(x)
         .map(|(w, x)| {
@@ -390,21 +400,6 @@ mod tests {
         Matrix::Q4_1 { rows, cols, blocks }
     }
 
-    fn scalar_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
-        w.iter()
-            .zip(x)
-            .map(|(w, x)| {
-                let sum: i32 = (0..16)
-                    .map(|j| {
-                        (w.qs[j] & 0x0F) as i32 * x.qs[j] as i32
-                            + (w.qs[j] >> 4) as i32 * x.qs[j + 16] as i32
-                    })
-                    .sum();
-                sum as f32 * w.d * x.d + w.m * x.s
-            })
-            .sum()
-    }
-
     #[test]
     fn quantized_products_are_near_the_exact_ones_and_kernels_agree() {
         let (rows, cols) = (130, 256);
@@ -453,18 +448,7 @@ mod tests {
         };
         let acts: Vec<_> = x.chunks_exact(BLOCK).map(quantize_q8_0).collect();
         for (r, got) in out.iter().enumerate() {
-            let scalar: f32 = blocks[r * cols / BLOCK..(r + 1) * cols / BLOCK]
-                .iter()
-                .zip(&acts)
-                .map(|(w, a)| {
-                    let sum: i32 =
-                        w.qs.iter()
-                            .zip(&a.qs)
-                            .map(|(p, q)| *p as i32 * *q as i32)
-                            .sum();
-                    sum as f32 * w.d * a.d
-                })
-                .sum();
+            let scalar = scalar_q8_0(&blocks[r * cols / BLOCK..(r + 1) * cols / BLOCK], &acts);
             assert!(
                 (got - scalar).abs() <= 1e-4 * (1.0 + scalar.abs()),
                 "{got} vs {scalar}"

@@ -18,15 +18,18 @@ use crate::{model::candle_text, LoadError};
 /// The pre-tokenizer tags whose ids are checked against llama.cpp's.
 pub const SUPPORTED_PRE: &[&str] = &["smollm"];
 
+/// The text of metadata entry `key`, if the file has one.
+pub fn metadata_text(content: &Content, key: &str) -> Option<String> {
+    content
+        .metadata
+        .get(key)
+        .and_then(|value| value.to_string().ok())
+        .cloned()
+}
+
 /// The file's tokenizer, or why it cannot be used.
 pub fn from_gguf(content: &Content) -> Result<Tokenizer, LoadError> {
-    let text = |key: &str| {
-        content
-            .metadata
-            .get(key)
-            .and_then(|value| value.to_string().ok())
-            .cloned()
-    };
+    let text = |key: &str| metadata_text(content, key);
     let kind = text("tokenizer.ggml.model").unwrap_or_default();
     if kind != "gpt2" {
         return Err(LoadError::Tokenizer(format!(
