@@ -158,6 +158,36 @@ fn two_calls_in_one_turn_and_a_chain_across_two_agents() {
     space.destroy();
 }
 
+/// The calls of one model answer run at once: `Parallel.meet(2)` answers `true` only
+/// when both calls are inside it together (one after the other, the first would wait
+/// for the second until the tool timeout).
+#[test]
+fn the_calls_of_one_answer_run_at_once() {
+    let server = ChatServer::start(
+        None,
+        vec![
+            Step::calls(&[
+                ("c1", "Parallel__meet", json!({"n": 2})),
+                ("c2", "Parallel__meet", json!({"n": 2})),
+            ]),
+            Step::text("they met"),
+        ],
+    );
+    let (space, user) = space(
+        &server.endpoint(),
+        &[("Parallel", "Parallel")],
+        json!({"tools": ["Parallel.meet"], "timeout_secs": 5}),
+        1,
+    );
+    assert_eq!(say(&user, "Meet.").unwrap(), "they met");
+    assert_eq!(
+        tool_results(&server, 1),
+        [("c1".into(), "true".into()), ("c2".into(), "true".into())]
+    );
+    assert_followed_the_api(&server);
+    space.destroy();
+}
+
 #[test]
 fn errors_refusals_and_unknown_tools_go_back_to_the_model_as_text() {
     let server = ChatServer::start(

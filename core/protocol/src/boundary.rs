@@ -21,12 +21,35 @@ pub trait HostLink: Send + Sync {
     /// Sends a message and waits up to `timeout_secs` (any `f64`: the host checks it) for
     /// the value of its `[response]`; an `[error]` reply or the timeout is an error.
     fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError>;
+    /// Sends every message at once, then waits up to `timeout_secs` in all for their
+    /// replies; answers each one's outcome as [`HostLink::request`] would, in order.
+    ///
+    /// The default makes the requests one after the other (a host from before this call).
+    fn request_all(
+        &self,
+        messages: Vec<Value>,
+        timeout_secs: f64,
+    ) -> Vec<Result<Value, ActionError>> {
+        one_by_one(self, messages, timeout_secs)
+    }
     /// Asks the space's permission prompt whether the message may run.
     fn ask_permission(&self, message: &str) -> Result<bool, ActionError>;
     /// The text of a message this agent sent, by id, if the host still remembers it.
     fn sent_message(&self, id: &str) -> Result<Option<String>, ActionError>;
     /// Writes a log record on the host's log.
     fn log(&self, record: &LogRecord) -> Result<(), ActionError>;
+}
+
+/// [`HostLink::request_all`] for a host that can only make one request at a time.
+pub(crate) fn one_by_one(
+    host: &(impl HostLink + ?Sized),
+    messages: Vec<Value>,
+    timeout_secs: f64,
+) -> Vec<Result<Value, ActionError>> {
+    messages
+        .into_iter()
+        .map(|message| host.request(message, timeout_secs))
+        .collect()
 }
 
 /// An agent instance, driven by the host. Messages are passed as the JSON text they

@@ -150,6 +150,8 @@ pub enum HostCall<'a> {
     Send(&'a str),
     /// [`HostLink::request`]: the message and the timeout in seconds.
     Request(Value, f64),
+    /// [`HostLink::request_all`]: the messages and the timeout in seconds.
+    RequestAll(Vec<Value>, f64),
     /// [`HostLink::ask_permission`]
     AskPermission(&'a str),
     /// [`HostLink::sent_message`]
@@ -163,6 +165,40 @@ pub enum HostCall<'a> {
 struct RequestPayload {
     message: Value,
     timeout: f64,
+}
+
+/// The payload of [`HostCall::RequestAll`].
+#[derive(Serialize, Deserialize)]
+struct RequestAllPayload {
+    messages: Vec<Value>,
+    timeout: f64,
+}
+
+/// One request's outcome in the answer of [`HostCall::RequestAll`]: `{"value": ...}` or
+/// `{"error": "Kind: text"}`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RequestOutcome {
+    Value(Value),
+    Error(String),
+}
+
+impl From<Result<Value, ActionError>> for RequestOutcome {
+    fn from(outcome: Result<Value, ActionError>) -> Self {
+        match outcome {
+            Ok(value) => Self::Value(value),
+            Err(error) => Self::Error(error.to_string()),
+        }
+    }
+}
+
+impl From<RequestOutcome> for Result<Value, ActionError> {
+    fn from(outcome: RequestOutcome) -> Self {
+        match outcome {
+            RequestOutcome::Value(value) => Ok(value),
+            RequestOutcome::Error(text) => Err(ActionError::parse(&text)),
+        }
+    }
 }
 
 /// The payload of [`HostCall::SentMessage`].
@@ -184,6 +220,13 @@ impl<'a> HostCall<'a> {
                 };
                 ("request", json(&payload).into())
             }
+            Self::RequestAll(messages, timeout) => {
+                let payload = RequestAllPayload {
+                    messages: messages.clone(),
+                    timeout: *timeout,
+                };
+                ("request_all", json(&payload).into())
+            }
             Self::AskPermission(message) => ("ask_permission", (*message).into()),
             Self::SentMessage(id) => (
                 "sent_message",
@@ -201,6 +244,10 @@ impl<'a> HostCall<'a> {
                 let RequestPayload { message, timeout } = parse(payload)?;
                 Self::Request(message, timeout)
             }
+            "request_all" => {
+                let RequestAllPayload { messages, timeout } = parse(payload)?;
+                Self::RequestAll(messages, timeout)
+            }
             "ask_permission" => Self::AskPermission(payload),
             "sent_message" => Self::SentMessage(parse::<SentMessagePayload>(payload)?.id),
             "log" => Self::Log(Cow::Owned(parse(payload)?)),
@@ -213,6 +260,14 @@ impl<'a> HostCall<'a> {
         match self {
             Self::Send(message) => host.send(message).map(json),
             Self::Request(message, timeout) => host.request(message, timeout).map(json),
+            Self::RequestAll(messages, timeout) => {
+                let outcomes: Vec<RequestOutcome> = host
+                    .request_all(messages, timeout)
+                    .into_iter()
+                    .map(RequestOutcome::from)
+                    .collect();
+                Ok(json(outcomes))
+            }
             Self::AskPermission(message) => host.ask_permission(message).map(json),
             Self::SentMessage(id) => host
                 .sent_message(&id)
@@ -288,6 +343,37 @@ impl HostLink for ImportedHost {
 
     fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError> {
         parse(&self.call(HostCall::Request(message, timeout_secs))?)
+    }
+
+    /// Falls back to one request at a time on a host from before `request_all`.
+    fn request_all(
+        &self,
+        messages: Vec<Value>,
+        timeout_secs: f64,
+    ) -> Vec<Result<Value, ActionError>> {
+        let count = messages.len();
+        let answer = self
+            .call(HostCall::RequestAll(messages.clone(), timeout_secs))
+            .and_then(|text| parse::<Vec<RequestOutcome>>(&text));
+        match answer {
+            Ok(outcomes) if outcomes.len() == count => {
+                outcomes.into_iter().map(Into::into).collect()
+            }
+            Ok(outcomes) => vec![
+                Err(ActionError::new(
+                    "TypeError",
+                    format!(
+                        "the host answered {} outcomes for {count} requests",
+                        outcomes.len()
+                    ),
+                ));
+                count
+            ],
+            Err(error) if error.is_unsupported() => {
+                crate::boundary::one_by_one(self, messages, timeout_secs)
+            }
+            Err(error) => vec![Err(error); count],
+        }
     }
 
     fn ask_permission(&self, message: &str) -> Result<bool, ActionError> {
@@ -535,6 +621,7 @@ mod tests {
         for call in [
             HostCall::Send(message),
             HostCall::Request(serde_json::json!({"to": "b"}), 1.5),
+            HostCall::RequestAll(vec![serde_json::json!({"to": "b"}), Value::Null], 2.0),
             HostCall::AskPermission(message),
             HostCall::SentMessage("1".into()),
             HostCall::Log(Cow::Owned(record)),
@@ -542,6 +629,63 @@ mod tests {
             let (op, payload) = call.encode();
             assert_eq!(HostCall::decode(op, &payload).unwrap(), call);
         }
+    }
+
+    /// A host that answers a request with its `to`, or fails it when `to` is `fail`.
+    struct Echo;
+
+    impl HostLink for Echo {
+        fn send(&self, _message: &str) -> Result<String, ActionError> {
+            Err(ActionError::unsupported("send"))
+        }
+        fn request(&self, message: Value, _timeout_secs: f64) -> Result<Value, ActionError> {
+            match &message["to"] {
+                Value::String(to) if to == "fail" => Err(ActionError::new("TimeoutError", "late")),
+                to => Ok(to.clone()),
+            }
+        }
+        fn ask_permission(&self, _message: &str) -> Result<bool, ActionError> {
+            Ok(false)
+        }
+        fn sent_message(&self, _id: &str) -> Result<Option<String>, ActionError> {
+            Ok(None)
+        }
+        fn log(&self, _record: &LogRecord) -> Result<(), ActionError> {
+            Ok(())
+        }
+    }
+
+    /// A host from before `request_all`: it knows every other call.
+    struct OldHost(HostBox);
+
+    impl HostObj for OldHost {
+        fn call(&self, op: RStr<'_>, payload: RStr<'_>) -> CallResult {
+            if op.as_str() == "request_all" {
+                return to_call_result(Err(ActionError::unsupported("request_all")));
+            }
+            self.0.call(op, payload)
+        }
+    }
+
+    #[test]
+    fn several_requests_cross_as_one_call_or_one_by_one_on_an_older_host() {
+        let messages = vec![
+            serde_json::json!({"to": "a"}),
+            serde_json::json!({"to": "fail"}),
+            serde_json::json!({"to": "b"}),
+        ];
+        let expected = vec![
+            Ok(Value::from("a")),
+            Err(ActionError::new("TimeoutError", "late")),
+            Ok(Value::from("b")),
+        ];
+        let host = ImportedHost(export_host(Arc::new(Echo)));
+        assert_eq!(host.request_all(messages.clone(), 1.0), expected);
+        let old = ImportedHost(HostObj_TO::from_ptr(
+            RArc::new(OldHost(export_host(Arc::new(Echo)))),
+            TD_Opaque,
+        ));
+        assert_eq!(old.request_all(messages, 1.0), expected);
     }
 
     #[test]

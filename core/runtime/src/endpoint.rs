@@ -78,6 +78,14 @@ impl Work {
 /// A reply that completes a pending request.
 type Reply = Result<Value, ActionError>;
 
+/// A published request: what its timeout error names, and where its reply will come.
+struct SentRequest {
+    id: String,
+    to: String,
+    action: String,
+    reply: mpsc::Receiver<Reply>,
+}
+
 pub(crate) struct Endpoint {
     pub id: String,
     receive_own_broadcasts: bool,
@@ -85,7 +93,7 @@ pub(crate) struct Endpoint {
     worker: Option<Mailbox<Work>>,
     log: Option<MessageLog>,
     pending: Mutex<HashMap<String, mpsc::SyncSender<Reply>>>,
-    /// How many requests are waiting, or about to wait, for a reply.
+    /// How many of the agent's handles wait, or are about to wait, for replies.
     pending_count: AtomicUsize,
     /// How many messages the agent handles at once (1 but for a concurrent agent).
     handles: usize,
@@ -137,42 +145,77 @@ impl Endpoint {
     /// Sends a message and waits up to `timeout` for its reply's value. The message
     /// carries the request chain (see [`crate::chain`]).
     pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, ActionError> {
-        let mut message = self.complete(outgoing)?;
+        self.request_all(vec![Ok(outgoing)], timeout)
+            .pop()
+            .expect("one outcome per request")
+    }
+
+    /// Sends every message, then waits up to `timeout` in all for their replies' values;
+    /// answers each one's outcome, in order (a message given as an error stays that
+    /// error). The agent counts as waiting (for [`Endpoint::closes_a_cycle`]) once,
+    /// whatever the number of requests.
+    pub fn request_all(
+        &self,
+        requests: Vec<Result<Outgoing, ActionError>>,
+        timeout: Duration,
+    ) -> Vec<Result<Value, ActionError>> {
+        let started = Instant::now();
         let chain = chain::extended(&self.id);
+        self.pending_count.fetch_add(1, Ordering::AcqRel);
+        let sent: Vec<_> = requests
+            .into_iter()
+            .map(|outgoing| self.start_request(outgoing?, &chain))
+            .collect();
+        let waiter = Waiter::new();
+        let outcomes = sent
+            .into_iter()
+            .map(|sent| {
+                let sent = sent?;
+                let left = timeout.saturating_sub(started.elapsed());
+                if let Some(reply) = waiter.receive(&sent.reply, left) {
+                    return reply;
+                }
+                self.pending.lock().unwrap().remove(&sent.id);
+                Err(ActionError::new(
+                    "TimeoutError",
+                    format!(
+                        "no reply from \"{}\" to \"{}\" within {:.3}s",
+                        sent.to,
+                        sent.action,
+                        started.elapsed().as_secs_f64()
+                    ),
+                ))
+            })
+            .collect();
+        self.pending_count.fetch_sub(1, Ordering::AcqRel);
+        outcomes
+    }
+
+    /// Publishes one request carrying `chain`, registered before it leaves so that no
+    /// reply can miss it.
+    fn start_request(&self, outgoing: Outgoing, chain: &Value) -> Result<SentRequest, ActionError> {
+        let mut message = self.complete(outgoing)?;
         message
             .meta
             .extra
-            .insert(chain::REQUEST_CHAIN.to_owned(), chain);
+            .insert(chain::REQUEST_CHAIN.to_owned(), chain.clone());
         let (id, to, action) = (
             message.meta.id.clone(),
             message.to.clone(),
             message.action.name.clone(),
         );
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        let started = Instant::now();
         self.pending.lock().unwrap().insert(id.clone(), reply_tx);
-        self.pending_count.fetch_add(1, Ordering::AcqRel);
-        let answer = self
-            .publish(message)
-            .map(|()| Waiter::new().receive(&reply_rx, timeout));
-        self.pending_count.fetch_sub(1, Ordering::AcqRel);
-        match answer {
-            Ok(Some(reply)) => reply,
-            Ok(None) => {
-                self.pending.lock().unwrap().remove(&id);
-                Err(ActionError::new(
-                    "TimeoutError",
-                    format!(
-                        "no reply from \"{to}\" to \"{action}\" within {:.3}s",
-                        started.elapsed().as_secs_f64()
-                    ),
-                ))
-            }
-            Err(error) => {
-                self.pending.lock().unwrap().remove(&id);
-                Err(error)
-            }
+        if let Err(error) = self.publish(message) {
+            self.pending.lock().unwrap().remove(&id);
+            return Err(error);
         }
+        Ok(SentRequest {
+            id,
+            to,
+            action,
+            reply: reply_rx,
+        })
     }
 
     /// Fills in `from` and `meta.id` and checks the recipient.
@@ -413,6 +456,20 @@ impl HostLink for Endpoint {
     fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError> {
         let timeout = timeout_of(timeout_secs)?;
         Endpoint::request(self, Outgoing::from_value(message)?, timeout)
+    }
+
+    fn request_all(
+        &self,
+        messages: Vec<Value>,
+        timeout_secs: f64,
+    ) -> Vec<Result<Value, ActionError>> {
+        match timeout_of(timeout_secs) {
+            Ok(timeout) => {
+                let requests = messages.into_iter().map(Outgoing::from_value).collect();
+                Endpoint::request_all(self, requests, timeout)
+            }
+            Err(error) => vec![Err(error); messages.len()],
+        }
     }
 
     fn ask_permission(&self, message: &str) -> Result<bool, ActionError> {

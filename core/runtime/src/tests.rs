@@ -94,6 +94,22 @@ impl Echo {
     fn echo(&mut self, text: String) -> String {
         text
     }
+
+    /// Asks every agent of `to` to echo `text`, all at once, waiting up to 0.5 s; answers
+    /// their answers, errors as `error: ...`.
+    #[action]
+    fn echo_all(&mut self, ctx: &Context, to: Vec<String>, text: String) -> Vec<String> {
+        let requests = to
+            .iter()
+            .map(|to| json!({"to": to, "action": {"name": "echo", "args": {"text": text}}}));
+        ctx.request_all(requests, Duration::from_millis(500))
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(value) => value.to_string(),
+                Err(error) => format!("error: {}", error.kind()),
+            })
+            .collect()
+    }
 }
 
 /// Counts bumps from any number of senders at once: a concurrent type built into the
@@ -161,6 +177,48 @@ fn a_request_is_answered_and_the_rules_hold_in_process() {
     let first: Message = serde_json::from_str(&sent[0].1).unwrap();
     assert_eq!((first.from.as_str(), first.to.as_str()), ("me", "echo"));
     assert!(!first.meta.id.is_empty(), "the host filled in meta.id");
+    space.destroy();
+}
+
+/// Requests made together are all sent before any reply is waited for, and each gets
+/// its own outcome in order: a value, a dead letter, a request cycle (to the asking
+/// agent itself), a timeout (an agent that never answers) within the one shared timeout.
+#[test]
+fn requests_made_together_each_get_their_own_outcome() {
+    let (space, wire) = loopback_space();
+    for id in ["a", "b"] {
+        space.add(&AgentSpec::new("Echo", id)).unwrap();
+    }
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    let _idle = space.add_foreground(&AgentSpec::untyped("idle")).unwrap();
+    let answers = request(
+        &me,
+        "a",
+        "echo_all",
+        json!({"to": ["b", "nobody", "a", "idle", "b"], "text": "hi"}),
+    )
+    .unwrap();
+    let expected = [
+        "\"hi\"",
+        "error: UndeliverableError",
+        "error: DeadlockError",
+        "error: TimeoutError",
+        "\"hi\"",
+    ];
+    assert_eq!(answers, json!(expected));
+    let from_a: Vec<Message> = wire
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<Message>(body).unwrap())
+        .filter(|m| m.from == "a" && !m.is_reply())
+        .collect();
+    assert_eq!(from_a.len(), 5);
+    let chain = json!(["me", "a"]);
+    assert!(from_a
+        .iter()
+        .all(|m| m.meta.extra["request_chain"] == chain));
     space.destroy();
 }
 

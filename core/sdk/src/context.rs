@@ -131,6 +131,49 @@ impl Context {
             .request(serde_json::to_value(message)?, timeout.as_secs_f64())
     }
 
+    /// Sends every message at once, then waits up to `timeout` in all for their replies:
+    /// each request's outcome, in order, as [`Context::request`] would answer it. Requests
+    /// to different agents run side by side, so the wait is the slowest one's, not the
+    /// sum.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: &agency_sdk::Context) {
+    /// use serde_json::json;
+    /// let sums = ctx.request_all(
+    ///     [
+    ///         json!({"to": "Calculator", "action": {"name": "add", "args": {"a": 1, "b": 2}}}),
+    ///         json!({"to": "Abacus", "action": {"name": "add", "args": {"a": 3, "b": 4}}}),
+    ///     ],
+    ///     std::time::Duration::from_secs(5),
+    /// );
+    /// # }
+    /// ```
+    pub fn request_all<M: Serialize>(
+        &self,
+        messages: impl IntoIterator<Item = M>,
+        timeout: Duration,
+    ) -> Vec<Result<Value, ActionError>> {
+        let messages: Vec<Result<Value, ActionError>> = messages
+            .into_iter()
+            .map(|message| Ok(serde_json::to_value(message)?))
+            .collect();
+        let valid = messages.iter().flatten().cloned().collect();
+        let mut outcomes = self
+            .host
+            .request_all(valid, timeout.as_secs_f64())
+            .into_iter();
+        messages
+            .into_iter()
+            .map(|message| {
+                message.and_then(|_| {
+                    outcomes.next().unwrap_or_else(|| {
+                        Err(ActionError::new("RuntimeError", "the host lost a request"))
+                    })
+                })
+            })
+            .collect()
+    }
+
     /// Sends a `[response]` with `value` to the sender of the current message.
     /// May be called any number of times.
     pub fn respond_with(&self, value: impl Serialize) -> Result<(), ActionError> {

@@ -12,7 +12,8 @@
 //!   `learn`, and every answer teaches it that agent's actions (those its `tools` patterns
 //!   allow; default all). `tools()` lists what it knows.
 //! - `say(content)`: the sender's conversation goes to the model with the tools; each
-//!   tool call the model asks for is a request to that agent, its result (or its error,
+//!   tool call the model asks for is a request to that agent (the calls of one answer
+//!   all at once, so they take as long as the slowest), its result (or its error,
 //!   timeout, dead letter or refused permission, as text) goes back to the model, and so
 //!   on until the model answers in text or `max_turns` model calls were made. A tool call
 //!   is an ordinary request from the Assistant: access policies and the operator's
@@ -176,8 +177,7 @@ impl Assistant {
                 self.keep(sender, kept);
                 return Ok(answer);
             }
-            for call in &reply.calls {
-                let result = self.run(ctx, call);
+            for (call, result) in reply.calls.iter().zip(self.run_all(ctx, &reply.calls)) {
                 messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": result}));
             }
         }
@@ -214,22 +214,41 @@ impl Assistant {
 }
 
 impl Assistant {
-    /// Runs one tool call as a request; answers what the model reads back.
-    fn run(&self, ctx: &Context, call: &Call) -> String {
+    /// Runs the tool calls of one model answer, all at once, as requests; answers what
+    /// the model reads back for each, in order.
+    fn run_all(&self, ctx: &Context, calls: &[Call]) -> Vec<String> {
+        let requests: Vec<Result<Value, String>> =
+            calls.iter().map(|call| self.request_for(call)).collect();
+        let mut outcomes = ctx
+            .request_all(requests.iter().flatten(), self.tool_timeout)
+            .into_iter();
+        requests
+            .into_iter()
+            .map(|request| match request.map(|_| outcomes.next()) {
+                Err(refusal) => refusal,
+                Ok(Some(Ok(Value::String(text)))) => text,
+                Ok(Some(Ok(value))) => value.to_string(),
+                Ok(Some(Err(error))) => format!("error: {}: {}", error.kind(), error.message()),
+                Ok(None) => "error: no outcome".into(),
+            })
+            .collect()
+    }
+
+    /// The request a tool call stands for, or why there is none (as the model reads it).
+    fn request_for(&self, call: &Call) -> Result<Value, String> {
         let Some(tool) = self.catalogue.get(&call.name) else {
-            return format!("error: there is no tool {:?}", call.name);
+            return Err(format!("error: there is no tool {:?}", call.name));
         };
         let arguments = match &call.arguments {
             Ok(Value::Object(arguments)) => Value::Object(arguments.clone()),
-            Ok(other) => return format!("error: the arguments must be an object, not {other}"),
-            Err(text) => return format!("error: the arguments are not JSON: {text}"),
+            Ok(other) => {
+                return Err(format!(
+                    "error: the arguments must be an object, not {other}"
+                ))
+            }
+            Err(text) => return Err(format!("error: the arguments are not JSON: {text}")),
         };
-        let message = json!({"to": tool.agent, "action": {"name": tool.action, "args": arguments}});
-        match ctx.request(message, self.tool_timeout) {
-            Ok(Value::String(text)) => text,
-            Ok(value) => value.to_string(),
-            Err(error) => format!("error: {}: {}", error.kind(), error.message()),
-        }
+        Ok(json!({"to": tool.agent, "action": {"name": tool.action, "args": arguments}}))
     }
 
     /// The sender's conversation so far.
