@@ -188,6 +188,69 @@ fn the_calls_of_one_answer_run_at_once() {
     space.destroy();
 }
 
+/// What the Assistant knows, as `Agent.action`.
+fn tools(user: &Foreground) -> Vec<String> {
+    let known = user
+        .request(action("Assistant", "tools", json!({})), PATIENCE)
+        .unwrap();
+    serde_json::from_value(known).unwrap()
+}
+
+/// Agents that join after the Assistant are learnt when they announce themselves (our
+/// `announce`, or Python Agency's `HelpMethods` shape), or when it is told to `learn`;
+/// one that joins silently is not a tool until then.
+#[test]
+fn agents_that_join_later_are_learnt_from_their_announcements() {
+    let server = ChatServer::start(
+        None,
+        vec![
+            Step::calls(&[("c1", "Late__add", json!({"a": 2, "b": 2}))]),
+            Step::text("4"),
+        ],
+    );
+    let (space, user) = space(&server.endpoint(), &[], json!({}), 0);
+    space.add(&AgentSpec::new("Calculator", "Silent")).unwrap();
+    space
+        .add(&AgentSpec::new("Calculator", "Late").announcing())
+        .unwrap();
+    let python_style = driver(&space, "Pythonic");
+    python_style
+        .send(json!({
+            "meta": {"parent_id": "help_request"},
+            "to": "*",
+            "action": {"name": "[response]", "args": {"value": {
+                "greet": {"description": "Greets.", "args": {"name": {"type": "string"}}}
+            }}}
+        }))
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !(tools(&user).contains(&"Late.add".to_owned())
+        && tools(&user).contains(&"Pythonic.greet".to_owned()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "it knows only {:?}",
+            tools(&user)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!tools(&user).iter().any(|t| t.starts_with("Silent.")));
+    assert_eq!(say(&user, "2 + 2?").unwrap(), "4");
+    assert_eq!(tool_results(&server, 1), [("c1".into(), "4.0".into())]);
+    user.request(action("Assistant", "learn", json!({})), PATIENCE)
+        .unwrap();
+    while !tools(&user).contains(&"Silent.add".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "it knows only {:?}",
+            tools(&user)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_followed_the_api(&server);
+    space.destroy();
+}
+
 #[test]
 fn errors_refusals_and_unknown_tools_go_back_to_the_model_as_text() {
     let server = ChatServer::start(

@@ -19,6 +19,10 @@ pub const UNDELIVERABLE: &str = "UndeliverableError";
 pub const RESPONSE: &str = "[response]";
 /// The action name of a reply carrying an error.
 pub const ERROR: &str = "[error]";
+/// The `parent_id` of an announcement: a broadcast `[response]` carrying the sender's
+/// `help` answer, so that agents already in the space learn what a newcomer can do.
+/// Python Agency's demo agents (`HelpMethods`) announce themselves so when they join.
+pub const ANNOUNCEMENT: &str = "help_request";
 
 /// A message between agents.
 ///

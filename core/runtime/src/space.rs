@@ -121,6 +121,11 @@ pub struct AgentSpec {
     /// Whether the agent receives its own broadcasts (default `true`, as in Agency).
     #[serde(default = "yes")]
     pub receive_own_broadcasts: bool,
+    /// Whether the agent announces itself when it joins (default `false`): it broadcasts
+    /// its `help` answer as a [`agency_sdk::message::ANNOUNCEMENT`], so that agents
+    /// already in the space (an Assistant, Python Agency's demo agents) learn it.
+    #[serde(default)]
+    pub announce: bool,
     /// Whether a foreground agent keeps a log of its messages (default `true`).
     #[serde(skip, default = "yes")]
     pub keep_log: bool,
@@ -146,6 +151,7 @@ impl AgentSpec {
             id: id.into(),
             args: Value::Null,
             receive_own_broadcasts: true,
+            announce: false,
             keep_log: true,
         }
     }
@@ -159,6 +165,12 @@ impl AgentSpec {
     /// The same, not receiving its own broadcasts.
     pub fn ignoring_own_broadcasts(mut self) -> Self {
         self.receive_own_broadcasts = false;
+        self
+    }
+
+    /// The same, announcing itself when it joins (see [`AgentSpec::announce`]).
+    pub fn announcing(mut self) -> Self {
+        self.announce = true;
         self
     }
 
@@ -317,6 +329,7 @@ impl Space {
         foreground: bool,
     ) -> Result<(Arc<Endpoint>, Option<WorkerHandle>), SpaceError> {
         let id = spec.id.clone();
+        let announce_on_join = spec.announce;
         let factory = match &spec.type_name {
             None => None,
             Some(name) => {
@@ -378,6 +391,7 @@ impl Space {
                     endpoint: endpoint.clone(),
                     agent,
                     spec: spec.clone(),
+                    announce: announce_on_join,
                 })
                 .collect();
             let job: Box<dyn Job> = match handlers.len() {

@@ -222,6 +222,28 @@ fn requests_made_together_each_get_their_own_outcome() {
     space.destroy();
 }
 
+/// An agent added with `announce` broadcasts its `help` answer once it joined, as an
+/// announcement (a `[response]` to `help_request`); other agents do not.
+#[test]
+fn an_announcing_agent_tells_the_space_what_it_can_do() {
+    let (space, _wire) = loopback_space();
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    space.add(&AgentSpec::new("Echo", "quiet")).unwrap();
+    space
+        .add(&AgentSpec::new("Echo", "loud").announcing())
+        .unwrap();
+    assert!(me.wait_for(Duration::from_secs(5), |got| !got.is_empty()));
+    let got = me.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let announcement = &got[0];
+    assert_eq!(announcement.from, "loud");
+    assert!(announcement.is_broadcast() && announcement.action.name == "[response]");
+    assert_eq!(announcement.meta.parent_id.as_deref(), Some("help_request"));
+    let help = announcement.reply().unwrap().unwrap();
+    assert!(help["echo"]["args"]["text"].is_object(), "{help}");
+    space.destroy();
+}
+
 /// A concurrent type compiled into the host gets its handles as a plugin's does: one
 /// agent value behind all three, every message answered once.
 #[test]

@@ -22,7 +22,7 @@ use std::sync::{
 
 use agency_protocol::{
     boundary::AgentCore,
-    message::RESPONSE,
+    message::{Outgoing, ANNOUNCEMENT, BROADCAST, RESPONSE},
     spec::{Access, AgentTypeSpec},
     ActionError, Message,
 };
@@ -43,6 +43,8 @@ pub(crate) struct Handler {
     pub endpoint: Arc<Endpoint>,
     pub agent: Box<dyn AgentCore>,
     pub spec: Arc<AgentTypeSpec>,
+    /// Whether `after_add` is followed by an announcement (see [`crate::AgentSpec`]).
+    pub announce: bool,
 }
 
 /// An ordinary agent's worker: its messages one at a time, in arrival order.
@@ -168,7 +170,23 @@ impl Handler {
     fn after_add(&mut self) {
         let result = self.agent.after_add();
         self.callback("after_add", result);
+        if self.announce {
+            self.announce();
+        }
         scheduler::progressed();
+    }
+
+    /// Broadcasts this agent's `help` answer as an announcement.
+    fn announce(&self) {
+        let announcement = serde_json::json!({
+            "meta": {"parent_id": ANNOUNCEMENT},
+            "to": BROADCAST,
+            "action": {"name": RESPONSE, "args": {"value": self.help(None)}},
+        });
+        let sent = Outgoing::from_value(announcement).and_then(|m| self.endpoint.send(m));
+        if let Err(error) = sent {
+            tracing::warn!(agent = %self.endpoint.id, %error, "could not announce the agent");
+        }
     }
 
     fn before_remove(&mut self) {
@@ -201,7 +219,12 @@ impl Handler {
             return;
         }
         if message.action.name == HELP {
-            self.reply(message, Ok(Some(self.help(message))));
+            let only = message
+                .action
+                .args
+                .get("action_name")
+                .and_then(Value::as_str);
+            self.reply(message, Ok(Some(self.help(only))));
             return;
         }
         let Some(action) = self
@@ -251,13 +274,8 @@ impl Handler {
         }
     }
 
-    /// `{name: help entry}` for every action, or only for `args.action_name` when given.
-    fn help(&self, message: &Message) -> Value {
-        let only = message
-            .action
-            .args
-            .get("action_name")
-            .and_then(Value::as_str);
+    /// `{name: help entry}` for every action, or only for action `only`.
+    fn help(&self, only: Option<&str>) -> Value {
         let entries: Map<String, Value> = self
             .spec
             .actions

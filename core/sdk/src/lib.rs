@@ -68,7 +68,9 @@ pub use transport::{transport_types, TransportType};
 
 /// The message schema every agent speaks, on every transport.
 pub mod message {
-    pub use agency_protocol::message::{Action, Message, Meta, BROADCAST, ERROR, RESPONSE};
+    pub use agency_protocol::message::{
+        Action, Message, Meta, ANNOUNCEMENT, BROADCAST, ERROR, RESPONSE,
+    };
 }
 
 /// The version of this SDK, recorded in every plugin's manifest.

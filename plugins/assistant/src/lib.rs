@@ -10,7 +10,9 @@
 //!
 //! - It learns the tools from `help`: it broadcasts `help` when it joins and when sent
 //!   `learn`, and every answer teaches it that agent's actions (those its `tools` patterns
-//!   allow; default all). `tools()` lists what it knows.
+//!   allow; default all). Agents that join later are learnt from their announcements
+//!   (`announce = true` in `agency.toml`, or Python Agency's `HelpMethods`). `tools()`
+//!   lists what it knows.
 //! - `say(content)`: the sender's conversation goes to the model with the tools; each
 //!   tool call the model asks for is a request to that agent (the calls of one answer
 //!   all at once, so they take as long as the slowest), its result (or its error,
@@ -23,7 +25,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use agency_sdk::prelude::*;
+use agency_sdk::{message, prelude::*};
 
 pub mod api;
 pub mod tools;
@@ -127,12 +129,16 @@ impl Agent for Assistant {
     }
 
     fn handle_action_value(&mut self, ctx: &mut Context, value: &Value) {
-        let answered_help = ctx
-            .parent_message()
-            .is_some_and(|asked| asked.action.name == "help");
-        let Some(from) = ctx.current_message().map(|m| m.from.clone()) else {
+        let Some(message) = ctx.current_message() else {
             return;
         };
+        let from = message.from.clone();
+        let announced = message.is_broadcast()
+            && message.meta.parent_id.as_deref() == Some(message::ANNOUNCEMENT);
+        let answered_help = announced
+            || ctx
+                .parent_message()
+                .is_some_and(|asked| asked.action.name == "help");
         if answered_help && from != ctx.id() {
             let patterns = &self.patterns;
             self.catalogue.learn(&from, value, |agent, action| {
