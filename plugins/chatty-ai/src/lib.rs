@@ -23,6 +23,7 @@ use agency_sdk::prelude::*;
 
 pub mod llama;
 pub mod model;
+pub mod prefix;
 pub mod quant;
 pub mod sample;
 pub mod template;

@@ -96,10 +96,12 @@ pub struct Weights {
 }
 
 /// What one conversation has computed so far: keys and values of every position.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Cache {
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
+    /// The values one position holds in one layer's keys (or values).
+    width: usize,
 }
 
 impl Cache {
@@ -107,6 +109,26 @@ impl Cache {
     pub fn clear(&mut self) {
         self.keys.clear();
         self.values.clear();
+    }
+
+    /// How many positions it holds.
+    pub fn positions(&self) -> usize {
+        self.keys.first().map_or(0, |keys| keys.len() / self.width)
+    }
+
+    /// A copy of its first `positions` positions (all it has, if fewer).
+    pub fn first(&self, positions: usize) -> Cache {
+        let cut = |layers: &[Vec<f32>]| {
+            layers
+                .iter()
+                .map(|layer| layer[..layer.len().min(positions * self.width)].to_vec())
+                .collect()
+        };
+        Cache {
+            keys: cut(&self.keys),
+            values: cut(&self.values),
+            width: self.width,
+        }
     }
 }
 
@@ -201,6 +223,7 @@ impl Weights {
         if cache.keys.len() != c.layers {
             cache.keys = vec![Vec::new(); c.layers];
             cache.values = vec![Vec::new(); c.layers];
+            cache.width = c.kv_width();
         }
         let start = cache.keys[0].len() / c.kv_width();
         let mut x: Vec<f32> = tokens

@@ -5,7 +5,8 @@
 //! file (canonical path, size, modification time): a second agent on the same file gets
 //! the same `Arc<Model>`, and the memory goes when the last agent does. A session owns
 //! only its KV cache, filled while it generates and emptied after, so sessions never
-//! contend and an idle agent holds no cache.
+//! contend and an idle agent holds no cache; a prompt starts from the cache of the
+//! longest recent beginning it shares ([`crate::prefix`], bounded per model).
 
 use std::{
     collections::HashMap,
@@ -22,6 +23,7 @@ use tokenizers::Tokenizer;
 
 use crate::{
     llama::{Cache, Weights},
+    prefix::Prefixes,
     sample::Sampler,
     template::{ChatTemplate, Turn},
     tokenizer, GenerateError, LoadError,
@@ -37,6 +39,7 @@ pub struct Model {
     template: ChatTemplate,
     stops: Vec<u32>,
     context: usize,
+    prefixes: Prefixes,
 }
 
 /// What identifies a model file: a file replaced on disk is loaded anew.
@@ -122,6 +125,7 @@ impl Model {
             tokenizer,
             template,
             stops,
+            prefixes: Prefixes::default(),
         })
     }
 
@@ -160,11 +164,18 @@ impl Model {
         self.context
     }
 
+    /// Forgets the kept beginnings of recent prompts ([`crate::prefix`]): the next prompt
+    /// is computed whole.
+    pub fn forget_beginnings(&self) {
+        self.prefixes.clear();
+    }
+
     /// A session: the shared weights and a KV cache of its own.
     pub fn session(self: &Arc<Self>) -> Session {
         Session {
             model: Arc::clone(self),
             cache: Cache::default(),
+            reused: 0,
         }
     }
 }
@@ -173,12 +184,19 @@ impl Model {
 pub struct Session {
     model: Arc<Model>,
     cache: Cache,
+    reused: usize,
 }
 
 impl Session {
     /// The model.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
+    }
+
+    /// How many positions of the last prompt came from a kept beginning's cache instead
+    /// of being computed.
+    pub fn reused(&self) -> usize {
+        self.reused
     }
 
     /// Generates at most `max_new` tokens after `prompt`, stopping before a stop token
@@ -202,15 +220,23 @@ impl Session {
         answer
     }
 
-    /// The generation itself, on an empty cache.
+    /// The generation itself, on an empty cache: from the longest kept beginning the
+    /// prompt shares, whose own beginning is kept in turn.
     fn continue_after(
         &mut self,
         prompt: &[u32],
         max_new: usize,
         sampler: &mut Sampler,
     ) -> Result<Vec<u32>, GenerateError> {
+        self.cache = self
+            .model
+            .prefixes
+            .longest_shared(prompt)
+            .unwrap_or_default();
+        self.reused = self.cache.positions();
         let mut all = prompt.to_vec();
-        let mut logits = self.forward(prompt)?;
+        let mut logits = self.forward(&prompt[self.reused..])?;
+        self.model.prefixes.keep(prompt, &self.cache);
         let mut new = Vec::new();
         while new.len() < max_new {
             let token = sampler.next(&logits, &all);

@@ -165,13 +165,13 @@ impl Matrix {
         match self {
             Matrix::Q4_1 { blocks, .. } => {
                 let acts: Vec<BlockQ8_1> = xs.chunks_exact(BLOCK).map(quantize_q8_1).collect();
-                product(blocks, &acts, rows, cols / BLOCK, out, dot_q4_1);
+                product(blocks, &acts, rows, cols / BLOCK, out);
             }
             Matrix::Q8_0 { blocks, .. } => {
                 let acts: Vec<BlockQ8_0> = xs.chunks_exact(BLOCK).map(quantize_q8_0).collect();
-                product(blocks, &acts, rows, cols / BLOCK, out, dot_q8_0);
+                product(blocks, &acts, rows, cols / BLOCK, out);
             }
-            Matrix::F32 { values, .. } => product(values, xs, rows, cols, out, dot_f32),
+            Matrix::F32 { values, .. } => product(values, xs, rows, cols, out),
         }
     }
 }
@@ -179,24 +179,70 @@ impl Matrix {
 /// Rows at a time per thread's task: large enough that a task outweighs handing it out.
 const ROWS_PER_TASK: usize = 64;
 
-/// `out[t * rows + r] = dot(weights row r, acts input t)`, rows shared among threads;
-/// `width` is a row's length in `W`s (and an input's in `A`s).
-fn product<W: Sync, A: Sync>(
-    weights: &[W],
-    acts: &[A],
-    rows: usize,
-    width: usize,
-    out: &mut [f32],
-    dot: fn(&[W], &[A]) -> f32,
-) {
+/// Inputs a kernel takes at once: each weight block is unpacked once for all of them.
+const INPUTS_AT_ONCE: usize = 4;
+
+/// A weight type's dot products with the activations it pairs with, `N` inputs at a
+/// time. Each input's sum is computed in the same order whatever `N`, so a prompt's
+/// tokens get the very logits they would get one at a time.
+trait Dots: Sized + Sync {
+    /// The activations' type.
+    type Act: Sync;
+    /// `[w · xs[0], ..., w · xs[N - 1]]`.
+    fn dots<const N: usize>(w: &[Self], xs: [&[Self::Act]; N]) -> [f32; N];
+}
+
+impl Dots for BlockQ4_1 {
+    type Act = BlockQ8_1;
+    fn dots<const N: usize>(w: &[Self], xs: [&[BlockQ8_1]; N]) -> [f32; N] {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { x86::dots_q4_1(w, xs) };
+        }
+        xs.map(|x| scalar_q4_1(w, x))
+    }
+}
+
+impl Dots for BlockQ8_0 {
+    type Act = BlockQ8_0;
+    fn dots<const N: usize>(w: &[Self], xs: [&[BlockQ8_0]; N]) -> [f32; N] {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { x86::dots_q8_0(w, xs) };
+        }
+        xs.map(|x| scalar_q8_0(w, x))
+    }
+}
+
+impl Dots for f32 {
+    type Act = f32;
+    fn dots<const N: usize>(w: &[f32], xs: [&[f32]; N]) -> [f32; N] {
+        xs.map(|x| dot_f32(w, x))
+    }
+}
+
+/// `out[t * rows + r] = weights row r · acts input t`, rows shared among threads;
+/// `width` is a row's length in `W`s (and an input's in activations).
+fn product<W: Dots>(weights: &[W], acts: &[W::Act], rows: usize, width: usize, out: &mut [f32]) {
     let inputs = acts.len() / width;
+    let input = |t: usize| &acts[t * width..(t + 1) * width];
     let task = |first: usize, results: &mut [f32]| {
         // results: this task's rows, input after input.
         let count = results.len() / inputs;
         for (i, row) in (first..first + count).enumerate() {
             let w = &weights[row * width..(row + 1) * width];
-            for t in 0..inputs {
-                results[t * count + i] = dot(w, &acts[t * width..(t + 1) * width]);
+            let mut t = 0;
+            while t + INPUTS_AT_ONCE <= inputs {
+                let sums = W::dots::<INPUTS_AT_ONCE>(w, std::array::from_fn(|k| input(t + k)));
+                for (k, sum) in sums.into_iter().enumerate() {
+                    results[(t + k) * count + i] = sum;
+                }
+                t += INPUTS_AT_ONCE;
+            }
+            for t in t..inputs {
+                results[t * count + i] = W::dots(w, [input(t)])[0];
             }
         }
     };
@@ -255,15 +301,6 @@ fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     w.iter().zip(x).map(|(w, x)| w * x).sum()
 }
 
-fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { x86::dot_q4_1(w, x) };
-    }
-    scalar_q4_1(w, x)
-}
-
 /// The Q4_1 dot product on any CPU (and the AVX2 kernel's reference in the tests).
 fn scalar_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     w.iter()
@@ -278,15 +315,6 @@ fn scalar_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
             sum as f32 * w.d * x.d + w.m * x.s
         })
         .sum()
-}
-
-fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { x86::dot_q8_0(w, x) };
-    }
-    scalar_q8_0(w, x)
 }
 
 /// The Q8_0 dot product on any CPU (and the AVX2 kernel's reference in the tests).
@@ -335,43 +363,50 @@ mod x86 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(sums16, _mm256_set1_epi16(1)))
     }
 
+    /// `N` dot products of one row of Q4_1 blocks: each block unpacked once, its
+    /// products with every input summed as [`super::scalar_q4_1`] defines them.
     #[target_feature(enable = "avx2,fma")]
-    pub fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+    pub fn dots_q4_1<const N: usize>(w: &[BlockQ4_1], xs: [&[BlockQ8_1]; N]) -> [f32; N] {
+        assert!(xs.iter().all(|x| x.len() >= w.len()));
         let nibble = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        for (w, x) in w.iter().zip(x) {
-            // SAFETY: `qs` holds 16 bytes, `x.qs` 32; unaligned loads.
-            let (packed, signed) = unsafe {
-                (
-                    _mm_loadu_si128(w.qs.as_ptr().cast()),
-                    _mm256_loadu_si256(x.qs.as_ptr().cast()),
-                )
-            };
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut mins = [0f32; N];
+        for (b, w) in w.iter().enumerate() {
+            // SAFETY: `qs` holds 16 bytes; unaligned load.
+            let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
             let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
             let unsigned = _mm256_and_si256(both, nibble);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), pair_sums(unsigned, signed), acc);
-            mins += w.m * x.s;
+            for k in 0..N {
+                let x = &xs[k][b];
+                // SAFETY: `x.qs` holds 32 bytes; unaligned load.
+                let signed = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+                let scale = _mm256_set1_ps(w.d * x.d);
+                acc[k] = _mm256_fmadd_ps(scale, pair_sums(unsigned, signed), acc[k]);
+                mins[k] += w.m * x.s;
+            }
         }
-        sum_lanes(acc) + mins
+        std::array::from_fn(|k| sum_lanes(acc[k]) + mins[k])
     }
 
+    /// `N` dot products of one row of Q8_0 blocks, as [`super::scalar_q8_0`] defines them.
     #[target_feature(enable = "avx2,fma")]
-    pub fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (w, x) in w.iter().zip(x) {
-            // SAFETY: both hold 32 bytes; unaligned loads.
-            let (a, b) = unsafe {
-                (
-                    _mm256_loadu_si256(w.qs.as_ptr().cast()),
-                    _mm256_loadu_si256(x.qs.as_ptr().cast()),
-                )
-            };
-            // |a| · (b with a's sign): unsigned times signed, as maddubs wants.
-            let products = pair_sums(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products, acc);
+    pub fn dots_q8_0<const N: usize>(w: &[BlockQ8_0], xs: [&[BlockQ8_0]; N]) -> [f32; N] {
+        assert!(xs.iter().all(|x| x.len() >= w.len()));
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (b, w) in w.iter().enumerate() {
+            // SAFETY: `qs` holds 32 bytes; unaligned load.
+            let a = unsafe { _mm256_loadu_si256(w.qs.as_ptr().cast()) };
+            let magnitude = _mm256_sign_epi8(a, a);
+            for k in 0..N {
+                let x = &xs[k][b];
+                // SAFETY: `x.qs` holds 32 bytes; unaligned load.
+                let b = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+                // |a| · (b with a's sign): unsigned times signed, as maddubs wants.
+                let products = pair_sums(magnitude, _mm256_sign_epi8(b, a));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products, acc[k]);
+            }
         }
-        sum_lanes(acc)
+        std::array::from_fn(|k| sum_lanes(acc[k]))
     }
 }
 
@@ -404,13 +439,14 @@ mod tests {
     fn quantized_products_are_near_the_exact_ones_and_kernels_agree() {
         let (rows, cols) = (130, 256);
         let matrix = q4_1_matrix(rows, cols);
-        let xs = values(cols * 3, 1);
-        let mut out = vec![0.0; rows * 3];
+        // Five inputs: four through the kernel at once, one alone.
+        let xs = values(cols * 5, 1);
+        let mut out = vec![0.0; rows * 5];
         matrix.matmul(&xs, &mut out);
         let Matrix::Q4_1 { blocks, .. } = &matrix else {
             unreachable!()
         };
-        for t in 0..3 {
+        for t in 0..5 {
             let x = &xs[t * cols..(t + 1) * cols];
             let acts: Vec<_> = x.chunks_exact(BLOCK).map(quantize_q8_1).collect();
             for r in 0..rows {
@@ -428,10 +464,12 @@ mod tests {
                 );
             }
         }
-        // One input at a time gives what a batch gives.
-        let mut single = vec![0.0; rows];
-        matrix.matmul(&xs[cols..2 * cols], &mut single);
-        assert_eq!(single, out[rows..2 * rows]);
+        // One input at a time gives what a batch gives, to the bit.
+        for t in [1, 4] {
+            let mut single = vec![0.0; rows];
+            matrix.matmul(&xs[t * cols..(t + 1) * cols], &mut single);
+            assert_eq!(single, out[t * rows..(t + 1) * rows]);
+        }
     }
 
     #[test]
@@ -443,6 +481,19 @@ mod tests {
         let x = values(cols, 3);
         let mut out = vec![0.0; rows];
         matrix.matmul(&x, &mut out);
+        // In a batch of five (four at once, one alone), the same sums to the bit.
+        let batch: Vec<f32> = [
+            values(cols, 4),
+            x.clone(),
+            values(cols, 5),
+            values(cols, 6),
+            x.clone(),
+        ]
+        .concat();
+        let mut outs = vec![0.0; rows * 5];
+        matrix.matmul(&batch, &mut outs);
+        assert_eq!(outs[rows..2 * rows], out);
+        assert_eq!(outs[4 * rows..], out);
         let Matrix::Q8_0 { blocks, .. } = &matrix else {
             unreachable!()
         };

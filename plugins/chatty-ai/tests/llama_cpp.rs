@@ -73,3 +73,46 @@ fn greedy_answers_are_llama_cpps() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A prompt that starts as a recent one did starts from that one's cache
+/// (`model::prefix`), and answers exactly as when computed from scratch: the same prompt
+/// again (all but its last token reused), and a conversation going on (the previous
+/// prompt, the answer and a new question).
+#[test]
+fn prompts_that_begin_alike_reuse_the_cache_and_answer_the_same() {
+    let model = Model::load(agency_tests::models::smollm2()).unwrap();
+    let mut session = model.session();
+    let greedy = fixtures()["greedy"][0].clone();
+    let prompt = model.encode(greedy["prompt"].as_str().unwrap()).unwrap();
+    let expected = ids(&greedy["tokens"]);
+    for run in 0..2 {
+        let answer = session
+            .generate(&prompt, expected.len(), &mut Sampler::greedy())
+            .unwrap();
+        assert_eq!(answer, expected, "the same prompt, the same answer");
+        if run == 1 {
+            assert_eq!(session.reused(), prompt.len() - 1);
+        }
+    }
+    let answer = model.decode(&expected).unwrap();
+    let next = model
+        .encode(&format!(
+            "{}{answer}<|im_end|>\n<|im_start|>user\nAnd of Italy?<|im_end|>\n<|im_start|>assistant\n",
+            greedy["prompt"].as_str().unwrap()
+        ))
+        .unwrap();
+    assert!(next.starts_with(&prompt));
+    let warm = session.generate(&next, 8, &mut Sampler::greedy()).unwrap();
+    assert!(session.reused() >= prompt.len(), "{}", session.reused());
+    // From scratch: a model of its own (a copy of the file is another model).
+    let copy = std::env::temp_dir().join(format!("smollm2-copy-{}.gguf", std::process::id()));
+    std::fs::copy(agency_tests::models::smollm2(), &copy).unwrap();
+    let fresh = Model::load(&copy).unwrap();
+    let mut cold_session = fresh.session();
+    let cold = cold_session
+        .generate(&next, 8, &mut Sampler::greedy())
+        .unwrap();
+    assert_eq!(cold_session.reused(), 0);
+    std::fs::remove_file(&copy).unwrap();
+    assert_eq!(warm, cold);
+}
