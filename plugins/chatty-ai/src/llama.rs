@@ -60,7 +60,7 @@ impl Config {
             || config.kv_heads == 0
             || heads % config.kv_heads != 0
             || embedding % heads != 0
-            || config.head_dim % 2 != 0
+            || !config.head_dim.is_multiple_of(2)
         {
             candle_core::bail!("inconsistent head counts in the file: {config:?}");
         }
