@@ -236,26 +236,23 @@ impl Weights {
             .zip(cache.keys.iter_mut().zip(cache.values.iter_mut()))
         {
             let h = rms_norm(&x, &layer.attn_norm, c.eps);
-            let mut q = apply(&layer.q, &h);
-            let mut k = apply(&layer.k, &h);
-            let v = apply(&layer.v, &h);
+            let [mut q, mut k, v] = Matrix::matmul_all([&layer.q, &layer.k, &layer.v], &h);
             rope(&mut q, e, c.head_dim, start, c.rope_base);
             rope(&mut k, c.kv_width(), c.head_dim, start, c.rope_base);
             keys.extend_from_slice(&k);
             values.extend_from_slice(&v);
             let attended = attention(c, &q, keys, values, start);
-            add(&mut x, &apply(&layer.out, &attended));
+            add(&mut x, &layer.out.matmul(&attended));
 
             let h = rms_norm(&x, &layer.ffn_norm, c.eps);
-            let mut gate = apply(&layer.gate, &h);
-            let up = apply(&layer.up, &h);
+            let [mut gate, up] = Matrix::matmul_all([&layer.gate, &layer.up], &h);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
-            add(&mut x, &apply(&layer.down, &gate));
+            add(&mut x, &layer.down.matmul(&gate));
         }
         let last = rms_norm(&x[(n - 1) * e..], &self.norm, c.eps);
-        Ok(apply(self.output.as_ref().unwrap_or(&self.embed), &last))
+        Ok(self.output.as_ref().unwrap_or(&self.embed).matmul(&last))
     }
 }
 
@@ -282,13 +279,6 @@ impl<R: Read + Seek> File<'_, R> {
 }
 
 /// `matrix` applied to each input of `xs`.
-fn apply(matrix: &Matrix, xs: &[f32]) -> Vec<f32> {
-    let (rows, cols) = matrix.dims();
-    let mut out = vec![0.0; xs.len() / cols * rows];
-    matrix.matmul(xs, &mut out);
-    out
-}
-
 fn add(x: &mut [f32], delta: &[f32]) {
     for (x, d) in x.iter_mut().zip(delta) {
         *x += d;

@@ -215,7 +215,9 @@ impl Session {
                 context,
             });
         }
-        let answer = self.continue_after(prompt, max_new, sampler);
+        // On one of rayon's threads: each product's parallel pass then starts inside the
+        // pool (work stealing), instead of waking this thread from a sleep after each.
+        let answer = rayon::scope(|_| self.continue_after(prompt, max_new, sampler));
         self.cache.clear();
         answer
     }

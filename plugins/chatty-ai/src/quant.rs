@@ -158,22 +158,48 @@ impl Matrix {
 
     /// `out[t * rows + r]` = row `r` · input `t`, for the `xs.len() / cols` inputs laid
     /// one after another in `xs`.
-    pub fn matmul(&self, xs: &[f32], out: &mut [f32]) {
-        let (rows, cols) = self.dims();
-        let inputs = xs.len() / cols;
-        debug_assert_eq!(out.len(), inputs * rows);
-        match self {
-            Matrix::Q4_1 { blocks, .. } => {
-                let acts: Vec<BlockQ8_1> = xs.chunks_exact(BLOCK).map(quantize_q8_1).collect();
-                product(blocks, &acts, rows, cols / BLOCK, out);
-            }
-            Matrix::Q8_0 { blocks, .. } => {
-                let acts: Vec<BlockQ8_0> = xs.chunks_exact(BLOCK).map(quantize_q8_0).collect();
-                product(blocks, &acts, rows, cols / BLOCK, out);
-            }
-            Matrix::F32 { values, .. } => product(values, xs, rows, cols, out),
-        }
+    pub fn matmul(&self, xs: &[f32]) -> Vec<f32> {
+        let [out] = Matrix::matmul_all([self], xs);
+        out
     }
+
+    /// The products of several matrices of one width with the same inputs, each laid out
+    /// as [`Matrix::matmul`]'s, in one pass over the threads (one hand-out, not one per
+    /// matrix) with the inputs quantized once. Matrices of different types take a pass
+    /// each.
+    pub fn matmul_all<const M: usize>(matrices: [&Matrix; M], xs: &[f32]) -> [Vec<f32>; M] {
+        let cols = matrices.first().map_or(BLOCK, |m| m.dims().1);
+        if let Some(all) = each(matrices, |m| match m {
+            Matrix::Q4_1 { blocks, rows, .. } => Some((blocks.as_slice(), *rows)),
+            _ => None,
+        }) {
+            let acts: Vec<BlockQ8_1> = xs.chunks_exact(BLOCK).map(quantize_q8_1).collect();
+            return products(all, &acts, cols / BLOCK);
+        }
+        if let Some(all) = each(matrices, |m| match m {
+            Matrix::Q8_0 { blocks, rows, .. } => Some((blocks.as_slice(), *rows)),
+            _ => None,
+        }) {
+            let acts: Vec<BlockQ8_0> = xs.chunks_exact(BLOCK).map(quantize_q8_0).collect();
+            return products(all, &acts, cols / BLOCK);
+        }
+        if let Some(all) = each(matrices, |m| match m {
+            Matrix::F32 { values, rows, .. } => Some((values.as_slice(), *rows)),
+            _ => None,
+        }) {
+            return products(all, xs, cols);
+        }
+        matrices.map(|matrix| matrix.matmul(xs))
+    }
+}
+
+/// `get` of every matrix, if it has an answer for each.
+fn each<'a, T: 'a, const M: usize>(
+    matrices: [&'a Matrix; M],
+    get: impl Fn(&'a Matrix) -> Option<(&'a [T], usize)>,
+) -> Option<[(&'a [T], usize); M]> {
+    let all: Option<Vec<_>> = matrices.into_iter().map(get).collect();
+    all?.try_into().ok()
 }
 
 /// Rows at a time per thread's task: large enough that a task outweighs handing it out.
@@ -227,51 +253,67 @@ impl Dots for f32 {
     }
 }
 
-/// `out[t * rows + r] = weights row r · acts input t`, rows shared among threads;
-/// `width` is a row's length in `W`s (and an input's in activations).
-fn product<W: Dots>(weights: &[W], acts: &[W::Act], rows: usize, width: usize, out: &mut [f32]) {
+/// For each matrix `(weights, rows)`, `out[t * rows + r] = weights row r · acts input t`;
+/// the rows of all of them shared among threads in tasks of [`ROWS_PER_TASK`]. `width` is
+/// a row's length in `W`s (and an input's in activations).
+fn products<W: Dots, const M: usize>(
+    matrices: [(&[W], usize); M],
+    acts: &[W::Act],
+    width: usize,
+) -> [Vec<f32>; M] {
     let inputs = acts.len() / width;
-    let input = |t: usize| &acts[t * width..(t + 1) * width];
-    let task = |first: usize, results: &mut [f32]| {
-        // results: this task's rows, input after input.
-        let count = results.len() / inputs;
-        for (i, row) in (first..first + count).enumerate() {
-            let w = &weights[row * width..(row + 1) * width];
-            let mut t = 0;
-            while t + INPUTS_AT_ONCE <= inputs {
-                let sums = W::dots::<INPUTS_AT_ONCE>(w, std::array::from_fn(|k| input(t + k)));
-                for (k, sum) in sums.into_iter().enumerate() {
-                    results[(t + k) * count + i] = sum;
-                }
-                t += INPUTS_AT_ONCE;
-            }
-            for t in t..inputs {
-                results[t * count + i] = W::dots(w, [input(t)])[0];
-            }
-        }
-    };
-    if inputs == 1 {
-        out.par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(n, chunk)| task(n * ROWS_PER_TASK, chunk));
-        return;
-    }
-    let chunks: Vec<(usize, Vec<f32>)> = (0..rows)
-        .step_by(ROWS_PER_TASK)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|first| {
-            let count = ROWS_PER_TASK.min(rows - first);
-            let mut results = vec![0.0; count * inputs];
-            task(first, &mut results);
-            (first, results)
+    let tasks: Vec<(usize, usize)> = (0..M)
+        .flat_map(|m| {
+            (0..matrices[m].1)
+                .step_by(ROWS_PER_TASK)
+                .map(move |first| (m, first))
         })
         .collect();
-    for (first, results) in chunks {
-        let count = results.len() / inputs;
+    let done: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(m, first)| {
+            let (weights, rows) = matrices[m];
+            let count = ROWS_PER_TASK.min(rows - first);
+            let mut results = vec![0.0; count * inputs];
+            rows_times_inputs(weights, acts, width, first, &mut results);
+            results
+        })
+        .collect();
+    let mut outs = matrices.map(|(_, rows)| vec![0.0; rows * inputs]);
+    for (&(m, first), results) in tasks.iter().zip(&done) {
+        let (rows, count) = (matrices[m].1, results.len() / inputs);
         for t in 0..inputs {
-            out[t * rows + first..t * rows + first + count]
+            outs[m][t * rows + first..t * rows + first + count]
                 .copy_from_slice(&results[t * count..(t + 1) * count]);
+        }
+    }
+    outs
+}
+
+/// The rows from `first` on (as many as `results` holds) times every input:
+/// `results[t * count + i]` = row `first + i` · input `t`.
+fn rows_times_inputs<W: Dots>(
+    weights: &[W],
+    acts: &[W::Act],
+    width: usize,
+    first: usize,
+    results: &mut [f32],
+) {
+    let inputs = acts.len() / width;
+    let input = |t: usize| &acts[t * width..(t + 1) * width];
+    let count = results.len() / inputs;
+    for (i, row) in (first..first + count).enumerate() {
+        let w = &weights[row * width..(row + 1) * width];
+        let mut t = 0;
+        while t + INPUTS_AT_ONCE <= inputs {
+            let sums = W::dots::<INPUTS_AT_ONCE>(w, std::array::from_fn(|k| input(t + k)));
+            for (k, sum) in sums.into_iter().enumerate() {
+                results[(t + k) * count + i] = sum;
+            }
+            t += INPUTS_AT_ONCE;
+        }
+        for t in t..inputs {
+            results[t * count + i] = W::dots(w, [input(t)])[0];
         }
     }
 }
@@ -541,8 +583,7 @@ mod tests {
         let matrix = q4_1_matrix(rows, cols);
         // Five inputs: four through the kernel at once, one alone.
         let xs = values(cols * 5, 1);
-        let mut out = vec![0.0; rows * 5];
-        matrix.matmul(&xs, &mut out);
+        let out = matrix.matmul(&xs);
         let Matrix::Q4_1 { blocks, .. } = &matrix else {
             unreachable!()
         };
@@ -566,10 +607,25 @@ mod tests {
         }
         // One input at a time gives what a batch gives, to the bit.
         for t in [1, 4] {
-            let mut single = vec![0.0; rows];
-            matrix.matmul(&xs[t * cols..(t + 1) * cols], &mut single);
+            let single = matrix.matmul(&xs[t * cols..(t + 1) * cols]);
             assert_eq!(single, out[t * rows..(t + 1) * rows]);
         }
+    }
+
+    #[test]
+    fn products_in_one_pass_are_the_products_one_by_one() {
+        let (a, b) = (q4_1_matrix(130, 256), q4_1_matrix(70, 256));
+        let c = Matrix::F32 {
+            rows: 3,
+            cols: 256,
+            values: values(3 * 256, 8),
+        };
+        let xs = values(256 * 6, 4);
+        let [pa, pb] = Matrix::matmul_all([&a, &b], &xs);
+        assert_eq!((pa, pb.clone()), (a.matmul(&xs), b.matmul(&xs)));
+        // Of different types: a pass each.
+        let [pb2, pc] = Matrix::matmul_all([&b, &c], &xs);
+        assert_eq!((pb2, pc), (pb, c.matmul(&xs)));
     }
 
     #[test]
@@ -579,8 +635,7 @@ mod tests {
         let blocks: Vec<_> = ws.chunks_exact(BLOCK).map(quantize_q8_0).collect();
         let matrix = Matrix::Q8_0 { rows, cols, blocks };
         let x = values(cols, 3);
-        let mut out = vec![0.0; rows];
-        matrix.matmul(&x, &mut out);
+        let out = matrix.matmul(&x);
         // In a batch of five (four at once, one alone), the same sums to the bit.
         let batch: Vec<f32> = [
             values(cols, 4),
@@ -590,8 +645,7 @@ mod tests {
             x.clone(),
         ]
         .concat();
-        let mut outs = vec![0.0; rows * 5];
-        matrix.matmul(&batch, &mut outs);
+        let outs = matrix.matmul(&batch);
         assert_eq!(outs[rows..2 * rows], out);
         assert_eq!(outs[4 * rows..], out);
         let Matrix::Q8_0 { blocks, .. } = &matrix else {
