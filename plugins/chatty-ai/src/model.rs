@@ -22,11 +22,12 @@ use candle_core::quantized::gguf_file::Content;
 use tokenizers::Tokenizer;
 
 use crate::{
+    error::{candle_text, GenerateError, LoadError},
     llama::{Cache, Weights},
     prefix::Prefixes,
     sample::Sampler,
     template::{ChatTemplate, Turn},
-    tokenizer, GenerateError, LoadError,
+    tokenizer,
 };
 
 /// The architectures whose weights this model code reads.
@@ -261,15 +262,4 @@ impl Session {
             .forward(&mut self.cache, tokens)
             .map_err(|error| GenerateError::Model(candle_text(&error)))
     }
-}
-
-/// A candle error's message, without the backtrace candle appends to it when
-/// `RUST_BACKTRACE` is set: an error shown to a user is one line.
-pub(crate) fn candle_text(error: &candle_core::Error) -> String {
-    let text = error.to_string();
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .trim_end()
-        .to_owned()
 }

@@ -2,7 +2,7 @@
 //! Face writes it), rendered with minijinja: the model sees its conversation exactly as it
 //! was trained to (ChatML for SmolLM2), not a format guessed here.
 
-use crate::LoadError;
+use crate::error::LoadError;
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 
 /// Who said a turn of a conversation.

@@ -13,7 +13,7 @@ use tokenizers::{
     Tokenizer,
 };
 
-use crate::{model::candle_text, LoadError};
+use crate::error::{candle_text, LoadError};
 
 /// The pre-tokenizer tags whose ids are checked against llama.cpp's.
 pub const SUPPORTED_PRE: &[&str] = &["smollm"];
