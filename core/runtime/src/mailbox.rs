@@ -8,9 +8,9 @@
 //!
 //! A thread that drains a mailbox, directly or through another thread, must never wait
 //! for room in one: it could be waiting for itself, or two agents sending to each other
-//! would wait for each other forever. Such threads call [`never_wait_here`]: the agents'
-//! pool threads do (an in-process transport delivers on the sender's thread), and so
-//! does the console.
+//! would wait for each other forever. The agents' pool threads are such threads (an
+//! in-process transport delivers on the sender's thread: a mailbox asks the scheduler
+//! whether it is on one); others say so with [`never_wait_here`], as the console does.
 
 use std::{
     cell::Cell,
@@ -21,7 +21,10 @@ use std::{
     time::Duration,
 };
 
-use crate::{scheduler::Task, wait::Waiter};
+use crate::{
+    scheduler::{self, Task},
+    wait::Waiter,
+};
 
 /// How many items a mailbox may hold before deliveries from outside wait.
 pub const MAILBOX_LIMIT: usize = 10_000;
@@ -93,7 +96,7 @@ impl<T> Mailbox<T> {
     /// Queues an item, after waiting for room unless the calling thread never waits;
     /// false if the receiving side is gone.
     pub fn put(&self, item: T) -> bool {
-        if !NEVER_WAITS.get() {
+        if !NEVER_WAITS.get() && !scheduler::on_pool_thread() {
             while self.state.queued.load(Ordering::Acquire) >= MAILBOX_LIMIT
                 && self.state.open.load(Ordering::Acquire)
             {

@@ -334,7 +334,6 @@ impl Pool {
 const SPIN_ROUNDS: u32 = 256;
 
 fn pool_thread() {
-    crate::mailbox::never_wait_here();
     let slot = Arc::new(Slot::default());
     pool().slots.lock().unwrap().push(slot.clone());
     SLOT.with(|s| *s.borrow_mut() = Some(slot.clone()));
@@ -372,6 +371,12 @@ pub(crate) fn blocking<T>(wait: impl FnOnce() -> T) -> T {
         pool.running.fetch_add(1, SeqCst);
     }
     result
+}
+
+/// Whether the calling thread is one of the pool's (it runs agents, so it drains
+/// mailboxes: see [`crate::mailbox`]).
+pub(crate) fn on_pool_thread() -> bool {
+    SLOT.with(|s| s.borrow().is_some())
 }
 
 /// Tells the watchdog that this thread finished a message.
