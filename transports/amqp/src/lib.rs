@@ -36,6 +36,7 @@
 
 pub mod config;
 mod consumer;
+mod link;
 mod publisher;
 mod session;
 mod space;

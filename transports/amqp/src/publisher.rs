@@ -24,7 +24,7 @@ use lapin::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::space::Shared;
+use crate::link::Shared;
 
 /// A message waiting for the broker.
 pub struct Outgoing {

@@ -1,13 +1,13 @@
-//! The connection: opening it, noticing when it is lost, and rebuilding everything after.
+//! The connection: opening it, and noticing when it is lost.
 //!
 //! A space has one connection, and one more for each `channel_max` agents (see
-//! [`crate::space::Link`]). A task per connection waits for it to fail (an error event, a
-//! missed heartbeat, a broker-side close) and reports it; the supervisor then closes the
-//! whole generation of connections, reconnects with exponential backoff (0.1 s doubling
-//! to 5 s, forever) and restores every attached agent's queues and consumers, with their
-//! prefetch, before publishing resumes.
+//! [`crate::link::Link`]). A task per connection waits for it to fail (an error event, a
+//! missed heartbeat, a broker-side close) and reports it; [`crate::link::supervise`] then
+//! closes the whole generation of connections, reconnects with exponential backoff (0.1 s
+//! doubling to 5 s, forever) and restores every attached agent's queues and consumers,
+//! with their prefetch, before publishing resumes.
 
-use std::{pin::Pin, sync::atomic::Ordering, sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::{Stream, StreamExt};
 use lapin::{
@@ -16,7 +16,7 @@ use lapin::{
 };
 use tokio::sync::mpsc;
 
-use crate::{config::Config, space::Shared};
+use crate::config::Config;
 
 /// A connection with the stream that reports its failure.
 pub struct Live {
@@ -90,34 +90,6 @@ pub fn monitor(mut live: Live, generation: u64, losses: LossReports) {
     });
 }
 
-/// Keeps the space connected until it is closed: when any connection of the current
-/// generation is lost, every one is closed and the space connects and subscribes anew.
-pub async fn supervise(shared: Arc<Shared>, mut losses: mpsc::UnboundedReceiver<(u64, String)>) {
-    while let Some((generation, error)) = losses.recv().await {
-        if shared.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let old = {
-            let mut link = shared.link.lock().await;
-            if generation != link.generation {
-                continue;
-            }
-            tracing::warn!(broker = %shared.config.broker(), %error, "lost the connection to the AMQP broker; reconnecting");
-            shared.connection.send_replace(None);
-            link.disconnect()
-        };
-        // Half-open ones (the broker may still hold their consumers, which would refuse
-        // ours) are closed before new ones open: a process holds one generation at a time.
-        for connection in old {
-            let closing = connection.close(320, "reconnecting".into());
-            let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-        }
-        if !reconnect(&shared).await {
-            return;
-        }
-    }
-}
-
 /// Waits until the connection fails; answers why.
 ///
 /// lapin reports a channel's errors on the connection's events too: a refused consumer
@@ -139,40 +111,5 @@ async fn lost(live: &mut Live) -> String {
                 return "the connection is closed".into();
             },
         }
-    }
-}
-
-/// Connects again, with backoff, and restores the agents; false once the space closes.
-async fn reconnect(shared: &Shared) -> bool {
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1u32;
-    loop {
-        if shared.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        match connect(&shared.config).await {
-            Ok(live) => {
-                let mut link = shared.link.lock().await;
-                let primary = live.connection.clone();
-                monitor(live, link.generation, shared.losses.clone());
-                match link.restore(shared, primary.clone()).await {
-                    Ok(()) => {
-                        shared.connection.send_replace(Some(primary));
-                        tracing::info!(broker = %shared.config.broker(), attempt, "reconnected to the AMQP broker");
-                        return true;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, attempt, "cannot restore the agents' queues");
-                        for connection in link.disconnect() {
-                            let _ = connection.close(320, "restore failed".into()).await;
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::debug!(%error, attempt, "reconnection failed"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-        attempt += 1;
     }
 }

@@ -1,14 +1,10 @@
-//! [`AmqpSpace`]: the transport's side of one space, and the state its tasks share.
+//! [`AmqpSpace`]: the transport's side of one space (the state its tasks share is
+//! [`crate::link`]'s).
 //!
 //! The host calls in from its own threads; each call is short: `publish` queues the message
 //! for the publisher task, `attach`/`detach` run their broker round trips on the plugin's
 //! runtime and wait for them. Everything asynchronous happens on that runtime, which
 //! lives inside this library (the host's runtime, if any, is another copy of tokio).
-//!
-//! Each agent consumes on a channel of its own (a refusal or a deleted queue closes that
-//! channel, never another agent's), and a broker allows a connection a limited number of
-//! channels (`channel_max`, 2,047 on RabbitMQ): the [`Link`] opens another connection
-//! whenever the ones it has are full, so a process may hold any number of agents.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,10 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agency_sdk::transport::{
-    duplicate_id, sender_of, Inbound, TransportSpace, BROADCAST, BROADCAST_KEY,
-};
-use lapin::{options::QueueDeleteOptions, Channel, Connection};
+use agency_sdk::transport::{duplicate_id, Inbound, TransportSpace, BROADCAST, BROADCAST_KEY};
+use lapin::options::QueueDeleteOptions;
 use tokio::{
     runtime::Runtime,
     sync::{mpsc, watch, Mutex},
@@ -31,15 +25,14 @@ use tokio::{
 
 use crate::{
     config::Config,
-    consumer::{self, CancelReports, Cancelled, Inbox},
+    consumer::{self, CancelReports, Inbox},
+    link::{self, Link, Pooled, Shared, SubscribeError, Subscription},
     publisher::{self, Outgoing},
     session,
 };
 
 /// The longest queue name or routing key AMQP allows, in bytes.
 const MAX_NAME_BYTES: usize = 255;
-/// How long a reconnecting agent waits for the broker to drop its old consumers.
-const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
 /// How long `close` waits for the broker to confirm what was sent.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `publish` waits for room in a full outbox while connected.
@@ -56,256 +49,6 @@ pub fn runtime() -> &'static Runtime {
             .build()
             .expect("cannot start the amqp transport's runtime")
     })
-}
-
-/// What the space's tasks share.
-pub struct Shared {
-    /// The configuration the space was opened with.
-    pub config: Config,
-    /// The publishing connection, `None` while reconnecting; the publisher watches it.
-    pub connection: watch::Sender<Option<Arc<Connection>>>,
-    /// The attached agents, their subscriptions and the connections they use.
-    pub link: Mutex<Link>,
-    /// Messages accepted by `publish` and not yet confirmed by the broker.
-    pub unconfirmed: AtomicUsize,
-    /// Set once `close` starts.
-    pub closed: AtomicBool,
-    /// Where each connection's loss is reported, with the generation it belongs to.
-    pub losses: session::LossReports,
-}
-
-impl Shared {
-    /// Hands a body the broker could not route back to its sender, the agent its `from`
-    /// names, if that agent is attached here (see `TransportSpace::publish`).
-    pub async fn return_to_sender(&self, body: String) {
-        let Some(from) = sender_of(&body) else {
-            return;
-        };
-        let sink = self
-            .link
-            .lock()
-            .await
-            .agents
-            .get(&from)
-            .map(|s| s.inbox.sink());
-        if let Some(sink) = sink {
-            // A delivery may wait for room in the sender's mailbox: not on a worker of the
-            // transport's runtime.
-            tokio::task::spawn_blocking(move || sink.deliver(&body));
-        }
-    }
-}
-
-/// The attached agents, and the connections their channels belong to.
-#[derive(Default)]
-pub struct Link {
-    /// This generation's connections, the first one also publishing; empty while
-    /// reconnecting.
-    connections: Vec<Pooled>,
-    /// Counts reconnections: a loss reported for an older generation is stale.
-    pub generation: u64,
-    agents: HashMap<String, Subscription>,
-    /// Agents being attached: their ids are taken and a channel is kept for each, while
-    /// their queues are declared without the lock (so agents attach in parallel).
-    joining: HashSet<String>,
-}
-
-/// A connection and how many agents' channels it carries.
-struct Pooled {
-    connection: Arc<Connection>,
-    channels: usize,
-}
-
-struct Subscription {
-    inbox: Arc<Inbox>,
-    /// The channel consuming the agent's queues, while connected, and the index of its
-    /// connection.
-    channel: Option<(Channel, usize)>,
-}
-
-impl Link {
-    /// Forgets this generation's connections and their channels (the agents stay
-    /// attached), and answers the connections, to be closed.
-    pub fn disconnect(&mut self) -> Vec<Arc<Connection>> {
-        self.agents.values_mut().for_each(|s| s.channel = None);
-        self.generation += 1;
-        self.connections.drain(..).map(|p| p.connection).collect()
-    }
-
-    /// Keeps a channel for one more agent on a connection with room, opening one more
-    /// connection if every one is full; answers that connection and its index.
-    async fn place(&mut self, shared: &Shared) -> Result<(Arc<Connection>, usize), SubscribeError> {
-        let index = match self
-            .connections
-            .iter()
-            .position(|p| p.channels < agent_channels(&p.connection))
-        {
-            Some(index) => index,
-            None => {
-                let live = session::connect(&shared.config)
-                    .await
-                    .map_err(SubscribeError::Connect)?;
-                self.connections.push(Pooled {
-                    connection: live.connection.clone(),
-                    channels: 0,
-                });
-                session::monitor(live, self.generation, shared.losses.clone());
-                self.connections.len() - 1
-            }
-        };
-        let pooled = &mut self.connections[index];
-        pooled.channels += 1;
-        Ok((pooled.connection.clone(), index))
-    }
-
-    /// Gives back the channel kept by [`Link::place`] on connection `index`.
-    fn unplace(&mut self, index: usize) {
-        if let Some(pooled) = self.connections.get_mut(index) {
-            pooled.channels -= 1;
-        }
-    }
-
-    /// Subscribes `inbox` on a connection with a free channel (see [`Link::place`]).
-    async fn subscribe(
-        &mut self,
-        shared: &Shared,
-        inbox: &Arc<Inbox>,
-    ) -> Result<(Channel, usize), SubscribeError> {
-        let (connection, index) = self.place(shared).await?;
-        match consumer::subscribe(&shared.config, &connection, inbox).await {
-            Ok(channel) => Ok((channel, index)),
-            Err(error) => {
-                self.unplace(index);
-                Err(SubscribeError::Broker(error))
-            }
-        }
-    }
-
-    /// Closes an agent's channel (if any) and frees its place.
-    async fn unsubscribe(&mut self, channel: Option<(Channel, usize)>, why: &str) {
-        let Some((channel, index)) = channel else {
-            return;
-        };
-        self.unplace(index);
-        let _ = tokio::time::timeout(Duration::from_secs(5), channel.close(200, why.into())).await;
-    }
-
-    /// Subscribes every attached agent on a new generation of connections, `primary`
-    /// first.
-    ///
-    /// The broker may not have noticed yet that the old connections are gone and still
-    /// hold their exclusive consumers: a refused subscription is retried for
-    /// [`TAKEOVER_GRACE`], then reported (another process took the id) and the agent is
-    /// left without a channel. Any other failure means the connections are bad.
-    pub async fn restore(
-        &mut self,
-        shared: &Shared,
-        primary: Arc<Connection>,
-    ) -> Result<(), String> {
-        self.connections = vec![Pooled {
-            connection: primary,
-            channels: 0,
-        }];
-        let ids: Vec<String> = self.agents.keys().cloned().collect();
-        for id in ids {
-            let inbox = self.agents[&id].inbox.clone();
-            let deadline = Instant::now() + TAKEOVER_GRACE;
-            loop {
-                match self.subscribe(shared, &inbox).await {
-                    Ok(channel) => self.agents.get_mut(&id).unwrap().channel = Some(channel),
-                    Err(SubscribeError::Broker(error))
-                        if consumer::is_duplicate(&error) && Instant::now() < deadline =>
-                    {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                    Err(SubscribeError::Broker(error)) if consumer::is_duplicate(&error) => {
-                        tracing::error!(
-                            agent = %id,
-                            "another process took this agent's id while the connection was down; it no longer receives messages"
-                        )
-                    }
-                    Err(error) => return Err(error.to_string()),
-                }
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Why an agent could not be subscribed.
-enum SubscribeError {
-    /// Another connection was needed and could not be opened.
-    Connect(String),
-    /// The broker refused a step (see [`consumer::is_duplicate`]).
-    Broker(lapin::Error),
-}
-
-impl std::fmt::Display for SubscribeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Connect(reason) => f.write_str(reason),
-            Self::Broker(error) => error.fmt(f),
-        }
-    }
-}
-
-/// How many agents' channels one connection carries: what the broker allows, less the
-/// publisher's channel and one spare for short-lived ones.
-fn agent_channels(connection: &Connection) -> usize {
-    // 0 means the broker sets no limit.
-    let max = match connection.configuration().channel_max() {
-        0 => u16::MAX,
-        max => max,
-    };
-    usize::from(max).saturating_sub(2).max(1)
-}
-
-/// Subscribes again each agent whose consumer the broker cancelled while its channel
-/// stayed open (someone deleted its queue): the queues are declared anew and consumed on
-/// a new channel. A report about a channel the agent no longer has (already replaced, or
-/// lost with its connection, which the supervisor restores) changes nothing.
-async fn resubscribe_cancelled(
-    shared: Arc<Shared>,
-    mut reports: mpsc::UnboundedReceiver<Cancelled>,
-) {
-    while let Some(Cancelled {
-        agent_id,
-        channel_id,
-    }) = reports.recv().await
-    {
-        let mut link = shared.link.lock().await;
-        let Some(subscription) = link.agents.get_mut(&agent_id) else {
-            continue;
-        };
-        let old = subscription
-            .channel
-            .take_if(|(channel, _)| channel.id() == channel_id);
-        let (Some(old), inbox) = (old, subscription.inbox.clone()) else {
-            continue;
-        };
-        tracing::warn!(agent = %agent_id, "the broker cancelled the agent's consumer (was its queue deleted?); subscribing again");
-        link.unsubscribe(Some(old), "subscribing again").await;
-        match link.subscribe(&shared, &inbox).await {
-            Ok(channel) => {
-                if let Some(subscription) = link.agents.get_mut(&agent_id) {
-                    subscription.channel = Some(channel);
-                }
-                tracing::info!(agent = %agent_id, "subscribed again");
-            }
-            Err(SubscribeError::Broker(error)) if consumer::is_duplicate(&error) => {
-                tracing::error!(
-                    agent = %agent_id,
-                    "another process took this agent's id meanwhile; it no longer receives messages"
-                )
-            }
-            Err(error) => tracing::warn!(
-                agent = %agent_id, %error,
-                "cannot subscribe the agent again now; it will be at the next reconnection"
-            ),
-        }
-    }
 }
 
 /// An open space on the `amqp` transport.
@@ -343,9 +86,9 @@ impl AmqpSpace {
         session::monitor(live, 0, shared.losses.clone());
         let (cancel_reports, cancelled) = mpsc::unbounded_channel();
         let tasks = [
-            runtime.spawn(session::supervise(shared.clone(), lost)),
+            runtime.spawn(link::supervise(shared.clone(), lost)),
             runtime.spawn(publisher::run(shared.clone(), outbox_rx)),
-            runtime.spawn(resubscribe_cancelled(shared.clone(), cancelled)),
+            runtime.spawn(link::resubscribe_cancelled(shared.clone(), cancelled)),
         ];
         Ok(Self {
             shared,
