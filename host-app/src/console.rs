@@ -41,34 +41,16 @@ use agency_operator::{
 };
 use agency_protocol::message::UNDELIVERABLE;
 use agency_runtime::HELP;
-use agency_runtime::{tap::Traffic, Foreground, Space};
+use agency_runtime::{Foreground, Space};
 use agency_sdk::{ActionError, Message};
 use serde_json::Value;
 
 use crate::{
-    editor::{self, Ask, Reading, SharedKnown},
+    editor::{self, Ask, SharedKnown},
+    events::{Event, Reading},
     terminal::{self, block, inline, red, Stream},
     threads, traffic,
 };
-
-/// Something the console loop reacts to.
-pub enum Event {
-    /// A line, and what it was read for.
-    Line(String, Reading),
-    /// A line of input that is not UTF-8 text: its number and what is wrong.
-    BadLine(usize, String),
-    EndOfInput,
-    /// A message for the console's agent.
-    Incoming(Message),
-    /// A permission question to put to the user, or one decided.
-    Permission(Notice),
-    /// A copy of the space's traffic, while the console watches it.
-    Traffic(Traffic),
-    /// How many copies the console missed so far, because it fell behind.
-    TrafficSkipped(u64),
-    /// Ctrl-C (seen through the flag it sets).
-    Interrupt,
-}
 
 /// How the console ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,24 +37,16 @@ use rustyline::{
 };
 use serde_json::Value;
 
-use crate::{console::Event, terminal, threads};
+use crate::{
+    events::{Event, Reading},
+    terminal, threads,
+};
 
 /// What the console lets the reader read next.
 pub enum Ask {
     /// A command, at the command prompt.
     Command,
     /// The answer to the permission question the console printed.
-    Answer,
-}
-
-/// What a line was read for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reading {
-    /// By the plain reader (piped input): the console decides from its own state.
-    Any,
-    /// At the command prompt.
-    Command,
-    /// At a permission question.
     Answer,
 }
 

@@ -15,6 +15,7 @@ mod terminal;
 mod config;
 mod console;
 mod editor;
+mod events;
 mod inspect;
 mod reload;
 mod template;
