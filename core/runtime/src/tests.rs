@@ -229,9 +229,11 @@ fn an_announcing_agent_tells_the_space_what_it_can_do() {
     let (space, _wire) = loopback_space();
     let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
     space.add(&AgentSpec::new("Echo", "quiet")).unwrap();
-    space
-        .add(&AgentSpec::new("Echo", "loud").announcing())
-        .unwrap();
+    // As `agency.toml` writes it (`announce = true`); `AgentSpec::announcing` is the same.
+    let loud: AgentSpec =
+        serde_json::from_value(json!({"type": "Echo", "id": "loud", "announce": true})).unwrap();
+    assert_eq!(loud, AgentSpec::new("Echo", "loud").announcing());
+    space.add(&loud).unwrap();
     assert!(me.wait_for(Duration::from_secs(5), |got| !got.is_empty()));
     let got = me.received();
     assert_eq!(got.len(), 1, "{got:?}");
