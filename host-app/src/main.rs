@@ -3,7 +3,7 @@
 //! - `agency run` opens a space on the chosen transport, starts the agents listed in the
 //!   config file and attaches a console agent to standard input and output.
 //!   While it runs, it loads plugin files added to the folder and applies edits of the
-//!   config's `[[agents]]` (see `watch`).
+//!   config's `[[agents]]` (see `reload`).
 //! - `agency watch` prints every message of a space shared through a broker as it flows
 //!   (see `traffic`); `agency run --watch` does it inside one host.
 //! - `agency plugins` lists what each plugin file provides, or why it cannot be used;

@@ -44,13 +44,13 @@ pub fn agency_run(plugins: &Path, config: &Path, extra: &[&str]) -> Command {
 
 /// Starts `agency run` on a plugins folder and the config file at `config`.
 pub fn start_with_config(plugins: &Path, config: &Path, extra: &[&str]) -> Child {
-    start_logging(plugins, config, extra, "warn")
+    start_logging(plugins, config, "warn", extra)
 }
 
-/// Starts `agency run` on a plugins folder and the config file at `config`, waiting 2 s
-/// for replies unless `extra` says otherwise, with the log filter `rust_log` and piped
-/// standard streams.
-pub fn start_logging(plugins: &Path, config: &Path, extra: &[&str], rust_log: &str) -> Child {
+/// Starts `agency run` on a plugins folder and the config file at `config`, with the log
+/// filter `rust_log` and piped standard streams, waiting 2 s for replies unless `extra`
+/// says otherwise (the arguments in [`Host::start_logging`]'s order).
+pub fn start_logging(plugins: &Path, config: &Path, rust_log: &str, extra: &[&str]) -> Child {
     let mut args = if extra.contains(&"--wait") {
         vec![]
     } else {
@@ -76,11 +76,12 @@ pub fn spawn_piped(command: &mut Command) -> Child {
         .unwrap()
 }
 
-/// Writes `input` to the child, closes its input and waits for it, reading its output
-/// meanwhile; a child still running after `patience` is killed and the test fails.
-pub fn finish_within(mut child: Child, input: &str, patience: Duration) -> Output {
+/// Writes `input` (text, or any bytes) to the child, closes its input and waits for it,
+/// reading its output meanwhile; a child still running after `patience` is killed and the
+/// test fails.
+pub fn finish_within(mut child: Child, input: impl AsRef<[u8]>, patience: Duration) -> Output {
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
+    stdin.write_all(input.as_ref()).unwrap();
     drop(stdin);
     let (done, exited) = std::sync::mpsc::channel::<()>();
     let pid = child.id().to_string();
@@ -224,8 +225,8 @@ impl Host {
         Self::wrap(start_logging(
             crate::plugins_dir(),
             &config,
-            extra,
             rust_log,
+            extra,
         ))
     }
 

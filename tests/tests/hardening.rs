@@ -22,17 +22,18 @@ use agency_tests::{
 /// Runs `command` with no input, waiting up to `patience` for it to exit (killing it and
 /// failing if it does not); answers its output.
 fn output_within(command: &mut std::process::Command, patience: Duration) -> std::process::Output {
-    let mut child = command
-        .stdin(Stdio::null())
+    let child = command
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    exits_within(&mut child, patience);
-    child.wait_with_output().unwrap()
+    finish_within(child, "", patience)
 }
 
-/// Waits up to `patience` for `child` to exit; kills it and fails if it does not.
+/// Waits up to `patience` for `child` to exit while its input stays open (so that what
+/// ends it is not the end of its input, unlike [`finish_within`]); kills it and fails if
+/// it does not.
 fn exits_within(child: &mut std::process::Child, patience: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + patience;
     loop {
@@ -301,14 +302,9 @@ fn strange_files_in_the_plugins_folder_are_each_named_and_refused() {
 /// still run.
 #[test]
 fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
-    let mut child = start(plugins_dir(), ONE_RECEIVER, &[]);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"/R.add a:1 b:1\n\xff\xfe bad\n/R.add a:2 b:2\n")
-        .unwrap();
-    drop(stdin);
-    exits_within(&mut child, Duration::from_secs(20));
-    let output = child.wait_with_output().unwrap();
+    let child = start(plugins_dir(), ONE_RECEIVER, &[]);
+    let input = b"/R.add a:1 b:1\n\xff\xfe bad\n/R.add a:2 b:2\n";
+    let output = finish_within(child, input, Duration::from_secs(20));
     assert_lines(&text(&output.stdout), &["R: 2.0", "R: 4.0"]);
     assert_lines(
         &text(&output.stderr),

@@ -17,7 +17,9 @@ use agency_tests::{
     scratch_dir,
 };
 
-const PATIENCE: Duration = Duration::from_secs(20);
+/// How long a running host may take to notice a file or config change and act on it (it
+/// looks every 250 ms, and a build may be loading the machine).
+const RELOAD_PATIENCE: Duration = Duration::from_secs(20);
 
 /// A new plugins folder holding the local transport and the test agents.
 fn plugins_folder(name: &str) -> PathBuf {
@@ -101,7 +103,7 @@ fn a_plugin_built_out_of_tree_is_hot_added_and_config_edits_apply() {
     let target = plugins.join(library_name("greeter"));
     let half = greeter.len() / 2;
     std::fs::write(&target, &greeter[..half]).unwrap();
-    host.stderr.wait_for_count("truncated", 1, PATIENCE);
+    host.stderr.wait_for_count("truncated", 1, RELOAD_PATIENCE);
     std::fs::OpenOptions::new()
         .append(true)
         .open(&target)
@@ -109,7 +111,7 @@ fn a_plugin_built_out_of_tree_is_hot_added_and_config_edits_apply() {
         .write_all(&greeter[half..])
         .unwrap();
     host.stderr
-        .wait_for_count("started agent \"greeter\" (Greeter)", 1, PATIENCE);
+        .wait_for_count("started agent \"greeter\" (Greeter)", 1, RELOAD_PATIENCE);
     host.type_line("/greeter.greet name:\"Ada\"");
     host.stdout.wait_for("Hello, Ada! greeter here.");
 
@@ -119,7 +121,7 @@ fn a_plugin_built_out_of_tree_is_hot_added_and_config_edits_apply() {
     )
     .unwrap();
     host.stderr
-        .wait_for_count("started agent \"New\" (Receiver)", 1, PATIENCE);
+        .wait_for_count("started agent \"New\" (Receiver)", 1, RELOAD_PATIENCE);
     host.stderr.wait_for("removed agent \"Old\"");
     host.type_line("/New.value");
     host.stdout.wait_for("New: 42");
@@ -154,10 +156,10 @@ fn a_loaded_library_that_changes_is_reported_and_keeps_running() {
     host.stderr.wait_for_count(
         "changed, but a loaded library is never unloaded: restart agency to run its new code",
         1,
-        PATIENCE,
+        RELOAD_PATIENCE,
     );
     host.type_line("/R.value");
-    host.stdout.wait_for_count("R: 42", 2, PATIENCE);
+    host.stdout.wait_for_count("R: 42", 2, RELOAD_PATIENCE);
     host.finish();
 }
 

@@ -33,8 +33,9 @@ pub type CallResult = RResult<RString, RString>;
 /// An agent instance living inside a plugin.
 ///
 /// The host drives it with operations such as `action` or `after_add`, each with a JSON
-/// payload (see the SDK's `protocol` module). An unknown operation returns an error
-/// starting with `unsupported operation`, so old plugins keep working with newer hosts.
+/// payload (see `agency_protocol::ffi`, where each call is encoded). An unknown
+/// operation returns an `UnsupportedOperation` error, so old plugins keep working with
+/// newer hosts.
 #[sabi_trait]
 pub trait AgentObj: Send {
     /// Runs one operation on the agent.

@@ -15,7 +15,9 @@
 //!   over.
 //! - `mailbox`: an agent's queue, bounded for deliveries from transport threads.
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
-//! - `outgoing`, `log`, `wait`: outgoing messages, foreground logs, spin-then-sleep waits.
+//! - `chain`: request chains, so that a request cycle is answered at once.
+//! - `id`, `error`, `log`, `wait`: agent ids' rules, the space's errors, foreground
+//!   agents' message logs, spin-then-sleep waits.
 //! - `text`: [`printable`], for showing what other processes sent.
 //! - [`tap`]: [`Tap`], copies of a space's traffic for whoever watches it.
 #![warn(missing_docs)]
