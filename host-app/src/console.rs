@@ -39,7 +39,7 @@ use agency_operator::{
     closest, parse_line,
     permissions::{Listener, Notice, Permissions, Question},
 };
-use agency_protocol::message::UNDELIVERABLE;
+use agency_protocol::Kind;
 use agency_runtime::HELP;
 use agency_runtime::{Foreground, Space};
 use agency_sdk::{ActionError, Message};
@@ -618,7 +618,7 @@ impl Console<'_> {
 
     fn on_incoming(&mut self, message: &Message) {
         let reply = message.reply();
-        let undeliverable = matches!(&reply, Some(Err(error)) if error.kind() == UNDELIVERABLE);
+        let undeliverable = matches!(&reply, Some(Err(error)) if error.is(Kind::Undeliverable));
         if let Some(parent) = &message.meta.parent_id {
             if self.quiet.contains(parent) {
                 if let Some(Ok(help)) = &reply {
@@ -661,7 +661,7 @@ impl Console<'_> {
                 help_table(&value).unwrap_or_else(|| block(&render(&value)))
             }
             (Some(Ok(value)), _) => block(&render(&value)),
-            (Some(Err(error)), _) if error.kind() == UNDELIVERABLE => {
+            (Some(Err(error)), _) if error.is(Kind::Undeliverable) => {
                 let hint = closest(&message.from, &self.space.agent_ids())
                     .map(|id| format!(" (did you mean {}?)", inline(&format!("{id:?}"))))
                     .unwrap_or_default();

@@ -2,8 +2,60 @@
 
 use std::{error::Error as StdError, fmt};
 
+/// The kinds of error the framework itself reports, each named on the wire as Python
+/// Agency (or Python) names it, so a Python peer reads them as its own. An agent may
+/// report any other kind: [`ActionError::new`] takes any name.
+///
+/// ```
+/// use agency_protocol::{ActionError, Kind};
+/// let error = ActionError::of(Kind::Timeout, "no reply");
+/// assert_eq!(error.to_string(), "TimeoutError: no reply");
+/// assert!(error.is(Kind::Timeout));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A value of the wrong type (a message that is no JSON object, an argument).
+    Type,
+    /// A value of the right type that cannot be used (an invalid id, timeout, message).
+    Value,
+    /// An action the agent does not have.
+    Attribute,
+    /// An action its access policy, or the person asked, refused.
+    Permission,
+    /// A request not answered in time.
+    Timeout,
+    /// A request that closes a cycle of agents waiting for each other.
+    Deadlock,
+    /// A message no agent could receive.
+    Undeliverable,
+    /// The runtime cannot do what was asked (a destroyed space, no current message).
+    Runtime,
+    /// The transport refused or lost a message.
+    Transport,
+    /// A call the other side of the plugin boundary does not know.
+    Unsupported,
+}
+
+impl Kind {
+    /// The kind's name on the wire: `TimeoutError`, ...
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Type => "TypeError",
+            Kind::Value => "ValueError",
+            Kind::Attribute => "AttributeError",
+            Kind::Permission => "PermissionError",
+            Kind::Timeout => "TimeoutError",
+            Kind::Deadlock => "DeadlockError",
+            Kind::Undeliverable => "UndeliverableError",
+            Kind::Runtime => "RuntimeError",
+            Kind::Transport => "TransportError",
+            Kind::Unsupported => "UnsupportedOperation",
+        }
+    }
+}
+
 /// The kind of the error for a call the other side of the plugin boundary does not know.
-pub const UNSUPPORTED: &str = "UnsupportedOperation";
+pub const UNSUPPORTED: &str = Kind::Unsupported.name();
 
 /// An error sent back to the sender as an `[error]` reply, shaped `"<Kind>: <text>"`.
 ///
@@ -37,6 +89,16 @@ impl ActionError {
         }
     }
 
+    /// An error of one of the framework's own kinds.
+    pub fn of(kind: Kind, message: impl Into<String>) -> Self {
+        Self::new(kind.name(), message)
+    }
+
+    /// Whether it is of the framework's kind `kind`.
+    pub fn is(&self, kind: Kind) -> bool {
+        self.kind == kind.name()
+    }
+
     /// An error of kind `Error` with this text.
     pub fn msg(message: impl Into<String>) -> Self {
         Self::new("Error", message)
@@ -54,7 +116,7 @@ impl ActionError {
 
     /// The error for a call across the plugin boundary that this side does not know.
     pub fn unsupported(call: &str) -> Self {
-        Self::new(UNSUPPORTED, format!("{call:?}"))
+        Self::of(Kind::Unsupported, format!("{call:?}"))
     }
 
     /// Whether the other side of the plugin boundary does not know the call: recognised by

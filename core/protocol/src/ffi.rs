@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::{
     boundary::{AgentCore, HostLink, Inbound, LogRecord, TransportSpace},
-    ActionError,
+    ActionError, Kind,
 };
 
 /// A call the host makes on an agent. Messages are the JSON text they arrived as.
@@ -285,8 +285,8 @@ fn json(value: impl Serialize) -> String {
 /// Reads a payload or an answer; a malformed one is a `TypeError`.
 fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ActionError> {
     serde_json::from_str(text).map_err(|e| {
-        ActionError::new(
-            "TypeError",
+        ActionError::of(
+            Kind::Type,
             format!("malformed data across the plugin boundary: {e}"),
         )
     })
@@ -360,8 +360,8 @@ impl HostLink for ImportedHost {
                 outcomes.into_iter().map(Into::into).collect()
             }
             Ok(outcomes) => vec![
-                Err(ActionError::new(
-                    "TypeError",
+                Err(ActionError::of(
+                    Kind::Type,
                     format!(
                         "the host answered {} outcomes for {count} requests",
                         outcomes.len()

@@ -31,5 +31,5 @@ pub mod ffi;
 pub mod message;
 pub mod spec;
 
-pub use error::{ActionError, UNSUPPORTED};
+pub use error::{ActionError, Kind, UNSUPPORTED};
 pub use message::Message;

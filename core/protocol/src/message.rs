@@ -7,14 +7,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::ActionError;
+use crate::{ActionError, Kind};
 
 /// The recipient that means "every agent in the space".
 pub const BROADCAST: &str = "*";
 /// The routing key transports may use for broadcasts; no agent may take it as its id.
 pub const BROADCAST_KEY: &str = "__broadcast__";
 /// The kind of the error a sender gets back for a message no agent could receive.
-pub const UNDELIVERABLE: &str = "UndeliverableError";
+pub const UNDELIVERABLE: &str = Kind::Undeliverable.name();
 /// The action name of a reply carrying a value.
 pub const RESPONSE: &str = "[response]";
 /// The action name of a reply carrying an error.
@@ -114,11 +114,11 @@ impl Outgoing {
 }
 
 fn not_an_object() -> ActionError {
-    ActionError::new("TypeError", "a message must be a JSON object")
+    ActionError::of(Kind::Type, "a message must be a JSON object")
 }
 
 fn invalid_message(error: serde_json::Error) -> ActionError {
-    ActionError::new("ValueError", format!("invalid message: {error}"))
+    ActionError::of(Kind::Value, format!("invalid message: {error}"))
 }
 
 /// `meta` before the `id` rule is applied: an outgoing message may leave `id` out (the

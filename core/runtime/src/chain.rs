@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 
-use agency_sdk::{ActionError, Message};
+use agency_sdk::{ActionError, Kind, Message};
 use serde_json::Value;
 
 thread_local! {
@@ -76,8 +76,8 @@ pub fn cycle(chain: &[String], agent: &str) -> Option<ActionError> {
         .filter(|id| *id != agent)
         .unwrap_or("itself");
     ids.push(agent);
-    Some(ActionError::new(
-        "DeadlockError",
+    Some(ActionError::of(
+        Kind::Deadlock,
         format!(
             "request cycle {} ({agent} is waiting for {waiting_for})",
             ids.join(" -> ")

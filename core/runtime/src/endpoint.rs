@@ -17,7 +17,7 @@ use std::{
 use agency_protocol::{
     boundary::{HostLink, Inbound, LogRecord, TransportSpace},
     message::{Meta, Outgoing, PartialMeta, BROADCAST},
-    ActionError, Message,
+    ActionError, Kind, Message,
 };
 use agency_sdk::Repeated;
 use serde_json::Value;
@@ -176,8 +176,8 @@ impl Endpoint {
                     return reply;
                 }
                 self.pending.lock().unwrap().remove(&sent.id);
-                Err(ActionError::new(
-                    "TimeoutError",
+                Err(ActionError::of(
+                    Kind::Timeout,
                     format!(
                         "no reply from \"{}\" to \"{}\" within {:.3}s",
                         sent.to,
@@ -222,8 +222,8 @@ impl Endpoint {
     fn complete(&self, outgoing: Outgoing) -> Result<Message, ActionError> {
         match &outgoing.from {
             Some(from) if *from != self.id => {
-                return Err(ActionError::new(
-                    "ValueError",
+                return Err(ActionError::of(
+                    Kind::Value,
                     format!(
                         "\"from\" must be the sender's id \"{}\", not {from:?}",
                         self.id
@@ -234,8 +234,8 @@ impl Endpoint {
         }
         if outgoing.to != BROADCAST {
             validate_id(&outgoing.to).map_err(|e| {
-                ActionError::new(
-                    "ValueError",
+                ActionError::of(
+                    Kind::Value,
                     format!("invalid recipient {:?}: {e}", outgoing.to),
                 )
             })?;
@@ -259,8 +259,8 @@ impl Endpoint {
 
     fn publish(&self, message: Message) -> Result<(), ActionError> {
         if self.core.destroyed.load(Ordering::Acquire) {
-            return Err(ActionError::new(
-                "RuntimeError",
+            return Err(ActionError::of(
+                Kind::Runtime,
                 "the space has been destroyed",
             ));
         }
@@ -280,7 +280,7 @@ impl Endpoint {
             }
             sent.push_back((id, body));
         }
-        published.map_err(|e| ActionError::new("TransportError", e))
+        published.map_err(|e| ActionError::of(Kind::Transport, e))
     }
 
     fn sent_message(&self, id: &str) -> Option<String> {
@@ -440,8 +440,8 @@ impl Inbound for Endpoint {
 /// "forever"; negative or not a number is an error.
 fn timeout_of(seconds: f64) -> Result<Duration, ActionError> {
     if seconds.is_nan() || seconds < 0.0 {
-        return Err(ActionError::new(
-            "ValueError",
+        return Err(ActionError::of(
+            Kind::Value,
             format!("a timeout must be a number of seconds, at least 0, not {seconds}"),
         ));
     }
@@ -473,7 +473,7 @@ impl HostLink for Endpoint {
     }
 
     fn ask_permission(&self, message: &str) -> Result<bool, ActionError> {
-        let message = Message::from_json(message).map_err(|e| ActionError::new("ValueError", e))?;
+        let message = Message::from_json(message).map_err(|e| ActionError::of(Kind::Value, e))?;
         Ok(Endpoint::ask_permission(self, &message))
     }
 

@@ -24,7 +24,7 @@ use agency_protocol::{
     boundary::AgentCore,
     message::{Outgoing, ANNOUNCEMENT, BROADCAST, RESPONSE},
     spec::{Access, AgentTypeSpec},
-    ActionError, Message,
+    ActionError, Kind, Message,
 };
 use agency_sdk::agent::unknown_action;
 use serde_json::{Map, Value};
@@ -242,8 +242,8 @@ impl Handler {
             return;
         };
         if !self.permitted(action.access, json) {
-            let error = ActionError::new(
-                "PermissionError",
+            let error = ActionError::of(
+                Kind::Permission,
                 format!(
                     "\"{}.{}\" not permitted",
                     self.endpoint.id, message.action.name

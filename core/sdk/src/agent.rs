@@ -15,7 +15,7 @@ use agency_protocol::{
     spec::AgentTypeSpec,
 };
 
-use crate::{ActionError, Context};
+use crate::{ActionError, Context, Kind};
 
 /// What an agent is created from: its id and the `args` given in `agency.toml` or
 /// `Space::add`.
@@ -45,8 +45,8 @@ impl Init {
             self.args.clone()
         };
         serde_json::from_value(args).map_err(|e| {
-            ActionError::new(
-                "TypeError",
+            ActionError::of(
+                Kind::Type,
                 format!("invalid args for agent {:?}: {e}", self.id),
             )
         })
@@ -362,7 +362,7 @@ impl<A: Actions> Dispatcher<A> {
     ) -> Result<T, ActionError> {
         self.with(Some(message), |agent, ctx| {
             let part: ActionPart = serde_json::from_str(message)
-                .map_err(|e| ActionError::new("TypeError", format!("invalid message: {e}")))?;
+                .map_err(|e| ActionError::of(Kind::Type, format!("invalid message: {e}")))?;
             f(agent, ctx, part.action)
         })
     }
@@ -442,8 +442,8 @@ impl<A: Actions> Dispatcher<A> {
 
 /// The error for an action an agent does not have, worded as in Python Agency.
 pub fn unknown_action(action: &str, agent_id: &str) -> ActionError {
-    ActionError::new(
-        "AttributeError",
+    ActionError::of(
+        Kind::Attribute,
         format!("\"{action}\" not found on \"{agent_id}\""),
     )
 }

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::ActionError;
+use crate::{ActionError, Kind};
 
 /// Reads an action's arguments one by one; used by the code [`crate::actions`] generates.
 #[doc(hidden)]
@@ -32,8 +32,8 @@ impl<'a> ArgReader<'a> {
     ) -> Result<T, ActionError> {
         match self.optional(name)? {
             Some(value) => Ok(value),
-            None => Err(ActionError::new(
-                "TypeError",
+            None => Err(ActionError::of(
+                Kind::Type,
                 format!(
                     "{}() missing argument \"{name}\" ({})",
                     self.action,
@@ -67,7 +67,7 @@ impl<'a> ArgReader<'a> {
                         self.action
                     )
                 };
-                ActionError::new("TypeError", text)
+                ActionError::of(Kind::Type, text)
             }),
         }
     }
@@ -83,8 +83,8 @@ impl<'a> ArgReader<'a> {
             .find(|key| !expected.contains(&key.as_str()))
         {
             None => Ok(()),
-            Some(extra) => Err(ActionError::new(
-                "TypeError",
+            Some(extra) => Err(ActionError::of(
+                Kind::Type,
                 format!("{}() got an unexpected argument \"{extra}\"", self.action),
             )),
         }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use agency_protocol::boundary::HostLink;
 
-use crate::{ActionError, Message};
+use crate::{ActionError, Kind, Message};
 
 /// The agent's view of the space while it handles a message.
 ///
@@ -167,7 +167,7 @@ impl Context {
             .map(|message| {
                 message.and_then(|_| {
                     outcomes.next().unwrap_or_else(|| {
-                        Err(ActionError::new("RuntimeError", "the host lost a request"))
+                        Err(ActionError::of(Kind::Runtime, "the host lost a request"))
                     })
                 })
             })
@@ -199,7 +199,7 @@ impl Context {
 
     fn current_or_err(&self) -> Result<&Message, ActionError> {
         self.current_message()
-            .ok_or_else(|| ActionError::new("RuntimeError", "no message is being handled"))
+            .ok_or_else(|| ActionError::of(Kind::Runtime, "no message is being handled"))
     }
 }
 

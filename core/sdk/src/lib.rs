@@ -58,7 +58,7 @@ mod ffi;
 mod logging;
 pub mod transport;
 
-pub use agency_protocol::{ActionError, Message};
+pub use agency_protocol::{ActionError, Kind, Message};
 pub use agency_sdk_macros::actions;
 pub use agent::{agent_types, Agent, AgentType, ConcurrentAgent, Init};
 pub use args::{json_type, schema};

@@ -21,7 +21,7 @@ use std::{
 };
 
 use agency_operator::{closest, parse_line, Notice, Permissions};
-use agency_protocol::message::UNDELIVERABLE;
+use agency_protocol::Kind;
 use agency_runtime::{Foreground, Space, HELP};
 use agency_sdk::Message;
 use serde_json::{json, Value};
@@ -285,7 +285,7 @@ impl Session {
             Some(Ok(value)) => event["value"] = value,
             Some(Err(error)) => {
                 event["error"] = error.to_string().into();
-                if error.kind() == UNDELIVERABLE {
+                if error.is(Kind::Undeliverable) {
                     event["undeliverable"] = true.into();
                     let hint = closest(&message.from, &self.space.agent_ids()).map(str::to_owned);
                     event["did_you_mean"] = hint.into();
