@@ -145,9 +145,12 @@ impl Endpoint {
     /// Sends a message and waits up to `timeout` for its reply's value. The message
     /// carries the request chain (see [`crate::chain`]).
     pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, ActionError> {
-        self.request_all(vec![Ok(outgoing)], timeout)
-            .pop()
-            .expect("one outcome per request")
+        let started = Instant::now();
+        let chain = chain::extended(&self.id);
+        self.waiting(|| {
+            let sent = self.start_request(outgoing, chain)?;
+            self.finish_request(sent, &Waiter::new(), started, timeout)
+        })
     }
 
     /// Sends every message, then waits up to `timeout` in all for their replies' values;
@@ -161,44 +164,34 @@ impl Endpoint {
     ) -> Vec<Result<Value, ActionError>> {
         let started = Instant::now();
         let chain = chain::extended(&self.id);
+        self.waiting(|| {
+            let sent: Vec<_> = requests
+                .into_iter()
+                .map(|outgoing| self.start_request(outgoing?, chain.clone()))
+                .collect();
+            let waiter = Waiter::new();
+            sent.into_iter()
+                .map(|sent| self.finish_request(sent?, &waiter, started, timeout))
+                .collect()
+        })
+    }
+
+    /// Runs `wait` counted as one of the agent's handles waiting for replies.
+    fn waiting<T>(&self, wait: impl FnOnce() -> T) -> T {
         self.pending_count.fetch_add(1, Ordering::AcqRel);
-        let sent: Vec<_> = requests
-            .into_iter()
-            .map(|outgoing| self.start_request(outgoing?, &chain))
-            .collect();
-        let waiter = Waiter::new();
-        let outcomes = sent
-            .into_iter()
-            .map(|sent| {
-                let sent = sent?;
-                let left = timeout.saturating_sub(started.elapsed());
-                if let Some(reply) = waiter.receive(&sent.reply, left) {
-                    return reply;
-                }
-                self.pending.lock().unwrap().remove(&sent.id);
-                Err(ActionError::of(
-                    Kind::Timeout,
-                    format!(
-                        "no reply from \"{}\" to \"{}\" within {:.3}s",
-                        sent.to,
-                        sent.action,
-                        started.elapsed().as_secs_f64()
-                    ),
-                ))
-            })
-            .collect();
+        let outcome = wait();
         self.pending_count.fetch_sub(1, Ordering::AcqRel);
-        outcomes
+        outcome
     }
 
     /// Publishes one request carrying `chain`, registered before it leaves so that no
     /// reply can miss it.
-    fn start_request(&self, outgoing: Outgoing, chain: &Value) -> Result<SentRequest, ActionError> {
+    fn start_request(&self, outgoing: Outgoing, chain: Value) -> Result<SentRequest, ActionError> {
         let mut message = self.complete(outgoing)?;
         message
             .meta
             .extra
-            .insert(chain::REQUEST_CHAIN.to_owned(), chain.clone());
+            .insert(chain::REQUEST_CHAIN.to_owned(), chain);
         let (id, to, action) = (
             message.meta.id.clone(),
             message.to.clone(),
@@ -216,6 +209,30 @@ impl Endpoint {
             action,
             reply: reply_rx,
         })
+    }
+
+    /// Waits for a published request's reply until `timeout` after `started`.
+    fn finish_request(
+        &self,
+        sent: SentRequest,
+        waiter: &Waiter,
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<Value, ActionError> {
+        let left = timeout.saturating_sub(started.elapsed());
+        if let Some(reply) = waiter.receive(&sent.reply, left) {
+            return reply;
+        }
+        self.pending.lock().unwrap().remove(&sent.id);
+        Err(ActionError::of(
+            Kind::Timeout,
+            format!(
+                "no reply from \"{}\" to \"{}\" within {:.3}s",
+                sent.to,
+                sent.action,
+                started.elapsed().as_secs_f64()
+            ),
+        ))
     }
 
     /// Fills in `from` and `meta.id` and checks the recipient.
