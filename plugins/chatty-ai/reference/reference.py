@@ -119,6 +119,17 @@ def fixtures(model, out):
         file.write("\n")
 
 
+def next_token_s(llm, before, tokens):
+    """Seconds from `tokens` (after `before`, evaluated beforehand) to the next token."""
+    llm.reset()
+    if before:
+        llm.eval(before)
+    started = time.perf_counter()
+    llm.eval(tokens)
+    numpy.argmax(last_logits(llm))
+    return time.perf_counter() - started
+
+
 def bench(model, threads):
     started = time.perf_counter()
     llm = load(model, threads)
@@ -130,28 +141,15 @@ def bench(model, threads):
     shared = next(n for n, (a, b) in enumerate(zip(short, other + [-1])) if a != b)
     runs = []
     for _ in range(3):
-        llm.reset()
-        started = time.perf_counter()
-        llm.eval(prompt)
-        numpy.argmax(last_logits(llm))
-        prompt_s = time.perf_counter() - started
+        prompt_s = next_token_s(llm, [], prompt)
         llm.reset()
         llm.eval(story)
         started = time.perf_counter()
         for _ in range(BENCH_TOKENS):
             llm.eval([int(numpy.argmax(last_logits(llm)))])
         generate_s = time.perf_counter() - started
-        llm.reset()
-        started = time.perf_counter()
-        llm.eval(short)
-        numpy.argmax(last_logits(llm))
-        first_s = time.perf_counter() - started
-        llm.reset()
-        llm.eval(short[:shared])
-        started = time.perf_counter()
-        llm.eval(short[shared:])
-        numpy.argmax(last_logits(llm))
-        kept_s = time.perf_counter() - started
+        first_s = next_token_s(llm, [], short)
+        kept_s = next_token_s(llm, short[:shared], short[shared:])
         runs.append((len(prompt) / prompt_s, BENCH_TOKENS / generate_s, first_s * 1000,
                      kept_s * 1000))
     median = lambda index: sorted(run[index] for run in runs)[len(runs) // 2]
