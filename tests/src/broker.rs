@@ -5,10 +5,8 @@
 //! Which broker ([`broker`]), in order:
 //! 1. `AGENCY_TEST_AMQP_URL`, if set: that broker and the vhost its URL names, as given.
 //! 2. The node on `127.0.0.1:5672`, if it answers and `rabbitmqctl` may manage it.
-//! 3. A private node, started from the installed `rabbitmq-server` with its own node name,
-//!    ports and data under `target/rabbitmq`. The test processes of one run share it: each
-//!    leaves a lease (its own pid and, when run by cargo, cargo's), and a reaper started with
-//!    the node stops it once no lease has been alive for 10 s (`IDLE_SECONDS`).
+//! 3. A private node under `target/rabbitmq` ([`crate::nodes`]), shared by the test
+//!    processes of one run and stopped about 10 s after the last one ends.
 //!
 //! In cases 2 and 3 the process works in a vhost of its own, `agency-test-<pid>`, made on
 //! first use and deleted by a small watcher once the process has exited (however it ends):
@@ -17,21 +15,16 @@
 
 use std::{
     io::Write,
-    net::{SocketAddr, TcpStream},
-    os::unix::process::CommandExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{ChildStdin, Command, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
 };
 
+use crate::nodes::{answers, detached, Nodes};
 use lapin::{
     options::BasicPublishOptions, types::ShortString, uri::AMQPUri, BasicProperties, Connection,
     ConnectionProperties,
 };
-
-/// How long a private node outlives the last test process that used it.
-const IDLE_SECONDS: u32 = 10;
 
 /// The broker of this test process, found or started on first use (see the module docs).
 pub fn broker() -> &'static Broker {
@@ -55,6 +48,18 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The broker on a private node of `nodes`, with a fresh vhost `vhost` for guest.
+    pub(crate) fn on_private_node(nodes: &Nodes, index: usize, vhost: &str) -> Self {
+        let node = &nodes.nodes[index];
+        Self::with_vhost(node.port, nodes.ctl.clone(), Some(node.name.clone()), vhost)
+            .unwrap_or_else(|| {
+                panic!(
+                    "cannot make vhost {vhost} on the private node {}",
+                    node.name
+                )
+            })
+    }
+
     fn find() -> Self {
         if let Ok(url) = std::env::var("AGENCY_TEST_AMQP_URL") {
             let uri: AMQPUri = url
@@ -84,20 +89,15 @@ impl Broker {
             }
             tell("RabbitMQ on 127.0.0.1:5672 answers but rabbitmqctl cannot manage it");
         }
-        let node = PrivateNode::lease();
-        let broker = Self::with_vhost(node.port, node.ctl.clone(), Some(node.name.clone()), &vhost)
-            .unwrap_or_else(|| {
-                panic!(
-                    "cannot make vhost {vhost} on the private node {}",
-                    node.name
-                )
-            });
+        let private = Nodes::lease("rabbitmq", 1);
+        let node = &private.nodes[0];
+        let broker = Self::on_private_node(&private, 0, &vhost);
         tell(&format!(
             "RabbitMQ: private node {} on 127.0.0.1:{} (data in {}; it stops when the tests \
              end), vhost {vhost}",
             node.name,
             node.port,
-            node.dir.display()
+            private.dir.display()
         ));
         broker
     }
@@ -187,14 +187,8 @@ impl Broker {
 }
 
 /// Says which broker the tests use, on standard error, past the test harness's capture.
-fn tell(line: &str) {
+pub(crate) fn tell(line: &str) {
     let _ = writeln!(std::io::stderr(), "agency tests: {line}");
-}
-
-/// Whether something accepts connections on `127.0.0.1:port`.
-fn answers(port: u16) -> bool {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
 }
 
 /// `text` with every byte but letters, digits, `-`, `.`, `_` and `~` percent-encoded, as
@@ -208,195 +202,6 @@ fn percent_encoded(text: &str) -> String {
             _ => format!("%{b:02x}"),
         })
         .collect()
-}
-
-/// The private RabbitMQ node of the test runs in this target folder.
-struct PrivateNode {
-    name: String,
-    port: u16,
-    ctl: PathBuf,
-    dir: PathBuf,
-}
-
-impl PrivateNode {
-    /// Leases the private node for this process, starting it (and its reaper) if it is not
-    /// running. The node's folder is locked meanwhile, so the reaper cannot stop the node
-    /// between the check and the lease.
-    fn lease() -> Self {
-        let dir = crate::target_dir().join("rabbitmq");
-        std::fs::create_dir_all(dir.join("leases")).expect("target/rabbitmq");
-        let lock = std::fs::File::create(dir.join("lock")).expect("target/rabbitmq/lock");
-        lock.lock().expect("lock target/rabbitmq");
-        let bin = server_scripts();
-        let ctl = bin.join("rabbitmqctl");
-        let running = std::fs::read_to_string(dir.join("node"))
-            .ok()
-            .and_then(|text| {
-                let (name, port) = text.trim().split_once(' ')?;
-                Some((name.to_owned(), port.parse().ok()?))
-            })
-            .filter(|&(_, port)| answers(port));
-        let (name, port) = running.unwrap_or_else(|| start_node(&dir, &bin));
-        let mut leases = vec![std::process::id()];
-        leases.extend(cargo_parent());
-        for pid in leases {
-            std::fs::write(dir.join("leases").join(pid.to_string()), "").expect("lease");
-        }
-        drop(lock);
-        Self {
-            name,
-            port,
-            ctl,
-            dir,
-        }
-    }
-}
-
-/// The folder of RabbitMQ's own scripts, which run as the current user (Debian's
-/// `/usr/sbin` wrappers switch to the `rabbitmq` user); panics saying what to install if
-/// there is none.
-fn server_scripts() -> PathBuf {
-    let debian = Path::new("/usr/lib/rabbitmq/bin");
-    if debian.join("rabbitmq-server").exists() {
-        return debian.to_owned();
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .find(|dir| dir.join("rabbitmq-server").exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "the amqp tests need RabbitMQ: no broker on 127.0.0.1:5672 could be managed \
-                 with rabbitmqctl, and rabbitmq-server is not installed to start one \
-                 (Debian/Ubuntu: sudo apt-get install rabbitmq-server); or set \
-                 AGENCY_TEST_AMQP_URL to the URL of a broker and vhost to use"
-            )
-        })
-}
-
-/// The pid of cargo, when cargo runs this test process: the node is kept while it runs.
-fn cargo_parent() -> Option<u32> {
-    let parent = std::os::unix::process::parent_id();
-    let name = std::fs::read_to_string(format!("/proc/{parent}/comm")).ok()?;
-    name.starts_with("cargo").then_some(parent)
-}
-
-/// Starts a fresh private node with its data in `dir`, and its reaper; answers its name
-/// and AMQP port once it accepts connections.
-fn start_node(dir: &Path, bin: &Path) -> (String, u16) {
-    let [port, dist_port] = [free_port(), free_port()];
-    let name = format!("agency-test-{port}@localhost");
-    let data = dir.join("data");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).expect("target/rabbitmq/data");
-    let file = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("private node's files");
-        path
-    };
-    let config = file(
-        "rabbitmq.conf",
-        &format!("listeners.tcp.1 = 127.0.0.1:{port}\n"),
-    );
-    let env_file = file("rabbitmq-env.conf", "");
-    let plugins = file("enabled_plugins", "[].\n");
-    let log = std::fs::File::create(dir.join("server.log")).expect("server.log");
-    let server = bin.join("rabbitmq-server");
-    detached(r#"exec "$@""#)
-        .arg(&server)
-        .env("RABBITMQ_NODENAME", &name)
-        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-        .env("RABBITMQ_DIST_PORT", dist_port.to_string())
-        .env("RABBITMQ_CONFIG_FILE", config)
-        .env("RABBITMQ_CONF_ENV_FILE", env_file)
-        .env("RABBITMQ_ENABLED_PLUGINS_FILE", plugins)
-        .env("RABBITMQ_MNESIA_BASE", &data)
-        .env("RABBITMQ_LOG_BASE", &data)
-        .env("RABBITMQ_PID_FILE", data.join("pid"))
-        .env(
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-            "-kernel inet_dist_use_interface {127,0,0,1}",
-        )
-        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("server.log"))
-        .stderr(log)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !answers(port) {
-        assert!(
-            Instant::now() < deadline,
-            "the private RabbitMQ node did not start within 90 s; see {}",
-            dir.join("server.log").display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::fs::write(dir.join("node"), format!("{name} {port}\n")).expect("target/rabbitmq/node");
-    start_reaper(dir, &bin.join("rabbitmqctl"), &name);
-    (name, port)
-}
-
-/// A free TCP port on 127.0.0.1 (free now; the node takes it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Starts the reaper of the node `name`: every 2 s it drops the leases of processes that
-/// have ended; once none has been alive for [`IDLE_SECONDS`], it takes the folder's lock,
-/// looks once more, and stops the node.
-fn start_reaper(dir: &Path, ctl: &Path, name: &str) {
-    const REAPER: &str = r#"
-dir=$1 ctl=$2 node=$3 idle_limit=$4 idle=0
-alive() {
-    found=1
-    for lease in "$dir"/leases/*; do
-        [ -e "$lease" ] || continue
-        if kill -0 "${lease##*/}" 2>/dev/null; then found=0; else rm -f "$lease"; fi
-    done
-    return $found
-}
-while :; do
-    sleep 2
-    if alive; then idle=0; continue; fi
-    idle=$((idle + 2))
-    [ "$idle" -ge "$idle_limit" ] || continue
-    exec 9>>"$dir/lock"
-    flock 9
-    if alive; then exec 9>&-; idle=0; continue; fi
-    rm -f "$dir/node"
-    "$ctl" -n "$node" stop >/dev/null 2>&1
-    exit 0
-done
-"#;
-    detached(REAPER)
-        .arg(dir)
-        .arg(ctl)
-        .arg(name)
-        .arg(IDLE_SECONDS.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the private node's reaper");
-}
-
-/// A `sh` that runs `script` (with the command's arguments as `$1`...) in the background
-/// and returns at once: the script is then neither this process's child (no zombie
-/// remains) nor in its process group (Ctrl-C at the terminal does not reach it), and it
-/// outlives this process. Its standard input is the command's.
-fn detached(script: &str) -> Command {
-    let mut sh = Command::new("sh");
-    // Without job control, a background list's standard input would be /dev/null: it is
-    // passed on as descriptor 3 instead.
-    sh.arg("-c")
-        .arg(format!("exec 3<&0; (exec <&3 3<&-; {script}) &"))
-        .arg("agency-tests")
-        .process_group(0);
-    sh
 }
 
 /// `agency.toml` for a host on this process's broker and vhost, on `exchange`, with a

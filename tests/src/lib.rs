@@ -18,9 +18,11 @@ use std::{
 pub mod broker;
 pub mod browser;
 pub mod chat_server;
+pub mod cluster;
 pub mod figures;
 pub mod group;
 pub mod models;
+pub mod nodes;
 pub mod page;
 pub mod process;
 pub mod proxy;

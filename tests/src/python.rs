@@ -61,10 +61,20 @@ pub fn python_agency() -> &'static Path {
 /// `send_nowhere`) on `exchange` of the tests' broker; returns once it is in the space,
 /// with what it logs. Closing its standard input ends it.
 pub fn start_agent(exchange: &str, id: &str) -> (Child, Screen) {
+    start_agent_on(broker().python_env(), exchange, id)
+}
+
+/// As [`start_agent`], on the broker that `env` (Python Agency's `AMQP_*` variables)
+/// names.
+pub fn start_agent_on(
+    env: impl IntoIterator<Item = (&'static str, String)>,
+    exchange: &str,
+    id: &str,
+) -> (Child, Screen) {
     let mut python = Command::new(python_agency())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/py_agent.py"))
         .args([exchange, id])
-        .envs(broker().python_env())
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

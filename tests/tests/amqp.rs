@@ -402,3 +402,101 @@ fn rust_and_python_agency_agents_share_one_space() {
     assert!(status.success(), "{stdout}\n{}", python_err.contents());
     host.finish_with_code(1);
 }
+
+/// Quorum queues against the real broker (one node holds a quorum queue too): what the
+/// transport relies on still holds. An id held by a process is refused to another (the
+/// consumers are exclusive), the queues are quorum queues that expire once nobody
+/// consumes them (`x-expires`), and a queue made with another `queue_type` is refused
+/// with a message that says what to do.
+#[test]
+fn quorum_queues_refuse_a_taken_id_and_expire_unused() {
+    struct Nowhere;
+    impl agency_sdk::transport::Inbound for Nowhere {
+        fn deliver(&self, _body: &str) {}
+    }
+    let sink = || std::sync::Arc::new(Nowhere);
+    let options = with_options(
+        &space_options("amqp"),
+        json!({"queue_type": "quorum", "queue_expires_secs": 2}),
+    );
+    let prefix = options["queue_prefix"].as_str().unwrap().to_owned();
+    let transport = || plugins().open_transport("amqp", &options).unwrap();
+    let (first, second) = (transport(), transport());
+    first.attach("Q", sink()).unwrap();
+    let error = second.attach("Q", sink()).unwrap_err();
+    assert!(error.contains("Agent 'Q' already exists"), "{error}");
+    let types = || {
+        agency_tests::broker::rabbitmqctl_in_vhost(
+            "list_queues",
+            &["-q", "--no-table-headers", "name", "type"],
+        )
+    };
+    for queue in [format!("{prefix}Q"), format!("{prefix}Q-broadcast")] {
+        assert!(types().contains(&format!("{queue}\tquorum")), "{}", types());
+    }
+    // Closed without removing the agent (its process went away): the queues outlive it
+    // for `queue_expires_secs`, then go.
+    first.close();
+    let expiring = std::time::Instant::now();
+    while types().contains(&format!("{prefix}Q\t")) {
+        assert!(
+            expiring.elapsed() < Duration::from_secs(30),
+            "the unused queues expire: {}",
+            types()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // A classic queue left by an agent of another configuration.
+    let classic = plugins()
+        .open_transport(
+            "amqp",
+            &with_options(&options, json!({"queue_type": "classic"})),
+        )
+        .unwrap();
+    classic.attach("C", sink()).unwrap();
+    classic.close();
+    let error = second.attach("C", sink()).unwrap_err();
+    assert!(
+        error.contains("its queues exist with other settings")
+            && error.contains("x-queue-type")
+            && error.contains("rabbitmqctl delete_queue"),
+        "{error}"
+    );
+    second.attach("Q", sink()).unwrap();
+    second.close();
+}
+
+/// Of several brokers, the space connects to one that answers; when none does, the error
+/// names each (never a password).
+#[test]
+fn of_several_brokers_one_that_answers_is_used() {
+    let options = space_options("amqp");
+    let good = options["url"].as_str().unwrap().to_owned();
+    let dead = good.replace(&broker().address(), "127.0.0.1:1");
+    // The first broker tried is picked at random: several spaces try both orders.
+    for _ in 0..4 {
+        let space = open(&options, json!({"url": null, "urls": [dead, good]}));
+        space.add(&AgentSpec::new("Receiver", "Receiver")).unwrap();
+        assert_eq!(
+            ask(&driver(&space, "Asker"), "Receiver", "value").unwrap(),
+            42
+        );
+    }
+    let error = plugins()
+        .open_space(
+            "amqp",
+            &with_options(
+                &options,
+                json!({"url": null, "urls": [dead, dead.replace(":1/", ":2/")]}),
+            ),
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("cannot connect to the AMQP broker at amqp://guest@127.0.0.1:1/")
+            && error.contains("cannot connect to the AMQP broker at amqp://guest@127.0.0.1:2/")
+            && !error.contains("guest:guest"),
+        "{error}"
+    );
+}

@@ -409,6 +409,66 @@ impl Bench {
     }
 }
 
+/// Checks that each sender's numbers arrive exactly once and in order: a sender counts
+/// from 0, and anything else than its previous number plus one is written down.
+pub struct Sequence {
+    expected: std::collections::HashMap<String, u64>,
+    seen: std::collections::HashSet<(String, u64)>,
+    answered: u64,
+    out_of_order: Vec<String>,
+}
+
+impl Agent for Sequence {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        Ok(Sequence {
+            expected: Default::default(),
+            seen: Default::default(),
+            answered: 0,
+            out_of_order: Vec::new(),
+        })
+    }
+}
+
+/// Checks that each sender's numbers arrive exactly once and in order.
+#[actions]
+impl Sequence {
+    /// Takes the sender's next number; answers it.
+    ///
+    /// - n: the number (each sender counts from 0)
+    #[action]
+    fn next(&mut self, ctx: &Context, n: u64) -> u64 {
+        let from = sender(ctx);
+        let expected = self.expected.entry(from.clone()).or_insert(0);
+        if n != *expected {
+            self.out_of_order
+                .push(format!("{from} sent {n} where {expected} was due"));
+        }
+        *expected = n + 1;
+        self.seen.insert((from, n));
+        self.answered += 1;
+        n
+    }
+
+    /// Sleeps, while what is sent to it waits.
+    ///
+    /// - seconds: how long
+    #[action]
+    fn pause(&mut self, seconds: f64) {
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+    }
+
+    /// How many numbers arrived, how many distinct ones (fewer: some came twice), and
+    /// which came out of order.
+    #[action]
+    fn tally(&mut self) -> Value {
+        json!({
+            "answered": self.answered,
+            "distinct": self.seen.len(),
+            "out_of_order": self.out_of_order,
+        })
+    }
+}
+
 /// An agent whose callbacks panic: `after_add`, `before_action`, `request_permission`.
 pub struct Touchy;
 

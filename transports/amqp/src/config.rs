@@ -5,6 +5,10 @@
 //! object first, then from its environment variable (`AMQP_URL`, `AMQP_HOST`,
 //! `AMQP_PORT`, `AMQP_USERNAME`, `AMQP_PASSWORD`, `AMQP_VHOST`, as Python Agency reads
 //! them), then falls back to the default (`guest:guest@localhost:5672/`).
+//!
+//! A cluster is several brokers: `urls = [...]` (or a comma-separated `AMQP_URL`), or a
+//! comma-separated `host` / `AMQP_HOST` whose entries may carry their own `:port`. The
+//! space connects to one of them and moves to another when it loses it (see `session`).
 
 use std::time::Duration;
 
@@ -16,6 +20,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Keys {
     url: Option<String>,
+    urls: Option<Vec<String>>,
     host: Option<String>,
     port: Option<u16>,
     username: Option<String>,
@@ -31,7 +36,21 @@ struct Keys {
     queue_expires_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
     dedup_window: Option<usize>,
+    queue_type: Option<QueueType>,
     watch: Option<bool>,
+}
+
+/// The kind of queue an agent's two queues are declared as (`queue_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// RabbitMQ's default, on the node the agent's host is connected to, as Python
+    /// Agency's queues: lost from view while that node is down.
+    #[default]
+    Classic,
+    /// Replicated on a majority of the cluster's nodes (RabbitMQ's `x-queue-type:
+    /// quorum`): its messages outlive the loss of a minority of them.
+    Quorum,
 }
 
 /// A complete, validated transport configuration.
@@ -39,8 +58,8 @@ struct Keys {
 /// Its `Debug` shows the broker without the password (see [`Config::broker`]).
 #[derive(Clone)]
 pub struct Config {
-    /// Where the broker is, with credentials.
-    pub uri: AMQPUri,
+    /// Where the brokers are, with credentials: one, or the nodes of a cluster.
+    pub brokers: Vec<AMQPUri>,
     /// The topic exchange of the space (`agency`, as in Python Agency).
     pub exchange: String,
     /// Prepended to queue names (empty: `<id>` and `<id>-broadcast`, as Python Agency).
@@ -60,6 +79,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How many recent message ids each agent remembers to drop redelivered copies.
     pub dedup_window: usize,
+    /// What the agents' queues are declared as.
+    pub queue_type: QueueType,
     /// Open a read-only space that receives copies of all traffic (`agency watch`).
     pub watch: bool,
 }
@@ -80,41 +101,66 @@ impl Config {
         let pick = |key: Option<String>, var: &str| key.or_else(|| env(var));
         let heartbeat = keys.heartbeat.unwrap_or(60);
         let connect_timeout = Duration::from_secs(keys.connect_timeout_secs.unwrap_or(10));
-        let mut uri = match pick(keys.url, "AMQP_URL") {
-            // The parser's error may quote the URL: it is shown redacted too.
-            Some(url) => url.parse::<AMQPUri>().map_err(|e| {
-                let redacted = redact(&url);
-                let reason = e.replace(&url, &redacted);
-                format!("invalid AMQP URL {redacted:?}: {reason}")
-            })?,
+        let urls = match (keys.url, keys.urls) {
+            (Some(_), Some(_)) => {
+                return Err("amqp transport: give `url` or `urls`, not both".into())
+            }
+            (None, Some(urls)) => Some(urls),
+            (url, None) => url
+                .or_else(|| env("AMQP_URL"))
+                .map(|text| text.split(',').map(|url| url.trim().to_owned()).collect()),
+        };
+        let mut brokers: Vec<AMQPUri> = match urls {
+            Some(urls) => urls
+                .iter()
+                .map(|url| parse_url(url))
+                .collect::<Result<_, _>>()?,
             None => {
                 let port = match pick(keys.port.map(|p| p.to_string()), "AMQP_PORT") {
-                    Some(port) => port
-                        .parse()
-                        .map_err(|_| format!("invalid AMQP port {port:?}: expected 1-65535"))?,
+                    Some(port) => parse_port(&port)?,
                     None => 5672,
                 };
-                AMQPUri {
-                    scheme: AMQPScheme::AMQP,
-                    authority: AMQPAuthority {
-                        userinfo: AMQPUserInfo {
-                            username: pick(keys.username, "AMQP_USERNAME")
-                                .unwrap_or_else(|| "guest".into()),
-                            password: pick(keys.password, "AMQP_PASSWORD")
-                                .unwrap_or_else(|| "guest".into()),
-                        },
-                        host: pick(keys.host, "AMQP_HOST").unwrap_or_else(|| "localhost".into()),
-                        port,
-                    },
-                    vhost: pick(keys.vhost, "AMQP_VHOST").unwrap_or_else(|| "/".into()),
-                    query: AMQPQueryString::default(),
-                }
+                let userinfo = AMQPUserInfo {
+                    username: pick(keys.username, "AMQP_USERNAME")
+                        .unwrap_or_else(|| "guest".into()),
+                    password: pick(keys.password, "AMQP_PASSWORD")
+                        .unwrap_or_else(|| "guest".into()),
+                };
+                let vhost = pick(keys.vhost, "AMQP_VHOST").unwrap_or_else(|| "/".into());
+                let hosts = pick(keys.host, "AMQP_HOST").unwrap_or_else(|| "localhost".into());
+                hosts
+                    .split(',')
+                    .map(|entry| {
+                        let entry = entry.trim();
+                        let (host, port) = match entry.rsplit_once(':') {
+                            Some((host, own)) if !host.contains(':') || host.ends_with(']') => {
+                                (host, parse_port(own)?)
+                            }
+                            _ => (entry, port),
+                        };
+                        Ok(AMQPUri {
+                            scheme: AMQPScheme::AMQP,
+                            authority: AMQPAuthority {
+                                userinfo: userinfo.clone(),
+                                host: host.to_owned(),
+                                port,
+                            },
+                            vhost: vhost.clone(),
+                            query: AMQPQueryString::default(),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?
             }
         };
-        uri.query.heartbeat.get_or_insert(heartbeat);
-        uri.query
-            .connection_timeout
-            .get_or_insert(connect_timeout.as_millis() as u64);
+        if brokers.is_empty() {
+            return Err("amqp transport: `urls` names no broker".into());
+        }
+        for uri in &mut brokers {
+            uri.query.heartbeat.get_or_insert(heartbeat);
+            uri.query
+                .connection_timeout
+                .get_or_insert(connect_timeout.as_millis() as u64);
+        }
         let exchange = keys.exchange.unwrap_or_else(|| "agency".into());
         if exchange.is_empty() || exchange.starts_with("amq.") {
             return Err(format!(
@@ -126,7 +172,7 @@ impl Config {
             value => Ok(value.unwrap_or(default)),
         };
         Ok(Self {
-            uri,
+            brokers,
             exchange,
             queue_prefix: keys.queue_prefix.unwrap_or_default(),
             prefetch: positive(keys.prefetch.map(usize::from), 200, "prefetch")? as u16,
@@ -136,29 +182,45 @@ impl Config {
             queue_expires: Duration::from_secs(keys.queue_expires_secs.unwrap_or(600).max(1)),
             connect_timeout,
             dedup_window: positive(keys.dedup_window, 65_536, "dedup_window")?,
+            queue_type: keys.queue_type.unwrap_or_default(),
             watch: keys.watch.unwrap_or(false),
         })
     }
 
-    /// The broker address without the password, for messages and logs.
-    pub fn broker(&self) -> String {
+    /// Broker `index`'s address without the password, for messages and logs.
+    pub fn broker(&self, index: usize) -> String {
+        let uri = &self.brokers[index % self.brokers.len()];
         let AMQPAuthority {
             userinfo,
             host,
             port,
             ..
-        } = &self.uri.authority;
+        } = &uri.authority;
         format!(
             "{}://{}@{host}:{port}/{}",
-            self.uri.scheme,
+            uri.scheme,
             userinfo.username,
-            self.uri.vhost.replace('/', "%2f")
+            uri.vhost.replace('/', "%2f")
         )
+    }
+
+    /// Every broker's address without the password, comma-separated.
+    pub fn brokers(&self) -> String {
+        (0..self.brokers.len())
+            .map(|index| self.broker(index))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The queue that receives messages addressed to `agent_id`.
     pub fn direct_queue(&self, agent_id: &str) -> String {
         format!("{}{agent_id}", self.queue_prefix)
+    }
+
+    /// The exclusive queue that holds `agent_id` for its connection, with quorum queues
+    /// (which take more than one `exclusive` consumer).
+    pub fn owner_queue(&self, agent_id: &str) -> String {
+        format!("{}{agent_id}-owner", self.queue_prefix)
     }
 
     /// The queue that receives broadcasts for `agent_id`.
@@ -170,11 +232,27 @@ impl Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("broker", &self.broker())
+            .field("brokers", &self.brokers())
             .field("exchange", &self.exchange)
             .field("queue_prefix", &self.queue_prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// Parses one broker URL; the error shows it without its password (the parser's error
+/// may quote it too).
+fn parse_url(url: &str) -> Result<AMQPUri, String> {
+    url.parse::<AMQPUri>().map_err(|e| {
+        let redacted = redact(url);
+        let reason = e.replace(url, &redacted);
+        format!("invalid AMQP URL {redacted:?}: {reason}")
+    })
+}
+
+/// Parses a port number.
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse()
+        .map_err(|_| format!("invalid AMQP port {text:?}: expected 1-65535"))
 }
 
 /// A URL with any password replaced by `***`.
@@ -212,11 +290,11 @@ mod tests {
     #[test]
     fn defaults_match_python_agency() {
         let config = config("{}", &[]).unwrap();
-        assert_eq!(config.broker(), "amqp://guest@localhost:5672/%2f");
+        assert_eq!(config.broker(0), "amqp://guest@localhost:5672/%2f");
         assert_eq!(config.exchange, "agency");
         assert_eq!(config.direct_queue("a"), "a");
         assert_eq!(config.broadcast_queue("a"), "a-broadcast");
-        assert_eq!(config.uri.query.heartbeat, Some(60));
+        assert_eq!(config.brokers[0].query.heartbeat, Some(60));
     }
 
     #[test]
@@ -227,15 +305,51 @@ mod tests {
             ("AMQP_VHOST", "v"),
         ];
         let config = config(r#"{"host": "filehost"}"#, &vars).unwrap();
-        assert_eq!(config.broker(), "amqp://guest@filehost:5673/v");
+        assert_eq!(config.broker(0), "amqp://guest@filehost:5673/v");
     }
 
     #[test]
     fn url_wins_over_parts_and_keeps_tls() {
         let vars = [("AMQP_URL", "amqps://u:secret@h:5671/x?heartbeat=5")];
         let config = config(r#"{"host": "ignored"}"#, &vars).unwrap();
-        assert_eq!(config.broker(), "amqps://u@h:5671/x");
-        assert_eq!(config.uri.query.heartbeat, Some(5));
+        assert_eq!(config.broker(0), "amqps://u@h:5671/x");
+        assert_eq!(config.brokers[0].query.heartbeat, Some(5));
+    }
+
+    #[test]
+    fn a_cluster_is_several_urls_or_hosts() {
+        let urls = r#"{"urls": ["amqp://u:p@a:5672/v", "amqp://u:p@b:5673/v"]}"#;
+        assert_eq!(
+            config(urls, &[]).unwrap().brokers(),
+            "amqp://u@a:5672/v, amqp://u@b:5673/v"
+        );
+        let vars = [("AMQP_URL", "amqp://a/v, amqp://b/v")];
+        assert_eq!(
+            config("{}", &vars).unwrap().brokers(),
+            "amqp://guest@a:5672/v, amqp://guest@b:5672/v"
+        );
+        let vars = [("AMQP_HOST", "a,b:5673, [::1]:5674"), ("AMQP_PORT", "5671")];
+        let config_ = config("{}", &vars).unwrap();
+        assert_eq!(
+            config_.brokers(),
+            "amqp://guest@a:5671/%2f, amqp://guest@b:5673/%2f, amqp://guest@[::1]:5674/%2f"
+        );
+        assert_eq!(config_.broker(4), config_.broker(1), "indexes wrap around");
+        let both = r#"{"url": "amqp://a", "urls": ["amqp://b"]}"#;
+        assert!(config(both, &[]).unwrap_err().contains("not both"));
+        let none = r#"{"urls": []}"#;
+        assert!(config(none, &[]).unwrap_err().contains("names no broker"));
+        let bad = config("{}", &[("AMQP_HOST", "a:x")]).unwrap_err();
+        assert!(bad.contains("invalid AMQP port \"x\""), "{bad}");
+    }
+
+    #[test]
+    fn queues_are_classic_unless_quorum_is_asked_for() {
+        assert_eq!(config("{}", &[]).unwrap().queue_type, QueueType::Classic);
+        let quorum = config(r#"{"queue_type": "quorum"}"#, &[]).unwrap();
+        assert_eq!(quorum.queue_type, QueueType::Quorum);
+        let error = config(r#"{"queue_type": "stream"}"#, &[]).unwrap_err();
+        assert!(error.contains("unknown variant `stream`"), "{error}");
     }
 
     #[test]

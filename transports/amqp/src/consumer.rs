@@ -3,7 +3,9 @@
 //! Each agent gets its own channel with a bounded prefetch and two durable queues that
 //! expire once nobody consumes them: `<id>` (routing key `<id>`) and `<id>-broadcast`
 //! (routing key `__broadcast__`), as in Python Agency. The consumers are `exclusive`, so a
-//! second agent with the same id anywhere on the broker is refused. A delivery is handed
+//! second agent with the same id anywhere on the broker is refused. (Quorum queues
+//! ignore `exclusive` on a consumer: there, an exclusive queue `<id>-owner` of the
+//! agent's connection holds the id.) A delivery is handed
 //! to the agent's sink, then acknowledged: the broker keeps what was not yet acknowledged
 //! when a connection drops and delivers it again, and [`RecentIds`] drops those copies.
 //!
@@ -35,7 +37,7 @@ use lapin::{
     Channel, Connection, Consumer,
 };
 
-use crate::config::Config;
+use crate::config::{Config, QueueType};
 
 /// A consumer the broker cancelled while its channel stayed open: the agent, and the
 /// channel its subscription had.
@@ -54,6 +56,9 @@ pub struct Inbox {
     agent_id: String,
     sink: Arc<dyn Inbound>,
     seen: Mutex<RecentIds>,
+    /// Held by a consumer while it hands over one delivery: after a reconnection, the new
+    /// consumers wait for an old one still handing over a delivery (see [`consume`]).
+    turn: tokio::sync::Mutex<()>,
     max_message_bytes: usize,
     /// Deliveries dropped for their size or encoding (only some are logged).
     dropped: Repeated,
@@ -78,6 +83,7 @@ impl Inbox {
             agent_id: agent_id.to_owned(),
             sink,
             seen: Mutex::new(RecentIds::new(config.dedup_window)),
+            turn: tokio::sync::Mutex::new(()),
             max_message_bytes: config.max_message_bytes,
             dropped: Repeated::default(),
             cancel_reports,
@@ -156,10 +162,27 @@ async fn open(
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
+    let id = inbox.agent_id.as_str();
     let mut arguments = FieldTable::default();
     let expires = config.queue_expires.as_millis().min(u32::MAX as u128) as u32;
     arguments.insert("x-expires".into(), AMQPValue::LongUInt(expires));
-    let id = inbox.agent_id.as_str();
+    if config.queue_type == QueueType::Quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        // A quorum queue takes a second `exclusive` consumer: the id is held by an
+        // exclusive queue of this connection instead, which the broker refuses to any
+        // other (RESOURCE_LOCKED) and deletes with the connection.
+        let owned = QueueDeclareOptions {
+            exclusive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let owner = config.owner_queue(id);
+        channel
+            .queue_declare(owner.as_str().into(), owned, FieldTable::default())
+            .await?;
+    }
     let queues = [
         (config.direct_queue(id), id),
         (config.broadcast_queue(id), BROADCAST_KEY),
@@ -242,6 +265,16 @@ pub fn is_duplicate(error: &lapin::Error) -> bool {
     ))
 }
 
+/// Whether a declaration failed because the agent's queue exists with other arguments
+/// (another `queue_type` or `queue_expires_secs`).
+pub fn is_inequivalent(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if matches!(
+        e.kind(),
+        AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    ))
+}
+
 /// Delivers until the consumer ends: its connection lost or its channel closed (the
 /// space takes care of both), or cancelled by the broker while the channel stays open
 /// (its queue was deleted), which is reported to the space.
@@ -256,6 +289,13 @@ pub fn is_duplicate(error: &lapin::Error) -> bool {
 /// Each delivery is acknowledged once it is in the agent's mailbox, by a task on the
 /// transport's runtime (`acks`), so this thread goes on to the next delivery instead of
 /// waiting for lapin to write the ack.
+///
+/// Order across a lost connection: the broker delivers again, in order, what was not
+/// acknowledged, to the consumers of the new connection. Those must not overtake a
+/// delivery the old consumer is still handing over (waiting for room in a full mailbox),
+/// nor may the old one go on with what lapin had buffered: a consumer hands over one
+/// delivery at a time under the inbox's `turn`, and only while its channel is open. (The
+/// copy of the delivery the old consumer handed over is then dropped by [`RecentIds`].)
 async fn consume(
     mut consumer: Consumer,
     inbox: Arc<Inbox>,
@@ -264,6 +304,11 @@ async fn consume(
 ) {
     let mut held_back = false;
     while let Some(Ok(delivery)) = consumer.next().await {
+        let _turn = inbox.turn.lock().await;
+        if !channel.status().connected() {
+            // Its connection is gone: the broker delivers it again to the new consumer.
+            break;
+        }
         let started = Instant::now();
         if held_back {
             tokio::task::block_in_place(|| inbox.receive(&delivery));

@@ -25,6 +25,16 @@
 //!
 //! Messages from Python agents carry no `message_id` and are delivered at least once.
 //!
+//! ## On a cluster
+//! With several brokers (`urls`), a space connects to one at random and moves to the next
+//! when it loses it (`session`). Classic queues live on one node: while it is down, their
+//! agents are out of the space (messages to them come back as dead letters) and their
+//! host retries until it is back. Quorum queues (`queue_type = "quorum"`) outlive a
+//! minority of nodes, with the guarantee above, except for order in one case: the
+//! deliveries a consumer held (up to `prefetch`) when its own node died are given back by
+//! the broker after newer ones. Quorum queues ignore `exclusive` consumers, so an
+//! exclusive queue of the connection, `<id>-owner`, holds each agent's id.
+//!
 //! ## Modules
 //! - [`config`]: the `[transports.amqp]` keys and the `AMQP_*` environment.
 //! - `session`: the connection, its supervision and reconnection.
@@ -50,7 +60,9 @@ agency_sdk::export_plugin!();
 /// Opens a space on the broker the configuration (or the environment) names.
 fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
     let config = config::Config::from_json(config)?;
-    agency_sdk::hide_in_logs(&config.uri.authority.userinfo.password);
+    for broker in &config.brokers {
+        agency_sdk::hide_in_logs(&broker.authority.userinfo.password);
+    }
     // lapin warns of every message the broker returns: to us, a dead letter, which its
     // sender is told of (see `publisher`).
     agency_sdk::quiet_log_target("lapin::returned_messages", tracing::Level::ERROR);

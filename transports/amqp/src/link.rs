@@ -36,6 +36,8 @@ pub struct Shared {
     pub config: Config,
     /// The publishing connection, `None` while reconnecting; the publisher watches it.
     pub connection: watch::Sender<Option<Arc<Connection>>>,
+    /// Which configured broker the connections go to (the last one, while reconnecting).
+    pub broker: AtomicUsize,
     /// The attached agents, their subscriptions and the connections they use.
     pub link: Mutex<Link>,
     /// Messages accepted by `publish` and not yet confirmed by the broker.
@@ -47,6 +49,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The address of the broker the space is (or was last) connected to.
+    pub fn broker(&self) -> String {
+        self.config.broker(self.broker.load(Ordering::Acquire))
+    }
+
     /// Hands a body the broker could not route back to its sender, the agent its `from`
     /// names, if that agent is attached here (see `TransportSpace::publish`).
     pub async fn return_to_sender(&self, body: String) {
@@ -117,7 +124,7 @@ impl Link {
         {
             Some(index) => index,
             None => {
-                let live = session::connect(&shared.config)
+                let live = session::connect(&shared.config, shared.broker.load(Ordering::Acquire))
                     .await
                     .map_err(SubscribeError::Connect)?;
                 self.connections.push(Pooled {
@@ -295,7 +302,7 @@ pub async fn supervise(shared: Arc<Shared>, mut losses: mpsc::UnboundedReceiver<
             if generation != link.generation {
                 continue;
             }
-            tracing::warn!(broker = %shared.config.broker(), %error, "lost the connection to the AMQP broker; reconnecting");
+            tracing::warn!(broker = %shared.broker(), %error, "lost the connection to the AMQP broker; reconnecting");
             shared.connection.send_replace(None);
             link.disconnect()
         };
@@ -312,22 +319,25 @@ pub async fn supervise(shared: Arc<Shared>, mut losses: mpsc::UnboundedReceiver<
 }
 
 /// Connects again, with backoff, and restores the agents; false once the space closes.
+/// The brokers are tried from the one after the broker just lost (see `session`).
 async fn reconnect(shared: &Shared) -> bool {
+    let lost = shared.broker.load(Ordering::Acquire);
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
         if shared.closed.load(Ordering::Acquire) {
             return false;
         }
-        match session::connect(&shared.config).await {
+        match session::connect(&shared.config, lost + 1).await {
             Ok(live) => {
+                shared.broker.store(live.broker, Ordering::Release);
                 let mut link = shared.link.lock().await;
                 let primary = live.connection.clone();
                 session::monitor(live, link.generation, shared.losses.clone());
                 match link.restore(shared, primary.clone()).await {
                     Ok(()) => {
                         shared.connection.send_replace(Some(primary));
-                        tracing::info!(broker = %shared.config.broker(), attempt, "reconnected to the AMQP broker");
+                        tracing::info!(broker = %shared.broker(), attempt, "reconnected to the AMQP broker");
                         return true;
                     }
                     Err(error) => {

@@ -6,6 +6,12 @@
 //! closes the whole generation of connections, reconnects with exponential backoff (0.1 s
 //! doubling to 5 s, forever) and restores every attached agent's queues and consumers,
 //! with their prefetch, before publishing resumes.
+//!
+//! With several brokers (the nodes of a cluster), a space starts on one picked at random,
+//! so the hosts of a space spread over the nodes; all the connections of one generation
+//! go to the same broker. After a loss the brokers are tried in turn from the *next* one:
+//! a node that crashed is left at once, and one that only dropped the connection is
+//! tried again last.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
@@ -22,30 +28,43 @@ use crate::config::Config;
 pub struct Live {
     /// The connection, shared with the publisher.
     pub connection: Arc<Connection>,
+    /// Which of the configured brokers it goes to.
+    pub broker: usize,
     events: Pin<Box<dyn Stream<Item = Event> + Send>>,
 }
 
-/// Connects and declares the space's exchange (topic, durable, as Python Agency), within
-/// the connect timeout.
-pub async fn connect(config: &Config) -> Result<Live, String> {
-    tokio::time::timeout(config.connect_timeout, open(config))
-        .await
-        .map_err(|_| {
-            format!(
-                "cannot connect to the AMQP broker at {}: no answer within {}s",
-                config.broker(),
-                config.connect_timeout.as_secs_f64()
-            )
-        })?
+/// A broker to start with, picked at random among the configured ones.
+pub fn any_broker(config: &Config) -> usize {
+    (uuid::Uuid::new_v4().as_u128() % config.brokers.len() as u128) as usize
 }
 
-async fn open(config: &Config) -> Result<Live, String> {
-    let broker = config.broker();
+/// Connects to a broker, trying each in turn from broker `first`, and declares the
+/// space's exchange (topic, durable, as Python Agency); each try within the connect
+/// timeout.
+pub async fn connect(config: &Config, first: usize) -> Result<Live, String> {
+    let mut failures = Vec::new();
+    for step in 0..config.brokers.len() {
+        let broker = (first + step) % config.brokers.len();
+        match tokio::time::timeout(config.connect_timeout, open(config, broker)).await {
+            Ok(Ok(live)) => return Ok(live),
+            Ok(Err(failure)) => failures.push(failure),
+            Err(_) => failures.push(format!(
+                "cannot connect to the AMQP broker at {}: no answer within {}s",
+                config.broker(broker),
+                config.connect_timeout.as_secs_f64()
+            )),
+        }
+    }
+    Err(failures.join("; "))
+}
+
+async fn open(config: &Config, index: usize) -> Result<Live, String> {
+    let broker = config.broker(index);
     // Named for the broker's list of connections: which process, which space.
     let properties = ConnectionProperties::default().with_connection_name(
         format!("agency (pid {}) {}", std::process::id(), config.exchange).into(),
     );
-    let connection = Connection::connect_uri(config.uri.clone(), properties)
+    let connection = Connection::connect_uri(config.brokers[index].clone(), properties)
         .await
         .map_err(|e| format!("cannot connect to the AMQP broker at {broker}: {e}"))?;
     let events = Box::pin(connection.events_listener());
@@ -74,6 +93,7 @@ async fn open(config: &Config) -> Result<Live, String> {
     let _ = channel.close(200, "exchange declared".into()).await;
     Ok(Live {
         connection: Arc::new(connection),
+        broker: index,
         events,
     })
 }

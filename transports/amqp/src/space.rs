@@ -24,7 +24,7 @@ use tokio::{
 };
 
 use crate::{
-    config::Config,
+    config::{Config, QueueType},
     consumer::{self, CancelReports, Inbox},
     link::{self, Link, Pooled, Shared, SubscribeError, Subscription},
     publisher::{self, Outgoing},
@@ -63,11 +63,13 @@ impl AmqpSpace {
     /// Connects to the broker and starts the supervisor and publisher tasks.
     pub fn open(config: Config) -> Result<Self, String> {
         let runtime = runtime();
-        let live = runtime.block_on(session::connect(&config))?;
+        let live = runtime.block_on(session::connect(&config, session::any_broker(&config)))?;
+        tracing::info!(broker = %config.broker(live.broker), exchange = %config.exchange, "connected to the AMQP broker");
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let (losses, lost) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             connection: watch::Sender::new(Some(live.connection.clone())),
+            broker: AtomicUsize::new(live.broker),
             link: Mutex::new(Link {
                 connections: vec![Pooled {
                     connection: live.connection.clone(),
@@ -125,7 +127,7 @@ impl AmqpSpace {
                 return Err(format!(
                     "the amqp outbox is full: {capacity} messages are waiting for the broker at \
                      {}{}; retry later or raise `outbox_capacity`",
-                    self.shared.config.broker(),
+                    self.shared.broker(),
                     if self.connected() {
                         ""
                     } else {
@@ -157,7 +159,7 @@ impl TransportSpace for AmqpSpace {
             format!(
                 "cannot add agent '{agent_id}': the connection to the AMQP broker at {} was \
                  lost; try again",
-                config.broker()
+                self.shared.broker()
             )
         };
         let cannot_add = |error: SubscribeError| match error {
@@ -165,11 +167,17 @@ impl TransportSpace for AmqpSpace {
                 "{}: another process consumes its queue {:?} on {}",
                 duplicate_id(agent_id),
                 config.direct_queue(agent_id),
-                config.broker()
+                self.shared.broker()
+            ),
+            SubscribeError::Broker(error) if consumer::is_inequivalent(&error) => format!(
+                "cannot add agent '{agent_id}' on {}: its queues exist with other settings \
+                 ({error}); use the `queue_type` and `queue_expires_secs` they were made \
+                 with, or delete them (`rabbitmqctl delete_queue`) once no process uses them",
+                self.shared.broker()
             ),
             error => format!(
                 "cannot add agent '{agent_id}' on {}: {error}",
-                config.broker()
+                self.shared.broker()
             ),
         };
         runtime().block_on(async {
@@ -183,7 +191,7 @@ impl TransportSpace for AmqpSpace {
                 return Err(format!(
                     "cannot add agent '{agent_id}': the connection to the AMQP broker at {} \
                      is down (reconnecting); try again",
-                    config.broker()
+                    self.shared.broker()
                 ));
             }
             // The lock is held to check the id and keep a channel, not across the broker
@@ -238,10 +246,14 @@ impl TransportSpace for AmqpSpace {
                 return;
             };
             // The agent is gone for good: so are its queues (Python's are auto-deleted).
-            for queue in [
+            let mut queues = vec![
                 config.direct_queue(agent_id),
                 config.broadcast_queue(agent_id),
-            ] {
+            ];
+            if config.queue_type == QueueType::Quorum {
+                queues.push(config.owner_queue(agent_id));
+            }
+            for queue in queues {
                 if let Err(error) = channel
                     .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                     .await
@@ -297,7 +309,7 @@ impl TransportSpace for AmqpSpace {
             let left = self.shared.unconfirmed.load(Ordering::Acquire);
             if left > 0 {
                 tracing::warn!(
-                    broker = %self.shared.config.broker(),
+                    broker = %self.shared.broker(),
                     "closing with {left} messages the broker has not confirmed; they may be lost"
                 );
             }

@@ -14,7 +14,8 @@
 //! exactly as without a watcher.
 //!
 //! The cost: the firehose is off by default. An administrator turns it on for the vhost
-//! (`rabbitmqctl trace_on -p VHOST`); while it is on, the broker copies every message
+//! (`rabbitmqctl trace_on -p VHOST`; on a cluster the firehose is per node, so on every
+//! node, or messages published through the others are missed); while it is on, the broker copies every message
 //! published in that vhost, watched or not (BENCHMARKS.md has the figures). `attach`
 //! publishes a probe nobody receives and fails, saying how to turn the firehose on, when
 //! no copy of it arrives within [`PROBE_WAIT`].
@@ -55,6 +56,9 @@ const PROBE_PREFIX: &str = "{\"agency_watch_probe\":";
 /// A read-only view of a space on the broker.
 pub struct WatchSpace {
     config: Config,
+    /// The broker watched from, without its password, and its vhost.
+    broker: String,
+    vhost: String,
     connection: Arc<Connection>,
     watchers: Mutex<HashMap<String, Channel>>,
     /// Set by `close`: the end of the connection is no loss then.
@@ -64,8 +68,11 @@ pub struct WatchSpace {
 impl WatchSpace {
     /// Connects to the broker.
     pub fn open(config: Config) -> Result<Self, String> {
-        let live = runtime().block_on(session::connect(&config))?;
+        let live = runtime().block_on(session::connect(&config, session::any_broker(&config)))?;
+        tracing::info!(broker = %config.broker(live.broker), exchange = %config.exchange, "watching from the AMQP broker");
         Ok(Self {
+            broker: config.broker(live.broker),
+            vhost: config.brokers[live.broker].vhost.clone(),
             config,
             connection: live.connection,
             watchers: Mutex::default(),
@@ -77,7 +84,7 @@ impl WatchSpace {
     /// probe came through.
     async fn watch(&self, watcher: &str, sink: Arc<dyn Inbound>) -> Result<Channel, String> {
         let config = &self.config;
-        let broker = config.broker();
+        let broker = self.broker.clone();
         let failed = |error: lapin::Error| format!("cannot watch the space on {broker}: {error}");
         let channel = self.connection.create_channel().await.map_err(failed)?;
         let mut arguments = FieldTable::default();
@@ -163,16 +170,17 @@ impl WatchSpace {
                 BasicProperties::default(),
             )
             .await
-            .map_err(|e| format!("cannot watch the space on {}: {e}", config.broker()))?;
+            .map_err(|e| format!("cannot watch the space on {}: {e}", self.broker))?;
         if tokio::time::timeout(PROBE_WAIT, probe_seen).await.is_err() {
             let _ = channel.close(200, "no firehose".into()).await;
-            let vhost = &config.uri.vhost;
+            let vhost = &self.vhost;
             return Err(format!(
                 "no copy of the traffic arrives from {}: the broker's firehose is off in vhost \
                  {vhost:?}. An administrator turns it on with `rabbitmqctl trace_on -p {vhost}` \
                  (while it is on, the broker copies every message published in that vhost, \
-                 which costs throughput) and off with `rabbitmqctl trace_off -p {vhost}`",
-                config.broker()
+                 which costs throughput) and off with `rabbitmqctl trace_off -p {vhost}`; on a \
+                 cluster, on every node (`rabbitmqctl -n NODE trace_on -p {vhost}`)",
+                self.broker
             ));
         }
         Ok(channel)

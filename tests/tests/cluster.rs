@@ -1,0 +1,308 @@
+//! One space on a three-node RabbitMQ cluster ([`agency_tests::cluster`]): hosts spread
+//! over the nodes, a node killed under them (`kill -9`, as a crash), quorum queues that
+//! keep what they hold, the killed node started again, and a Python Agency agent on the
+//! cluster. The tests that kill nodes run one at a time.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use agency_runtime::{AgentSpec, MAILBOX_LIMIT};
+use agency_tests::{
+    action,
+    cluster::{cluster, NODES},
+    driver, plugins,
+    process::Host,
+    python, unique_name,
+};
+use serde_json::{json, Value};
+
+/// How long a request may wait for its answer, a node's loss included.
+const REQUEST_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Options for a space on the cluster's nodes `nodes`, on `exchange`, with `extra` keys.
+fn options(exchange: &str, nodes: &[usize], extra: Value) -> Value {
+    let urls: Vec<String> = nodes.iter().map(|&i| cluster().url(i)).collect();
+    let mut options = json!({"urls": urls, "exchange": exchange});
+    if let (Some(options), Value::Object(extra)) = (options.as_object_mut(), extra) {
+        options.extend(extra);
+    }
+    options
+}
+
+/// `agency.toml` for a host on every node of the cluster, on `exchange`, with quorum
+/// queues and one agent `(type, id)`.
+fn host_config(exchange: &str, agent: (&str, &str)) -> String {
+    let urls: Vec<String> = cluster().urls().iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "transport = \"amqp\"\nconsole_id = \"console-{exchange}\"\n[transports.amqp]\n\
+         urls = [{}]\nexchange = \"{exchange}\"\nqueue_type = \"quorum\"\n\
+         [[agents]]\ntype = \"{}\"\nid = \"{}\"\n",
+        urls.join(", "),
+        agent.0,
+        agent.1
+    )
+}
+
+/// The node a host's log says it connected to last (`connected` or `reconnected to the
+/// AMQP broker`, with the broker's address).
+fn node_in_log(log: &str, event: &str) -> Option<usize> {
+    log.lines()
+        .rfind(|line| line.contains(event))
+        .and_then(|line| cluster().index_of(line))
+}
+
+/// Two hosts on different nodes, 4 senders on one making 10,000 requests in all to an
+/// agent on the other (a real `agency` process, quorum queues). Once 2,000 are answered,
+/// the node the answering host is connected to is killed: the host moves to another
+/// node, every request is answered, and each sender's requests reach the agent exactly
+/// once, in order. Then the killed node starts again and rejoins, and the space (the
+/// requesting host never left its nodes) goes on as if nothing happened.
+#[test]
+fn a_host_moves_to_another_node_when_its_node_dies_and_no_request_is_lost() {
+    const SENDERS: u64 = 4;
+    const REQUESTS: u64 = 10_000;
+    let cluster = cluster();
+    let _one_at_a_time = cluster.exclusive();
+    cluster.heal();
+    let exchange = unique_name("agency-cluster");
+    let counter = format!("counter-{exchange}");
+    let answering = Host::start_logging(
+        &host_config(&exchange, ("Sequence", &counter)),
+        "warn,agency_transport_amqp=info",
+        &[],
+    );
+    let connected = "connected to the AMQP broker";
+    answering.stderr.wait_for(connected);
+    let doomed = node_in_log(&answering.stderr.contents(), connected).expect("its node");
+    let others: Vec<usize> = (0..NODES).filter(|&i| i != doomed).collect();
+    let space = plugins()
+        .open_space(
+            "amqp",
+            &options(&exchange, &others, json!({"queue_type": "quorum"})),
+        )
+        .expect("the requesting host's space opens");
+
+    let answered = Mutex::new(Vec::<Instant>::new());
+    let mut killed_at = None;
+    std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|s| {
+                let sender = driver(&space, &format!("sender{s}"));
+                let (answered, counter) = (&answered, &counter);
+                scope.spawn(move || {
+                    for n in 0..REQUESTS / SENDERS {
+                        let request = action(counter, "next", json!({ "n": n }));
+                        let value = sender
+                            .request(request, REQUEST_PATIENCE)
+                            .unwrap_or_else(|e| panic!("sender{s}'s request {n}: {e}"));
+                        assert_eq!(value, n);
+                        answered.lock().unwrap().push(Instant::now());
+                    }
+                })
+            })
+            .collect();
+        while answered.lock().unwrap().len() < 2_000 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cluster.kill(doomed);
+        killed_at = Some(Instant::now());
+        for sender in senders {
+            sender.join().expect("every request answered");
+        }
+    });
+    let killed_at = killed_at.unwrap();
+    let first_after = answered
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .find(|&at| at > killed_at)
+        .expect("answers after the kill");
+    eprintln!(
+        "cluster: from the kill of {} to the first answer after it: {:?}",
+        cluster.name(doomed),
+        first_after - killed_at
+    );
+    let log = answering.stderr.contents();
+    let now_on = node_in_log(&log, "reconnected to the AMQP broker")
+        .unwrap_or_else(|| panic!("the answering host reconnected:\n{log}"));
+    assert_ne!(now_on, doomed, "{log}");
+
+    let tally_of = |asker: &agency_runtime::Foreground| {
+        asker
+            .request(action(&counter, "tally", json!({})), REQUEST_PATIENCE)
+            .unwrap()
+    };
+    let asker = driver(&space, "asker");
+    let tally = tally_of(&asker);
+    assert_eq!(tally["answered"], REQUESTS, "{tally}");
+    assert_eq!(tally["distinct"], REQUESTS, "{tally}");
+    assert_eq!(tally["out_of_order"], json!([]), "{tally}");
+
+    // The killed node comes back and rejoins: the space goes on, none of it reconnects.
+    cluster.restart(doomed);
+    let sender = driver(&space, "late-sender");
+    for n in 0..100 {
+        let request = action(&counter, "next", json!({ "n": n }));
+        assert_eq!(sender.request(request, REQUEST_PATIENCE).unwrap(), n);
+    }
+    let tally = tally_of(&asker);
+    assert_eq!(tally["answered"], REQUESTS + 100, "{tally}");
+    assert_eq!(tally["out_of_order"], json!([]), "{tally}");
+    let log = answering.stderr.contents();
+    assert_eq!(
+        log.matches("lost the connection").count(),
+        1,
+        "one loss only, the kill's:\n{log}"
+    );
+    answering.finish();
+}
+
+/// Messages wait in an agent's quorum queue (the agent is busy, its mailbox full) when
+/// the node holding the queue's leader is killed: every one reaches the agent exactly
+/// once. (The leader is on the node of the host that declared the queue, the receiving
+/// one: the messages its consumer held, up to `prefetch`, may come after later ones, as
+/// README says; the test prints how many did.)
+#[test]
+fn a_quorum_queue_keeps_its_messages_when_its_leader_dies() {
+    let messages = MAILBOX_LIMIT as u64 + 3_000;
+    let cluster = cluster();
+    let _one_at_a_time = cluster.exclusive();
+    cluster.heal();
+    let exchange = unique_name("agency-cluster");
+    let all: Vec<usize> = (0..NODES).collect();
+    let quorum = json!({"queue_type": "quorum", "queue_prefix": format!("{exchange}.")});
+    let open = || {
+        plugins()
+            .open_space("amqp", &options(&exchange, &all, quorum.clone()))
+            .expect("space opens")
+    };
+    let (receiving, sending) = (open(), open());
+    receiving
+        .add(&AgentSpec::new("Sequence", "Counter"))
+        .unwrap();
+    let sender = driver(&sending, "Sender");
+    sender
+        .send(action("Counter", "pause", json!({"seconds": 10.0})))
+        .unwrap();
+    for n in 0..messages {
+        sender
+            .send(action("Counter", "next", json!({ "n": n })))
+            .unwrap();
+    }
+    let queue = format!("{exchange}.Counter");
+    let waiting = Instant::now();
+    while ready(&queue) < 2_000 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(9),
+            "messages wait in {queue}: {} ready",
+            ready(&queue)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let leader = cluster.leader_of(&queue).expect("the queue's leader");
+    cluster.kill(leader);
+    let tally = loop {
+        let tally = sender
+            .request(action("Counter", "tally", json!({})), REQUEST_PATIENCE)
+            .unwrap();
+        if tally["answered"] == messages || waiting.elapsed() > REQUEST_PATIENCE {
+            break tally;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(tally["answered"], messages, "{tally}");
+    assert_eq!(tally["distinct"], messages, "none twice: {tally}");
+    let out_of_order = tally["out_of_order"].as_array().unwrap();
+    eprintln!(
+        "cluster: {} jumps in the order after the leader's node died: {out_of_order:?}",
+        out_of_order.len()
+    );
+    let new_leader = cluster.leader_of(&queue).expect("a new leader");
+    assert_ne!(new_leader, leader);
+    cluster.restart(leader);
+}
+
+/// How many messages the broker holds ready in `queue` of this process's vhost.
+fn ready(queue: &str) -> u64 {
+    let cluster = cluster();
+    cluster
+        .ctl(&[
+            "list_queues",
+            "-p",
+            cluster.vhost(),
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+        ])
+        .lines()
+        .find_map(|line| {
+            let (name, ready) = line.split_once('\t')?;
+            (name == queue).then(|| ready.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// A Python Agency agent connected to one node and a Rust host on all three (classic
+/// queues, the default) talk to each other.
+#[test]
+fn a_python_agency_agent_on_the_cluster_talks_to_rust_agents() {
+    let cluster = cluster();
+    let exchange = unique_name("agency-cluster-python");
+    let (py, rust) = (format!("py-{exchange}"), format!("rust-{exchange}"));
+    let (mut python, python_err) = python::start_agent_on(cluster.python_env(1), &exchange, &py);
+    let config =
+        host_config(&exchange, ("Receiver", &rust)).replace("queue_type = \"quorum\"\n", "");
+    let mut host = Host::start(&config, &[]);
+    host.type_line(&format!("/{py}.shout text:\"hello cluster\""));
+    host.stdout.wait_for(&format!("{py}: HELLO CLUSTER"));
+    host.type_line(&format!("/{py}.ask to:\"{rust}\""));
+    host.stdout
+        .wait_for_count(&format!("{py}: 42"), 1, Duration::from_secs(20));
+    drop(python.stdin.take());
+    let status = python.wait().unwrap();
+    assert!(status.success(), "{}", python_err.contents());
+    host.finish();
+}
+
+/// Classic queues (the default, Python Agency's) live on one node. When the node of a
+/// host's queues dies, that host's agents are out of the space until it is back: what
+/// is sent to them meanwhile is refused to its sender (a dead letter), and once the node
+/// rejoins, the host restores them and they answer again.
+#[test]
+fn with_classic_queues_a_host_waits_for_the_node_of_its_queues() {
+    let cluster = cluster();
+    let _one_at_a_time = cluster.exclusive();
+    cluster.heal();
+    let exchange = unique_name("agency-cluster");
+    let counter = format!("counter-{exchange}");
+    let config =
+        host_config(&exchange, ("Sequence", &counter)).replace("queue_type = \"quorum\"\n", "");
+    let answering = Host::start_logging(&config, "warn,agency_transport_amqp=info", &[]);
+    let connected = "connected to the AMQP broker";
+    answering.stderr.wait_for(connected);
+    let doomed = node_in_log(&answering.stderr.contents(), connected).expect("its node");
+    let others: Vec<usize> = (0..NODES).filter(|&i| i != doomed).collect();
+    let space = plugins()
+        .open_space("amqp", &options(&exchange, &others, json!({})))
+        .expect("the requesting host's space opens");
+    let sender = driver(&space, "sender");
+    let next = |n: u64, patience: Duration| {
+        sender.request(action(&counter, "next", json!({ "n": n })), patience)
+    };
+    assert_eq!(next(0, REQUEST_PATIENCE).unwrap(), 0);
+    cluster.kill(doomed);
+    let during = next(1, REQUEST_PATIENCE).unwrap_err();
+    assert!(
+        during.is(agency_sdk::Kind::Undeliverable),
+        "a dead letter at once: {during:?}"
+    );
+    answering.stderr.wait_for("is down or inaccessible");
+    cluster.restart(doomed);
+    assert_eq!(next(1, REQUEST_PATIENCE).unwrap(), 1);
+    answering.stderr.wait_for("reconnected to the AMQP broker");
+    answering.finish();
+}
