@@ -106,6 +106,7 @@ fn of_two_processes_started_at_once_with_one_id_exactly_one_wins() {
             })
             .collect();
         let mut losers = 0;
+        let mut logs = String::new();
         for (own, host) in &mut hosts {
             // Agents start before the console attaches: once the console has an answer,
             // the refusal, if any, is on record.
@@ -118,8 +119,12 @@ fn of_two_processes_started_at_once_with_one_id_exactly_one_wins() {
                 losers += 1;
             }
             assert!(!log.contains("reconnecting"), "round {round}: {log}");
+            logs += &log;
         }
-        assert_eq!(losers, 1, "round {round}: exactly one process is refused");
+        assert_eq!(
+            losers, 1,
+            "round {round}: exactly one process is refused; their logs:\n{logs}"
+        );
         for (_, host) in hosts {
             host.finish();
         }

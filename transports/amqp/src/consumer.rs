@@ -159,65 +159,99 @@ async fn open(
     inbox: &Arc<Inbox>,
 ) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await?;
     let id = inbox.agent_id.as_str();
     let mut arguments = FieldTable::default();
     let expires = config.queue_expires.as_millis().min(u32::MAX as u128) as u32;
     arguments.insert("x-expires".into(), AMQPValue::LongUInt(expires));
-    if config.queue_type == QueueType::Quorum {
+    let quorum = config.queue_type == QueueType::Quorum;
+    if quorum {
         arguments.insert(
             "x-queue-type".into(),
             AMQPValue::LongString("quorum".into()),
         );
-        // A quorum queue takes a second `exclusive` consumer: the id is held by an
-        // exclusive queue of this connection instead, which the broker refuses to any
-        // other (RESOURCE_LOCKED) and deletes with the connection.
-        let owned = QueueDeclareOptions {
-            exclusive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let owner = config.owner_queue(id);
-        channel
-            .queue_declare(owner.as_str().into(), owned, FieldTable::default())
-            .await?;
     }
-    let queues = [
-        (config.direct_queue(id), id),
-        (config.broadcast_queue(id), BROADCAST_KEY),
+    let (direct, broadcast) = (config.direct_queue(id), config.broadcast_queue(id));
+    let owner = config.owner_queue(id);
+    // A quorum queue takes a second `exclusive` consumer: the id is held by an exclusive
+    // queue of this connection instead, which the broker refuses to any other
+    // (RESOURCE_LOCKED) and deletes with the connection.
+    let hold_id = async {
+        if quorum {
+            let owned = QueueDeclareOptions {
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            };
+            channel
+                .queue_declare(owner.as_str().into(), owned, FieldTable::default())
+                .await?;
+        }
+        Ok(())
+    };
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declare = |queue: &str| channel.queue_declare(queue.into(), durable, arguments.clone());
+    let bind = |queue: &str, key: &str| {
+        channel.queue_bind(
+            queue.into(),
+            config.exchange.as_str().into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+    };
+    let exclusive = BasicConsumeOptions {
+        exclusive: true,
+        ..BasicConsumeOptions::default()
+    };
+    let consume_from = |queue: &str| {
+        channel.basic_consume(queue.into(), queue.into(), exclusive, FieldTable::default())
+    };
+    // Every step is sent before the broker answers the first (`join!` polls them in this
+    // order, and a channel's methods are handled in order): one round trip for all. Once
+    // a step fails, the broker closes the channel and lapin fails the later ones, some
+    // with the broker's reason, some (not sent yet) with the channel's state: the
+    // broker's reason is the one answered.
+    let (
+        qos,
+        held,
+        direct_declared,
+        direct_bound,
+        broadcast_declared,
+        broadcast_bound,
+        direct_consumer,
+        broadcast_consumer,
+    ) = tokio::join!(
+        channel.basic_qos(config.prefetch, BasicQosOptions::default()),
+        hold_id,
+        declare(&direct),
+        bind(&direct, id),
+        declare(&broadcast),
+        bind(&broadcast, BROADCAST_KEY),
+        consume_from(&direct),
+        consume_from(&broadcast),
+    );
+    let failures = [
+        qos.err(),
+        held.err(),
+        direct_declared.err(),
+        direct_bound.err(),
+        broadcast_declared.err(),
+        broadcast_bound.err(),
     ];
-    for (queue, key) in &queues {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(queue.as_str().into(), durable, arguments.clone())
-            .await?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                config.exchange.as_str().into(),
-                (*key).into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    for (queue, _) in &queues {
-        let exclusive = BasicConsumeOptions {
-            exclusive: true,
-            ..BasicConsumeOptions::default()
-        };
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                queue.as_str().into(),
-                exclusive,
-                FieldTable::default(),
-            )
-            .await?;
+    let (direct_consumer, broadcast_consumer) = match (direct_consumer, broadcast_consumer) {
+        (Ok(direct), Ok(broadcast)) if failures.iter().all(Option::is_none) => (direct, broadcast),
+        (direct, broadcast) => {
+            let failures = failures
+                .into_iter()
+                .flatten()
+                .chain(direct.err())
+                .chain(broadcast.err());
+            return Err(the_reason(failures));
+        }
+    };
+    for consumer in [direct_consumer, broadcast_consumer] {
         deliveries().spawn(consume(
             consumer,
             inbox.clone(),
@@ -226,6 +260,17 @@ async fn open(
         ));
     }
     Ok(channel)
+}
+
+/// Of the errors of a failed set-up, the broker's reason (a protocol error) if there is
+/// one, else the first.
+fn the_reason(errors: impl IntoIterator<Item = lapin::Error>) -> lapin::Error {
+    let mut errors = errors.into_iter().peekable();
+    let first = errors.peek().cloned();
+    errors
+        .find(|error| matches!(error.kind(), lapin::ErrorKind::ProtocolError(_)))
+        .or(first)
+        .expect("a failed set-up has an error")
 }
 
 /// The runtime every consumer of the plugin delivers on: a few threads for any number of
@@ -371,7 +416,27 @@ impl RecentIds {
 
 #[cfg(test)]
 mod tests {
-    use super::RecentIds;
+    use super::{is_duplicate, the_reason, RecentIds};
+    use lapin::{
+        protocol::{AMQPError, AMQPErrorKind, AMQPSoftError},
+        ChannelState, ErrorKind,
+    };
+
+    #[test]
+    fn the_brokers_reason_is_answered_before_the_channels_state() {
+        let closing = || {
+            lapin::Error::from(ErrorKind::InvalidChannelState(
+                ChannelState::Closing,
+                "sent after the close",
+            ))
+        };
+        let refused = lapin::Error::from(ErrorKind::ProtocolError(AMQPError::new(
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
+            "queue in exclusive use".into(),
+        )));
+        assert!(is_duplicate(&the_reason([closing(), refused, closing()])));
+        assert!(!is_duplicate(&the_reason([closing()])));
+    }
 
     #[test]
     fn recent_ids_forget_the_oldest() {
