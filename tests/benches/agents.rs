@@ -11,7 +11,9 @@
 //!
 //! Figures: the time to start the N agents, the time until every reply arrived, the
 //! growth of the resident memory divided by N (each contender runs in a fresh process, so
-//! nothing else was measured before it), and the process's threads at the end.
+//! nothing else was measured before it), the process's threads at the end, and on amqp
+//! the growth of the broker's memory per agent once they started (with classic queues,
+//! and with quorum queues, on the tests' broker).
 //!
 //! The binary uses mimalloc, as the `agency` binary does. Run with
 //! `cargo bench -p agency-tests --bench agents`.
@@ -22,7 +24,7 @@ use std::{
 };
 
 use agency_runtime::AgentSpec;
-use agency_tests::open_space;
+use agency_tests::{broker::rabbitmqctl, plugins, space_options};
 use kameo::{
     actor::Spawn,
     message::{Context, Message},
@@ -33,11 +35,13 @@ use serde_json::{json, Value};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Each run: the contender and its number of agents.
-/// How many threads add the agents on `amqp`.
+/// How many threads add the agents on `amqp`, with classic queues.
 const AMQP_ADDERS: usize = 32;
+/// The same with quorum queues, whose declarations the broker takes much more slowly.
+const QUORUM_ADDERS: usize = 4;
 
-const RUNS: [(&str, usize); 8] = [
+/// Each run: the contender and its number of agents.
+const RUNS: [(&str, usize); 9] = [
     ("local", 1_000),
     ("kameo", 1_000),
     ("local", 10_000),
@@ -46,6 +50,8 @@ const RUNS: [(&str, usize); 8] = [
     ("kameo", 100_000),
     ("amqp", 1_000),
     ("amqp", 10_000),
+    // More stall the tests' broker (docs/scaling.md).
+    ("amqp-quorum", 100),
 ];
 
 /// What one run measured.
@@ -57,6 +63,8 @@ struct Figures {
     /// The same once each agent answered its request.
     kib_per_agent: f64,
     threads: usize,
+    /// On amqp, the broker's memory growth per agent once started (Erlang's total).
+    broker_kib_per_agent: Option<f64>,
 }
 
 impl Figures {
@@ -81,6 +89,7 @@ impl Figures {
             kib_started,
             kib_per_agent: kib_per_agent(before, n),
             threads: threads(),
+            broker_kib_per_agent: None,
         }
     }
 }
@@ -94,36 +103,42 @@ fn main() {
             transport => agency_run(transport, n),
         };
         println!(
-            "figures {} {} {} {} {}",
+            "figures {} {} {} {} {} {}",
             figures.started.as_secs_f64(),
             figures.answered.as_secs_f64(),
             figures.kib_started,
             figures.kib_per_agent,
-            figures.threads
+            figures.threads,
+            figures.broker_kib_per_agent.unwrap_or(f64::NAN),
         );
         // The space is left to the process's end: tearing down N agents is not measured.
         std::process::exit(0);
     }
     println!();
     println!(
-        "{:<28} {:>8} {:>9} {:>11} {:>17} {:>17} {:>8}",
+        "{:<28} {:>8} {:>9} {:>11} {:>17} {:>17} {:>8} {:>17}",
         "many agents, one request each",
         "agents",
         "start s",
         "answered s",
         "KiB/agent started",
         "KiB/agent answered",
-        "threads"
+        "threads",
+        "broker KiB/agent"
     );
     for (contender, n) in RUNS {
         let figures = in_fresh_process(contender, n);
         let name = match contender {
             "kameo" => "reference: kameo actors",
             "local" => "agency local",
-            _ => "agency amqp",
+            "amqp" => "agency amqp (classic)",
+            _ => "agency amqp (quorum)",
         };
+        let broker = figures
+            .broker_kib_per_agent
+            .map_or("-".to_owned(), |kib| format!("{kib:.2}"));
         println!(
-            "{name:<28} {n:>8} {:>9.3} {:>11.3} {:>17.2} {:>17.2} {:>8}",
+            "{name:<28} {n:>8} {:>9.3} {:>11.3} {:>17.2} {:>17.2} {:>8} {broker:>17}",
             figures.started.as_secs_f64(),
             figures.answered.as_secs_f64(),
             figures.kib_started,
@@ -156,12 +171,24 @@ fn in_fresh_process(contender: &str, n: usize) -> Figures {
         kib_started: fields[2],
         kib_per_agent: fields[3],
         threads: fields[4] as usize,
+        broker_kib_per_agent: Some(fields[5]).filter(|kib| !kib.is_nan()),
     }
 }
 
-/// N Calculator agents on `transport`, one `add` request each.
-fn agency_run(transport: &str, n: usize) -> Figures {
-    let space = open_space(transport);
+/// N Calculator agents on `contender` (`local`, `amqp`, or `amqp-quorum`: quorum queues),
+/// one `add` request each.
+fn agency_run(contender: &str, n: usize) -> Figures {
+    let transport = if contender == "local" {
+        "local"
+    } else {
+        "amqp"
+    };
+    let mut options = space_options(transport);
+    if contender == "amqp-quorum" {
+        options["queue_type"] = "quorum".into();
+    }
+    let space = plugins().open_space(transport, &options).unwrap();
+    let broker_before = (transport == "amqp").then(broker_kib);
     // The asker keeps no log: its memory would be counted as the agents'.
     let me = space
         .add_foreground(&AgentSpec::untyped("me").without_log())
@@ -171,7 +198,11 @@ fn agency_run(transport: &str, n: usize) -> Figures {
     let started = Instant::now();
     let ids: Vec<String> = (0..n).map(|i| format!("calc-{i}")).collect();
     // An amqp add waits for broker round trips: the agents are added from many threads.
-    let adders = if transport == "amqp" { AMQP_ADDERS } else { 1 };
+    let adders = match contender {
+        "amqp" => AMQP_ADDERS,
+        "amqp-quorum" => QUORUM_ADDERS,
+        _ => 1,
+    };
     std::thread::scope(|scope| {
         for chunk in ids.chunks(n.div_ceil(adders)) {
             let space = &space;
@@ -184,6 +215,7 @@ fn agency_run(transport: &str, n: usize) -> Figures {
     });
     let started = started.elapsed();
     let kib_started = kib_per_agent(before, n);
+    let broker_kib_per_agent = broker_before.map(|before| (broker_kib() - before) / n as f64);
     let answering = Instant::now();
     for (i, id) in ids.iter().enumerate() {
         me.send(json!({"to": id, "action": {"name": "add", "args": {"a": i, "b": 1}}}))
@@ -196,7 +228,21 @@ fn agency_run(transport: &str, n: usize) -> Figures {
             .expect("every agent answers");
         sum += reply.reply().unwrap().unwrap().as_f64().unwrap();
     }
-    Figures::of_run(n, started, kib_started, answering.elapsed(), sum, before)
+    Figures {
+        broker_kib_per_agent,
+        ..Figures::of_run(n, started, kib_started, answering.elapsed(), sum, before)
+    }
+}
+
+/// The memory of the tests' broker node, in KiB (Erlang's own total, from `rabbitmqctl
+/// status`).
+fn broker_kib() -> f64 {
+    let status = rabbitmqctl(&["status", "--formatter", "json"]);
+    let status: Value = serde_json::from_str(&status).expect("rabbitmqctl status as JSON");
+    status["memory"]["total"]["erlang"]
+        .as_f64()
+        .expect("the broker's memory")
+        / 1024.0
 }
 
 /// A kameo actor answering `add` requests given as message JSON text.
