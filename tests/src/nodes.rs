@@ -4,7 +4,7 @@
 //!
 //! Each process that uses the nodes leaves a lease (its own pid and, when run by cargo,
 //! cargo's); a reaper started with the nodes stops them all once no lease has been alive
-//! for [`IDLE_SECONDS`]. The folder is locked while a process checks the nodes and takes
+//! for 10 s (`IDLE_SECONDS`). The folder is locked while a process checks the nodes and takes
 //! its lease, so the reaper cannot stop them between the two.
 //!
 //! A cluster's nodes are joined to the first one with `rabbitmqctl join_cluster`. A node
