@@ -273,14 +273,19 @@ pub fn rabbitmqctl_in_vhost(command: &str, args: &[&str]) -> String {
 /// How many messages of `queue` the broker holds ready (not yet delivered); `None` if
 /// there is no such queue.
 pub fn ready_in_broker(queue: &str) -> Option<u64> {
-    rabbitmqctl_in_vhost(
+    let listing = rabbitmqctl_in_vhost(
         "list_queues",
         &["-q", "--no-table-headers", "name", "messages_ready"],
-    )
-    .lines()
-    .find_map(|line| {
-        let (name, ready) = line.split_once('\t')?;
-        (name == queue).then(|| ready.trim().parse().ok())?
+    );
+    queue_column(&listing, queue)?.parse().ok()
+}
+
+/// In the output of `rabbitmqctl list_queues -q --no-table-headers name COLUMN`, the
+/// column of `queue`'s line.
+pub fn queue_column<'a>(listing: &'a str, queue: &str) -> Option<&'a str> {
+    listing.lines().find_map(|line| {
+        let (name, value) = line.split_once('\t')?;
+        (name == queue).then_some(value.trim())
     })
 }
 

@@ -13,7 +13,7 @@ use std::{
 };
 
 use crate::{
-    broker::{tell, Broker},
+    broker::{queue_column, tell, Broker},
     nodes::{answers, Nodes},
 };
 
@@ -139,8 +139,8 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// The node that holds the leader of the quorum queue `queue` (in this vhost).
-    pub fn leader_of(&self, queue: &str) -> Option<usize> {
+    /// `rabbitmqctl list_queues` of this process's vhost: `queue`'s value of `column`.
+    pub fn queue_info(&self, queue: &str, column: &str) -> Option<String> {
         let listing = self.ctl(&[
             "list_queues",
             "-p",
@@ -148,12 +148,14 @@ impl Cluster {
             "-q",
             "--no-table-headers",
             "name",
-            "leader",
+            column,
         ]);
-        let leader = listing.lines().find_map(|line| {
-            let (name, leader) = line.split_once('\t')?;
-            (name == queue).then(|| leader.trim().to_owned())
-        })?;
+        queue_column(&listing, queue).map(str::to_owned)
+    }
+
+    /// The node that holds the leader of the quorum queue `queue` (in this vhost).
+    pub fn leader_of(&self, queue: &str) -> Option<usize> {
+        let leader = self.queue_info(queue, "leader")?;
         (0..NODES).find(|&i| self.name(i) == leader)
     }
 

@@ -14,9 +14,12 @@ use agency_tests::{
     cluster::{cluster, NODES},
     driver, plugins,
     process::Host,
-    python, unique_name,
+    python, unique_name, with_options,
 };
 use serde_json::{json, Value};
+
+/// How long the agent of the quorum test sleeps while its backlog builds up in the broker.
+const PAUSE: Duration = Duration::from_secs(20);
 
 /// How long a request may wait for its answer, a node's loss included.
 const REQUEST_PATIENCE: Duration = Duration::from_secs(60);
@@ -24,11 +27,7 @@ const REQUEST_PATIENCE: Duration = Duration::from_secs(60);
 /// Options for a space on the cluster's nodes `nodes`, on `exchange`, with `extra` keys.
 fn options(exchange: &str, nodes: &[usize], extra: Value) -> Value {
     let urls: Vec<String> = nodes.iter().map(|&i| cluster().url(i)).collect();
-    let mut options = json!({"urls": urls, "exchange": exchange});
-    if let (Some(options), Value::Object(extra)) = (options.as_object_mut(), extra) {
-        options.extend(extra);
-    }
-    options
+    with_options(&json!({"urls": urls, "exchange": exchange}), extra)
 }
 
 /// `agency.toml` for a host on every node of the cluster, on `exchange`, with quorum
@@ -185,7 +184,11 @@ fn a_quorum_queue_keeps_its_messages_when_its_leader_dies() {
         .unwrap();
     let sender = driver(&sending, "Sender");
     sender
-        .send(action("Counter", "pause", json!({"seconds": 10.0})))
+        .send(action(
+            "Counter",
+            "pause",
+            json!({"seconds": PAUSE.as_secs_f64()}),
+        ))
         .unwrap();
     for n in 0..messages {
         sender
@@ -196,7 +199,7 @@ fn a_quorum_queue_keeps_its_messages_when_its_leader_dies() {
     let waiting = Instant::now();
     while ready(&queue) < 2_000 {
         assert!(
-            waiting.elapsed() < Duration::from_secs(9),
+            waiting.elapsed() < PAUSE,
             "messages wait in {queue}: {} ready",
             ready(&queue)
         );
@@ -227,22 +230,9 @@ fn a_quorum_queue_keeps_its_messages_when_its_leader_dies() {
 
 /// How many messages the broker holds ready in `queue` of this process's vhost.
 fn ready(queue: &str) -> u64 {
-    let cluster = cluster();
-    cluster
-        .ctl(&[
-            "list_queues",
-            "-p",
-            cluster.vhost(),
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-        ])
-        .lines()
-        .find_map(|line| {
-            let (name, ready) = line.split_once('\t')?;
-            (name == queue).then(|| ready.trim().parse().ok())?
-        })
+    cluster()
+        .queue_info(queue, "messages_ready")
+        .and_then(|ready| ready.parse().ok())
         .unwrap_or(0)
 }
 
