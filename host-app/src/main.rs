@@ -76,6 +76,8 @@ enum Command {
         watch: bool,
         #[command(flatten)]
         web: WebArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Print every message of a space on a broker as it flows (amqp; read-only, needs the
     /// broker's firehose: `rabbitmqctl trace_on -p VHOST`). A `local` space lives inside
@@ -150,6 +152,23 @@ struct WebArgs {
     web_public: bool,
 }
 
+/// The Prometheus endpoint.
+#[derive(Args)]
+struct MetricsArgs {
+    /// Serve what the space counts (messages, errors, durations, mailboxes, the pool,
+    /// the process) for Prometheus at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = agency_web::metrics::DEFAULT_ADDR)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Allow `--metrics` on an address other than loopback (other machines can then read
+    /// the counts, and the ids of the busiest agents, without a token).
+    #[arg(long, requires = "metrics")]
+    metrics_public: bool,
+    /// Also give these agents series of their own, beside the busiest ones
+    /// (comma-separated ids).
+    #[arg(long, value_name = "IDS", value_delimiter = ',', requires = "metrics")]
+    metrics_agents: Vec<String>,
+}
+
 /// What [`SpaceArgs`] name, read and loaded.
 struct Setup {
     config: Config,
@@ -215,9 +234,10 @@ fn main() -> ExitCode {
             wait,
             watch,
             web,
+            metrics,
         } => space
             .load()
-            .and_then(|setup| run(setup, wait, watch, web))
+            .and_then(|setup| run(setup, wait, watch, web, metrics))
             .map(console::Outcome::exit_code),
         Command::Watch {
             space,
@@ -344,6 +364,7 @@ fn run(
     wait: Duration,
     watch: bool,
     web: WebArgs,
+    metrics: MetricsArgs,
 ) -> Result<console::Outcome, String> {
     let Setup {
         config,
@@ -390,6 +411,13 @@ fn run(
         }
         None => None,
     };
+    let exporter = match metrics.metrics {
+        Some(addr) => Some(
+            serve_metrics(&space, &plugins, &transport, addr, metrics)
+                .inspect_err(|_| space.destroy())?,
+        ),
+        None => None,
+    };
     let watcher = reload::Watcher::new(&plugins_dir, &config_path, config);
     let stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
@@ -409,9 +437,40 @@ fn run(
         stop.store(true, Ordering::Release);
         outcome
     });
+    drop(exporter);
     drop(page);
     space.destroy();
     Ok(outcome)
+}
+
+/// Serves the space's metrics for Prometheus (`--metrics`).
+fn serve_metrics(
+    space: &Arc<agency_runtime::Space>,
+    plugins: &Plugins,
+    transport: &str,
+    addr: std::net::SocketAddr,
+    args: MetricsArgs,
+) -> Result<agency_web::metrics::MetricsServer, String> {
+    let (space, counts, transport) = (space.clone(), plugins.counts(), transport.to_owned());
+    let named = args.metrics_agents;
+    let source = move || {
+        let named: Vec<&str> = named.iter().map(String::as_str).collect();
+        agency_web::metrics::Exposition {
+            space: space.metrics(agency_web::metrics::BUSIEST, &named),
+            plugins_loaded: counts.loaded.load(Ordering::Relaxed),
+            plugins_refused: counts.refused.load(Ordering::Relaxed),
+            transport: transport.clone(),
+        }
+    };
+    let server = agency_web::metrics::MetricsServer::start(addr, args.metrics_public, source)?;
+    if args.metrics_public {
+        report!(
+            "warning: the metrics are served on {}, reachable from other machines without a token",
+            server.addr()
+        );
+    }
+    report!("metrics: http://{}/metrics", server.addr());
+    Ok(server)
 }
 
 /// Loads the plugins folder; files that cannot be used are in `failures()`.

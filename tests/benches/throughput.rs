@@ -3,7 +3,8 @@
 //! carrying the same JSON text, encoded by the sender and decoded by the receiver. The
 //! same agents are measured again while watched: a tap attached and drained on a thread
 //! of its own, as `agency run --watch` does; and while the web page (`agency run --web`)
-//! is open on its traffic view, read by a WebSocket client.
+//! is open on its traffic view, read by a WebSocket client. And the same agents in a
+//! space that counts nothing (`Space::without_metrics`): what counting costs.
 //!
 //! The binary uses mimalloc, as the `agency` binary does; the plugins keep the system
 //! allocator, as third-party plugins would.
@@ -33,10 +34,13 @@ const ROUND_TRIPS: u64 = 20_000;
 const ROUNDS: usize = 7;
 
 fn main() {
-    let (space, driver) = bench_space();
-    let mut floods: [Vec<f64>; 5] = Default::default();
-    let mut trips: [Vec<f64>; 5] = Default::default();
+    let (space, driver) = bench_space(true);
+    let (uncounted, uncounted_driver) = bench_space(false);
+    let mut floods: [Vec<f64>; 6] = Default::default();
+    let mut trips: [Vec<f64>; 6] = Default::default();
     for _ in 0..ROUNDS {
+        floods[5].push(agency_one_way(&uncounted_driver));
+        trips[5].extend(agency_round_trips(&uncounted_driver));
         floods[0].push(agency_one_way(&driver));
         floods[1].push(watched(&space, || agency_one_way(&driver)));
         floods[2].push(with_page(&space, || agency_one_way(&driver)));
@@ -48,9 +52,11 @@ fn main() {
         trips[3].extend(reference_round_trips());
         trips[4].extend(agency_round_trips_to(&driver, "P"));
     }
-    let [agency_flood, watched_flood, page_flood, reference_flood, decode_only_flood] =
+    let [agency_flood, watched_flood, page_flood, reference_flood, decode_only_flood, uncounted_flood] =
         floods.map(|runs| percentile(&runs, 0.5));
-    let [agency_trips, watched_trips, page_trips, reference_trips, concurrent_trips] = trips;
+    let [agency_trips, watched_trips, page_trips, reference_trips, concurrent_trips, uncounted_trips] =
+        trips;
+    uncounted.destroy();
     page_memory(&space);
     space.destroy();
     print_table(
@@ -68,6 +74,12 @@ fn main() {
                 short: "agency, page open",
                 one_way: page_flood,
                 trips: Some(&page_trips),
+            },
+            Row {
+                name: "agency, counting nothing (Space::without_metrics)",
+                short: "agency, no metrics",
+                one_way: uncounted_flood,
+                trips: Some(&uncounted_trips),
             },
             Row {
                 name: "reference: tokio channel, sender encodes, receiver decodes",
@@ -89,6 +101,11 @@ fn main() {
         percentile(&concurrent_trips, 0.99),
         percentile(&agency_trips, 0.5),
         percentile(&agency_trips, 0.99),
+    );
+    println!(
+        "metrics on / off: one-way {:.3}x, round trip p50 {:.3}x (time: above 1 is slower)",
+        agency_flood / uncounted_flood,
+        percentile(&agency_trips, 0.5) / percentile(&uncounted_trips, 0.5),
     );
 }
 
@@ -192,8 +209,15 @@ enum Encode {
     Beforehand,
 }
 
-fn bench_space() -> (Arc<agency_runtime::Space>, agency_runtime::Foreground) {
-    let space = Arc::new(agency_tests::open_space("local"));
+/// A and B (`Bench`), P (`Parallel`) and a driver, in a space that counts (see
+/// `agency_runtime::metrics`) or not.
+fn bench_space(counting: bool) -> (Arc<agency_runtime::Space>, agency_runtime::Foreground) {
+    let space = agency_tests::open_space("local");
+    let space = Arc::new(if counting {
+        space
+    } else {
+        space.without_metrics()
+    });
     space.add(&AgentSpec::new("Bench", "A")).unwrap();
     space.add(&AgentSpec::new("Bench", "B")).unwrap();
     space.add(&AgentSpec::new("Parallel", "P")).unwrap();

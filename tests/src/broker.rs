@@ -192,8 +192,8 @@ pub(crate) fn tell(line: &str) {
 }
 
 /// `text` with every byte but letters, digits, `-`, `.`, `_` and `~` percent-encoded, as
-/// a vhost in an AMQP URL.
-fn percent_encoded(text: &str) -> String {
+/// a vhost in an AMQP URL or a query in an HTTP one.
+pub(crate) fn percent_encoded(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

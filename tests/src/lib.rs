@@ -25,6 +25,7 @@ pub mod models;
 pub mod nodes;
 pub mod page;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod python;
 

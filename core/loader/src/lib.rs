@@ -110,6 +110,17 @@ pub struct Plugins {
     type_files: BTreeMap<String, PathBuf>,
     transports: BTreeMap<String, (PluginModRef, PathBuf)>,
     allow_writable: bool,
+    counts: Arc<LoadCounts>,
+}
+
+/// How many libraries a [`Plugins`] loaded and refused so far, readable from other
+/// threads (the metrics) while it loads more.
+#[derive(Debug, Default)]
+pub struct LoadCounts {
+    /// Libraries loaded.
+    pub loaded: AtomicU64,
+    /// Libraries refused.
+    pub refused: AtomicU64,
 }
 
 impl Plugins {
@@ -154,6 +165,11 @@ impl Plugins {
         Ok(())
     }
 
+    /// The counts of libraries loaded and refused, kept up to date as it loads more.
+    pub fn counts(&self) -> Arc<LoadCounts> {
+        self.counts.clone()
+    }
+
     /// Whether the library at `path` is loaded.
     pub fn is_loaded(&self, path: &Path) -> bool {
         self.loaded.iter().any(|plugin| plugin.path == path)
@@ -167,6 +183,11 @@ impl Plugins {
     /// fails or panics, and one providing an agent type or transport already provided.
     pub fn add_file(&mut self, path: &Path) -> Result<&Plugin, PluginError> {
         let result = self.try_add(path);
+        let count = match &result {
+            Ok(()) => &self.counts.loaded,
+            Err(_) => &self.counts.refused,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = &result {
             tracing::debug!("refused {error}");
             self.failures.push(error.clone());

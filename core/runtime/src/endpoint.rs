@@ -26,6 +26,7 @@ use crate::{
     chain, handover,
     log::MessageLog,
     mailbox::Mailbox,
+    metrics::{AgentCounts, TypeCounters},
     tap::{Taps, Traffic},
     validate_id,
     wait::Waiter,
@@ -46,6 +47,8 @@ pub(crate) struct SpaceCore {
     pub permission_prompt: RwLock<Option<PermissionPrompt>>,
     /// Messages of this space's agents that no agent could receive.
     pub dead_letters: AtomicU64,
+    /// Requests answered at once because they closed a cycle.
+    pub cycles_refused: AtomicU64,
     /// Who watches the traffic.
     pub taps: Taps,
 }
@@ -104,6 +107,10 @@ pub(crate) struct Endpoint {
     pub dropped: Repeated,
     /// Replies that could not be sent (to a `from` no agent can have, for instance).
     pub unsent_replies: Repeated,
+    /// Its type's counters, if the space counts (see [`crate::metrics`]); its own
+    /// counts are kept only then.
+    pub metrics: Option<Arc<TypeCounters>>,
+    pub counts: AgentCounts,
 }
 
 impl Endpoint {
@@ -114,6 +121,7 @@ impl Endpoint {
         worker: Option<Mailbox<Work>>,
         handles: usize,
         log: Option<MessageLog>,
+        metrics: Option<Arc<TypeCounters>>,
     ) -> Self {
         Self {
             id,
@@ -127,6 +135,22 @@ impl Endpoint {
             sent: Mutex::default(),
             dropped: Repeated::default(),
             unsent_replies: Repeated::default(),
+            metrics,
+            counts: AgentCounts::default(),
+        }
+    }
+
+    /// Adds one to one of this agent's counts, if the space counts.
+    pub fn count(&self, counter: impl FnOnce(&AgentCounts) -> &AtomicU64) {
+        if self.metrics.is_some() {
+            counter(&self.counts).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves this agent's counts into its type's totals: it is leaving the space.
+    pub fn retire(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.retire(&self.counts);
         }
     }
 
@@ -220,7 +244,14 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<Value, ActionError> {
         let left = timeout.saturating_sub(started.elapsed());
-        if let Some(reply) = waiter.receive(&sent.reply, left) {
+        let reply = waiter.receive(&sent.reply, left);
+        if let Some(metrics) = &self.metrics {
+            metrics.request.observe(started.elapsed());
+            if reply.is_none() {
+                metrics.request_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(reply) = reply {
             return reply;
         }
         self.pending.lock().unwrap().remove(&sent.id);
@@ -290,6 +321,9 @@ impl Endpoint {
         self.core.taps.offer(|| Traffic::Sent(body.clone()));
         let published =
             handover::offering(&body, message, || self.core.transport.publish(&to, &body));
+        if published.is_ok() {
+            self.count(|c| &c.sent);
+        }
         if !reply {
             let mut sent = self.sent.lock().unwrap();
             if sent.len() == SENT_LOG_CAPACITY {
@@ -318,8 +352,10 @@ impl Endpoint {
 }
 
 impl Drop for Endpoint {
-    /// Says how many of the agent's drops went unlogged, if any did.
+    /// Says how many of the agent's drops went unlogged, if any did; moves what it
+    /// counted since it left the space into its type's totals.
     fn drop(&mut self) {
+        self.retire();
         let (dropped, unsent) = (self.dropped.total(), self.unsent_replies.total());
         if dropped > 10 || unsent > 10 {
             tracing::warn!(
@@ -356,6 +392,9 @@ impl Endpoint {
         };
         if message.is_returned_to(&self.id) {
             self.core.dead_letters.fetch_add(1, Ordering::Relaxed);
+            if let Some(metrics) = &self.metrics {
+                metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+            }
             self.core
                 .taps
                 .offer(|| Traffic::Undeliverable(message.to_json()));
@@ -387,6 +426,7 @@ impl Endpoint {
         let Some(error) = chain::cycle(&chain::of(message), &self.id) else {
             return false;
         };
+        self.core.cycles_refused.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = self.send(message.error_reply(&error)) {
             if let Some(count) = self.unsent_replies.occurred() {
                 tracing::warn!(agent = %self.id, ?error, count, "could not send a reply");
@@ -422,6 +462,7 @@ impl Inbound for Endpoint {
     /// waited for, since a request registers before it publishes); otherwise it is parsed
     /// here so that a reply reaches its waiting request even while the worker is busy.
     fn deliver(&self, body: &str) {
+        self.count(|c| &c.received);
         let handed_over = handover::take(body);
         let idle = self.pending_count.load(Ordering::Acquire) == 0;
         if let (Some(worker), None, true, None) = (&self.worker, &self.log, idle, &handed_over) {

@@ -20,6 +20,7 @@
 //!   agents' message logs, spin-then-sleep waits.
 //! - `text`: [`printable`], for showing what other processes sent.
 //! - [`tap`]: [`Tap`], copies of a space's traffic for whoever watches it.
+//! - [`metrics`]: what a space counts ([`Space::metrics`]), for whoever shows it.
 #![warn(missing_docs)]
 
 mod chain;
@@ -29,6 +30,7 @@ mod handover;
 mod id;
 mod log;
 mod mailbox;
+pub mod metrics;
 pub mod scheduler;
 pub mod space;
 pub mod tap;

@@ -106,6 +106,11 @@ impl<T> Mailbox<T> {
         self.put_now(item)
     }
 
+    /// How many items are queued.
+    pub fn len(&self) -> usize {
+        self.state.queued.load(Ordering::Acquire)
+    }
+
     /// Queues an item at once, full or not; false if the receiving side is gone.
     pub fn put_now(&self, item: T) -> bool {
         self.state.queued.fetch_add(1, Ordering::AcqRel);

@@ -29,6 +29,8 @@ use std::{
     time::Duration,
 };
 
+use crate::metrics::PoolSnapshot;
+
 /// The default bound on the pool's threads.
 pub const DEFAULT_MAX_THREADS: usize = 512;
 /// How long a thread may go without finishing a message before the watchdog takes it
@@ -178,6 +180,8 @@ struct Pool {
     target: usize,
     max: AtomicUsize,
     bound_said: AtomicBool,
+    /// Threads started beyond one a core, because others waited.
+    compensations: AtomicU64,
     slots: Mutex<Vec<Arc<Slot>>>,
 }
 
@@ -204,6 +208,7 @@ fn pool() -> &'static Pool {
             target: std::thread::available_parallelism().map_or(2, usize::from),
             max: AtomicUsize::new(max),
             bound_said: AtomicBool::new(false),
+            compensations: AtomicU64::new(0),
             slots: Mutex::default(),
         }
     })
@@ -218,6 +223,18 @@ pub fn set_max_threads(max: usize) {
 /// How many threads the pool has now.
 pub fn pool_threads() -> usize {
     pool().threads.load(SeqCst)
+}
+
+/// The pool's threads and queue now, and the threads it ever started beyond one a core.
+pub fn stats() -> PoolSnapshot {
+    let pool = pool();
+    let load = |n: &AtomicUsize| n.load(SeqCst) as u64;
+    PoolSnapshot {
+        threads: load(&pool.threads),
+        running: load(&pool.running),
+        queued: load(&pool.queued),
+        compensations: pool.compensations.load(SeqCst),
+    }
 }
 
 impl Pool {
@@ -256,7 +273,9 @@ impl Pool {
             }
             return;
         }
-        self.threads.fetch_add(1, SeqCst);
+        if self.threads.fetch_add(1, SeqCst) >= self.target {
+            self.compensations.fetch_add(1, SeqCst);
+        }
         self.running.fetch_add(1, SeqCst);
         let started = std::thread::Builder::new()
             .name("agency agents".into())

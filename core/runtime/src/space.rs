@@ -20,7 +20,8 @@ use crate::{
     endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
     log::{MessageLog, Subscription},
     mailbox::{mailbox_of, Mailbox},
-    scheduler::{Job, Task},
+    metrics::{AgentSnapshot, Snapshot, TypeCounters, TypeSnapshot, FOREGROUND_TYPE},
+    scheduler::{self, Job, Task},
     tap::Tap,
     validate_id,
     worker::{Crew, Handler, Worker},
@@ -206,14 +207,33 @@ pub struct Space {
     catalog: RwLock<Catalog>,
     members: Mutex<HashMap<String, Member>>,
     stop_timeout: RwLock<Duration>,
+    /// Each agent type's counters, if this space counts (see [`crate::metrics`]).
+    metrics: Option<Mutex<HashMap<String, Arc<TypeCounters>>>>,
 }
 
 /// An agent of this space as the space sees it.
 enum Member {
     /// Being created and attached: its id is taken, but it is not in the space yet.
     Joining,
-    /// In the space, with its type and its worker, if it has them.
-    Joined(Option<String>, Option<WorkerHandle>),
+    /// In the space.
+    Joined(Joined),
+}
+
+struct Joined {
+    type_name: Option<String>,
+    endpoint: Arc<Endpoint>,
+    worker: Option<WorkerHandle>,
+}
+
+impl Joined {
+    /// Messages queued for the agent's worker.
+    fn queued(&self) -> usize {
+        self.worker.as_ref().map_or(0, |worker| worker.queue.len())
+    }
+
+    fn type_label(&self) -> &str {
+        self.type_name.as_deref().unwrap_or(FOREGROUND_TYPE)
+    }
 }
 
 struct WorkerHandle {
@@ -234,6 +254,7 @@ impl Space {
             destroyed: Default::default(),
             permission_prompt: RwLock::new(None),
             dead_letters: Default::default(),
+            cycles_refused: Default::default(),
             taps: Default::default(),
         };
         Self {
@@ -241,7 +262,74 @@ impl Space {
             catalog: RwLock::new(catalog),
             members: Mutex::default(),
             stop_timeout: RwLock::new(DEFAULT_STOP_TIMEOUT),
+            metrics: Some(Mutex::default()),
         }
+    }
+
+    /// This space without counting (see [`Space::metrics`]): its agents' messages skip
+    /// even the few atomic adds. For measuring what counting costs.
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics = None;
+        self
+    }
+
+    /// What this space counted (see [`crate::metrics`]), with the counts of its
+    /// `busiest` agents (by messages handled) and of those in `named`; empty if it was
+    /// opened [`Space::without_metrics`].
+    ///
+    /// ```
+    /// # use agency_runtime::{AgentSpec, Catalog, Space};
+    /// # fn demo(transport: Box<dyn agency_protocol::boundary::TransportSpace>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let space = Space::open(transport, Catalog::builtin());
+    /// let me = space.add_foreground(&AgentSpec::untyped("me"))?;
+    /// me.send(serde_json::json!({"to": "*", "action": {"name": "say", "args": {}}}))?;
+    /// let snapshot = space.metrics(10, &[]);
+    /// assert_eq!(snapshot.agents[0].counts.sent, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics(&self, busiest: usize, named: &[&str]) -> Snapshot {
+        let mut snapshot = Snapshot {
+            pool: scheduler::stats(),
+            cycles_refused: self.core.cycles_refused.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters(),
+            ..Snapshot::default()
+        };
+        let Some(registry) = &self.metrics else {
+            return snapshot;
+        };
+        let members = self.members.lock().unwrap();
+        let mut types: BTreeMap<String, TypeSnapshot> = registry
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, counters)| (name.clone(), TypeSnapshot::new(name, counters)))
+            .collect();
+        let mut agents: Vec<(&String, &Joined)> = members
+            .iter()
+            .filter_map(|(id, member)| match member {
+                Member::Joined(joined) => Some((id, joined)),
+                Member::Joining => None,
+            })
+            .collect();
+        for (_, joined) in &agents {
+            if let Some(kind) = types.get_mut(joined.type_label()) {
+                kind.add_agent(&joined.endpoint.counts, joined.queued());
+            }
+        }
+        let handled = |joined: &Joined| joined.endpoint.counts.handled.load(Ordering::Relaxed);
+        agents.sort_by(|(a, x), (b, y)| handled(y).cmp(&handled(x)).then(a.cmp(b)));
+        let (top, rest) = agents.split_at(busiest.min(agents.len()));
+        let picked = top
+            .iter()
+            .chain(rest.iter().filter(|(id, _)| named.contains(&id.as_str())));
+        snapshot.agents = picked
+            .map(|(id, joined)| {
+                let counts = &joined.endpoint.counts;
+                AgentSnapshot::new(id, joined.type_label(), counts, joined.queued())
+            })
+            .collect();
+        snapshot.types = types.into_values().collect();
+        snapshot
     }
 
     /// The agent types this space can create.
@@ -304,7 +392,12 @@ impl Space {
         let reserved = matches!(members.get(&id), Some(Member::Joining));
         match created {
             Ok((endpoint, worker)) if reserved => {
-                members.insert(id, Member::Joined(spec.type_name.clone(), worker));
+                let joined = Joined {
+                    type_name: spec.type_name.clone(),
+                    endpoint: endpoint.clone(),
+                    worker,
+                };
+                members.insert(id, Member::Joined(joined));
                 Ok(endpoint)
             }
             Ok((_, worker)) => {
@@ -345,6 +438,15 @@ impl Space {
                 )
             }
         };
+        let metrics = self.metrics.as_ref().map(|registry| {
+            let name = spec.type_name.as_deref().unwrap_or(FOREGROUND_TYPE);
+            registry
+                .lock()
+                .unwrap()
+                .entry(name.to_owned())
+                .or_default()
+                .clone()
+        });
         let task = factory.as_ref().map(|_| Task::new());
         let (queue_tx, queue_rx) = mailbox_of(task.clone());
         let endpoint = Arc::new(Endpoint::new(
@@ -354,6 +456,7 @@ impl Space {
             factory.as_ref().map(|_| queue_tx.clone()),
             factory.as_ref().map_or(1, |f| f.spec().handles()),
             foreground.then(|| MessageLog::new(spec.keep_log)),
+            metrics,
         ));
         let worker = match factory {
             None => None,
@@ -427,7 +530,10 @@ impl Space {
         let worker = {
             let mut members = self.members.lock().unwrap();
             match members.remove(id) {
-                Some(Member::Joined(_, worker)) => worker,
+                Some(Member::Joined(joined)) => {
+                    joined.endpoint.retire();
+                    joined.worker
+                }
                 Some(Member::Joining) => {
                     members.insert(id.into(), Member::Joining);
                     return Err(SpaceError::UnknownAgent(id.into()));
@@ -499,7 +605,7 @@ impl Space {
             .unwrap()
             .iter()
             .filter_map(|(id, member)| match member {
-                Member::Joined(kind, _) => Some((id.clone(), kind.clone())),
+                Member::Joined(joined) => Some((id.clone(), joined.type_name.clone())),
                 Member::Joining => None,
             })
             .collect();
@@ -519,7 +625,10 @@ impl Space {
             .unwrap()
             .drain()
             .filter_map(|(id, member)| match member {
-                Member::Joined(_, worker) => Some((id, worker)),
+                Member::Joined(joined) => {
+                    joined.endpoint.retire();
+                    Some((id, joined.worker))
+                }
                 Member::Joining => None,
             })
             .collect();

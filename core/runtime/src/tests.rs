@@ -19,6 +19,7 @@ use agency_sdk::{
 use crate::{
     handover,
     mailbox::{mailbox, never_wait_here, MAILBOX_LIMIT},
+    metrics::FOREGROUND_TYPE,
     AgentSpec, Catalog, Space, SpaceError,
 };
 
@@ -380,4 +381,69 @@ fn a_tap_sees_every_message_and_dead_letter_and_never_holds_the_space_back() {
         "on"
     );
     space.destroy();
+}
+
+/// What a space counts adds up, per type and per agent, and stays when an agent leaves;
+/// a space opened without metrics counts nothing.
+#[test]
+fn a_space_counts_messages_errors_and_durations_per_type() {
+    let (space, _wire) = loopback_space();
+    for id in ["a", "b"] {
+        space.add(&AgentSpec::new("Echo", id)).unwrap();
+    }
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    for _ in 0..3 {
+        request(&me, "a", "echo", json!({"text": "hi"})).unwrap();
+    }
+    request(&me, "a", "shout", json!({})).unwrap_err();
+    let answers = request(
+        &me,
+        "a",
+        "echo_all",
+        json!({"to": ["b", "nobody"], "text": "x"}),
+    );
+    assert_eq!(
+        answers.unwrap(),
+        json!(["\"x\"", "error: UndeliverableError"])
+    );
+
+    let snapshot = space.metrics(1, &["b"]);
+    let echo = snapshot.types.iter().find(|t| t.name == "Echo").unwrap();
+    assert_eq!(echo.agents, 2);
+    assert_eq!(
+        echo.counts.handled, 6,
+        "a: 3 echo, shout, echo_all; b: echo"
+    );
+    assert_eq!(echo.counts.errors, 1);
+    assert_eq!(echo.errors.get("AttributeError"), Some(&1));
+    assert_eq!(echo.action_seconds.count, 5, "shout never ran");
+    assert_eq!(echo.request_seconds.count, 2);
+    assert_eq!(echo.dead_letters, 1);
+    let mine = snapshot
+        .types
+        .iter()
+        .find(|t| t.name == FOREGROUND_TYPE)
+        .unwrap();
+    assert_eq!((mine.counts.sent, mine.request_seconds.count), (5, 5));
+    let ids: Vec<_> = snapshot.agents.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "the busiest, then the one named");
+    assert_eq!(snapshot.agents[0].counts.handled, 5);
+
+    space.remove("a").unwrap();
+    let after = space.metrics(0, &[]);
+    let echo = after.types.iter().find(|t| t.name == "Echo").unwrap();
+    assert_eq!(
+        (echo.agents, echo.counts.handled),
+        (1, 6),
+        "a's counts stay"
+    );
+    assert!(after.agents.is_empty());
+    space.destroy();
+
+    let quiet = Space::open(Box::new(Loopback::default()), Catalog::builtin()).without_metrics();
+    quiet.add(&AgentSpec::new("Echo", "a")).unwrap();
+    let me = quiet.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    request(&me, "a", "echo", json!({"text": "hi"})).unwrap();
+    assert!(quiet.metrics(10, &[]).types.is_empty());
+    quiet.destroy();
 }

@@ -15,9 +15,13 @@
 //! that task ends (even by a panic); `after_add` runs before any message is given out,
 //! `before_remove` once every handle is back.
 
-use std::sync::{
-    mpsc::{self, TryRecvError},
-    Arc, Mutex,
+use std::{
+    sync::{
+        atomic::Ordering,
+        mpsc::{self, TryRecvError},
+        Arc, Mutex,
+    },
+    time::Instant,
 };
 
 use agency_protocol::{
@@ -203,6 +207,7 @@ impl Handler {
         };
         if let Some((message, body)) = accepted {
             crate::chain::handling(crate::chain::of(&message), || self.handle(&message, &body));
+            self.endpoint.count(|c| &c.handled);
         }
         scheduler::progressed();
     }
@@ -254,7 +259,15 @@ impl Handler {
         }
         let result = self.agent.before_action(json);
         self.callback("before_action", result);
-        let outcome = self.agent.action(json);
+        let outcome = match &self.endpoint.metrics {
+            Some(metrics) => {
+                let started = Instant::now();
+                let outcome = self.agent.action(json);
+                metrics.action.observe(started.elapsed());
+                outcome
+            }
+            None => self.agent.action(json),
+        };
         self.reply(message, outcome.clone());
         let result = self.agent.after_action(&outcome);
         self.callback("after_action", result);
@@ -264,13 +277,22 @@ impl Handler {
         match access {
             Access::Permitted => true,
             Access::Denied => false,
-            Access::Requested => match self.agent.request_permission(json) {
-                Ok(allowed) => allowed,
-                Err(error) => {
-                    tracing::warn!(agent = %self.endpoint.id, %error, "request_permission failed; refusing");
-                    false
+            Access::Requested => {
+                let allowed = match self.agent.request_permission(json) {
+                    Ok(allowed) => allowed,
+                    Err(error) => {
+                        tracing::warn!(agent = %self.endpoint.id, %error, "request_permission failed; refusing");
+                        false
+                    }
+                };
+                if let Some(metrics) = &self.endpoint.metrics {
+                    metrics.permission_asked.fetch_add(1, Ordering::Relaxed);
+                    if allowed {
+                        metrics.permission_allowed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            },
+                allowed
+            }
         }
     }
 
@@ -291,7 +313,13 @@ impl Handler {
         let reply = match outcome {
             Ok(None) => return,
             Ok(Some(value)) => message.response(value),
-            Err(error) => message.error_reply(&error),
+            Err(error) => {
+                if let Some(metrics) = &self.endpoint.metrics {
+                    self.endpoint.count(|c| &c.errors);
+                    metrics.error(error.kind());
+                }
+                message.error_reply(&error)
+            }
         };
         if let Err(error) = self.endpoint.send(reply) {
             if let Some(count) = self.endpoint.unsent_replies.occurred() {

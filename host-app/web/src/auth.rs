@@ -31,27 +31,46 @@ pub struct Keys {
     token: String,
     csrf: String,
     cookie: String,
-    /// The `Host` values served; `None` on a public address (any).
-    hosts: Option<Vec<String>>,
+    hosts: Hosts,
+}
+
+/// The `Host` values a server on a loopback address answers to: a DNS-rebinding site
+/// names its own host. On a public address, any.
+pub struct Hosts(Option<Vec<String>>);
+
+impl Hosts {
+    /// The names of a server on `addr` (any name if `public`).
+    pub fn new(addr: SocketAddr, public: bool) -> Self {
+        let port = addr.port();
+        Self((!public).then(|| {
+            vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ]
+        }))
+    }
+
+    /// Whether the request's `Host` is one of them.
+    pub fn serve(&self, headers: &HeaderMap) -> bool {
+        let Some(hosts) = &self.0 else {
+            return true;
+        };
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        host.is_some_and(|host| hosts.iter().any(|served| served.eq_ignore_ascii_case(host)))
+    }
 }
 
 impl Keys {
     /// Fresh secrets for a page served on `addr`.
     pub fn new(addr: SocketAddr, public: bool) -> Result<Self, String> {
         let port = addr.port();
-        let hosts = (!public).then(|| {
-            vec![
-                format!("127.0.0.1:{port}"),
-                format!("localhost:{port}"),
-                format!("[::1]:{port}"),
-            ]
-        });
         Ok(Self {
             token: random_hex()?,
             csrf: random_hex()?,
             // Cookies ignore ports: two hosts on one machine must not share a name.
             cookie: format!("agency_token_{port}"),
-            hosts,
+            hosts: Hosts::new(addr, public),
         })
     }
 
@@ -101,19 +120,10 @@ impl Keys {
             .filter_map(|pair| pair.split_once('='))
             .any(|(name, value)| name == "token" && same(value, &self.token))
     }
-
-    /// Whether `Host` names this page (always, on a public address).
-    fn serves_host(&self, headers: &HeaderMap) -> bool {
-        let Some(hosts) = &self.hosts else {
-            return true;
-        };
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        host.is_some_and(|host| hosts.iter().any(|served| served.eq_ignore_ascii_case(host)))
-    }
 }
 
 /// Whether the request's `Origin`, if any, is this page (`http://` + its `Host`).
-fn same_origin(headers: &HeaderMap) -> Option<bool> {
+pub fn same_origin(headers: &HeaderMap) -> Option<bool> {
     let origin = headers.get(header::ORIGIN)?.to_str().ok();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let matches = |origin: &str, host: &str| {
@@ -132,7 +142,7 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let headers = request.headers();
-    let refusal = if !keys.serves_host(headers) {
+    let refusal = if !keys.hosts.serve(headers) {
         Some((
             StatusCode::MISDIRECTED_REQUEST,
             "this page is served under its loopback address only (see the URL agency printed)",
@@ -178,7 +188,7 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// Adds the headers every answer carries.
-fn secure(headers: &mut HeaderMap) {
+pub fn secure(headers: &mut HeaderMap) {
     let fixed = [
         (
             header::CONTENT_SECURITY_POLICY,

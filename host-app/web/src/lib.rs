@@ -1,5 +1,6 @@
-//! The web operator page of `agency run --web`: one page, served beside the console, to
-//! talk to a space, see its agents, watch its traffic and answer permission questions.
+//! The host's HTTP front ends. The web operator page of `agency run --web`: one page,
+//! served beside the console, to talk to a space, see its agents, watch its traffic and
+//! answer permission questions; and the Prometheus endpoint of `agency run --metrics`.
 //!
 //! - [`auth`]: who may see the page (a token, then a cookie), and the checks that keep
 //!   other sites out (Host, Origin, a CSRF header).
@@ -7,6 +8,9 @@
 //!   sends, what it receives, and the agents it learnt of from `help` answers.
 //! - [`traffic`]: the space's traffic for the page, kept in a bounded ring and sampled.
 //! - [`routes`]: the HTTP API and the WebSocket that carries events to the page.
+//! - [`metrics`]: the Prometheus endpoint of `agency run --metrics`; [`process`]: the
+//!   process's own figures it shows.
+//! - [`server`]: serving a router on a thread of its own, for both.
 //! - `assets/`: the page itself, plain HTML, CSS and JavaScript with no build step,
 //!   embedded in the binary (it works offline; nothing comes from a CDN).
 //!
@@ -27,7 +31,10 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod metrics;
+pub mod process;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod traffic;
 
@@ -35,6 +42,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use agency_operator::Permissions;
 use agency_runtime::{AgentSpec, Space};
+use server::{display_host, Server};
 
 /// The address `agency run --web` listens on when none is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7860";
@@ -69,8 +77,7 @@ impl Options {
 pub struct WebUi {
     url: String,
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<std::thread::JoinHandle<()>>,
+    server: Option<Server>,
     session: Arc<session::Session>,
 }
 
@@ -83,66 +90,44 @@ impl WebUi {
         permissions: Permissions,
         options: Options,
     ) -> Result<Self, String> {
-        if !options.addr.ip().is_loopback() && !options.public {
-            return Err(format!(
-                "{} is not a loopback address: anyone who reaches it could use the page; \
-                 add --web-public to serve it there anyway",
-                options.addr
-            ));
+        let mut page = None;
+        let server = Server::start(
+            options.addr,
+            options.public,
+            "web page",
+            "--web-public",
+            |addr| {
+                let me = space
+                    .add_foreground(
+                        &AgentSpec::untyped(&options.id)
+                            .ignoring_own_broadcasts()
+                            .without_log(),
+                    )
+                    .map_err(|e| format!("cannot attach the web page as {:?}: {e}", options.id))?;
+                let keys = auth::Keys::new(addr, options.public)?;
+                let url = format!("http://{}/?token={}", display_host(addr), keys.token());
+                let session = session::Session::start(space, me, permissions, options.wait);
+                let router = routes::router(session.clone(), Arc::new(keys));
+                page = Some((url, session));
+                Ok(router)
+            },
+        );
+        match (server, page) {
+            (Ok(server), Some((url, session))) => Ok(Self {
+                url,
+                addr: server.addr(),
+                server: Some(server),
+                session,
+            }),
+            (server, page) => {
+                if let Some((_, session)) = page {
+                    session.close();
+                }
+                Err(server
+                    .err()
+                    .unwrap_or_else(|| "the web page was not set up".into()))
+            }
         }
-        let listener = std::net::TcpListener::bind(options.addr)
-            .map_err(|e| format!("cannot serve the web page on {}: {e}", options.addr))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot serve the web page: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let me = space
-            .add_foreground(
-                &AgentSpec::untyped(&options.id)
-                    .ignoring_own_broadcasts()
-                    .without_log(),
-            )
-            .map_err(|e| format!("cannot attach the web page as {:?}: {e}", options.id))?;
-        let keys = auth::Keys::new(addr, options.public)?;
-        let url = format!("http://{}/?token={}", display_host(addr), keys.token());
-        let session = session::Session::start(space, me, permissions, options.wait);
-        let router = routes::router(session.clone(), Arc::new(keys));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("web page")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the web server: {e}"))?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::Builder::new()
-            .name("web server".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(error) => return tracing::error!(%error, "the web page is not served"),
-                    };
-                    let shutdown = async {
-                        let _ = stopped.await;
-                    };
-                    if let Err(error) = axum::serve(listener, router)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(%error, "the web server stopped");
-                    }
-                });
-                // Open WebSockets end with the runtime.
-                runtime.shutdown_timeout(Duration::from_millis(100));
-            })
-            .map_err(|e| format!("cannot start the web server: {e}"))?;
-        Ok(Self {
-            url,
-            addr,
-            stop: Some(stop),
-            server: Some(server),
-            session,
-        })
     }
 
     /// The URL to open, with the token (`http://127.0.0.1:7860/?token=...`).
@@ -158,21 +143,7 @@ impl WebUi {
 
 impl Drop for WebUi {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
-        }
+        drop(self.server.take());
         self.session.close();
-    }
-}
-
-/// `127.0.0.1:7860` or `[::1]:7860`; an unspecified address (`0.0.0.0`) as `localhost`.
-fn display_host(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        format!("localhost:{}", addr.port())
-    } else {
-        addr.to_string()
     }
 }

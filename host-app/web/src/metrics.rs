@@ -1,0 +1,463 @@
+//! The Prometheus endpoint of `agency run --metrics`: `GET /metrics` answers what the
+//! space counted ([`agency_runtime::metrics`]), the host's plugins and transport, and the
+//! process, in the OpenMetrics text format (which Prometheus reads).
+//!
+//! It is for scrapers, not people: it carries no token (every Prometheus would need one
+//! configured), so it is served on loopback unless told otherwise, answers only under its
+//! own address (a DNS-rebinding site names its own host), and refuses what a browser marks
+//! as coming from another site (`Origin`, `Sec-Fetch-Site`): a page the operator visits
+//! cannot read it. It shows counts and the names of agent types, error kinds and, for
+//! the agents it picks, ids: never a URL, a password or a key.
+//!
+//! Series stay few with any number of agents (see [`agency_runtime::metrics`]): per agent
+//! type, and per agent only for the [`BUSIEST`] agents and those the operator names.
+//!
+//! ```no_run
+//! # fn demo(space: std::sync::Arc<agency_runtime::Space>) -> Result<(), String> {
+//! use agency_web::metrics::{Exposition, MetricsServer};
+//!
+//! let source = move || Exposition::of(space.metrics(10, &[]));
+//! let server = MetricsServer::start("127.0.0.1:9464".parse().unwrap(), false, source)?;
+//! println!("scrape http://{}/metrics", server.addr());
+//! # Ok(()) }
+//! ```
+
+use std::{fmt, net::SocketAddr, sync::Arc};
+
+use agency_runtime::metrics::{HistogramSnapshot, Snapshot};
+use axum::{
+    extract::{Request, State},
+    http::{header, HeaderMap, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    auth::{same_origin, secure, Hosts},
+    server::Server,
+};
+
+/// The address `agency run --metrics` listens on when none is given (the port
+/// OpenTelemetry's Prometheus exporters use).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
+
+/// How many of the busiest agents (by messages handled) get series of their own.
+pub const BUSIEST: usize = 10;
+
+/// The OpenMetrics text's media type.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Everything one scrape shows.
+#[derive(Debug, Clone, Default)]
+pub struct Exposition {
+    /// What the space counted.
+    pub space: Snapshot,
+    /// Plugin libraries loaded, and refused (corrupt, incompatible, ...).
+    pub plugins_loaded: u64,
+    /// See `plugins_loaded`.
+    pub plugins_refused: u64,
+    /// The transport the space runs on.
+    pub transport: String,
+}
+
+impl Exposition {
+    /// A scrape of `space` alone.
+    pub fn of(space: Snapshot) -> Self {
+        Self {
+            space,
+            ..Self::default()
+        }
+    }
+
+    /// The OpenMetrics text of this scrape.
+    ///
+    /// ```
+    /// use agency_web::metrics::Exposition;
+    /// let text = Exposition::default().encode();
+    /// assert!(text.contains("# TYPE agency_messages_handled counter"));
+    /// assert!(text.ends_with("# EOF\n"));
+    /// ```
+    pub fn encode(self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape(self)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Where the server gets each scrape's values.
+pub type Source = Arc<dyn Fn() -> Exposition + Send + Sync>;
+
+/// The endpoint being served; dropping it stops it.
+pub struct MetricsServer {
+    server: Server,
+}
+
+impl MetricsServer {
+    /// Serves `GET /metrics` on `addr`, each scrape asking `source`; refuses an address
+    /// other than loopback unless `public`.
+    pub fn start(
+        addr: SocketAddr,
+        public: bool,
+        source: impl Fn() -> Exposition + Send + Sync + 'static,
+    ) -> Result<Self, String> {
+        let source: Source = Arc::new(source);
+        let server = Server::start(addr, public, "metrics", "--metrics-public", |addr| {
+            let hosts = Arc::new(Hosts::new(addr, public));
+            Ok(Router::new()
+                .route("/metrics", get(scrape))
+                .with_state(source)
+                .layer(middleware::from_fn_with_state(hosts, guard)))
+        })?;
+        Ok(Self { server })
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+}
+
+async fn scrape(State(source): State<Source>) -> Response {
+    // A snapshot locks the space's members a moment: off the server's runtime thread.
+    match tokio::task::spawn_blocking(move || source().encode()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the scrape failed").into_response(),
+    }
+}
+
+/// Answers only under the server's own names, and never to another site's page.
+async fn guard(State(hosts): State<Arc<Hosts>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let mut response = if !hosts.serve(headers) {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            "the metrics are served under their loopback address only",
+        )
+            .into_response()
+    } else if from_another_site(headers) {
+        (
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: the metrics are not for other sites' pages",
+        )
+            .into_response()
+    } else {
+        next.run(request).await
+    };
+    secure(response.headers_mut());
+    response
+}
+
+/// Whether a browser says the request comes from another site's page.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| !matches!(site, "same-origin" | "none"));
+    fetch_site || same_origin(headers) == Some(false)
+}
+
+/// The collector of one scrape: the values were read before encoding began.
+#[derive(Debug)]
+struct Scrape(Exposition);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let Exposition { space, .. } = &self.0;
+        let by_type = |value: fn(&agency_runtime::metrics::TypeSnapshot) -> u64| {
+            space
+                .types
+                .iter()
+                .map(move |t| ([("type", t.name.clone())], value(t)))
+        };
+        let mut family = Family(&mut encoder);
+        family.counters(
+            "agency_messages_received",
+            "Messages delivered to the agents of a type (replies included).",
+            by_type(|t| t.counts.received),
+        )?;
+        family.counters(
+            "agency_messages_handled",
+            "Messages the agents of a type finished handling.",
+            by_type(|t| t.counts.handled),
+        )?;
+        family.counters(
+            "agency_messages_sent",
+            "Messages the agents of a type sent (replies included).",
+            by_type(|t| t.counts.sent),
+        )?;
+        family.counters(
+            "agency_errors",
+            "[error] replies the agents of a type sent, by error kind.",
+            space.types.iter().flat_map(|t| {
+                t.errors.iter().map(|(kind, count)| {
+                    ([("type", t.name.clone()), ("kind", kind.clone())], *count)
+                })
+            }),
+        )?;
+        family.counters(
+            "agency_dead_letters",
+            "Messages of the agents of a type that no agent could receive.",
+            by_type(|t| t.dead_letters),
+        )?;
+        family.counters(
+            "agency_request_timeouts",
+            "Requests of the agents of a type that got no reply in time.",
+            by_type(|t| t.request_timeouts),
+        )?;
+        family.counters(
+            "agency_permission_questions",
+            "requested actions of the agents of a type that had to be allowed or refused.",
+            by_type(|t| t.permission_asked),
+        )?;
+        family.counters(
+            "agency_permissions_allowed",
+            "requested actions of the agents of a type that were allowed.",
+            by_type(|t| t.permission_allowed),
+        )?;
+        family.counters(
+            "agency_permissions_refused",
+            "requested actions of the agents of a type that were refused.",
+            by_type(|t| t.permission_asked - t.permission_allowed),
+        )?;
+        family.histograms(
+            "agency_action_duration",
+            "How long the actions of the agents of a type ran.",
+            space
+                .types
+                .iter()
+                .map(|t| ([("type", t.name.clone())], &t.action_seconds)),
+        )?;
+        family.histograms(
+            "agency_request_duration",
+            "How long the requests of the agents of a type waited for their replies.",
+            space
+                .types
+                .iter()
+                .map(|t| ([("type", t.name.clone())], &t.request_seconds)),
+        )?;
+        family.gauges(
+            "agency_agents",
+            "Agents of a type in the space on this host.",
+            by_type(|t| t.agents),
+        )?;
+        family.gauges(
+            "agency_mailbox_depth",
+            "Messages queued for the agents of a type, in all.",
+            by_type(|t| t.mailbox_sum),
+        )?;
+        family.gauges(
+            "agency_mailbox_depth_max",
+            "Messages queued for the one agent of a type with the most.",
+            by_type(|t| t.mailbox_max),
+        )?;
+        let agents = || space.agents.iter();
+        let agent_labels = |a: &agency_runtime::metrics::AgentSnapshot| {
+            [("agent", a.id.clone()), ("type", a.type_name.clone())]
+        };
+        family.counters(
+            "agency_agent_messages_handled",
+            "Messages one agent finished handling (the busiest agents, and those named with --metrics-agents).",
+            agents().map(|a| (agent_labels(a), a.counts.handled)),
+        )?;
+        family.counters(
+            "agency_agent_messages_sent",
+            "Messages one agent sent (the busiest agents, and those named with --metrics-agents).",
+            agents().map(|a| (agent_labels(a), a.counts.sent)),
+        )?;
+        family.gauges(
+            "agency_agent_mailbox_depth",
+            "Messages queued for one agent (the busiest agents, and those named with --metrics-agents).",
+            agents().map(|a| (agent_labels(a), a.queued)),
+        )?;
+        self.encode_runtime(&mut family)?;
+        self.encode_process(&mut family)
+    }
+}
+
+impl Scrape {
+    fn encode_runtime(&self, family: &mut Family) -> fmt::Result {
+        let Exposition { space, .. } = &self.0;
+        let pool = &space.pool;
+        family.gauge(
+            "agency_pool_threads",
+            "Threads of the agents' pool.",
+            pool.threads,
+        )?;
+        family.gauge(
+            "agency_pool_running_threads",
+            "Threads of the agents' pool not waiting in a request or a permission question.",
+            pool.running,
+        )?;
+        family.gauge(
+            "agency_pool_queued_agents",
+            "Agents with messages waiting for a thread of the pool.",
+            pool.queued,
+        )?;
+        family.counter(
+            "agency_pool_compensations",
+            "Threads the pool started beyond one a core because others waited.",
+            pool.compensations,
+        )?;
+        family.counter(
+            "agency_request_cycles_refused",
+            "Requests answered at once with a DeadlockError because they closed a cycle.",
+            space.cycles_refused,
+        )
+    }
+
+    fn encode_process(&self, family: &mut Family) -> fmt::Result {
+        let exposition = &self.0;
+        family.counter(
+            "agency_plugins_loaded",
+            "Plugin libraries loaded.",
+            exposition.plugins_loaded,
+        )?;
+        family.counter(
+            "agency_plugins_refused",
+            "Plugin libraries refused (not a library, corrupt, incompatible, unsafe).",
+            exposition.plugins_refused,
+        )?;
+        let process = crate::process::Process::now();
+        family.gauge(
+            "agency_process_resident_memory_bytes",
+            "Resident memory of the host process.",
+            process.resident_bytes,
+        )?;
+        family.gauge(
+            "agency_process_threads",
+            "Threads of the host process.",
+            process.threads,
+        )?;
+        family.gauge(
+            "agency_process_start_time_seconds",
+            "When the host process started, in seconds since the Unix epoch.",
+            process.start_time,
+        )?;
+        let info = [
+            ("version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("transport", exposition.transport.clone()),
+        ];
+        let mut metric = family.0.encode_descriptor(
+            "agency_build",
+            "The host's version and the transport its space runs on.",
+            None,
+            MetricType::Info,
+        )?;
+        metric.encode_info(&info)
+    }
+}
+
+/// Writes metric families with their HELP and TYPE lines.
+struct Family<'a, 'b>(&'a mut DescriptorEncoder<'b>);
+
+impl Family<'_, '_> {
+    fn counters<L: EncodeLabelSet>(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: impl IntoIterator<Item = (L, u64)>,
+    ) -> fmt::Result {
+        let mut metric = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, value) in values {
+            ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn gauges<L: EncodeLabelSet>(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: impl IntoIterator<Item = (L, u64)>,
+    ) -> fmt::Result {
+        let mut metric = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (labels, value) in values {
+            let value = i64::try_from(value).unwrap_or(i64::MAX);
+            ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
+        let metric = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(metric)
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
+        let metric = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)
+    }
+
+    fn histograms<'h, L: EncodeLabelSet>(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: impl IntoIterator<Item = (L, &'h HistogramSnapshot)>,
+    ) -> fmt::Result {
+        let mut metric =
+            self.0
+                .encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        for (labels, histogram) in values {
+            // The encoder adds the buckets up itself, and writes `f64::MAX` as `+Inf`.
+            let mut below = 0;
+            let buckets: Vec<(f64, u64)> = histogram
+                .buckets
+                .iter()
+                .map(|&(bound, cumulative)| {
+                    let bound = if bound.is_infinite() { f64::MAX } else { bound };
+                    let count = cumulative - below;
+                    below = cumulative;
+                    (bound, count)
+                })
+                .collect();
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(histogram.sum, histogram.count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn another_sites_page_is_refused() {
+        let mut headers = HeaderMap::new();
+        assert!(
+            !from_another_site(&headers),
+            "Prometheus sends neither header"
+        );
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(from_another_site(&headers));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(!from_another_site(&headers));
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:9464"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(from_another_site(&headers));
+    }
+}
