@@ -334,7 +334,13 @@ fn watch(setup: Setup, mut lines: traffic::Watch) -> Result<ExitCode, String> {
     if let Err(error) = ctrlc::set_handler(move || flag.store(true, Ordering::Release)) {
         tracing::warn!(%error, "Ctrl-C will end the watch without a clean shutdown");
     }
-    report!("watching the space on {transport}; Ctrl-C stops");
+    // Where the transport says it is (the broker of a cluster it connected to).
+    let place = plugins
+        .transport_report(&transport)
+        .and_then(|report| report.info.get("broker").cloned())
+        .map(|broker| format!(" (broker {})", agency_runtime::printable(&broker)))
+        .unwrap_or_default();
+    report!("watching the space on {transport}{place}; Ctrl-C stops");
     while !interrupted.load(Ordering::Acquire) {
         let body = match received.recv_timeout(Duration::from_millis(100)) {
             Ok(body) => body,
@@ -452,6 +458,7 @@ fn serve_metrics(
     args: MetricsArgs,
 ) -> Result<agency_web::metrics::MetricsServer, String> {
     let (space, counts, transport) = (space.clone(), plugins.counts(), transport.to_owned());
+    let reports = plugins.reports();
     let named = args.metrics_agents;
     let source = move || {
         let named: Vec<&str> = named.iter().map(String::as_str).collect();
@@ -460,6 +467,7 @@ fn serve_metrics(
             plugins_loaded: counts.loaded.load(Ordering::Relaxed),
             plugins_refused: counts.refused.load(Ordering::Relaxed),
             transport: transport.clone(),
+            plugins: reports.latest(),
         }
     };
     let server = agency_web::metrics::MetricsServer::start(addr, args.metrics_public, source)?;

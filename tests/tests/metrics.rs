@@ -1,8 +1,12 @@
 //! `agency run --metrics`: a real Prometheus server scrapes a real host while the console
 //! sends known traffic, and its HTTP API must answer the counts that traffic makes; the
-//! endpoint refuses other sites and never shows a secret.
+//! endpoint shows the transport's own figures, refuses other sites and never shows a
+//! secret.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use agency_tests::{
     broker,
@@ -23,6 +27,30 @@ fn metrics_addr(host: &Host) -> SocketAddr {
         .find_map(|line| line.strip_prefix("metrics: http://"))
         .expect("the metrics line");
     line.trim_end_matches("/metrics").parse().unwrap()
+}
+
+/// The first line of `/metrics` that starts with `wanted`, once there is one.
+fn metrics_line(addr: SocketAddr, wanted: &str) -> String {
+    wait_for_line(addr, wanted, |_| true)
+}
+
+/// The first line of `/metrics` that starts with `wanted`, once `good` holds for it (a
+/// plugin reports every second).
+fn wait_for_line(addr: SocketAddr, wanted: &str, good: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let (_, body) = get(addr, "/metrics");
+        if let Some(line) = body.lines().find(|line| line.starts_with(wanted)) {
+            if good(line) {
+                return line.to_owned();
+            }
+        }
+        assert!(
+            started.elapsed() < START_PATIENCE,
+            "no {wanted} line as wanted in:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -123,6 +151,18 @@ fn the_metrics_refuse_other_sites_and_show_no_secret() {
     let secret = password.split('@').next().unwrap();
     assert!(!body.contains(secret), "the broker's URL is shown:\n{body}");
     assert!(!body.contains("amqp://"), "{body}");
+
+    // The transport's own figures, and after the broker closes its connections, one
+    // reconnection more.
+    let line = |wanted: &str| metrics_line(addr, wanted);
+    assert!(line("agency_plugin_info{").contains("broker=\"127.0.0.1:"));
+    assert!(line("agency_amqp_connected{").ends_with(" 1"));
+    assert!(line("agency_amqp_reconnects_total{").ends_with(" 0"));
+    broker::close_connections_of(host.pid());
+    wait_for_line(addr, "agency_amqp_reconnects_total{", |line| {
+        line.ends_with(" 1")
+    });
+    wait_for_line(addr, "agency_amqp_connected{", |line| line.ends_with(" 1"));
 
     let refused =
         |headers: &str| http(addr, &format!("GET /metrics HTTP/1.0\r\n{headers}\r\n\r\n")).0;

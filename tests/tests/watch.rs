@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use agency_tests::{
-    broker::{host_config, rabbitmqctl_in_vhost},
+    broker::{broker, host_config, rabbitmqctl_in_vhost},
     plugins_dir,
     process::{agency, config, run_piped, text, Host, START_PATIENCE},
     unique_name,
@@ -61,10 +61,13 @@ fn agency_watch_sees_a_request_and_its_reply_between_two_other_processes() {
     rabbitmqctl_in_vhost("trace_on", &[]);
     let all = watcher(&watch_config, &[]);
     let json = watcher(&watch_config, &["--json", "--action", "add"]);
+    // The header names the broker watched from (one node of a cluster).
+    let header = format!(
+        "watching the space on amqp (broker {}); Ctrl-C stops",
+        broker().address()
+    );
     for watch in [&all, &json] {
-        watch
-            .stderr
-            .wait_for_count("watching the space on amqp", 1, START_PATIENCE);
+        watch.stderr.wait_for_count(&header, 1, START_PATIENCE);
     }
     let mut a = Host::start(
         &host_config(&exchange, &alice, &[("Calculator", &calc)]),

@@ -28,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
 };
 
@@ -37,7 +37,7 @@ use agency_abi::{PluginModRef, ABI_VERSION};
 use agency_protocol::{
     boundary::{AgentCore, HostLink, LogRecord, TransportSpace},
     ffi::{export_host, ImportedAgent, ImportedTransport, NewAgent, Share},
-    spec::{AgentTypeSpec, Manifest, PluginConfig, MAX_CONCURRENCY},
+    spec::{AgentTypeSpec, Manifest, PluginConfig, PluginMetrics, MAX_CONCURRENCY},
     ActionError,
 };
 use agency_runtime::{AgentFactory, Catalog, Space};
@@ -111,6 +111,23 @@ pub struct Plugins {
     transports: BTreeMap<String, (PluginModRef, PathBuf)>,
     allow_writable: bool,
     counts: Arc<LoadCounts>,
+    reports: Arc<Reports>,
+}
+
+/// The latest [`PluginMetrics`] each plugin reported (`agency_sdk::metrics`), by its
+/// file's name, readable from other threads (the metrics) while plugins report.
+#[derive(Debug, Default)]
+pub struct Reports(Mutex<BTreeMap<String, PluginMetrics>>);
+
+impl Reports {
+    /// Each plugin's latest report, by file name.
+    pub fn latest(&self) -> Vec<(String, PluginMetrics)> {
+        let reports = self.0.lock().unwrap();
+        reports
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// How many libraries a [`Plugins`] loaded and refused so far, readable from other
@@ -168,6 +185,19 @@ impl Plugins {
     /// The counts of libraries loaded and refused, kept up to date as it loads more.
     pub fn counts(&self) -> Arc<LoadCounts> {
         self.counts.clone()
+    }
+
+    /// What the plugins report about themselves, kept up to date as they report.
+    pub fn reports(&self) -> Arc<Reports> {
+        self.reports.clone()
+    }
+
+    /// The latest report of the plugin that provides transport `name`, if it made one.
+    pub fn transport_report(&self, name: &str) -> Option<PluginMetrics> {
+        let (_, path) = self.transports.get(name)?;
+        let file = path.file_name()?.to_string_lossy();
+        let reports = self.reports.0.lock().unwrap();
+        reports.get(file.as_ref()).cloned()
     }
 
     /// Whether the library at `path` is loaded.
@@ -228,7 +258,8 @@ impl Plugins {
         let (file, metadata) = open_regular_file(path, MAX_PLUGIN_BYTES).map_err(fail)?;
         self.check_owner_only(path, &metadata, "file")
             .map_err(fail)?;
-        let (module, manifest, sha256) = open_library(path, file, metadata.len()).map_err(fail)?;
+        let (module, manifest, sha256) =
+            open_library(path, file, metadata.len(), &self.reports).map_err(fail)?;
         for kind in &manifest.agent_types {
             if kind.concurrency.is_some_and(|k| k > MAX_CONCURRENCY) {
                 return Err(fail(format!(
@@ -378,10 +409,12 @@ fn writable_by_others(_metadata: &std::fs::Metadata) -> Option<u32> {
 /// answers its root module, manifest and the SHA-256 of its bytes.
 ///
 /// The first bytes are checked for a known object file format before the rest is read.
+/// What the plugin reports of itself goes to `reports`.
 fn open_library(
     path: &Path,
     mut file: std::fs::File,
     length: u64,
+    reports: &Arc<Reports>,
 ) -> Result<(PluginModRef, Manifest, String), String> {
     use std::io::Read;
     let mut head = Vec::new();
@@ -406,7 +439,10 @@ fn open_library(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let host = export_host(Arc::new(PluginLog { source }));
+    let host = export_host(Arc::new(PluginLog {
+        source,
+        reports: reports.clone(),
+    }));
     let text = (module.init())(
         host,
         serde_json::to_string(&config)
@@ -583,9 +619,10 @@ impl AgentFactory for PluginAgentType {
     }
 }
 
-/// The host services a plugin gets at load time: only log forwarding.
+/// The host services a plugin gets at load time: log forwarding and its metrics.
 struct PluginLog {
     source: String,
+    reports: Arc<Reports>,
 }
 
 impl HostLink for PluginLog {
@@ -607,6 +644,12 @@ impl HostLink for PluginLog {
 
     fn log(&self, record: &LogRecord) -> Result<(), ActionError> {
         agency_runtime::emit_log(&self.source, record);
+        Ok(())
+    }
+
+    fn report_metrics(&self, metrics: &PluginMetrics) -> Result<(), ActionError> {
+        let mut reports = self.reports.0.lock().unwrap();
+        reports.insert(self.source.clone(), metrics.clone());
         Ok(())
     }
 }

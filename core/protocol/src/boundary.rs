@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ActionError;
+use crate::{spec::PluginMetrics, ActionError};
 
 /// What the host offers one agent: sending, requests, the permission prompt, its sent
 /// messages and logging.
@@ -38,6 +38,14 @@ pub trait HostLink: Send + Sync {
     fn sent_message(&self, id: &str) -> Result<Option<String>, ActionError>;
     /// Writes a log record on the host's log.
     fn log(&self, record: &LogRecord) -> Result<(), ActionError>;
+    /// Hands the host what the plugin counts about itself (see [`PluginMetrics`]); the
+    /// latest report replaces the one before. Only the host a plugin got at its
+    /// initialisation takes it; the default (and a host from before it) refuses it as
+    /// unsupported.
+    fn report_metrics(&self, metrics: &PluginMetrics) -> Result<(), ActionError> {
+        let _ = metrics;
+        Err(ActionError::unsupported("metrics"))
+    }
 }
 
 /// [`HostLink::request_all`] for a host that can only make one request at a time.

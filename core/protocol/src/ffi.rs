@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::{
     boundary::{AgentCore, HostLink, Inbound, LogRecord, TransportSpace},
+    spec::PluginMetrics,
     ActionError, Kind,
 };
 
@@ -158,6 +159,8 @@ pub enum HostCall<'a> {
     SentMessage(Cow<'a, str>),
     /// [`HostLink::log`]
     Log(Cow<'a, LogRecord>),
+    /// [`HostLink::report_metrics`]
+    Metrics(Cow<'a, PluginMetrics>),
 }
 
 /// The payload of [`HostCall::Request`].
@@ -233,6 +236,7 @@ impl<'a> HostCall<'a> {
                 json(&SentMessagePayload { id: id.clone() }).into(),
             ),
             Self::Log(record) => ("log", json(record).into()),
+            Self::Metrics(metrics) => ("metrics", json(metrics).into()),
         }
     }
 
@@ -251,6 +255,7 @@ impl<'a> HostCall<'a> {
             "ask_permission" => Self::AskPermission(payload),
             "sent_message" => Self::SentMessage(parse::<SentMessagePayload>(payload)?.id),
             "log" => Self::Log(Cow::Owned(parse(payload)?)),
+            "metrics" => Self::Metrics(Cow::Owned(parse(payload)?)),
             _ => return Err(ActionError::unsupported(op)),
         })
     }
@@ -273,6 +278,7 @@ impl<'a> HostCall<'a> {
                 .sent_message(&id)
                 .map(|sent| sent.unwrap_or_else(|| NOTHING.to_owned())),
             Self::Log(record) => host.log(&record).map(|()| NOTHING.to_owned()),
+            Self::Metrics(metrics) => host.report_metrics(&metrics).map(|()| NOTHING.to_owned()),
         }
     }
 }
@@ -387,6 +393,11 @@ impl HostLink for ImportedHost {
 
     fn log(&self, record: &LogRecord) -> Result<(), ActionError> {
         self.call(HostCall::Log(Cow::Borrowed(record))).map(drop)
+    }
+
+    fn report_metrics(&self, metrics: &PluginMetrics) -> Result<(), ActionError> {
+        self.call(HostCall::Metrics(Cow::Borrowed(metrics)))
+            .map(drop)
     }
 }
 
@@ -625,6 +636,7 @@ mod tests {
             HostCall::AskPermission(message),
             HostCall::SentMessage("1".into()),
             HostCall::Log(Cow::Owned(record)),
+            HostCall::Metrics(Cow::Owned(PluginMetrics::default())),
         ] {
             let (op, payload) = call.encode();
             assert_eq!(HostCall::decode(op, &payload).unwrap(), call);

@@ -170,3 +170,51 @@ impl ArgSpec {
         entry
     }
 }
+
+/// What a plugin counts about itself (a transport: its connections, publishes waiting
+/// for confirms, ...), reported to the host, which shows it with its own metrics
+/// (`agency run --metrics`). Names are `snake_case` without a prefix; the host adds
+/// `agency_` and a `plugin` label, and leaves out a name it cannot use.
+///
+/// ```
+/// use agency_protocol::spec::{PluginMetric, PluginMetrics};
+/// let mut metrics = PluginMetrics::default();
+/// metrics.counters.push(PluginMetric::new("amqp_reconnects", "Connections lost and made again.", 2));
+/// metrics.info.insert("broker".into(), "127.0.0.1:5672".into());
+/// let text = serde_json::to_string(&metrics).unwrap();
+/// assert_eq!(serde_json::from_str::<PluginMetrics>(&text).unwrap(), metrics);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PluginMetrics {
+    /// Values that only go up (a restart of the process aside).
+    #[serde(default)]
+    pub counters: Vec<PluginMetric>,
+    /// Values that go up and down.
+    #[serde(default)]
+    pub gauges: Vec<PluginMetric>,
+    /// Texts worth showing as labels (the broker a transport is on), never a secret.
+    #[serde(default)]
+    pub info: std::collections::BTreeMap<String, String>,
+}
+
+/// One figure of [`PluginMetrics`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PluginMetric {
+    /// `snake_case`, such as `amqp_reconnects`.
+    pub name: String,
+    /// One sentence saying what it counts.
+    pub help: String,
+    /// The value.
+    pub value: u64,
+}
+
+impl PluginMetric {
+    /// A figure named `name`, described by `help`.
+    pub fn new(name: &str, help: &str, value: u64) -> Self {
+        Self {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            value,
+        }
+    }
+}

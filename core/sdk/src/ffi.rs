@@ -58,7 +58,9 @@ pub fn manifest() -> Manifest {
 extern "C" fn plugin_init(host: HostBox, config: RStr<'_>) -> CallResult {
     guarded(|| {
         let config: PluginConfig = serde_json::from_str(config.as_str()).unwrap_or_default();
-        crate::logging::forward_to_host(Arc::new(ImportedHost(host)), &config.max_log_level);
+        let host = Arc::new(ImportedHost(host));
+        crate::logging::forward_to_host(host.clone(), &config.max_log_level);
+        crate::metrics::install(host);
         let manifest = serde_json::to_string(&manifest()).map_err(|e| RString::from(e.to_string()));
         manifest.map(RString::from).into()
     })

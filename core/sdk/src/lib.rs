@@ -56,6 +56,7 @@ mod args;
 mod context;
 mod ffi;
 mod logging;
+pub mod metrics;
 pub mod transport;
 
 pub use agency_protocol::{ActionError, Kind, Message};

@@ -22,8 +22,9 @@
 //! # Ok(()) }
 //! ```
 
-use std::{fmt, net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, sync::Arc};
 
+use agency_protocol::spec::{PluginMetric, PluginMetrics};
 use agency_runtime::metrics::{HistogramSnapshot, Snapshot};
 use axum::{
     extract::{Request, State},
@@ -66,6 +67,8 @@ pub struct Exposition {
     pub plugins_refused: u64,
     /// The transport the space runs on.
     pub transport: String,
+    /// What each plugin reported of itself (a transport's connections, ...), by file.
+    pub plugins: Vec<(String, PluginMetrics)>,
 }
 
 impl Exposition {
@@ -281,6 +284,7 @@ impl Collector for Scrape {
             agents().map(|a| (agent_labels(a), a.queued)),
         )?;
         self.encode_runtime(&mut family)?;
+        self.encode_plugins(&mut family)?;
         self.encode_process(&mut family)
     }
 }
@@ -314,6 +318,52 @@ impl Scrape {
             "Requests answered at once with a DeadlockError because they closed a cycle.",
             space.cycles_refused,
         )
+    }
+
+    /// The plugins' own figures, `agency_<name>{plugin="<file>"}`; a name that is not
+    /// `snake_case`, or that one of the host's own metrics has, is left out.
+    fn encode_plugins(&self, family: &mut Family) -> fmt::Result {
+        let plugins = &self.0.plugins;
+        for kind in [MetricType::Counter, MetricType::Gauge] {
+            let mut by_name: FiguresByName = BTreeMap::new();
+            for (plugin, metrics) in plugins {
+                let figures = match kind {
+                    MetricType::Counter => &metrics.counters,
+                    _ => &metrics.gauges,
+                };
+                for PluginMetric { name, help, value } in figures {
+                    if usable_name(name) {
+                        let entry = by_name.entry(name).or_insert((help, Vec::new()));
+                        entry.1.push(([("plugin", plugin.clone())], *value));
+                    }
+                }
+            }
+            for (name, (help, values)) in by_name {
+                let name = format!("agency_{name}");
+                match kind {
+                    MetricType::Counter => family.counters(&name, help, values)?,
+                    _ => family.gauges(&name, help, values)?,
+                }
+            }
+        }
+        let mut metric = family.0.encode_descriptor(
+            "agency_plugin",
+            "What plugins say of themselves (a transport: the broker it is on).",
+            None,
+            MetricType::Info,
+        )?;
+        for (plugin, metrics) in plugins {
+            let mut labels = vec![("plugin".to_owned(), plugin.clone())];
+            labels.extend(
+                metrics
+                    .info
+                    .iter()
+                    .filter(|(key, _)| usable_name(key) && key.as_str() != "plugin")
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            );
+            metric.encode_info(&labels)?;
+        }
+        Ok(())
     }
 
     fn encode_process(&self, family: &mut Family) -> fmt::Result {
@@ -356,6 +406,35 @@ impl Scrape {
         )?;
         metric.encode_info(&info)
     }
+}
+
+/// The label of a plugin's figure: the plugin's file.
+type PluginLabel = [(&'static str, String); 1];
+
+/// The plugins' figures of one kind by name: their help, and each plugin's value.
+type FiguresByName<'a> = BTreeMap<&'a str, (&'a str, Vec<(PluginLabel, u64)>)>;
+
+/// Whether a plugin's name for a figure or a label can be shown: `snake_case`, and no
+/// name of the host's own (those start with a word the host uses).
+fn usable_name(name: &str) -> bool {
+    const HOSTS_OWN: [&str; 10] = [
+        "messages",
+        "errors",
+        "dead",
+        "request",
+        "permission",
+        "action",
+        "agents",
+        "mailbox",
+        "pool",
+        "process",
+    ];
+    let snake = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let first_word = name.split('_').next().unwrap_or_default();
+    snake && !HOSTS_OWN.contains(&first_word) && !name.starts_with("agent_")
 }
 
 /// Writes metric families with their HELP and TYPE lines.
@@ -441,6 +520,48 @@ impl Family<'_, '_> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn plugins_figures_are_shown_under_their_plugin_when_their_names_can_be() {
+        let mut metrics = PluginMetrics::default();
+        metrics.counters.push(PluginMetric::new(
+            "amqp_reconnects",
+            "Lost and made again.",
+            3,
+        ));
+        metrics
+            .counters
+            .push(PluginMetric::new("Bad-Name", "Not snake case.", 1));
+        metrics
+            .gauges
+            .push(PluginMetric::new("messages_handled", "The host's own.", 1));
+        metrics
+            .info
+            .insert("broker".into(), "127.0.0.1:5672".into());
+        metrics.info.insert("bad key".into(), "x".into());
+        let text = Exposition {
+            plugins: vec![("libamqp.so".into(), metrics)],
+            ..Exposition::default()
+        }
+        .encode();
+        assert!(
+            text.contains("agency_amqp_reconnects_total{plugin=\"libamqp.so\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("agency_plugin_info{plugin=\"libamqp.so\",broker=\"127.0.0.1:5672\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Bad-Name") && !text.contains("bad key"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE agency_messages_handled ").count(),
+            1,
+            "{text}"
+        );
+    }
 
     #[test]
     fn another_sites_page_is_refused() {

@@ -204,6 +204,12 @@ impl Config {
         )
     }
 
+    /// Broker `index`'s host and port alone.
+    pub fn address(&self, index: usize) -> String {
+        let AMQPAuthority { host, port, .. } = &self.brokers[index % self.brokers.len()].authority;
+        format!("{host}:{port}")
+    }
+
     /// Every broker's address without the password, comma-separated.
     pub fn brokers(&self) -> String {
         (0..self.brokers.len())

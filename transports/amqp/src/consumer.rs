@@ -37,7 +37,10 @@ use lapin::{
     Channel, Connection, Consumer,
 };
 
-use crate::config::{Config, QueueType};
+use crate::{
+    config::{Config, QueueType},
+    stats::Counts,
+};
 
 /// A consumer the broker cancelled while its channel stayed open: the agent, and the
 /// channel its subscription had.
@@ -63,6 +66,7 @@ pub struct Inbox {
     /// Deliveries dropped for their size or encoding (only some are logged).
     dropped: Repeated,
     cancel_reports: CancelReports,
+    counts: Arc<Counts>,
 }
 
 impl Inbox {
@@ -78,6 +82,7 @@ impl Inbox {
         sink: Arc<dyn Inbound>,
         config: &Config,
         cancel_reports: CancelReports,
+        counts: Arc<Counts>,
     ) -> Self {
         Self {
             agent_id: agent_id.to_owned(),
@@ -87,6 +92,7 @@ impl Inbox {
             max_message_bytes: config.max_message_bytes,
             dropped: Repeated::default(),
             cancel_reports,
+            counts,
         }
     }
 
@@ -109,6 +115,7 @@ impl Inbox {
         };
         if let Some(id) = delivery.properties.message_id() {
             if !self.seen.lock().unwrap().insert(id.as_str(), body) {
+                Counts::one(&self.counts.copies_dropped);
                 tracing::debug!(agent = %self.agent_id, message_id = ?id.as_str(), "dropped a redelivered copy");
                 return;
             }
@@ -117,6 +124,7 @@ impl Inbox {
     }
 
     fn drop_message(&self, reason: &str) {
+        Counts::one(&self.counts.refused);
         if let Some(count) = self.dropped.occurred() {
             tracing::warn!(agent = %self.agent_id, %reason, count, "dropped a message");
         }

@@ -41,6 +41,7 @@
 //! - `consumer`: an agent's queues, consumers, and de-duplication.
 //! - `publisher`: the outbox and the confirm-mode publishing task.
 //! - `space`: the [`TransportSpace`] the host sees.
+//! - `stats`: what it counts about itself, reported to the host's metrics.
 //! - `watch`: a read-only space (`watch = true`): copies of all traffic, from the
 //!   broker's firehose, for `agency watch`.
 
@@ -50,6 +51,7 @@ mod link;
 mod publisher;
 mod session;
 mod space;
+mod stats;
 mod watch;
 
 use agency_sdk::transport::TransportSpace;

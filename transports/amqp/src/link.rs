@@ -25,6 +25,7 @@ use crate::{
     config::Config,
     consumer::{self, Cancelled, Inbox},
     session::{self, LossReports},
+    stats::Counts,
 };
 
 /// How long a reconnecting agent waits for the broker to drop its old consumers.
@@ -46,6 +47,8 @@ pub struct Shared {
     pub closed: AtomicBool,
     /// Where each connection's loss is reported, with the generation it belongs to.
     pub losses: LossReports,
+    /// What the space counts about itself.
+    pub counts: Arc<Counts>,
 }
 
 impl Shared {
@@ -337,6 +340,7 @@ async fn reconnect(shared: &Shared) -> bool {
                 match link.restore(shared, primary.clone()).await {
                     Ok(()) => {
                         shared.connection.send_replace(Some(primary));
+                        Counts::one(&shared.counts.reconnects);
                         tracing::info!(broker = %shared.broker(), attempt, "reconnected to the AMQP broker");
                         return true;
                     }

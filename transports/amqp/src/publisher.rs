@@ -24,7 +24,7 @@ use lapin::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::link::Shared;
+use crate::{link::Shared, stats::Counts};
 
 /// A message waiting for the broker.
 pub struct Outgoing {
@@ -160,12 +160,14 @@ async fn pump(
                 // lapin hands a returned message over with the next confirm it resolves,
                 // not necessarily its own: what goes back is the body the broker returned.
                 if let Some(body) = verdict.returned {
+                    Counts::one(&shared.counts.returned);
                     shared.return_to_sender(body).await;
                 }
                 if verdict.refused {
                     tracing::warn!(to = %message.routing_key, "the broker refused a message; publishing it again");
                     waiting.push_back(message);
                 } else {
+                    Counts::one(&shared.counts.confirmed);
                     shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
                 }
             }

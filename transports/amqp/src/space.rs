@@ -28,7 +28,7 @@ use crate::{
     consumer::{self, CancelReports, Inbox},
     link::{self, Link, Pooled, Shared, SubscribeError, Subscription},
     publisher::{self, Outgoing},
-    session,
+    session, stats,
 };
 
 /// The longest queue name or routing key AMQP allows, in bytes.
@@ -56,7 +56,7 @@ pub struct AmqpSpace {
     shared: Arc<Shared>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     cancel_reports: CancelReports,
-    tasks: [JoinHandle<()>; 3],
+    tasks: [JoinHandle<()>; 4],
 }
 
 impl AmqpSpace {
@@ -83,6 +83,7 @@ impl AmqpSpace {
             unconfirmed: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             losses,
+            counts: Arc::default(),
         });
         let _guard = runtime.enter();
         session::monitor(live, 0, shared.losses.clone());
@@ -91,6 +92,7 @@ impl AmqpSpace {
             runtime.spawn(link::supervise(shared.clone(), lost)),
             runtime.spawn(publisher::run(shared.clone(), outbox_rx)),
             runtime.spawn(link::resubscribe_cancelled(shared.clone(), cancelled)),
+            runtime.spawn(stats::report(shared.clone())),
         ];
         Ok(Self {
             shared,
@@ -213,6 +215,7 @@ impl TransportSpace for AmqpSpace {
                 sink,
                 config,
                 self.cancel_reports.clone(),
+                self.shared.counts.clone(),
             ));
             let subscribed = consumer::subscribe(config, &connection, &inbox).await;
             let mut link = self.shared.link.lock().await;

@@ -34,7 +34,10 @@ use std::{
     time::Duration,
 };
 
-use agency_sdk::transport::{Inbound, TransportSpace};
+use agency_sdk::{
+    metrics::{report_metrics, PluginMetrics},
+    transport::{Inbound, TransportSpace},
+};
 use futures_util::StreamExt;
 use lapin::{
     options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions},
@@ -42,7 +45,7 @@ use lapin::{
     BasicProperties, Channel, Connection,
 };
 
-use crate::{config::Config, session, space::runtime};
+use crate::{config::Config, session, space::runtime, stats};
 
 /// How long `attach` waits for the copy of its probe.
 pub const PROBE_WAIT: Duration = Duration::from_secs(3);
@@ -70,6 +73,10 @@ impl WatchSpace {
     pub fn open(config: Config) -> Result<Self, String> {
         let live = runtime().block_on(session::connect(&config, session::any_broker(&config)))?;
         tracing::info!(broker = %config.broker(live.broker), exchange = %config.exchange, "watching from the AMQP broker");
+        report_metrics(&PluginMetrics {
+            info: stats::place(&config, live.broker),
+            ..PluginMetrics::default()
+        });
         Ok(Self {
             broker: config.broker(live.broker),
             vhost: config.brokers[live.broker].vhost.clone(),
