@@ -576,7 +576,10 @@ impl Console<'_> {
                 }
                 None => self.say("watch: already off"),
             },
-            _ => return false,
+            line => match agency_operator::stats::command(self.space, line) {
+                Some(text) => self.say(&text),
+                None => return false,
+            },
         }
         self.next_line();
         true
@@ -834,6 +837,7 @@ console commands:
   /Agent.help                   what an agent can do
   any other text                say it to every agent
   /agents                       the agents in this space, on this host
+  /stats, /stats ID             what this host's agents counted (messages, errors, timings)
   /watch, /watch off            show every message of this host's agents, or stop
   /help                         this help
   /quit                         leave (as do Ctrl-D and Ctrl-C)

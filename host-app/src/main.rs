@@ -340,8 +340,12 @@ fn watch(setup: Setup, mut lines: traffic::Watch) -> Result<ExitCode, String> {
         .and_then(|report| report.info.get("broker").cloned())
         .map(|broker| format!(" (broker {})", agency_runtime::printable(&broker)))
         .unwrap_or_default();
-    report!("watching the space on {transport}{place}; Ctrl-C stops");
+    report!("watching the space on {transport}{place}; Ctrl-C stops, /stats counts by agent");
+    let asked = stats_requests();
     while !interrupted.load(Ordering::Acquire) {
+        if asked.try_recv().is_ok() && terminal::print(&format!("{}\n", lines.stats())).is_err() {
+            break;
+        }
         let body = match received.recv_timeout(Duration::from_millis(100)) {
             Ok(body) => body,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
@@ -362,6 +366,26 @@ fn watch(setup: Setup, mut lines: traffic::Watch) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Lines `/stats` typed on standard input while `agency watch` runs, read on a thread of
+/// their own (other lines are ignored; the end of input ends nothing).
+fn stats_requests() -> std::sync::mpsc::Receiver<()> {
+    let (asked, requests) = std::sync::mpsc::channel();
+    let reader = std::thread::Builder::new()
+        .name("watch input".into())
+        .spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { return };
+                if line.trim() == "/stats" && asked.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(error) = reader {
+        tracing::warn!(%error, "/stats cannot be read during this watch");
+    }
+    requests
 }
 
 /// `agency run`: the space, its agents and the console, until the console ends.
@@ -402,6 +426,7 @@ fn run(
                 public: web.web_public,
                 id: format!("{console_id}-web"),
                 wait,
+                health: Some(metrics_source(&space, &plugins, &transport, &[])),
             };
             let page = agency_web::WebUi::start(space.clone(), permissions.clone(), options)
                 .inspect_err(|_| space.destroy())?;
@@ -449,18 +474,17 @@ fn run(
     Ok(outcome)
 }
 
-/// Serves the space's metrics for Prometheus (`--metrics`).
-fn serve_metrics(
+/// What the host counts, read anew at each call: the space (with the busiest agents and
+/// those `named`), the plugin files, and what the plugins reported.
+fn metrics_source(
     space: &Arc<agency_runtime::Space>,
     plugins: &Plugins,
     transport: &str,
-    addr: std::net::SocketAddr,
-    args: MetricsArgs,
-) -> Result<agency_web::metrics::MetricsServer, String> {
-    let (space, counts, transport) = (space.clone(), plugins.counts(), transport.to_owned());
-    let reports = plugins.reports();
-    let named = args.metrics_agents;
-    let source = move || {
+    named: &[String],
+) -> agency_web::metrics::Source {
+    let (space, counts, reports) = (space.clone(), plugins.counts(), plugins.reports());
+    let (transport, named) = (transport.to_owned(), named.to_vec());
+    Arc::new(move || {
         let named: Vec<&str> = named.iter().map(String::as_str).collect();
         agency_web::metrics::Exposition {
             space: space.metrics(agency_web::metrics::BUSIEST, &named),
@@ -469,8 +493,20 @@ fn serve_metrics(
             transport: transport.clone(),
             plugins: reports.latest(),
         }
-    };
-    let server = agency_web::metrics::MetricsServer::start(addr, args.metrics_public, source)?;
+    })
+}
+
+/// Serves the space's metrics for Prometheus (`--metrics`).
+fn serve_metrics(
+    space: &Arc<agency_runtime::Space>,
+    plugins: &Plugins,
+    transport: &str,
+    addr: std::net::SocketAddr,
+    args: MetricsArgs,
+) -> Result<agency_web::metrics::MetricsServer, String> {
+    let source = metrics_source(space, plugins, transport, &args.metrics_agents);
+    let server =
+        agency_web::metrics::MetricsServer::start(addr, args.metrics_public, move || source())?;
     if args.metrics_public {
         report!(
             "warning: the metrics are served on {}, reachable from other machines without a token",

@@ -50,6 +50,25 @@ pub struct Filter {
 /// How many shown messages are remembered, to pair replies with them.
 const REMEMBERED: usize = 10_000;
 
+/// How many agents the tally keeps apart (any peer can make up ids); the others are
+/// counted together as [`OTHERS`].
+const TALLIED: usize = 10_000;
+
+/// The name the agents beyond [`TALLIED`] are counted under.
+const OTHERS: &str = "(others)";
+
+/// How many agents [`Watch::stats`] lists.
+const STATS_ROWS: usize = 20;
+
+/// What one agent did in the traffic watched.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    sent: u64,
+    received: u64,
+    errors: u64,
+    undeliverable: u64,
+}
+
 /// Turns copies of the traffic into lines, remembering what it showed to pair replies.
 pub struct Watch {
     filter: Filter,
@@ -57,6 +76,8 @@ pub struct Watch {
     /// Messages shown lately, by id, with when they were seen.
     shown: HashMap<String, Instant>,
     order: VecDeque<String>,
+    /// Per agent, what the messages shown say it did.
+    tally: HashMap<String, Tally>,
 }
 
 impl Watch {
@@ -67,7 +88,62 @@ impl Watch {
             json,
             shown: HashMap::new(),
             order: VecDeque::new(),
+            tally: HashMap::new(),
         }
+    }
+
+    /// Per agent, the messages shown so far (`/stats` in `agency watch`): sent,
+    /// received, `[error]` replies sent, undeliverable; the busiest first.
+    pub fn stats(&self) -> String {
+        let mut rows: Vec<(&String, &Tally)> = self.tally.iter().collect();
+        rows.sort_by_key(|(id, t)| (std::cmp::Reverse(t.sent + t.received), id.as_str()));
+        let mut lines = vec![format!(
+            "messages watched, by agent ({} agents):\n  {:<24} {:>9} {:>9} {:>7} {:>14}",
+            self.tally.len(),
+            "agent",
+            "sent",
+            "received",
+            "errors",
+            "undeliverable"
+        )];
+        lines.extend(rows.iter().take(STATS_ROWS).map(|(id, t)| {
+            format!(
+                "  {:<24} {:>9} {:>9} {:>7} {:>14}",
+                inline(id),
+                t.sent,
+                t.received,
+                t.errors,
+                t.undeliverable
+            )
+        }));
+        if rows.len() > STATS_ROWS {
+            lines.push(format!("  ... and {} more", rows.len() - STATS_ROWS));
+        }
+        lines.join("\n")
+    }
+
+    /// Counts `message` in its sender's and recipient's tallies; an undeliverable one
+    /// (already counted as sent) in its sender's alone.
+    fn count(&mut self, message: &Message, undeliverable: bool) {
+        if undeliverable {
+            self.tally_of(&message.from).undeliverable += 1;
+            return;
+        }
+        let errors = u64::from(matches!(message.reply(), Some(Err(_))));
+        let sender = self.tally_of(&message.from);
+        sender.sent += 1;
+        sender.errors += errors;
+        self.tally_of(&message.to).received += 1;
+    }
+
+    /// The tally of agent `id` (or of the others, once [`TALLIED`] agents are kept).
+    fn tally_of(&mut self, id: &str) -> &mut Tally {
+        let key = if self.tally.contains_key(id) || self.tally.len() < TALLIED {
+            id
+        } else {
+            OTHERS
+        };
+        self.tally.entry(key.to_owned()).or_default()
     }
 
     /// The line for one copy, or `None` if the filter leaves it out.
@@ -101,6 +177,7 @@ impl Watch {
         if !undeliverable {
             self.remember(&message.meta.id);
         }
+        self.count(&message, undeliverable);
         if self.json {
             let kind = if undeliverable {
                 "undeliverable"
@@ -249,6 +326,26 @@ mod tests {
             .line(&dead)
             .unwrap()
             .ends_with("(undeliverable: no agent holds \"nobody\")"));
+        let stats = watch.stats();
+        assert!(stats.contains("(2 agents)"), "{stats}");
+        let calc = stats
+            .lines()
+            .find(|l| l.trim_start().starts_with("Calc"))
+            .unwrap();
+        assert_eq!(
+            calc.split_whitespace().collect::<Vec<_>>(),
+            ["Calc", "1", "1", "0", "0"]
+        );
+        let stats = everything.stats();
+        assert!(stats.contains("A\\u{1b}[2J"), "escaped: {stats}");
+        let user = stats
+            .lines()
+            .find(|l| l.trim_start().starts_with("User"))
+            .unwrap();
+        assert!(
+            user.ends_with(" 1"),
+            "one undeliverable, not sent twice: {user}"
+        );
         let mut json_lines = Watch::new(Filter::default(), true);
         let line: serde_json::Value =
             serde_json::from_str(&json_lines.line(&dead).unwrap()).unwrap();

@@ -38,20 +38,32 @@ fn main() {
     let (uncounted, uncounted_driver) = bench_space(false);
     let mut floods: [Vec<f64>; 6] = Default::default();
     let mut trips: [Vec<f64>; 6] = Default::default();
-    for _ in 0..ROUNDS {
-        floods[5].push(agency_one_way(&uncounted_driver));
-        trips[5].extend(agency_round_trips(&uncounted_driver));
-        floods[0].push(agency_one_way(&driver));
+    for round in 0..ROUNDS {
+        // Counting and not, back to back, each first in every other round: what
+        // counting costs, without the order between contenders in it.
+        let mut pair = [(0, &driver), (5, &uncounted_driver)];
+        if round % 2 == 1 {
+            pair.reverse();
+        }
+        for (slot, driver) in pair {
+            floods[slot].push(agency_one_way(driver));
+        }
+        for (slot, driver) in pair {
+            trips[slot].extend(agency_round_trips(driver));
+        }
         floods[1].push(watched(&space, || agency_one_way(&driver)));
         floods[2].push(with_page(&space, || agency_one_way(&driver)));
         floods[3].push(reference_one_way(Encode::EachMessage));
         floods[4].push(reference_one_way(Encode::Beforehand));
-        trips[0].extend(agency_round_trips(&driver));
         trips[1].extend(watched(&space, || agency_round_trips(&driver)));
         trips[2].extend(with_page(&space, || agency_round_trips(&driver)));
         trips[3].extend(reference_round_trips());
         trips[4].extend(agency_round_trips_to(&driver, "P"));
     }
+    eprintln!(
+        "one-way runs, counting: {:.0?}; counting nothing: {:.0?}",
+        floods[0], floods[5]
+    );
     let [agency_flood, watched_flood, page_flood, reference_flood, decode_only_flood, uncounted_flood] =
         floods.map(|runs| percentile(&runs, 0.5));
     let [agency_trips, watched_trips, page_trips, reference_trips, concurrent_trips, uncounted_trips] =

@@ -59,11 +59,11 @@ fn agency_watch_sees_a_request_and_its_reply_between_two_other_processes() {
     refused.finish_with_code(1);
 
     rabbitmqctl_in_vhost("trace_on", &[]);
-    let all = watcher(&watch_config, &[]);
+    let mut all = watcher(&watch_config, &[]);
     let json = watcher(&watch_config, &["--json", "--action", "add"]);
     // The header names the broker watched from (one node of a cluster).
     let header = format!(
-        "watching the space on amqp (broker {}); Ctrl-C stops",
+        "watching the space on amqp (broker {}); Ctrl-C stops, /stats counts by agent",
         broker().address()
     );
     for watch in [&all, &json] {
@@ -103,6 +103,20 @@ fn agency_watch_sees_a_request_and_its_reply_between_two_other_processes() {
     assert!(
         seen.contains(&format!("{bob} -> nobody-{exchange}  add")),
         "the dead letter is seen too:\n{seen}"
+    );
+    // Asked, the watch counts what it saw by agent: the calculator got the addition
+    // and answered it.
+    all.type_line("/stats");
+    all.stdout.wait_for("messages watched, by agent");
+    let stats = all.stdout.wait_for(&format!("  {calc} "));
+    let row = stats
+        .lines()
+        .find(|line| line.trim_start().starts_with(&format!("{calc} ")))
+        .unwrap_or_else(|| panic!("no row for {calc}:\n{stats}"));
+    assert_eq!(
+        row.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["1", "1", "0", "0"],
+        "sent, received, errors, undeliverable: {row}"
     );
 
     let lines = json.stdout.wait_for("[response]");

@@ -8,6 +8,7 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
 };
 
 use agency_tests::{
@@ -575,6 +576,73 @@ async fn the_page_works_in_firefox() {
     browser.screenshot("firefox-traffic").await;
     browser.close().await;
     host.finish();
+}
+
+/// The Health view plots the host's counts while traffic flows, in both browsers: the
+/// rate of the agent type that handles it appears, is positive, and the lines grow with
+/// each sample; the latency and mailbox charts show values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_view_plots_the_traffic_as_it_flows() {
+    const CALCULATOR: &str = "[[agents]]\ntype = \"Calculator\"\nid = \"Calculator\"\n";
+    for kind in [Kind::Chromium, Kind::Firefox] {
+        let mut page = Page::start(CALCULATOR);
+        let browser = Browser::open_kind(kind).await;
+        browser.client.goto(&page.url).await.unwrap();
+        browser.find_text("#status", "connected").await;
+        browser.tab("health").await;
+        let value =
+            |css: &str| format!("return document.querySelector('{css}')?.dataset.value ?? null");
+        let points =
+            "return (document.querySelector('#chart-rate polyline[data-series=Calculator]')\
+                      ?.getAttribute('points') ?? '').split(' ').filter(Boolean).length";
+        let deadline = Instant::now() + PATIENCE * 4;
+        let mut sent = 0;
+        loop {
+            page.host.type_line("/Calculator.add a:1 b:2");
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let rate = browser
+                .eval(&value("#chart-rate li[data-series=Calculator]"))
+                .await;
+            let rate: f64 = rate.as_str().and_then(|r| r.parse().ok()).unwrap_or(0.0);
+            let drawn = browser.eval(points).await.as_u64().unwrap_or(0);
+            if rate > 0.0 && drawn >= 3 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?}: after {sent} additions the rate shows {rate}, {drawn} points"
+            );
+        }
+        let p50 = browser
+            .eval(&value("#chart-latency li[data-series=p50]"))
+            .await;
+        assert!(
+            p50.as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|ms| ms > 0.0),
+            "{kind:?}: p50 {p50}"
+        );
+        let queued = browser
+            .eval(&value("#chart-mailbox li[data-series='in all']"))
+            .await;
+        assert!(
+            queued.as_str().is_some_and(|v| v.parse::<f64>().is_ok()),
+            "{kind:?}: {queued}"
+        );
+        let before = browser.eval(points).await.as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let after = browser.eval(points).await.as_u64().unwrap();
+        assert!(
+            after > before,
+            "{kind:?}: the rate line stays at {before} points"
+        );
+        if kind == Kind::Chromium {
+            browser.screenshot("health").await;
+        }
+        browser.close().await;
+        page.host.finish();
+    }
 }
 
 /// The processes of `browser`'s group, after checking that the browser itself and its

@@ -110,7 +110,8 @@ pub(crate) struct Endpoint {
     /// Its type's counters, if the space counts (see [`crate::metrics`]); its own
     /// counts are kept only then.
     pub metrics: Option<Arc<TypeCounters>>,
-    pub counts: AgentCounts,
+    /// Boxed: a cache line of its own, without aligning (and growing) the endpoint.
+    pub counts: Box<AgentCounts>,
 }
 
 impl Endpoint {
@@ -136,7 +137,7 @@ impl Endpoint {
             dropped: Repeated::default(),
             unsent_replies: Repeated::default(),
             metrics,
-            counts: AgentCounts::default(),
+            counts: Box::default(),
         }
     }
 
@@ -247,8 +248,11 @@ impl Endpoint {
         let reply = waiter.receive(&sent.reply, left);
         if let Some(metrics) = &self.metrics {
             metrics.request.observe(started.elapsed());
-            if reply.is_none() {
-                metrics.request_timeouts.fetch_add(1, Ordering::Relaxed);
+            match reply {
+                Some(_) => self.count(|c| &c.received),
+                None => {
+                    metrics.request_timeouts.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         if let Some(reply) = reply {
@@ -461,8 +465,11 @@ impl Inbound for Endpoint {
     /// for a worker is queued as it is and parsed on the worker's thread (no reply can be
     /// waited for, since a request registers before it publishes); otherwise it is parsed
     /// here so that a reply reaches its waiting request even while the worker is busy.
+    ///
+    /// A message for the worker is counted as received by the worker (see
+    /// `Handler::accept`): counting it here, on the sender's thread, would share a cache
+    /// line between two threads on every message. Here only what stops here is counted.
     fn deliver(&self, body: &str) {
-        self.count(|c| &c.received);
         let handed_over = handover::take(body);
         let idle = self.pending_count.load(Ordering::Acquire) == 0;
         if let (Some(worker), None, true, None) = (&self.worker, &self.log, idle, &handed_over) {
@@ -478,9 +485,11 @@ impl Inbound for Endpoint {
             log.record(message.clone(), true);
         }
         let Some(message) = self.complete_request(message) else {
+            // Counted by the request that takes it, on the agent's own thread.
             return;
         };
-        if self.closes_a_cycle(&message) {
+        if self.closes_a_cycle(&message) || self.worker.is_none() {
+            self.count(|c| &c.received);
             return;
         }
         if let Some(worker) = &self.worker {

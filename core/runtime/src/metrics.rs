@@ -44,8 +44,10 @@ pub const OTHER_KIND: &str = "other";
 /// The type name untyped (foreground) agents, such as a console, are counted under.
 pub const FOREGROUND_TYPE: &str = "foreground";
 
-/// Durations in fixed buckets: one add for the bucket, one for the sum.
+/// Durations in fixed buckets: one add for the bucket, one for the sum. Aligned to a
+/// cache line: a type's action and request histograms are written by different threads.
 #[derive(Default)]
+#[repr(align(64))]
 pub(crate) struct Histogram {
     /// Observations per bucket (not cumulative); the last is `+Inf`.
     counts: [AtomicU64; BUCKETS.len() + 1],
@@ -125,8 +127,12 @@ impl HistogramSnapshot {
     }
 }
 
-/// One agent's own counts, kept in its endpoint.
+/// One agent's own counts, kept in its endpoint. The threads that run the agent write
+/// them; a delivery on the sender's thread does not (see `Endpoint::deliver`), and they
+/// have a cache line of their own, apart from the endpoint's fields a delivery reads: a
+/// message's path shares no line between the sending and the receiving thread.
 #[derive(Default)]
+#[repr(align(64))]
 pub(crate) struct AgentCounts {
     pub received: AtomicU64,
     pub handled: AtomicU64,
@@ -158,7 +164,8 @@ impl AgentCounts {
 /// Message counts of an agent or of an agent type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
-    /// Messages delivered to it (replies included).
+    /// Messages delivered to it and accepted (replies included; not the malformed nor
+    /// those addressed to another agent).
     pub received: u64,
     /// Messages its worker finished (an action, `help`, a reply, a refusal).
     pub handled: u64,

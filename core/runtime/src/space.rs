@@ -440,12 +440,11 @@ impl Space {
         };
         let metrics = self.metrics.as_ref().map(|registry| {
             let name = spec.type_name.as_deref().unwrap_or(FOREGROUND_TYPE);
-            registry
-                .lock()
-                .unwrap()
-                .entry(name.to_owned())
-                .or_default()
-                .clone()
+            let mut registry = registry.lock().unwrap();
+            match registry.get(name) {
+                Some(counters) => counters.clone(),
+                None => registry.entry(name.to_owned()).or_default().clone(),
+            }
         });
         let task = factory.as_ref().map(|_| Task::new());
         let (queue_tx, queue_rx) = mailbox_of(task.clone());

@@ -206,6 +206,7 @@ impl Handler {
             None => self.endpoint.accept(body),
         };
         if let Some((message, body)) = accepted {
+            self.endpoint.count(|c| &c.received);
             crate::chain::handling(crate::chain::of(&message), || self.handle(&message, &body));
             self.endpoint.count(|c| &c.handled);
         }

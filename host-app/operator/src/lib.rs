@@ -1,11 +1,13 @@
 //! What the operator's two front ends share: the console (`agency run`) and the web page
-//! (`agency run --web`) read the same slash syntax, suggest the same ids, and put
-//! permission questions through one [`Permissions`] hub, where the first answer wins.
+//! (`agency run --web`) read the same slash syntax, suggest the same ids, answer `/stats`
+//! alike, and put permission questions through one [`Permissions`] hub, where the first
+//! answer wins.
 
 #![warn(missing_docs)]
 
 pub mod command;
 pub mod permissions;
+pub mod stats;
 pub mod suggest;
 
 pub use command::parse_line;

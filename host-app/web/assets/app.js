@@ -73,8 +73,9 @@ function show(view) {
   for (const tab of document.querySelectorAll('.tab')) {
     tab.setAttribute('aria-selected', String(tab.dataset.view === view));
   }
-  for (const name of ['chat', 'agents', 'traffic']) $('view-' + name).hidden = name !== view;
+  for (const name of ['chat', 'agents', 'traffic', 'health']) $('view-' + name).hidden = name !== view;
   wish();
+  if (view === 'health') startHealth(); else stopHealth();
   if (view === 'chat') $('chat-input').focus();
 }
 
@@ -590,6 +591,179 @@ function onDecided(event) {
   } else {
     nextQuestion();
   }
+}
+
+// ---------- health ----------
+// The host's counts (GET /api/health) sampled every second while the view is open, kept
+// for 5 minutes, and drawn as small SVG line charts of rates and levels.
+
+const HEALTH_EVERY_MS = 1000;
+const HEALTH_KEEP_MS = 5 * 60 * 1000;
+const LATENCY_WINDOW = 5; // samples: latency quantiles over the last 5 s
+const health = { samples: [], timer: null };
+
+function startHealth() {
+  if (health.timer) return;
+  sampleHealth();
+  health.timer = setInterval(sampleHealth, HEALTH_EVERY_MS);
+}
+
+function stopHealth() {
+  clearInterval(health.timer);
+  health.timer = null;
+}
+
+async function sampleHealth() {
+  let exposition = null;
+  try {
+    const response = await fetch('/api/health');
+    if (response.ok) exposition = await response.json();
+  } catch (_) { /* shown below */ }
+  $('health-status').textContent = exposition ? '' : 'the host does not answer';
+  if (!exposition) return;
+  const now = Date.now();
+  health.samples.push({ at: now, x: exposition });
+  while (health.samples.length && health.samples[0].at < now - HEALTH_KEEP_MS) health.samples.shift();
+  drawHealth(now);
+}
+
+/** The value of `pick(sample)` per second between consecutive samples: [[at, rate]]. */
+function rates(pick) {
+  const points = [];
+  for (let i = 1; i < health.samples.length; i++) {
+    const [a, b] = [health.samples[i - 1], health.samples[i]];
+    const [from, to] = [pick(a.x), pick(b.x)];
+    if (from === undefined || to === undefined) continue;
+    points.push([b.at, Math.max(0, (to - from) / ((b.at - a.at) / 1000))]);
+  }
+  return points;
+}
+
+/** Every sample's `pick(sample)`: [[at, value]]. */
+function levels(pick) {
+  return health.samples.map((s) => [s.at, pick(s.x)]);
+}
+
+/** The action-duration histograms of every type added up: {count, buckets}. */
+function allActions(x) {
+  const total = new Map();
+  let count = 0;
+  for (const type of x.space.types) {
+    count += type.action_seconds.count;
+    for (const [bound, n] of type.action_seconds.buckets) {
+      const key = bound === null ? Infinity : bound;
+      total.set(key, (total.get(key) || 0) + n);
+    }
+  }
+  return { count, buckets: [...total.entries()].sort((a, b) => a[0] - b[0]) };
+}
+
+/** The duration under which a fraction q of a histogram's observations fell, in ms,
+ *  interpolated in its bucket as Prometheus's histogram_quantile does. */
+function quantileMs(histogram, q) {
+  if (histogram.count <= 0) return null;
+  const rank = q * histogram.count;
+  let [lower, below] = [0, 0];
+  for (const [bound, count] of histogram.buckets) {
+    if (count >= rank && count > below) {
+      if (bound === Infinity) return lower * 1000;
+      return (lower + (bound - lower) * (rank - below) / (count - below)) * 1000;
+    }
+    [lower, below] = [bound, count];
+  }
+  return lower * 1000;
+}
+
+/** Latency quantile q over the last LATENCY_WINDOW samples at each sample: [[at, ms]]. */
+function latency(q) {
+  const points = [];
+  for (let i = 1; i < health.samples.length; i++) {
+    const [a, b] = [allActions(health.samples[Math.max(0, i - LATENCY_WINDOW)].x), allActions(health.samples[i].x)];
+    const before = new Map(a.buckets);
+    const delta = {
+      count: b.count - a.count,
+      buckets: b.buckets.map(([bound, n]) => [bound, n - (before.get(bound) || 0)]),
+    };
+    points.push([health.samples[i].at, quantileMs(delta, q)]);
+  }
+  return points;
+}
+
+function drawHealth(now) {
+  const last = health.samples[health.samples.length - 1].x;
+  const types = last.space.types.map((t) => t.name);
+  const byType = (name) => (x) => x.space.types.find((t) => t.name === name)?.counts.handled;
+  chart('chart-rate', now, types.map((name) => ({ name, points: rates(byType(name)) })));
+  chart('chart-latency', now, [
+    { name: 'p50', points: latency(0.5) },
+    { name: 'p99', points: latency(0.99) },
+  ]);
+  const sum = (x, field) => x.space.types.reduce((total, t) => total + t[field], 0);
+  const max = (x, field) => x.space.types.reduce((most, t) => Math.max(most, t[field]), 0);
+  chart('chart-mailbox', now, [
+    { name: 'in all', points: levels((x) => sum(x, 'mailbox_sum')) },
+    { name: 'fullest agent', points: levels((x) => max(x, 'mailbox_max')) },
+  ]);
+  const reconnects = (x) => x.plugins.reduce((total, [, figures]) =>
+    total + figures.counters.filter((c) => c.name.endsWith('_reconnects')).reduce((n, c) => n + c.value, 0), 0);
+  chart('chart-faults', now, [
+    { name: 'dead letters / s', points: rates((x) => x.space.dead_letters) },
+    { name: 'reconnections', points: levels(reconnects) },
+  ]);
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+const [W, H, LEFT, TOP, BOTTOM] = [600, 150, 44, 8, 18];
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** A number as the charts label it: 3 significant digits at most. */
+function figure(value) {
+  if (value === null || value === undefined) return '–';
+  if (value >= 100 || value === 0) return String(Math.round(value));
+  return value.toPrecision(3).replace(/\.?0+$/, '');
+}
+
+/** Draws `series` ([{name, points: [[at, value|null]]}]) over the last 5 minutes in the
+ *  figure `id`, with a legend of each series' latest value. */
+function chart(id, now, series) {
+  const figureNode = $(id);
+  const unit = figureNode.dataset.unit;
+  const top = Math.max(1, ...series.flatMap((s) => s.points.map(([, v]) => v ?? 0))) * 1.1;
+  const x = (at) => LEFT + (W - LEFT - 4) * (1 - (now - at) / HEALTH_KEEP_MS);
+  const y = (v) => TOP + (H - TOP - BOTTOM) * (1 - v / top);
+  const plot = svg('svg', { class: 'plot', viewBox: `0 0 ${W} ${H}`, role: 'img' });
+  for (const fraction of [0, 0.5, 1]) {
+    const at = y(top * fraction);
+    plot.append(svg('line', { class: 'grid', x1: LEFT, x2: W - 4, y1: at, y2: at }));
+    plot.append(svg('text', { x: LEFT - 4, y: at + 3, 'text-anchor': 'end' }, figure(top * fraction)));
+  }
+  for (const [label, ago] of [['-5 min', HEALTH_KEEP_MS], ['-2.5 min', HEALTH_KEEP_MS / 2], ['now', 0]]) {
+    plot.append(svg('text', { x: x(now - ago), y: H - 4, 'text-anchor': ago === 0 ? 'end' : 'middle' }, label));
+  }
+  const legend = el('ul', { class: 'legend' });
+  series.forEach((s, i) => {
+    // A gap (no value) ends one line and starts the next.
+    let run = [];
+    const flush = () => {
+      if (run.length) plot.append(svg('polyline', { class: `line s${i % 6}`, points: run.join(' '), 'data-series': s.name }));
+      run = [];
+    };
+    for (const [at, value] of s.points) {
+      if (value === null || value === undefined) flush();
+      else run.push(`${x(at).toFixed(1)},${y(value).toFixed(1)}`);
+    }
+    flush();
+    const latest = s.points.length ? s.points[s.points.length - 1][1] : null;
+    legend.append(el('li', { 'data-series': s.name, 'data-value': latest ?? '' },
+      el('span', { class: `swatch s${i % 6}` }), `${s.name}: ${figure(latest)}${latest === null ? '' : ' ' + unit}`));
+  });
+  figureNode.replaceChildren(figureNode.querySelector('figcaption'), plot, legend);
 }
 
 // ---------- wiring ----------

@@ -48,7 +48,7 @@ use server::{display_host, Server};
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7860";
 
 /// How the page is served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Where to listen (port 0: any free port).
     pub addr: SocketAddr,
@@ -59,6 +59,21 @@ pub struct Options {
     pub id: String,
     /// How long the page waits for a reply before saying none came.
     pub wait: Duration,
+    /// What the Health view plots (the metrics' source, with the plugins' reports);
+    /// `None`: the space's own counts.
+    pub health: Option<metrics::Source>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("addr", &self.addr)
+            .field("public", &self.public)
+            .field("id", &self.id)
+            .field("wait", &self.wait)
+            .field("health", &self.health.as_ref().map(|_| "a source"))
+            .finish()
+    }
 }
 
 impl Options {
@@ -69,6 +84,7 @@ impl Options {
             public: false,
             id: id.to_owned(),
             wait: Duration::from_secs(5),
+            health: None,
         }
     }
 }
@@ -106,8 +122,12 @@ impl WebUi {
                     .map_err(|e| format!("cannot attach the web page as {:?}: {e}", options.id))?;
                 let keys = auth::Keys::new(addr, options.public)?;
                 let url = format!("http://{}/?token={}", display_host(addr), keys.token());
+                let health = options.health.clone().unwrap_or_else(|| {
+                    let space = space.clone();
+                    Arc::new(move || metrics::Exposition::of(space.metrics(0, &[])))
+                });
                 let session = session::Session::start(space, me, permissions, options.wait);
-                let router = routes::router(session.clone(), Arc::new(keys));
+                let router = routes::router(session.clone(), Arc::new(keys), health);
                 page = Some((url, session));
                 Ok(router)
             },

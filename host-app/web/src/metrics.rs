@@ -56,8 +56,8 @@ pub const BUSIEST: usize = 10;
 /// The OpenMetrics text's media type.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Everything one scrape shows.
-#[derive(Debug, Clone, Default)]
+/// Everything one scrape shows (and, as JSON, what the page's Health view plots).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Exposition {
     /// What the space counted.
     pub space: Snapshot,

@@ -5,6 +5,7 @@
 //! | `GET /` | the page (with `?token=`: also sets the access cookie) |
 //! | `GET /app.js`, `/style.css` | the page's script and style, embedded in the binary |
 //! | `GET /api/agents` | the agents known: `[{"id", "type", "local", "help"?}]` |
+//! | `GET /api/health` | what the host counts now, for the Health view: `{"space": ..., "plugins": [[file, figures]], ...}` ([`crate::metrics::Exposition`]) |
 //! | `POST /api/line` `{"line"}` | a chat line, read as the console reads it: `{"id"}`, `{"text"}` or `400 {"error"}` |
 //! | `POST /api/send` `{"to", "action": {"name", "args"}}` | sends a message (the forms): `{"id"}` |
 //! | `POST /api/refresh` | asks every agent for its `help` again |
@@ -30,6 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     auth::{self, Keys},
+    metrics::Source,
     session::Session,
     traffic::{Filter, Viewer},
 };
@@ -45,13 +47,15 @@ const STYLE: &str = include_str!("../assets/style.css");
 struct Page {
     session: Arc<Session>,
     keys: Arc<Keys>,
+    health: Source,
 }
 
-/// The page's routes, guarded.
-pub fn router(session: Arc<Session>, keys: Arc<Keys>) -> Router {
+/// The page's routes, guarded; the Health view reads `health`.
+pub fn router(session: Arc<Session>, keys: Arc<Keys>, health: Source) -> Router {
     let page = Page {
         session,
         keys: keys.clone(),
+        health,
     };
     Router::new()
         .route("/", get(index))
@@ -61,6 +65,7 @@ pub fn router(session: Arc<Session>, keys: Arc<Keys>) -> Router {
         )
         .route("/style.css", get(|| async { asset("text/css", STYLE) }))
         .route("/api/agents", get(agents))
+        .route("/api/health", get(health_now))
         .route("/api/line", post(line))
         .route("/api/send", post(send))
         .route("/api/refresh", post(refresh))
@@ -88,6 +93,15 @@ async fn index(State(page): State<Page>, request: Request) -> Response {
 
 async fn agents(State(page): State<Page>) -> Json<Value> {
     Json(page.session.agents())
+}
+
+async fn health_now(State(page): State<Page>) -> Response {
+    // A snapshot locks the space's members a moment: off the server's runtime thread.
+    let source = page.health.clone();
+    match tokio::task::spawn_blocking(move || source()).await {
+        Ok(exposition) => Json(exposition).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn refresh(State(page): State<Page>) -> StatusCode {

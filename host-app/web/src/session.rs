@@ -183,7 +183,11 @@ impl Session {
             "/quit" => {
                 return Err("close the tab to leave; the console's /quit ends the host".into())
             }
-            _ => {}
+            line => {
+                if let Some(text) = agency_operator::stats::command(&self.space, line) {
+                    return Ok(json!({ "text": text }));
+                }
+            }
         }
         match parse_line(line)? {
             Some(message) => self.send(message, Some(line)),
@@ -329,5 +333,6 @@ const HELP_TEXT: &str = "\
 /Agent.help                   what an agent can do
 any other text                say it to every agent
 /agents                       the agents known to this page
+/stats, /stats ID             what this host's agents counted (messages, errors, timings)
 /help                         this help
 Tab completes agent ids, actions and argument names.";

@@ -39,7 +39,7 @@ use lapin::{
 
 use crate::{
     config::{Config, QueueType},
-    stats::Counts,
+    counts::Counts,
 };
 
 /// A consumer the broker cancelled while its channel stayed open: the agent, and the

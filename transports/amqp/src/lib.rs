@@ -41,12 +41,14 @@
 //! - `consumer`: an agent's queues, consumers, and de-duplication.
 //! - `publisher`: the outbox and the confirm-mode publishing task.
 //! - `space`: the [`TransportSpace`] the host sees.
-//! - `stats`: what it counts about itself, reported to the host's metrics.
+//! - `counts`, `stats`: what it counts about itself, and its reports to the host's
+//!   metrics.
 //! - `watch`: a read-only space (`watch = true`): copies of all traffic, from the
 //!   broker's firehose, for `agency watch`.
 
 pub mod config;
 mod consumer;
+mod counts;
 mod link;
 mod publisher;
 mod session;

@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, watch, Mutex};
 use crate::{
     config::Config,
     consumer::{self, Cancelled, Inbox},
+    counts::Counts,
     session::{self, LossReports},
-    stats::Counts,
 };
 
 /// How long a reconnecting agent waits for the broker to drop its old consumers.

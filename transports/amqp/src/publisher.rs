@@ -24,7 +24,7 @@ use lapin::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{link::Shared, stats::Counts};
+use crate::{counts::Counts, link::Shared};
 
 /// A message waiting for the broker.
 pub struct Outgoing {

@@ -1,7 +1,7 @@
-//! What the transport counts about itself, for the host's metrics (`agency run
-//! --metrics`): events are counted as they happen ([`Counts`], relaxed atomic adds), and
-//! a task of the space ([`report`]) hands the host its figures every [`REPORT_EVERY`]
-//! while the space is open (`agency_sdk::metrics`). With several spaces open in one
+//! What the transport tells the host's metrics (`agency run --metrics`) about itself:
+//! the events counted as they happen (`counts`) and its state now, which a task of the
+//! space ([`report`]) hands the host every [`REPORT_EVERY`] while the space is open
+//! (`agency_sdk::metrics`). With several spaces open in one
 //! process (tests), the host shows the latest report. A watching space reports only
 //! where it is ([`place`]), which `agency watch` prints.
 
@@ -20,28 +20,6 @@ use crate::{config::Config, link::Shared};
 
 /// How often a space reports its figures to the host.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
-
-/// Events of one space, counted as they happen.
-#[derive(Debug, Default)]
-pub struct Counts {
-    /// Connections lost and made again (to the same broker or another).
-    pub reconnects: AtomicU64,
-    /// Messages the broker confirmed.
-    pub confirmed: AtomicU64,
-    /// Messages the broker returned: no queue was bound to their recipient.
-    pub returned: AtomicU64,
-    /// Deliveries dropped as copies of one already delivered.
-    pub copies_dropped: AtomicU64,
-    /// Deliveries refused for their size or encoding.
-    pub refused: AtomicU64,
-}
-
-impl Counts {
-    /// Adds one to `count`.
-    pub fn one(count: &AtomicU64) {
-        count.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 /// Reports the space's figures every [`REPORT_EVERY`] until it closes, or until the
 /// host turns out not to take them.
