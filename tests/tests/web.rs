@@ -624,14 +624,17 @@ async fn the_health_view_plots_the_traffic_as_it_flows() {
             "{kind:?}: p50 {p50}"
         );
         let queued = browser
-            .eval(&value("#chart-mailbox li[data-series='in all']"))
+            .eval(&value("#chart-mailbox li[data-series=\"in all\"]"))
             .await;
         assert!(
             queued.as_str().is_some_and(|v| v.parse::<f64>().is_ok()),
             "{kind:?}: {queued}"
         );
         let before = browser.eval(points).await.as_u64().unwrap();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        for _ in 0..25 {
+            page.host.type_line("/Calculator.add a:1 b:2");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let after = browser.eval(points).await.as_u64().unwrap();
         assert!(
             after > before,

@@ -1,7 +1,7 @@
 //! What a space counts, for whoever shows it (`agency run --metrics`, `/stats`, the page).
 //!
 //! Invariant: **counting takes no lock and allocates nothing on a message's path**. An
-//! agent counts its own messages in its endpoint ([`AgentCounts`], relaxed atomics that
+//! agent counts its own messages in its endpoint (`AgentCounts`, relaxed atomics that
 //! only the threads handling that agent's traffic touch), and the space keeps, per agent
 //! type, what one agent's counts cannot hold: the durations of actions and requests
 //! (histograms with fixed buckets), dead letters, permission verdicts, errors by kind

@@ -729,13 +729,25 @@ function figure(value) {
   return value.toPrecision(3).replace(/\.?0+$/, '');
 }
 
-/** Draws `series` ([{name, points: [[at, value|null]]}]) over the last 5 minutes in the
+/** How far back the charts reach: since the first sample, from 30 s up to 5 minutes. */
+function span(now) {
+  const first = health.samples.length ? health.samples[0].at : now;
+  return Math.min(HEALTH_KEEP_MS, Math.max(30 * 1000, now - first));
+}
+
+/** A time span as the charts label it: `-45 s`, `-2.5 min`. */
+function ago(ms) {
+  return ms < 120 * 1000 ? `-${Math.round(ms / 1000)} s` : `-${figure(ms / 60000)} min`;
+}
+
+/** Draws `series` ([{name, points: [[at, value|null]]}]) over the last minutes in the
  *  figure `id`, with a legend of each series' latest value. */
 function chart(id, now, series) {
   const figureNode = $(id);
   const unit = figureNode.dataset.unit;
   const top = Math.max(1, ...series.flatMap((s) => s.points.map(([, v]) => v ?? 0))) * 1.1;
-  const x = (at) => LEFT + (W - LEFT - 4) * (1 - (now - at) / HEALTH_KEEP_MS);
+  const width = span(now);
+  const x = (at) => LEFT + (W - LEFT - 4) * (1 - (now - at) / width);
   const y = (v) => TOP + (H - TOP - BOTTOM) * (1 - v / top);
   const plot = svg('svg', { class: 'plot', viewBox: `0 0 ${W} ${H}`, role: 'img' });
   for (const fraction of [0, 0.5, 1]) {
@@ -743,8 +755,9 @@ function chart(id, now, series) {
     plot.append(svg('line', { class: 'grid', x1: LEFT, x2: W - 4, y1: at, y2: at }));
     plot.append(svg('text', { x: LEFT - 4, y: at + 3, 'text-anchor': 'end' }, figure(top * fraction)));
   }
-  for (const [label, ago] of [['-5 min', HEALTH_KEEP_MS], ['-2.5 min', HEALTH_KEEP_MS / 2], ['now', 0]]) {
-    plot.append(svg('text', { x: x(now - ago), y: H - 4, 'text-anchor': ago === 0 ? 'end' : 'middle' }, label));
+  for (const back of [width, width / 2, 0]) {
+    const anchor = back === width ? 'start' : back === 0 ? 'end' : 'middle';
+    plot.append(svg('text', { x: x(now - back), y: H - 4, 'text-anchor': anchor }, back ? ago(back) : 'now'));
   }
   const legend = el('ul', { class: 'legend' });
   series.forEach((s, i) => {
