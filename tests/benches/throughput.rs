@@ -4,7 +4,9 @@
 //! same agents are measured again while watched: a tap attached and drained on a thread
 //! of its own, as `agency run --watch` does; and while the web page (`agency run --web`)
 //! is open on its traffic view, read by a WebSocket client. And the same agents in a
-//! space that counts nothing (`Space::without_metrics`): what counting costs.
+//! space that counts nothing (`Space::without_metrics`): what counting costs. Then
+//! contention: 16 agents sending to one, and 16 to 16, beside 16 tokio tasks doing the
+//! same through channels.
 //!
 //! The binary uses mimalloc, as the `agency` binary does; the plugins keep the system
 //! allocator, as third-party plugins would.
@@ -119,6 +121,138 @@ fn main() {
         agency_flood / uncounted_flood,
         percentile(&agency_trips, 0.5) / percentile(&uncounted_trips, 0.5),
     );
+    for (name, trips) in [("agency", &agency_trips), ("reference", &reference_trips)] {
+        println!(
+            "round trip µs, {name}: p50 {:.1}, p90 {:.1}, p99 {:.1}, p99.9 {:.1}",
+            percentile(trips, 0.5),
+            percentile(trips, 0.9),
+            percentile(trips, 0.99),
+            percentile(trips, 0.999),
+        );
+    }
+    many_senders();
+}
+
+/// How many agents send at once in the contention case.
+const SENDERS: usize = 16;
+
+/// Contention: 16 agents flood one agent, then 16 agents flood one each, beside a tokio
+/// channel with 16 sending tasks (into one receiver, then into one each); medians of
+/// interleaved runs, each [`MESSAGES`] messages in all.
+fn many_senders() {
+    let space = agency_tests::open_space("local");
+    for n in 0..SENDERS {
+        space
+            .add(&AgentSpec::new("Bench", &format!("S{n}")))
+            .unwrap();
+        space
+            .add(&AgentSpec::new("Bench", &format!("R{n}")))
+            .unwrap();
+    }
+    let driver = space.add_foreground(&AgentSpec::untyped("many")).unwrap();
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    for _ in 0..ROUNDS {
+        runs[0].push(agency_many(&driver, |_| "R0".to_owned()));
+        runs[1].push(reference_many(false));
+        runs[2].push(agency_many(&driver, |n| format!("R{n}")));
+        runs[3].push(reference_many(true));
+    }
+    let [to_one, reference_to_one, to_each, reference_to_each] =
+        runs.map(|runs| percentile(&runs, 0.5));
+    space.destroy();
+    println!(
+        "{SENDERS} senders to 1: agency {to_one:.0} msg/s, reference {reference_to_one:.0} ({:.2}x); \
+         {SENDERS} to {SENDERS}: agency {to_each:.0}, reference {reference_to_each:.0} ({:.2}x)",
+        to_one / reference_to_one,
+        to_each / reference_to_each,
+    );
+}
+
+/// Agents `S0..S15` each flood `target(n)` with their share of [`MESSAGES`] at once;
+/// messages per second until every target counted every tick.
+fn agency_many(
+    driver: &agency_runtime::Foreground,
+    target: impl Fn(usize) -> String + Sync,
+) -> f64 {
+    let share = MESSAGES / SENDERS as u64;
+    let started = Instant::now();
+    let counted: u64 = std::thread::scope(|scope| {
+        let floods: Vec<_> = (0..SENDERS)
+            .map(|n| {
+                let (driver, to) = (driver.clone(), target(n));
+                scope.spawn(move || {
+                    let flood = json!({"to": format!("S{n}"), "action": {"name": "flood", "args": {"to": to, "count": share}}});
+                    let answer = driver.request(flood, Duration::from_secs(300)).unwrap();
+                    answer["received"].as_u64().unwrap()
+                })
+            })
+            .collect();
+        floods.into_iter().map(|f| f.join().unwrap()).sum()
+    });
+    // A target's count answers what arrived until then: the rest arrived after.
+    let rest: u64 = (0..SENDERS)
+        .map(target)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|to| {
+            let count = json!({"to": to, "action": {"name": "count", "args": {}}});
+            driver
+                .request(count, Duration::from_secs(60))
+                .unwrap()
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(counted + rest, share * SENDERS as u64);
+    (share * SENDERS as u64) as f64 / seconds
+}
+
+/// 16 tasks send their share of [`MESSAGES`] JSON bodies (encoded as they go) through
+/// unbounded tokio channels: all into one receiver, or (`each`) one receiver each, which
+/// decodes them; messages per second until every body was decoded.
+fn reference_many(each: bool) -> f64 {
+    let share = MESSAGES / SENDERS as u64;
+    runtime().block_on(async move {
+        let receivers = if each { SENDERS } else { 1 };
+        let (senders, receiving): (Vec<_>, Vec<_>) = (0..receivers)
+            .map(|_| tokio::sync::mpsc::unbounded_channel::<String>())
+            .unzip();
+        let started = Instant::now();
+        let decoders: Vec<_> = receiving
+            .into_iter()
+            .map(|mut rx| {
+                tokio::spawn(async move {
+                    let mut count = 0u64;
+                    while let Some(body) = rx.recv().await {
+                        let message: Message = serde_json::from_str(&body).unwrap();
+                        count += u64::from(message.action.name == "tick");
+                    }
+                    count
+                })
+            })
+            .collect();
+        let sending: Vec<_> = (0..SENDERS)
+            .map(|n| {
+                let tx = senders[n % receivers].clone();
+                tokio::spawn(async move {
+                    for k in 0..share {
+                        tx.send(tick_body(k)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(senders);
+        for task in sending {
+            task.await.unwrap();
+        }
+        let mut decoded = 0;
+        for decoder in decoders {
+            decoded += decoder.await.unwrap();
+        }
+        assert_eq!(decoded, share * SENDERS as u64);
+        decoded as f64 / started.elapsed().as_secs_f64()
+    })
 }
 
 /// Runs `measure` while a tap is attached to `space` and drained on a thread of its
