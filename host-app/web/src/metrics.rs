@@ -25,7 +25,7 @@
 use std::{collections::BTreeMap, fmt, net::SocketAddr, sync::Arc};
 
 use agency_protocol::spec::{PluginMetric, PluginMetrics};
-use agency_runtime::metrics::{HistogramSnapshot, Snapshot};
+use agency_runtime::metrics::{HistogramSnapshot, Snapshot, TypeSnapshot};
 use axum::{
     extract::{Request, State},
     http::{header, HeaderMap, StatusCode},
@@ -170,6 +170,93 @@ fn from_another_site(headers: &HeaderMap) -> bool {
     fetch_site || same_origin(headers) == Some(false)
 }
 
+/// A family with one number per agent type: its name, help, and the number.
+type PerType = (&'static str, &'static str, fn(&TypeSnapshot) -> u64);
+
+/// The per-type counters (`_total` is added on the wire).
+const PER_TYPE_COUNTERS: [PerType; 8] = [
+    (
+        "agency_messages_received",
+        "Messages delivered to the agents of a type (replies included).",
+        |t| t.counts.received,
+    ),
+    (
+        "agency_messages_handled",
+        "Messages the agents of a type finished handling.",
+        |t| t.counts.handled,
+    ),
+    (
+        "agency_messages_sent",
+        "Messages the agents of a type sent (replies included).",
+        |t| t.counts.sent,
+    ),
+    (
+        "agency_dead_letters",
+        "Messages of the agents of a type that no agent could receive.",
+        |t| t.dead_letters,
+    ),
+    (
+        "agency_request_timeouts",
+        "Requests of the agents of a type that got no reply in time.",
+        |t| t.request_timeouts,
+    ),
+    (
+        "agency_permission_questions",
+        "requested actions of the agents of a type that had to be allowed or refused.",
+        |t| t.permission_asked,
+    ),
+    (
+        "agency_permissions_allowed",
+        "requested actions of the agents of a type that were allowed.",
+        |t| t.permission_allowed,
+    ),
+    (
+        "agency_permissions_refused",
+        "requested actions of the agents of a type that were refused.",
+        |t| t.permission_asked - t.permission_allowed,
+    ),
+];
+
+/// The per-type gauges.
+const PER_TYPE_GAUGES: [PerType; 3] = [
+    (
+        "agency_agents",
+        "Agents of a type in the space on this host.",
+        |t| t.agents,
+    ),
+    (
+        "agency_mailbox_depth",
+        "Messages queued for the agents of a type, in all.",
+        |t| t.mailbox_sum,
+    ),
+    (
+        "agency_mailbox_depth_max",
+        "Messages queued for the one agent of a type with the most.",
+        |t| t.mailbox_max,
+    ),
+];
+
+/// A family with one histogram per agent type: its name, help, and the histogram.
+type PerTypeHistogram = (
+    &'static str,
+    &'static str,
+    fn(&TypeSnapshot) -> &HistogramSnapshot,
+);
+
+/// The per-type duration histograms (`_seconds` is added on the wire).
+const PER_TYPE_HISTOGRAMS: [PerTypeHistogram; 2] = [
+    (
+        "agency_action_duration",
+        "How long the actions of the agents of a type ran.",
+        |t| &t.action_seconds,
+    ),
+    (
+        "agency_request_duration",
+        "How long the requests of the agents of a type waited for their replies.",
+        |t| &t.request_seconds,
+    ),
+];
+
 /// The collector of one scrape: the values were read before encoding began.
 #[derive(Debug)]
 struct Scrape(Exposition);
@@ -177,28 +264,16 @@ struct Scrape(Exposition);
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let Exposition { space, .. } = &self.0;
-        let by_type = |value: fn(&agency_runtime::metrics::TypeSnapshot) -> u64| {
+        let by_type = |value: fn(&TypeSnapshot) -> u64| {
             space
                 .types
                 .iter()
                 .map(move |t| ([("type", t.name.clone())], value(t)))
         };
         let mut family = Family(&mut encoder);
-        family.counters(
-            "agency_messages_received",
-            "Messages delivered to the agents of a type (replies included).",
-            by_type(|t| t.counts.received),
-        )?;
-        family.counters(
-            "agency_messages_handled",
-            "Messages the agents of a type finished handling.",
-            by_type(|t| t.counts.handled),
-        )?;
-        family.counters(
-            "agency_messages_sent",
-            "Messages the agents of a type sent (replies included).",
-            by_type(|t| t.counts.sent),
-        )?;
+        for (name, help, value) in PER_TYPE_COUNTERS {
+            family.counters(name, help, by_type(value))?;
+        }
         family.counters(
             "agency_errors",
             "[error] replies the agents of a type sent, by error kind.",
@@ -208,62 +283,16 @@ impl Collector for Scrape {
                 })
             }),
         )?;
-        family.counters(
-            "agency_dead_letters",
-            "Messages of the agents of a type that no agent could receive.",
-            by_type(|t| t.dead_letters),
-        )?;
-        family.counters(
-            "agency_request_timeouts",
-            "Requests of the agents of a type that got no reply in time.",
-            by_type(|t| t.request_timeouts),
-        )?;
-        family.counters(
-            "agency_permission_questions",
-            "requested actions of the agents of a type that had to be allowed or refused.",
-            by_type(|t| t.permission_asked),
-        )?;
-        family.counters(
-            "agency_permissions_allowed",
-            "requested actions of the agents of a type that were allowed.",
-            by_type(|t| t.permission_allowed),
-        )?;
-        family.counters(
-            "agency_permissions_refused",
-            "requested actions of the agents of a type that were refused.",
-            by_type(|t| t.permission_asked - t.permission_allowed),
-        )?;
-        family.histograms(
-            "agency_action_duration",
-            "How long the actions of the agents of a type ran.",
-            space
+        for (name, help, histogram) in PER_TYPE_HISTOGRAMS {
+            let values = space
                 .types
                 .iter()
-                .map(|t| ([("type", t.name.clone())], &t.action_seconds)),
-        )?;
-        family.histograms(
-            "agency_request_duration",
-            "How long the requests of the agents of a type waited for their replies.",
-            space
-                .types
-                .iter()
-                .map(|t| ([("type", t.name.clone())], &t.request_seconds)),
-        )?;
-        family.gauges(
-            "agency_agents",
-            "Agents of a type in the space on this host.",
-            by_type(|t| t.agents),
-        )?;
-        family.gauges(
-            "agency_mailbox_depth",
-            "Messages queued for the agents of a type, in all.",
-            by_type(|t| t.mailbox_sum),
-        )?;
-        family.gauges(
-            "agency_mailbox_depth_max",
-            "Messages queued for the one agent of a type with the most.",
-            by_type(|t| t.mailbox_max),
-        )?;
+                .map(|t| ([("type", t.name.clone())], histogram(t)));
+            family.histograms(name, help, values)?;
+        }
+        for (name, help, value) in PER_TYPE_GAUGES {
+            family.gauges(name, help, by_type(value))?;
+        }
         let agents = || space.agents.iter();
         let agent_labels = |a: &agency_runtime::metrics::AgentSnapshot| {
             [("agent", a.id.clone()), ("type", a.type_name.clone())]
