@@ -258,11 +258,17 @@ pub fn plugins() -> &'static Plugins {
     })
 }
 
-/// Opens a space on `transport` from the real plugin libraries.
+/// Opens a space on `transport` (a [`plugin_of`] variant) from the real plugin libraries.
 pub fn open_space(transport: &str) -> Space {
     plugins()
-        .open_space(transport, &space_options(transport))
+        .open_space(plugin_of(transport), &space_options(transport))
         .expect("space opens")
+}
+
+/// The transport plugin of a variant the suites run on: `local`, `amqp`, or
+/// `amqp-per-host` (`amqp` with `queue_per = "host"`).
+pub fn plugin_of(variant: &str) -> &str {
+    variant.strip_suffix("-per-host").unwrap_or(variant)
 }
 
 /// The options that give a test a space of its own: on `amqp`, the test process's
@@ -270,12 +276,14 @@ pub fn open_space(transport: &str) -> Space {
 /// (queues are per vhost, so equal agent ids in two tests of one process would collide).
 pub fn space_options(transport: &str) -> Value {
     match transport {
-        "amqp" => {
+        "amqp" | "amqp-per-host" => {
             let name = unique_name("agency-test");
+            let queue_per = if transport == "amqp" { "agent" } else { "host" };
             serde_json::json!({
                 "url": broker::broker().url(),
                 "exchange": name,
                 "queue_prefix": format!("{name}."),
+                "queue_per": queue_per,
             })
         }
         _ => serde_json::json!({}),
@@ -297,7 +305,7 @@ pub fn unique_name(prefix: &str) -> String {
 pub fn open_space_with_wire(transport: &str) -> (Space, Wire) {
     let transport: Arc<dyn TransportSpace> = Arc::from(
         plugins()
-            .open_transport(transport, &space_options(transport))
+            .open_transport(plugin_of(transport), &space_options(transport))
             .expect("transport opens"),
     );
     let space = Space::open(
@@ -381,7 +389,7 @@ pub fn assert_lines(output: &str, expected: &[&str]) {
 }
 
 /// Instantiates `fn name(transport: &str)` tests once per transport, in a module per
-/// transport: `local::name`, `amqp::name`.
+/// transport variant: `local::name`, `amqp::name`, `amqp_per_host::name`.
 #[macro_export]
 macro_rules! for_each_transport {
     ($($test:ident),* $(,)?) => {
@@ -390,6 +398,9 @@ macro_rules! for_each_transport {
         }
         mod amqp {
             $( #[test] fn $test() { super::$test("amqp") } )*
+        }
+        mod amqp_per_host {
+            $( #[test] fn $test() { super::$test("amqp-per-host") } )*
         }
     };
 }

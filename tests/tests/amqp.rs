@@ -9,12 +9,13 @@ use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
 use agency_tests::{
     action, ask,
     broker::{
-        broker, close_connections_to, connections_to, host_config, publish_raw, ready_in_broker,
+        broker, close_connections_to, connections_to, host_config, publish_raw,
+        rabbitmqctl_in_vhost, ready_in_broker,
     },
     driver, plugins,
     process::{Host, START_PATIENCE},
     proxy::Proxy,
-    python, space_options, unique_name, with_options,
+    python, space_options, unique_name, wait_for_received, with_options,
 };
 use serde_json::{json, Value};
 
@@ -158,6 +159,124 @@ fn a_broker_side_close_of_every_connection_is_survived() {
     let exchange = options["exchange"].as_str().unwrap().to_owned();
     let close_all = || close_connections_to(&exchange);
     stream_survives(&sending, &receiving, close_all, close_all);
+}
+
+/// The same two faults with the agents on host queues (`queue_per = "host"`): the host's
+/// one consumer is restored with every agent's id and binding, and the stream still
+/// arrives exactly once, in order.
+#[test]
+fn host_queues_lose_and_duplicate_nothing_across_cuts_and_closes() {
+    let options = space_options("amqp-per-host");
+    let receiver_line = Proxy::to_broker();
+    let receiving = open(&options, json!({"url": receiver_line.amqp_url()}));
+    let sending = open(&options, json!({}));
+    let exchange = options["exchange"].as_str().unwrap().to_owned();
+    stream_survives(
+        &sending,
+        &receiving,
+        || {
+            assert!(
+                receiver_line.cut() >= 1,
+                "the consumer's connection was cut"
+            )
+        },
+        || close_connections_to(&exchange),
+    );
+}
+
+/// On host queues, an id is held against every other process: another host queue, an
+/// agent with queues of its own, either way; it is free again once removed. The host's
+/// agents share one durable queue (bound once per id and once for broadcasts, and gone
+/// once the space closes), and a broadcast reaches each of them once.
+#[test]
+fn a_host_queue_holds_its_ids_and_hands_each_agent_a_broadcast_once() {
+    struct Nowhere;
+    impl agency_sdk::transport::Inbound for Nowhere {
+        fn deliver(&self, _body: &str) {}
+    }
+    let sink = || std::sync::Arc::new(Nowhere);
+    let per_host = space_options("amqp-per-host");
+    let per_agent = with_options(&per_host, json!({"queue_per": "agent"}));
+    let transport = |options: &Value| plugins().open_transport("amqp", options).unwrap();
+    let (first, second, own) = (
+        transport(&per_host),
+        transport(&per_host),
+        transport(&per_agent),
+    );
+    first.attach("X", sink()).unwrap();
+    for other in [&second, &own] {
+        let error = other.attach("X", sink()).unwrap_err();
+        assert!(error.contains("Agent 'X' already exists"), "{error}");
+    }
+    own.attach("Y", sink()).unwrap();
+    let error = first.attach("Y", sink()).unwrap_err();
+    assert!(
+        error.contains("Agent 'Y' already exists: another process holds its queue"),
+        "{error}"
+    );
+    first.detach("X");
+    second.attach("X", sink()).unwrap();
+    for space in [first, second, own] {
+        space.close();
+    }
+
+    let per_host = space_options("amqp-per-host");
+    let space = open(&per_host, json!({}));
+    let ids: Vec<String> = (0..20).map(|n| format!("A{n}")).collect();
+    let agents: Vec<_> = ids.iter().map(|id| driver(&space, id)).collect();
+    let prefix = per_host["queue_prefix"].as_str().unwrap();
+    let durable = || {
+        let listing = rabbitmqctl_in_vhost(
+            "list_queues",
+            &["-q", "--no-table-headers", "name", "durable"],
+        );
+        listing
+            .lines()
+            .filter(|line| line.starts_with(prefix) && line.ends_with("\ttrue"))
+            .map(|line| line.split('\t').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let queues = durable();
+    assert_eq!(
+        queues.len(),
+        1,
+        "one durable queue for the host: {queues:?}"
+    );
+    let bindings = rabbitmqctl_in_vhost(
+        "list_bindings",
+        &[
+            "-q",
+            "--no-table-headers",
+            "destination_name",
+            "routing_key",
+        ],
+    );
+    let keys: Vec<&str> = bindings
+        .lines()
+        .filter_map(|line| line.strip_prefix(&format!("{}\t", queues[0])))
+        .filter(|key| *key != queues[0]) // the default exchange's binding
+        .collect();
+    assert_eq!(keys.len(), ids.len() + 1, "{keys:?}");
+    assert!(
+        keys.contains(&"__broadcast__") && keys.contains(&"A7"),
+        "{keys:?}"
+    );
+    // A copy would be in the host queue before the next broadcast: one note each.
+    agents[0].send(action("*", "note", json!({}))).unwrap();
+    agents[0].send(action("*", "end", json!({}))).unwrap();
+    for agent in &agents {
+        wait_for_received(agent, |m| m.action.name == "end");
+        let received = agent.received();
+        let notes = received.iter().filter(|m| m.action.name == "note");
+        assert_eq!(notes.count(), 1, "{received:#?}");
+    }
+    drop(agents);
+    space.destroy();
+    assert_eq!(
+        durable(),
+        Vec::<String>::new(),
+        "the host queue goes with the space"
+    );
 }
 
 #[test]
@@ -372,13 +491,29 @@ fn a_slow_agent_leaves_the_backlog_in_the_broker() {
 /// agent's action from inside its own.
 #[test]
 fn rust_and_python_agency_agents_share_one_space() {
+    python_and_rust_share_a_space("agent");
+}
+
+/// The same with the Rust agents on one host queue (`queue_per = "host"`): the wire is
+/// unchanged, and an id a Python agent holds is refused to a Rust agent.
+#[test]
+fn rust_agents_on_a_host_queue_and_python_agency_agents_share_one_space() {
+    python_and_rust_share_a_space("host");
+}
+
+fn python_and_rust_share_a_space(queue_per: &str) {
     let exchange = unique_name("agency-test-python");
     let (py, rust) = (format!("py-{exchange}"), format!("rust-{exchange}"));
     let (mut python, python_err) = python::start_agent(&exchange, &py);
-    let mut host = Host::start(
-        &host_config(&exchange, "console", &[("Receiver", &rust)]),
-        &[],
-    );
+    let config = |console: &str, agents: &[(&str, &str)]| {
+        host_config(&exchange, console, agents).replace(
+            "[transports.amqp]\n",
+            &format!("[transports.amqp]\nqueue_per = \"{queue_per}\"\n"),
+        )
+    };
+    // Queue names are per vhost: ids unique to the test.
+    let console = format!("console-{exchange}");
+    let mut host = Host::start(&config(&console, &[("Receiver", &rust)]), &[]);
     host.type_line(&format!("/{py}.shout text:\"hello from rust\""));
     host.stdout.wait_for(&format!("{py}: HELLO FROM RUST"));
     host.type_line(&format!("/{py}.ask to:\"{rust}\""));
@@ -395,6 +530,15 @@ fn rust_and_python_agency_agents_share_one_space() {
     ));
     // (lapin's own warning about every returned message is not shown by default.)
     assert!(!host.stderr.contents().contains("returned us"));
+    // A Rust host that would take the Python agent's id is refused it.
+    let taker = Host::start(
+        &config(&format!("taker-{exchange}"), &[("Receiver", &py)]),
+        &[],
+    );
+    taker
+        .stderr
+        .wait_for(&format!("Agent '{py}' already exists"));
+    drop(taker);
     host.type_line(&format!("/{py}.shout text:\"still here\""));
     let stdout = host.stdout.wait_for(&format!("{py}: STILL HERE"));
     drop(python.stdin.take());

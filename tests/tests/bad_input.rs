@@ -7,8 +7,8 @@ use std::sync::Arc;
 use agency_sdk::transport::{Inbound, TransportSpace};
 use agency_tests::{
     action, ask, assert_nothing_else_received, driver, for_each_transport, foreign_library,
-    library_name, library_path, open_space, open_space_with_wire, plugins_folder_with, scratch_dir,
-    space_options, PATIENCE,
+    library_name, library_path, open_space, open_space_with_wire, plugin_of, plugins_folder_with,
+    scratch_dir, space_options, PATIENCE,
 };
 use serde_json::{json, Value};
 
@@ -214,7 +214,7 @@ fn duplicate_attach_is_refused_by_the_transport_too(transport: &str) {
         fn deliver(&self, _body: &str) {}
     }
     let transport = agency_tests::plugins()
-        .open_transport(transport, &space_options(transport))
+        .open_transport(plugin_of(transport), &space_options(transport))
         .unwrap();
     transport.attach("Twice", Arc::new(Nowhere)).unwrap();
     let error = transport.attach("Twice", Arc::new(Nowhere)).unwrap_err();

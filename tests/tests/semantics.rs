@@ -11,8 +11,8 @@ use std::{
 
 use agency_runtime::{AgentSpec, Space, SpaceError, MAILBOX_LIMIT, MAX_ID_BYTES};
 use agency_tests::{
-    action, ask, assert_nothing_else_received, driver, for_each_transport, open_space, plugins,
-    unique_name, wait_for_received, PATIENCE,
+    action, ask, assert_nothing_else_received, driver, for_each_transport, open_space, plugin_of,
+    plugins, space_options, unique_name, wait_for_received, PATIENCE,
 };
 use serde_json::{json, Value};
 
@@ -432,14 +432,17 @@ fn id_validation(transport: &str) {
     let longest = format!("{name}{}", "é".repeat((MAX_ID_BYTES - name.len()) / 2));
     let longest = format!("{longest}{}", "x".repeat(MAX_ID_BYTES - longest.len()));
     assert_eq!(longest.len(), MAX_ID_BYTES);
-    let options = match transport {
+    let options = match plugin_of(transport) {
         "amqp" => serde_json::json!({
             "url": agency_tests::broker::broker().url(),
             "exchange": unique_name("agency-test-ids"),
+            "queue_per": space_options(transport)["queue_per"],
         }),
         _ => serde_json::json!({}),
     };
-    let unprefixed = plugins().open_space(transport, &options).unwrap();
+    let unprefixed = plugins()
+        .open_space(plugin_of(transport), &options)
+        .unwrap();
     let agent = unprefixed
         .add_foreground(&AgentSpec::untyped(&longest))
         .unwrap();

@@ -37,6 +37,7 @@ struct Keys {
     connect_timeout_secs: Option<u64>,
     dedup_window: Option<usize>,
     queue_type: Option<QueueType>,
+    queue_per: Option<QueuePer>,
     watch: Option<bool>,
 }
 
@@ -51,6 +52,20 @@ pub enum QueueType {
     /// Replicated on a majority of the cluster's nodes (RabbitMQ's `x-queue-type:
     /// quorum`): its messages outlive the loss of a minority of them.
     Quorum,
+}
+
+/// Which queues receive an agent's messages (`queue_per`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueuePer {
+    /// Two queues of its own per agent, `<id>` and `<id>-broadcast`, each with its
+    /// consumer, as Python Agency's agents have.
+    #[default]
+    Agent,
+    /// One queue for all the agents of a host process, bound with each agent's id as a
+    /// routing key and once with `__broadcast__`; each agent holds its id with an
+    /// exclusive queue `<id>` of the connection (see `host_queue`).
+    Host,
 }
 
 /// A complete, validated transport configuration.
@@ -81,6 +96,8 @@ pub struct Config {
     pub dedup_window: usize,
     /// What the agents' queues are declared as.
     pub queue_type: QueueType,
+    /// Whether each agent has queues of its own or the host's agents share one.
+    pub queue_per: QueuePer,
     /// Open a read-only space that receives copies of all traffic (`agency watch`).
     pub watch: bool,
 }
@@ -183,6 +200,7 @@ impl Config {
             connect_timeout,
             dedup_window: positive(keys.dedup_window, 65_536, "dedup_window")?,
             queue_type: keys.queue_type.unwrap_or_default(),
+            queue_per: keys.queue_per.unwrap_or_default(),
             watch: keys.watch.unwrap_or(false),
         })
     }
@@ -227,6 +245,16 @@ impl Config {
     /// (which take more than one `exclusive` consumer).
     pub fn owner_queue(&self, agent_id: &str) -> String {
         format!("{}{agent_id}-owner", self.queue_prefix)
+    }
+
+    /// A new name for the queue of one host process (`queue_per = "host"`): random, so
+    /// two processes never share one.
+    pub fn host_queue(&self) -> String {
+        format!(
+            "{}agency-host-{}",
+            self.queue_prefix,
+            uuid::Uuid::new_v4().simple()
+        )
     }
 
     /// The queue that receives broadcasts for `agent_id`.
@@ -356,6 +384,11 @@ mod tests {
         assert_eq!(quorum.queue_type, QueueType::Quorum);
         let error = config(r#"{"queue_type": "stream"}"#, &[]).unwrap_err();
         assert!(error.contains("unknown variant `stream`"), "{error}");
+        assert_eq!(config("{}", &[]).unwrap().queue_per, QueuePer::Agent);
+        let per_host = config(r#"{"queue_per": "host"}"#, &[]).unwrap();
+        assert_eq!(per_host.queue_per, QueuePer::Host);
+        let error = config(r#"{"queue_per": "space"}"#, &[]).unwrap_err();
+        assert!(error.contains("unknown variant `space`"), "{error}");
     }
 
     #[test]

@@ -168,16 +168,8 @@ async fn open(
 ) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
     let id = inbox.agent_id.as_str();
-    let mut arguments = FieldTable::default();
-    let expires = config.queue_expires.as_millis().min(u32::MAX as u128) as u32;
-    arguments.insert("x-expires".into(), AMQPValue::LongUInt(expires));
+    let arguments = queue_arguments(config);
     let quorum = config.queue_type == QueueType::Quorum;
-    if quorum {
-        arguments.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-    }
     let (direct, broadcast) = (config.direct_queue(id), config.broadcast_queue(id));
     let owner = config.owner_queue(id);
     // A quorum queue takes a second `exclusive` consumer: the id is held by an exclusive
@@ -270,9 +262,24 @@ async fn open(
     Ok(channel)
 }
 
+/// The arguments of the queues that receive messages: their expiry once unused, and
+/// their type.
+pub fn queue_arguments(config: &Config) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    let expires = config.queue_expires.as_millis().min(u32::MAX as u128) as u32;
+    arguments.insert("x-expires".into(), AMQPValue::LongUInt(expires));
+    if config.queue_type == QueueType::Quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    arguments
+}
+
 /// Of the errors of a failed set-up, the broker's reason (a protocol error) if there is
 /// one, else the first.
-fn the_reason(errors: impl IntoIterator<Item = lapin::Error>) -> lapin::Error {
+pub fn the_reason(errors: impl IntoIterator<Item = lapin::Error>) -> lapin::Error {
     let mut errors = errors.into_iter().peekable();
     let first = errors.peek().cloned();
     errors
@@ -287,7 +294,7 @@ fn the_reason(errors: impl IntoIterator<Item = lapin::Error>) -> lapin::Error {
 /// Kept apart from the transport's own runtime (publishing, reconnection): a delivery
 /// may wait for room in a full mailbox, and must never hold back the publisher that the
 /// agent it waits for may itself be waiting on.
-fn deliveries() -> &'static tokio::runtime::Runtime {
+pub fn deliveries() -> &'static tokio::runtime::Runtime {
     static DELIVERIES: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     DELIVERIES.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -357,18 +364,10 @@ async fn consume(
 ) {
     let mut held_back = false;
     while let Some(Ok(delivery)) = consumer.next().await {
-        let _turn = inbox.turn.lock().await;
-        if !channel.status().connected() {
+        if !inbox.hand_over(&delivery, &channel, &mut held_back).await {
             // Its connection is gone: the broker delivers it again to the new consumer.
             break;
         }
-        let started = Instant::now();
-        if held_back {
-            tokio::task::block_in_place(|| inbox.receive(&delivery));
-        } else {
-            inbox.receive(&delivery);
-        }
-        held_back = started.elapsed() > WAITED;
         // A failed ack means the connection is gone: the broker will deliver the message
         // again after reconnection, and `RecentIds` drops that copy.
         acks.spawn(async move {
@@ -380,6 +379,32 @@ async fn consume(
             agent_id: inbox.agent_id.clone(),
             channel_id: channel.id(),
         });
+    }
+}
+
+impl Inbox {
+    /// Hands over one `delivery` that came on `channel`, under the inbox's `turn`, unless
+    /// that channel is closed (false: the broker delivers it again on the new one). One
+    /// that had to wait for room sets `held_back`, and the next runs under
+    /// `block_in_place` (see [`consume`]).
+    pub async fn hand_over(
+        &self,
+        delivery: &Delivery,
+        channel: &Channel,
+        held_back: &mut bool,
+    ) -> bool {
+        let _turn = self.turn.lock().await;
+        if !channel.status().connected() {
+            return false;
+        }
+        let started = Instant::now();
+        if *held_back {
+            tokio::task::block_in_place(|| self.receive(delivery));
+        } else {
+            self.receive(delivery);
+        }
+        *held_back = started.elapsed() > WAITED;
+        true
     }
 }
 

@@ -49,6 +49,7 @@
 pub mod config;
 mod consumer;
 mod counts;
+mod host_queue;
 mod link;
 mod publisher;
 mod session;

@@ -18,6 +18,7 @@ use std::{
 };
 
 use agency_sdk::transport::sender_of;
+use futures_util::StreamExt;
 use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, watch, Mutex};
 
@@ -25,11 +26,15 @@ use crate::{
     config::Config,
     consumer::{self, Cancelled, Inbox},
     counts::Counts,
+    host_queue::HostQueue,
     session::{self, LossReports},
 };
 
 /// How long a reconnecting agent waits for the broker to drop its old consumers.
 const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
+/// How many agents of a host queue claim their ids at once after a reconnection (each on
+/// a short-lived channel: far fewer than a connection's `channel_max`).
+const CONCURRENT_CLAIMS: usize = 64;
 
 /// What the space's tasks share.
 pub struct Shared {
@@ -49,6 +54,8 @@ pub struct Shared {
     pub losses: LossReports,
     /// What the space counts about itself.
     pub counts: Arc<Counts>,
+    /// The queue the agents share, with `queue_per = "host"`.
+    pub host: Option<Arc<HostQueue>>,
 }
 
 impl Shared {
@@ -90,6 +97,8 @@ pub struct Link {
     /// Agents being attached: their ids are taken and a channel is kept for each, while
     /// their queues are declared without the lock (so agents attach in parallel).
     pub joining: HashSet<String>,
+    /// The channel consuming the host queue (`queue_per = "host"`), while connected.
+    pub host_channel: Option<Channel>,
 }
 
 /// A connection and how many agents' channels it carries.
@@ -110,6 +119,7 @@ impl Link {
     /// attached), and answers the connections, to be closed.
     pub fn disconnect(&mut self) -> Vec<Arc<Connection>> {
         self.agents.values_mut().for_each(|s| s.channel = None);
+        self.host_channel = None;
         self.generation += 1;
         self.connections.drain(..).map(|p| p.connection).collect()
     }
@@ -179,18 +189,21 @@ impl Link {
     /// first.
     ///
     /// The broker may not have noticed yet that the old connections are gone and still
-    /// hold their exclusive consumers: a refused subscription is retried for
-    /// [`TAKEOVER_GRACE`], then reported (another process took the id) and the agent is
-    /// left without a channel. Any other failure means the connections are bad.
+    /// hold their exclusive consumers (or id-holding queues): a refused subscription is
+    /// retried for [`TAKEOVER_GRACE`], then reported (another process took the id) and the
+    /// agent is left without a channel. Any other failure means the connections are bad.
     pub async fn restore(
         &mut self,
         shared: &Shared,
         primary: Arc<Connection>,
     ) -> Result<(), String> {
         self.connections = vec![Pooled {
-            connection: primary,
+            connection: primary.clone(),
             channels: 0,
         }];
+        if let Some(host) = &shared.host {
+            return self.restore_host(shared, host, &primary).await;
+        }
         let ids: Vec<String> = self.agents.keys().cloned().collect();
         for id in ids {
             let inbox = self.agents[&id].inbox.clone();
@@ -205,10 +218,7 @@ impl Link {
                         continue;
                     }
                     Err(SubscribeError::Broker(error)) if consumer::is_duplicate(&error) => {
-                        tracing::error!(
-                            agent = %id,
-                            "another process took this agent's id while the connection was down; it no longer receives messages"
-                        )
+                        id_taken(&id)
                     }
                     Err(error) => return Err(error.to_string()),
                 }
@@ -217,6 +227,62 @@ impl Link {
         }
         Ok(())
     }
+
+    /// [`Link::restore`] with a host queue: consumes it again, then claims every agent's
+    /// id and binding again, [`CONCURRENT_CLAIMS`] at a time. An agent whose id another
+    /// process took meanwhile loses its binding, so the host queue stops receiving its
+    /// messages.
+    async fn restore_host(
+        &mut self,
+        shared: &Shared,
+        host: &Arc<HostQueue>,
+        connection: &Connection,
+    ) -> Result<(), String> {
+        let config = &shared.config;
+        let losses = shared.losses.clone();
+        let channel = host
+            .subscribe(config, connection, self.generation, losses)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.host_channel = Some(channel);
+        let claim = |id: String| async move {
+            let deadline = Instant::now() + TAKEOVER_GRACE;
+            loop {
+                match host.claim(config, connection, &id).await {
+                    Err(error) if consumer::is_duplicate(&error) && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    claimed => return (id, claimed),
+                }
+            }
+        };
+        let claims: Vec<_> = futures_util::stream::iter(self.agents.keys().cloned())
+            .map(claim)
+            .buffer_unordered(CONCURRENT_CLAIMS)
+            .collect()
+            .await;
+        for (id, claimed) in claims {
+            match claimed {
+                Ok(()) => {}
+                Err(error) if consumer::is_duplicate(&error) => {
+                    id_taken(&id);
+                    host.unroute(&id);
+                    // The binding goes; the other process's queue holding the id stays.
+                    let _ = host.release(config, connection, &id).await;
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reports an agent whose id another process took while the connection was down.
+fn id_taken(id: &str) {
+    tracing::error!(
+        agent = %id,
+        "another process took this agent's id while the connection was down; it no longer receives messages"
+    )
 }
 
 /// Why an agent could not be subscribed.

@@ -24,8 +24,9 @@ use tokio::{
 };
 
 use crate::{
-    config::{Config, QueueType},
+    config::{Config, QueuePer, QueueType},
     consumer::{self, CancelReports, Inbox},
+    host_queue::HostQueue,
     link::{self, Link, Pooled, Shared, SubscribeError, Subscription},
     publisher::{self, Outgoing},
     session, stats,
@@ -67,6 +68,21 @@ impl AmqpSpace {
         tracing::info!(broker = %config.broker(live.broker), exchange = %config.exchange, "connected to the AMQP broker");
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let (losses, lost) = mpsc::unbounded_channel();
+        let host = (config.queue_per == QueuePer::Host).then(|| Arc::new(HostQueue::new(&config)));
+        let host_channel = match &host {
+            Some(host) => {
+                let subscribed = host.subscribe(&config, &live.connection, 0, losses.clone());
+                let channel = runtime.block_on(subscribed).map_err(|e| {
+                    format!(
+                        "cannot declare the host queue {:?} on {}: {e}",
+                        host.name,
+                        config.broker(live.broker)
+                    )
+                })?;
+                Some(channel)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             connection: watch::Sender::new(Some(live.connection.clone())),
             broker: AtomicUsize::new(live.broker),
@@ -78,12 +94,14 @@ impl AmqpSpace {
                 generation: 0,
                 agents: HashMap::new(),
                 joining: HashSet::new(),
+                host_channel,
             }),
             config,
             unconfirmed: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             losses,
             counts: Arc::default(),
+            host,
         });
         let _guard = runtime.enter();
         session::monitor(live, 0, shared.losses.clone());
@@ -141,6 +159,147 @@ impl AmqpSpace {
         }
     }
 
+    /// The error for an agent whose connection was lost while it was being added.
+    fn lost(&self, agent_id: &str) -> String {
+        format!(
+            "cannot add agent '{agent_id}': the connection to the AMQP broker at {} was \
+             lost; try again",
+            self.shared.broker()
+        )
+    }
+
+    /// The error for an agent the broker would not subscribe.
+    fn cannot_add(&self, agent_id: &str, error: SubscribeError) -> String {
+        let config = &self.shared.config;
+        match error {
+            SubscribeError::Broker(error) if consumer::is_duplicate(&error) => format!(
+                "{}: another process {} its queue {:?} on {}",
+                duplicate_id(agent_id),
+                if self.shared.host.is_some() {
+                    "holds"
+                } else {
+                    "consumes"
+                },
+                config.direct_queue(agent_id),
+                self.shared.broker()
+            ),
+            SubscribeError::Broker(error) if consumer::is_inequivalent(&error) => format!(
+                "cannot add agent '{agent_id}' on {}: its queues exist with other settings \
+                 ({error}); use the `queue_type` and `queue_expires_secs` they were made \
+                 with, or delete them (`rabbitmqctl delete_queue`) once no process uses them",
+                self.shared.broker()
+            ),
+            error => format!(
+                "cannot add agent '{agent_id}' on {}: {error}",
+                self.shared.broker()
+            ),
+        }
+    }
+
+    /// Takes `agent_id` in the link while it is added, refusing a duplicate; answers the
+    /// link's generation. The lock is held to check the id, not across the broker round
+    /// trips: agents attach in parallel.
+    fn join(link: &mut Link, agent_id: &str) -> Result<u64, String> {
+        if link.agents.contains_key(agent_id) || link.joining.contains(agent_id) {
+            return Err(duplicate_id(agent_id));
+        }
+        link.joining.insert(agent_id.to_owned());
+        Ok(link.generation)
+    }
+
+    /// Adds an agent with queues, consumers and a channel of its own.
+    async fn attach_with_own_queues(
+        &self,
+        agent_id: &str,
+        sink: Arc<dyn Inbound>,
+    ) -> Result<(), String> {
+        let config = &self.shared.config;
+        let (connection, index, generation) = {
+            let mut link = self.shared.link.lock().await;
+            if link.connections.is_empty() {
+                return Err(self.lost(agent_id));
+            }
+            let generation = Self::join(&mut link, agent_id)?;
+            match link.place(&self.shared).await {
+                Ok((connection, index)) => (connection, index, generation),
+                Err(error) => {
+                    link.joining.remove(agent_id);
+                    return Err(self.cannot_add(agent_id, error));
+                }
+            }
+        };
+        let inbox = self.inbox(agent_id, sink);
+        let subscribed = consumer::subscribe(config, &connection, &inbox).await;
+        let mut link = self.shared.link.lock().await;
+        link.joining.remove(agent_id);
+        let current = link.generation == generation;
+        match subscribed {
+            Ok(channel) if current => {
+                let channel = Some((channel, index));
+                link.agents
+                    .insert(agent_id.to_owned(), Subscription { inbox, channel });
+                Ok(())
+            }
+            // Reconnected (or closed) meanwhile: that channel's connection is gone.
+            Ok(_) => Err(self.lost(agent_id)),
+            Err(error) => {
+                if current {
+                    link.unplace(index);
+                }
+                Err(self.cannot_add(agent_id, SubscribeError::Broker(error)))
+            }
+        }
+    }
+
+    /// Adds an agent to the host queue: routes its deliveries, then claims its id and
+    /// binding (see [`crate::host_queue`]).
+    async fn attach_to_host(
+        &self,
+        host: &HostQueue,
+        agent_id: &str,
+        sink: Arc<dyn Inbound>,
+    ) -> Result<(), String> {
+        let (connection, generation) = {
+            let mut link = self.shared.link.lock().await;
+            let Some(pooled) = link.connections.first() else {
+                return Err(self.lost(agent_id));
+            };
+            let connection = pooled.connection.clone();
+            (connection, Self::join(&mut link, agent_id)?)
+        };
+        let inbox = self.inbox(agent_id, sink);
+        host.route(agent_id, inbox.clone());
+        let claimed = host.claim(&self.shared.config, &connection, agent_id).await;
+        let mut link = self.shared.link.lock().await;
+        link.joining.remove(agent_id);
+        let current = link.generation == generation;
+        match claimed {
+            Ok(()) if current => {
+                let channel = None;
+                link.agents
+                    .insert(agent_id.to_owned(), Subscription { inbox, channel });
+                return Ok(());
+            }
+            _ => host.unroute(agent_id),
+        }
+        match claimed {
+            // Reconnected (or closed) meanwhile: the claim went with that connection.
+            Ok(()) => Err(self.lost(agent_id)),
+            Err(error) => Err(self.cannot_add(agent_id, SubscribeError::Broker(error))),
+        }
+    }
+
+    /// A new inbox for `agent_id`'s deliveries.
+    fn inbox(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Arc<Inbox> {
+        Arc::new(Inbox::new(
+            agent_id,
+            sink,
+            &self.shared.config,
+            self.cancel_reports.clone(),
+            self.shared.counts.clone(),
+        ))
+    }
+
     fn closed_error(&self) -> String {
         "the amqp space is closed".into()
     }
@@ -157,31 +316,6 @@ impl TransportSpace for AmqpSpace {
                 queue.len()
             ));
         }
-        let lost = || {
-            format!(
-                "cannot add agent '{agent_id}': the connection to the AMQP broker at {} was \
-                 lost; try again",
-                self.shared.broker()
-            )
-        };
-        let cannot_add = |error: SubscribeError| match error {
-            SubscribeError::Broker(error) if consumer::is_duplicate(&error) => format!(
-                "{}: another process consumes its queue {:?} on {}",
-                duplicate_id(agent_id),
-                config.direct_queue(agent_id),
-                self.shared.broker()
-            ),
-            SubscribeError::Broker(error) if consumer::is_inequivalent(&error) => format!(
-                "cannot add agent '{agent_id}' on {}: its queues exist with other settings \
-                 ({error}); use the `queue_type` and `queue_expires_secs` they were made \
-                 with, or delete them (`rabbitmqctl delete_queue`) once no process uses them",
-                self.shared.broker()
-            ),
-            error => format!(
-                "cannot add agent '{agent_id}' on {}: {error}",
-                self.shared.broker()
-            ),
-        };
         runtime().block_on(async {
             // While reconnecting, wait (up to the connect timeout) for the connection.
             let mut connected = self.shared.connection.subscribe();
@@ -196,46 +330,9 @@ impl TransportSpace for AmqpSpace {
                     self.shared.broker()
                 ));
             }
-            // The lock is held to check the id and keep a channel, not across the broker
-            // round trips: agents attach in parallel.
-            let (connection, index, generation) = {
-                let mut link = self.shared.link.lock().await;
-                if link.agents.contains_key(agent_id) || link.joining.contains(agent_id) {
-                    return Err(duplicate_id(agent_id));
-                }
-                if link.connections.is_empty() {
-                    return Err(lost());
-                }
-                let (connection, index) = link.place(&self.shared).await.map_err(&cannot_add)?;
-                link.joining.insert(agent_id.to_owned());
-                (connection, index, link.generation)
-            };
-            let inbox = Arc::new(Inbox::new(
-                agent_id,
-                sink,
-                config,
-                self.cancel_reports.clone(),
-                self.shared.counts.clone(),
-            ));
-            let subscribed = consumer::subscribe(config, &connection, &inbox).await;
-            let mut link = self.shared.link.lock().await;
-            link.joining.remove(agent_id);
-            let current = link.generation == generation;
-            match subscribed {
-                Ok(channel) if current => {
-                    let channel = Some((channel, index));
-                    link.agents
-                        .insert(agent_id.to_owned(), Subscription { inbox, channel });
-                    Ok(())
-                }
-                // Reconnected (or closed) meanwhile: that channel's connection is gone.
-                Ok(_) => Err(lost()),
-                Err(error) => {
-                    if current {
-                        link.unplace(index);
-                    }
-                    Err(cannot_add(SubscribeError::Broker(error)))
-                }
+            match &self.shared.host {
+                Some(host) => self.attach_to_host(host, agent_id, sink).await,
+                None => self.attach_with_own_queues(agent_id, sink).await,
             }
         })
     }
@@ -244,6 +341,23 @@ impl TransportSpace for AmqpSpace {
         let config = &self.shared.config;
         let removal = async {
             let mut link = self.shared.link.lock().await;
+            if let Some(host) = &self.shared.host {
+                if link.agents.remove(agent_id).is_none() {
+                    return;
+                }
+                host.unroute(agent_id);
+                // Disconnected: its binding is left on the host queue, where deliveries
+                // for an id no longer attached are dropped.
+                let Some(connection) = link.connections.first().map(|p| p.connection.clone())
+                else {
+                    return;
+                };
+                drop(link);
+                if let Err(error) = host.release(config, &connection, agent_id).await {
+                    tracing::warn!(agent = %agent_id, %error, "cannot remove the agent's binding");
+                }
+                return;
+            }
             let removed = link.agents.remove(agent_id).and_then(|s| s.channel);
             let Some((channel, _)) = &removed else {
                 return;
@@ -315,6 +429,16 @@ impl TransportSpace for AmqpSpace {
                     broker = %self.shared.broker(),
                     "closing with {left} messages the broker has not confirmed; they may be lost"
                 );
+            }
+            if let Some(host) = &self.shared.host {
+                let primary = self.shared.connection.borrow().clone();
+                if let Some(connection) = primary {
+                    let deleted = host.delete(&connection);
+                    let limit = self.shared.config.connect_timeout;
+                    if !matches!(tokio::time::timeout(limit, deleted).await, Ok(Ok(()))) {
+                        tracing::warn!(queue = %host.name, "cannot delete the host queue; it expires unused");
+                    }
+                }
             }
             let connections = self.shared.link.lock().await.disconnect();
             for connection in connections {
