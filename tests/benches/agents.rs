@@ -41,7 +41,7 @@ const AMQP_ADDERS: usize = 32;
 const QUORUM_ADDERS: usize = 4;
 
 /// Each run: the contender and its number of agents.
-const RUNS: [(&str, usize); 9] = [
+const RUNS: [(&str, usize); 13] = [
     ("local", 1_000),
     ("kameo", 1_000),
     ("local", 10_000),
@@ -52,6 +52,10 @@ const RUNS: [(&str, usize); 9] = [
     ("amqp", 10_000),
     // More stall the tests' broker (docs/scaling.md).
     ("amqp-quorum", 100),
+    ("amqp-per-host", 1_000),
+    ("amqp-per-host", 10_000),
+    ("amqp-per-host-quorum", 10_000),
+    ("amqp-per-host", 100_000),
 ];
 
 /// What one run measured.
@@ -132,7 +136,9 @@ fn main() {
             "kameo" => "reference: kameo actors",
             "local" => "agency local",
             "amqp" => "agency amqp (classic)",
-            _ => "agency amqp (quorum)",
+            "amqp-quorum" => "agency amqp (quorum)",
+            "amqp-per-host" => "agency amqp (host queue)",
+            _ => "agency amqp (host queue, quorum)",
         };
         let broker = figures
             .broker_kib_per_agent
@@ -175,7 +181,8 @@ fn in_fresh_process(contender: &str, n: usize) -> Figures {
     }
 }
 
-/// N Calculator agents on `contender` (`local`, `amqp`, or `amqp-quorum`: quorum queues),
+/// N Calculator agents on `contender` (`local`; `amqp`, or `amqp-quorum`: quorum queues;
+/// `amqp-per-host` or `amqp-per-host-quorum`: one queue for all, `queue_per = "host"`),
 /// one `add` request each.
 fn agency_run(contender: &str, n: usize) -> Figures {
     let transport = if contender == "local" {
@@ -183,8 +190,9 @@ fn agency_run(contender: &str, n: usize) -> Figures {
     } else {
         "amqp"
     };
-    let mut options = space_options(transport);
-    if contender == "amqp-quorum" {
+    let per_host = contender.starts_with("amqp-per-host");
+    let mut options = space_options(if per_host { "amqp-per-host" } else { transport });
+    if contender.ends_with("quorum") {
         options["queue_type"] = "quorum".into();
     }
     let space = plugins().open_space(transport, &options).unwrap();
@@ -199,7 +207,7 @@ fn agency_run(contender: &str, n: usize) -> Figures {
     let ids: Vec<String> = (0..n).map(|i| format!("calc-{i}")).collect();
     // An amqp add waits for broker round trips: the agents are added from many threads.
     let adders = match contender {
-        "amqp" => AMQP_ADDERS,
+        "amqp" | "amqp-per-host" | "amqp-per-host-quorum" => AMQP_ADDERS,
         "amqp-quorum" => QUORUM_ADDERS,
         _ => 1,
     };

@@ -13,8 +13,9 @@
 //!   queue or a per-agent Rust agent's consumed `<id>` queue, and deletes it with the
 //!   connection. A duplicate id is refused across processes and languages as before.
 //!
-//! Both go out on a short-lived channel of their own, pipelined: a refusal closes that
-//! channel, never one another agent uses.
+//! Both go out pipelined on one of a few pooled channels (a channel costs the broker about
+//! as much as a binding to open and close): a refusal closes that channel, and the
+//! claims it was carrying are decided again each on a channel of its own.
 //!
 //! **Delivery.** The host's consumer never waits: it routes each delivery by its routing
 //! key to the agent's hand-over task (every agent's, for a broadcast), which hands it over
@@ -29,7 +30,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use agency_sdk::transport::BROADCAST_KEY;
@@ -57,7 +58,12 @@ pub struct HostQueue {
     pub name: String,
     /// Each attached agent's hand-over task, by id.
     routes: RwLock<HashMap<String, mpsc::UnboundedSender<Arc<Handed>>>>,
+    /// The channels agents' ids are claimed and released on, of the current connection.
+    channels: Mutex<Vec<Channel>>,
 }
+
+/// How many channels claim and release agents' ids side by side.
+const POOLED_CHANNELS: usize = 16;
 
 /// A delivery on its way to one agent or more, acknowledged when the last lets it go.
 struct Handed {
@@ -83,6 +89,7 @@ impl HostQueue {
         Self {
             name: config.host_queue(),
             routes: RwLock::default(),
+            channels: Mutex::default(),
         }
     }
 
@@ -158,61 +165,99 @@ impl HostQueue {
         self.routes.write().unwrap().remove(agent_id);
     }
 
-    /// Holds `agent_id` for `connection` and binds it to the host queue, on a channel of
-    /// its own (closed after). Fails with RESOURCE_LOCKED when another connection holds
-    /// the id (see [`consumer::is_duplicate`]); the binding is then not made.
+    /// Holds `agent_id` for `connection` and binds it to the host queue. Fails with
+    /// RESOURCE_LOCKED when another connection holds the id (see
+    /// [`consumer::is_duplicate`]); the binding is then not made.
     pub async fn claim(
         &self,
         config: &Config,
         connection: &Connection,
         agent_id: &str,
     ) -> lapin::Result<()> {
-        let channel = connection.create_channel().await?;
         let holder = QueueDeclareOptions {
             exclusive: true,
             ..QueueDeclareOptions::default()
         };
-        let owner = config.direct_queue(agent_id);
-        let (held, bound) = tokio::join!(
-            channel.queue_declare(owner.as_str().into(), holder, FieldTable::default()),
-            channel.queue_bind(
-                self.name.as_str().into(),
-                config.exchange.as_str().into(),
-                agent_id.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            ),
-        );
-        close_soon(channel);
-        match (held, bound) {
-            (Ok(_), Ok(())) => Ok(()),
-            (held, bound) => Err(consumer::the_reason(
-                held.err().into_iter().chain(bound.err()),
-            )),
-        }
+        let owner = &config.direct_queue(agent_id);
+        self.on_a_channel(connection, |channel| async move {
+            // The binding is sent after the declaration on the same channel: a refused id
+            // closes the channel, and the broker never makes the binding.
+            let (held, bound) = tokio::join!(
+                channel.queue_declare(owner.as_str().into(), holder, FieldTable::default()),
+                channel.queue_bind(
+                    self.name.as_str().into(),
+                    config.exchange.as_str().into(),
+                    agent_id.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ),
+            );
+            failure(held.map(drop), bound)
+        })
+        .await
     }
 
-    /// Gives up `agent_id`: removes its binding and the queue that holds the id, on a
-    /// channel of its own.
+    /// Gives up `agent_id`: removes its binding and the queue that holds the id.
     pub async fn release(
         &self,
         config: &Config,
         connection: &Connection,
         agent_id: &str,
     ) -> lapin::Result<()> {
+        let owner = &config.direct_queue(agent_id);
+        self.on_a_channel(connection, |channel| async move {
+            let (unbound, deleted) = tokio::join!(
+                channel.queue_unbind(
+                    self.name.as_str().into(),
+                    config.exchange.as_str().into(),
+                    agent_id.into(),
+                    FieldTable::default(),
+                ),
+                channel.queue_delete(owner.as_str().into(), QueueDeleteOptions::default()),
+            );
+            failure(unbound, deleted.map(drop))
+        })
+        .await
+    }
+
+    /// Runs `steps` on one of the pooled channels of `connection` (opening one if the
+    /// pool is short).
+    ///
+    /// The broker's refusal of one claim closes its channel, and lapin fails the other
+    /// steps in flight on it, with the channel's state or with that same refusal: so any
+    /// failure that closed the channel is decided again on a channel of the steps' own,
+    /// which only their own refusal closes. (A step the broker did before the refusal,
+    /// such as declaring the id's own queue, is harmless to repeat.)
+    async fn on_a_channel<F, Fut>(&self, connection: &Connection, steps: F) -> lapin::Result<()>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = lapin::Result<()>>,
+    {
+        match steps(self.pooled_channel(connection).await?).await {
+            Err(error) if closes_the_channel(&error) => {
+                tracing::debug!(%error, "a pooled channel closed under a step; again on its own");
+                let channel = connection.create_channel().await?;
+                let done = steps(channel.clone()).await;
+                close_soon(channel);
+                done
+            }
+            done => done,
+        }
+    }
+
+    /// One of the [`POOLED_CHANNELS`] open channels of `connection`, in turn.
+    async fn pooled_channel(&self, connection: &Connection) -> lapin::Result<Channel> {
+        {
+            let mut pool = self.channels.lock().unwrap();
+            pool.retain(|channel| channel.status().connected());
+            if pool.len() >= POOLED_CHANNELS {
+                pool.rotate_left(1);
+                return Ok(pool[0].clone());
+            }
+        }
         let channel = connection.create_channel().await?;
-        let owner = config.direct_queue(agent_id);
-        let (unbound, deleted) = tokio::join!(
-            channel.queue_unbind(
-                self.name.as_str().into(),
-                config.exchange.as_str().into(),
-                agent_id.into(),
-                FieldTable::default(),
-            ),
-            channel.queue_delete(owner.as_str().into(), QueueDeleteOptions::default()),
-        );
-        close_soon(channel);
-        unbound.and(deleted.map(drop))
+        self.channels.lock().unwrap().push(channel.clone());
+        Ok(channel)
     }
 
     /// Deletes the host queue (with its bindings), once the space closes.
@@ -260,6 +305,25 @@ impl HostQueue {
                 ),
             ));
         }
+    }
+}
+
+/// Whether a failed step closed its channel: the broker refused a step on it, or it was
+/// closed already.
+fn closes_the_channel(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(_) | lapin::ErrorKind::InvalidChannelState(..)
+    )
+}
+
+/// The broker's reason if either of two pipelined steps failed, else the first error.
+fn failure(first: lapin::Result<()>, second: lapin::Result<()>) -> lapin::Result<()> {
+    match (first, second) {
+        (Ok(()), Ok(())) => Ok(()),
+        (first, second) => Err(consumer::the_reason(
+            first.err().into_iter().chain(second.err()),
+        )),
     }
 }
 
