@@ -153,6 +153,28 @@ impl Cluster {
         queue_column(&listing, queue).map(str::to_owned)
     }
 
+    /// The queues of this process's vhost whose names start with `prefix`, each with how
+    /// many messages it holds ready.
+    pub fn queues(&self, prefix: &str) -> Vec<(String, u64)> {
+        let listing = self.ctl(&[
+            "list_queues",
+            "-p",
+            self.vhost(),
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+        ]);
+        listing
+            .lines()
+            .filter_map(|line| {
+                let (name, ready) = line.split_once('\t')?;
+                let ready = ready.trim().parse().unwrap_or(0);
+                name.starts_with(prefix).then(|| (name.to_owned(), ready))
+            })
+            .collect()
+    }
+
     /// The node that holds the leader of the quorum queue `queue` (in this vhost).
     pub fn leader_of(&self, queue: &str) -> Option<usize> {
         let leader = self.queue_info(queue, "leader")?;

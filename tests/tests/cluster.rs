@@ -24,6 +24,17 @@ const PAUSE: Duration = Duration::from_secs(20);
 /// How long a request may wait for its answer, a node's loss included.
 const REQUEST_PATIENCE: Duration = Duration::from_secs(60);
 
+/// Shows the spaces' logs (the transport's reconnections) if the test fails; `RUST_LOG`
+/// chooses them, `info` by default.
+fn show_logs_on_failure() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// Options for a space on the cluster's nodes `nodes`, on `exchange`, with `extra` keys.
 fn options(exchange: &str, nodes: &[usize], extra: Value) -> Value {
     let urls: Vec<String> = nodes.iter().map(|&i| cluster().url(i)).collect();
@@ -166,13 +177,29 @@ fn a_host_moves_to_another_node_when_its_node_dies_and_no_request_is_lost() {
 /// README says; the test prints how many did.)
 #[test]
 fn a_quorum_queue_keeps_its_messages_when_its_leader_dies() {
+    leader_dies_under_a_backlog("agent");
+}
+
+/// The same with the agents on quorum host queues (`queue_per = "host"`): the backlog
+/// waits in the receiving host's one queue.
+#[test]
+fn a_quorum_host_queue_keeps_its_messages_when_its_leader_dies() {
+    leader_dies_under_a_backlog("host");
+}
+
+fn leader_dies_under_a_backlog(queue_per: &str) {
+    show_logs_on_failure();
     let messages = MAILBOX_LIMIT as u64 + 3_000;
     let cluster = cluster();
     let _one_at_a_time = cluster.exclusive();
     cluster.heal();
     let exchange = unique_name("agency-cluster");
     let all: Vec<usize> = (0..NODES).collect();
-    let quorum = json!({"queue_type": "quorum", "queue_prefix": format!("{exchange}.")});
+    let quorum = json!({
+        "queue_type": "quorum",
+        "queue_prefix": format!("{exchange}."),
+        "queue_per": queue_per,
+    });
     let open = || {
         plugins()
             .open_space("amqp", &options(&exchange, &all, quorum.clone()))
@@ -195,15 +222,26 @@ fn a_quorum_queue_keeps_its_messages_when_its_leader_dies() {
             .send(action("Counter", "next", json!({ "n": n })))
             .unwrap();
     }
-    let queue = format!("{exchange}.Counter");
+    // The queue the backlog waits in: the agent's own, or its host's.
+    let prefix = format!("{exchange}.");
     let waiting = Instant::now();
-    while ready(&queue) < 2_000 {
+    let queue = loop {
+        let backlog = cluster
+            .queues(&prefix)
+            .into_iter()
+            .find(|(_, ready)| *ready >= 2_000);
+        if let Some((queue, _)) = backlog {
+            break queue;
+        }
         assert!(
             waiting.elapsed() < PAUSE,
-            "messages wait in {queue}: {} ready",
-            ready(&queue)
+            "messages wait in a queue: {:?}",
+            cluster.queues(&prefix)
         );
         std::thread::sleep(Duration::from_millis(50));
+    };
+    if queue_per == "agent" {
+        assert_eq!(queue, format!("{exchange}.Counter"));
     }
     let leader = cluster.leader_of(&queue).expect("the queue's leader");
     cluster.kill(leader);
@@ -226,14 +264,6 @@ fn a_quorum_queue_keeps_its_messages_when_its_leader_dies() {
     let new_leader = cluster.leader_of(&queue).expect("a new leader");
     assert_ne!(new_leader, leader);
     cluster.restart(leader);
-}
-
-/// How many messages the broker holds ready in `queue` of this process's vhost.
-fn ready(queue: &str) -> u64 {
-    cluster()
-        .queue_info(queue, "messages_ready")
-        .and_then(|ready| ready.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A Python Agency agent connected to one node and a Rust host on all three (classic
