@@ -7,14 +7,19 @@
 //! pause for its collector. The objects stay until the end, so each row's growth is its
 //! own kind's. Figures: objects per second while created, and KiB of broker memory each.
 //!
-//! Run with `cargo bench -p agency-tests --bench broker_costs` (about a minute).
+//! Run with `cargo bench -p agency-tests --bench broker_costs` (about a minute); add
+//! `-- --cluster` to measure on node 1 of the tests' three-node cluster
+//! (`agency_tests::cluster`), where every definition is written on the three nodes.
 
 use std::{
     future::Future,
     time::{Duration, Instant},
 };
 
-use agency_tests::broker::{broker, rabbitmqctl};
+use agency_tests::{
+    broker::{broker, rabbitmqctl},
+    cluster::cluster,
+};
 use futures_util::future::try_join_all;
 use lapin::{
     options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -47,9 +52,26 @@ struct Cost {
     kib_each: f64,
 }
 
+/// Where the objects are made: its URL, and its `rabbitmqctl ARGS`.
+struct Broker {
+    url: String,
+    ctl: fn(&[&str]) -> String,
+}
+
 fn main() {
+    let target = if std::env::args().any(|arg| arg == "--cluster") {
+        Broker {
+            url: cluster().url(0),
+            ctl: |args| cluster().ctl(args),
+        }
+    } else {
+        Broker {
+            url: broker().url(),
+            ctl: rabbitmqctl,
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let costs = runtime.block_on(measure_all());
+    let costs = runtime.block_on(measure_all(&target));
     println!();
     println!(
         "{:<62} {:>7} {:>12} {:>10}",
@@ -63,9 +85,8 @@ fn main() {
     }
 }
 
-async fn measure_all() -> Vec<Cost> {
-    let url = broker().url();
-    let connect = || Connection::connect(&url, ConnectionProperties::default());
+async fn measure_all(target: &Broker) -> Vec<Cost> {
+    let connect = || Connection::connect(&target.url, ConnectionProperties::default());
     let connections = try_join_all((0..CONNECTIONS_USED).map(|_| connect()))
         .await
         .expect("the tests' broker");
@@ -136,6 +157,7 @@ async fn measure_all() -> Vec<Cost> {
     let mut costs = Vec::new();
     costs.push(
         row(
+            target,
             "durable classic queue, x-expires (each agent has 2 today)",
             MANY,
             declare("durable-", durable, &expiring),
@@ -144,6 +166,7 @@ async fn measure_all() -> Vec<Cost> {
     );
     costs.push(
         row(
+            target,
             "exclusive transient queue (Python's, and an id holder)",
             MANY,
             declare("exclusive-", exclusive, &FieldTable::default()),
@@ -154,13 +177,22 @@ async fn measure_all() -> Vec<Cost> {
         .queue_declare("durable-host".into(), durable, expiring.clone())
         .await
         .expect("a durable queue");
-    costs.push(row("binding of one durable queue", MANY, bind("durable-host")).await);
+    costs.push(
+        row(
+            target,
+            "binding of one durable queue",
+            MANY,
+            bind("durable-host"),
+        )
+        .await,
+    );
     channels[0]
         .queue_declare("transient-host".into(), transient, expiring.clone())
         .await
         .expect("a transient queue");
     costs.push(
         row(
+            target,
             "binding of one transient queue",
             MANY,
             bind("transient-host"),
@@ -182,15 +214,16 @@ async fn measure_all() -> Vec<Cost> {
                 .map(drop)
         }
     };
-    costs.push(row("consumer", MANY, consume).await);
+    costs.push(row(target, "consumer", MANY, consume).await);
     let many_channels = connect().await.expect("a connection");
     let open_channel = |_| async { many_channels.create_channel().await.map(keep) };
-    costs.push(row("channel", CHANNELS_MEASURED, open_channel).await);
+    costs.push(row(target, "channel", CHANNELS_MEASURED, open_channel).await);
     let open_connection = |_| async { connect().await.map(keep) };
-    costs.push(row("connection", CONNECTIONS, open_connection).await);
+    costs.push(row(target, "connection", CONNECTIONS, open_connection).await);
     costs.push(
         row(
-            "quorum queue, x-expires (one node)",
+            target,
+            "quorum queue, x-expires",
             QUORUM_QUEUES,
             declare("quorum-", durable, &quorum),
         )
@@ -206,20 +239,20 @@ fn keep<T: Send + 'static>(object: T) {
 }
 
 /// Makes `count` objects with `make(i)`, all in flight at once, and measures them.
-async fn row<F, Fut>(what: &'static str, count: usize, make: F) -> Cost
+async fn row<F, Fut>(target: &Broker, what: &'static str, count: usize, make: F) -> Cost
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = lapin::Result<()>>,
 {
     tokio::time::sleep(SETTLE).await;
-    let before = broker_kib();
+    let before = broker_kib(target);
     let started = Instant::now();
     try_join_all((0..count).map(make))
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     let per_second = count as f64 / started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
-    let kib_each = (broker_kib() - before) / count as f64;
+    let kib_each = (broker_kib(target) - before) / count as f64;
     eprintln!("{what}: {count} at {per_second:.0}/s, {kib_each:.2} KiB each");
     Cost {
         what,
@@ -229,9 +262,9 @@ where
     }
 }
 
-/// The memory of the tests' broker node, in KiB (Erlang's total).
-fn broker_kib() -> f64 {
-    let status = rabbitmqctl(&["status", "--formatter", "json"]);
+/// The memory of the broker node, in KiB (Erlang's total).
+fn broker_kib(target: &Broker) -> f64 {
+    let status = (target.ctl)(&["status", "--formatter", "json"]);
     let status: Value = serde_json::from_str(&status).expect("rabbitmqctl status as JSON");
     status["memory"]["total"]["erlang"]
         .as_f64()

@@ -7,6 +7,10 @@
 //! the message JSON as UTF-8 text, `content_type: text/plain`, `content_encoding: utf-8`,
 //! `delivery_mode: 2`. We add a `message_id` property, which Python ignores.
 //!
+//! With `queue_per = "host"` the agents of a process receive through one queue of the
+//! process instead, bound with each agent's id and once with `__broadcast__`: the routing
+//! keys, and so the wire, are the same (`host_queue`).
+//!
 //! ## Delivery guarantee
 //! Between Rust agents: **each message is handed to its recipient exactly once, in the
 //! order each sender sent it**, across lost connections and broker-side closes, within
@@ -39,6 +43,7 @@
 //! - [`config`]: the `[transports.amqp]` keys and the `AMQP_*` environment.
 //! - `session`: the connection, its supervision and reconnection.
 //! - `consumer`: an agent's queues, consumers, and de-duplication.
+//! - `host_queue`: one queue for all the agents of a process (`queue_per = "host"`).
 //! - `publisher`: the outbox and the confirm-mode publishing task.
 //! - `space`: the [`TransportSpace`] the host sees.
 //! - `counts`, `stats`: what it counts about itself, and its reports to the host's
