@@ -40,9 +40,9 @@ use agency_operator::{
     permissions::{Listener, Notice, Permissions, Question},
 };
 use agency_protocol::Kind;
+use agency_protocol::{ActionError, Message};
 use agency_runtime::HELP;
 use agency_runtime::{Foreground, Space};
-use agency_sdk::{ActionError, Message};
 use serde_json::Value;
 
 use crate::{
@@ -72,7 +72,7 @@ impl Outcome {
         match self {
             Self::InputEnded | Self::OutputClosed => ExitCode::SUCCESS,
             Self::Failed(_) => ExitCode::FAILURE,
-            Self::Interrupted => ExitCode::from(130),
+            Self::Interrupted => crate::exit::interrupted(),
         }
     }
 }

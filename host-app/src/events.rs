@@ -3,8 +3,8 @@
 //! space's traffic, Ctrl-C. The console's loop reads them from one bounded queue.
 
 use agency_operator::permissions::Notice;
+use agency_protocol::Message;
 use agency_runtime::tap::Traffic;
-use agency_sdk::Message;
 
 /// What a line was read for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ mod config;
 mod console;
 mod editor;
 mod events;
+mod exit;
 mod inspect;
 mod reload;
 mod template;
@@ -362,7 +363,7 @@ fn watch(setup: Setup, mut lines: traffic::Watch) -> Result<ExitCode, String> {
     space.detach(&watcher);
     space.close();
     Ok(if interrupted.load(Ordering::Acquire) {
-        console::Outcome::Interrupted.exit_code()
+        exit::interrupted()
     } else {
         ExitCode::SUCCESS
     })
@@ -449,14 +450,14 @@ fn run(
         ),
         None => None,
     };
-    let watcher = reload::Watcher::new(&plugins_dir, &config_path, config);
+    let reloader = reload::Reloader::new(&plugins_dir, &config_path, config);
     let stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("plugin watcher".into())
             .spawn_scoped(scope, || {
                 threads::guarded("plugin watcher", || {
-                    watcher.run(&space, plugins, roster, &stop)
+                    reloader.run(&space, plugins, roster, &stop)
                 })
             })
             .expect("the system can start a thread");

@@ -91,8 +91,8 @@ impl Roster {
     }
 }
 
-/// What the watcher knows about the files it looks at.
-pub struct Watcher {
+/// What the reloader knows about the files it looks at.
+pub struct Reloader {
     dir: PathBuf,
     config_path: PathBuf,
     config: Config,
@@ -118,7 +118,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-impl Watcher {
+impl Reloader {
     /// Starts from what `run` loaded: the files in `dir` now and the config read from
     /// `config_path` (which may not exist yet).
     pub fn new(dir: &Path, config_path: &Path, config: Config) -> Self {

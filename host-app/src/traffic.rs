@@ -17,13 +17,15 @@
 //! of that action and the replies to them; each may be given more than once.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::mpsc::SyncSender,
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
+pub use agency_operator::traffic::Filter;
+use agency_operator::traffic::{Analyser, Observed};
+use agency_protocol::{boundary::Inbound, Message};
 use agency_runtime::tap::Traffic;
-use agency_sdk::{transport::Inbound, Message};
 use serde_json::{json, Value};
 
 use crate::terminal::inline;
@@ -37,18 +39,6 @@ impl Inbound for Copies {
         let _ = self.0.send(body.to_owned());
     }
 }
-
-/// Which messages to show.
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    /// Keep messages from or to these agents (all, if empty).
-    pub agents: Vec<String>,
-    /// Keep messages of these actions, and the replies to them (all, if empty).
-    pub actions: Vec<String>,
-}
-
-/// How many shown messages are remembered, to pair replies with them.
-const REMEMBERED: usize = 10_000;
 
 /// How many agents the tally keeps apart (any peer can make up ids); the others are
 /// counted together as [`OTHERS`].
@@ -69,13 +59,11 @@ struct Tally {
     undeliverable: u64,
 }
 
-/// Turns copies of the traffic into lines, remembering what it showed to pair replies.
+/// Turns copies of the traffic into lines (the analyser pairs replies with requests).
 pub struct Watch {
     filter: Filter,
     json: bool,
-    /// Messages shown lately, by id, with when they were seen.
-    shown: HashMap<String, Instant>,
-    order: VecDeque<String>,
+    analyser: Analyser,
     /// Per agent, what the messages shown say it did.
     tally: HashMap<String, Tally>,
 }
@@ -86,8 +74,7 @@ impl Watch {
         Self {
             filter,
             json,
-            shown: HashMap::new(),
-            order: VecDeque::new(),
+            analyser: Analyser::default(),
             tally: HashMap::new(),
         }
     }
@@ -148,35 +135,30 @@ impl Watch {
 
     /// The line for one copy, or `None` if the filter leaves it out.
     pub fn line(&mut self, copy: &Traffic) -> Option<String> {
-        let (body, undeliverable) = match copy {
-            Traffic::Sent(body) => (body, false),
-            Traffic::Undeliverable(body) => (body, true),
-        };
         let at = time_of_day();
-        let message = match Message::from_json(body) {
-            Ok(message) => message,
-            Err(reason) => {
-                return self.filter_allows_unknown().then(|| {
-                    if self.json {
-                        json!({"at": at, "kind": "malformed", "body": body}).to_string()
-                    } else {
-                        format!(
-                            "{at}  (not a message: {}) {}",
-                            inline(&reason),
-                            inline(body)
-                        )
-                    }
-                })
-            }
-        };
-        let parent = message.meta.parent_id.as_deref();
-        let answered = parent.and_then(|id| self.shown.get(id).copied());
-        if !self.keeps(&message, answered.is_some()) {
+        let observed = self.analyser.observe(copy);
+        if !self.filter.keeps(&observed) {
             return None;
         }
-        if !undeliverable {
-            self.remember(&message.meta.id);
-        }
+        let (message, body, undeliverable, answers) = match observed {
+            Observed::Malformed { body, reason } => {
+                return Some(if self.json {
+                    json!({"at": at, "kind": "malformed", "body": body}).to_string()
+                } else {
+                    format!(
+                        "{at}  (not a message: {}) {}",
+                        inline(&reason),
+                        inline(body)
+                    )
+                })
+            }
+            Observed::Message {
+                message,
+                body,
+                undeliverable,
+                answers,
+            } => (message, body, undeliverable, answers),
+        };
         self.count(&message, undeliverable);
         if self.json {
             let kind = if undeliverable {
@@ -203,10 +185,10 @@ impl Watch {
                 inline(&Value::Object(action.args.clone()).to_string())
             )),
         }
-        if let Some(parent) = parent {
+        if let Some(parent) = message.meta.parent_id.as_deref() {
             line.push_str(&format!("  (re #{}", short(parent)));
-            if let Some(asked) = answered {
-                let millis = asked.elapsed().as_secs_f64() * 1000.0;
+            if let Some(answered) = answers {
+                let millis = answered.after.as_secs_f64() * 1000.0;
                 line.push_str(&format!(", {millis:.1} ms"));
             }
             line.push(')');
@@ -218,33 +200,6 @@ impl Watch {
             ));
         }
         Some(line)
-    }
-
-    /// Whether the filter keeps `message`; `answers_shown`: it replies to a message shown.
-    fn keeps(&self, message: &Message, answers_shown: bool) -> bool {
-        let Filter { agents, actions } = &self.filter;
-        let agent_kept = agents.is_empty()
-            || agents
-                .iter()
-                .any(|id| *id == message.from || *id == message.to);
-        let action_kept =
-            actions.is_empty() || actions.contains(&message.action.name) || answers_shown;
-        agent_kept && action_kept
-    }
-
-    /// Whether text that is no message is shown: only when nothing is filtered.
-    fn filter_allows_unknown(&self) -> bool {
-        self.filter.agents.is_empty() && self.filter.actions.is_empty()
-    }
-
-    fn remember(&mut self, id: &str) {
-        if self.order.len() == REMEMBERED {
-            if let Some(oldest) = self.order.pop_front() {
-                self.shown.remove(&oldest);
-            }
-        }
-        self.shown.insert(id.to_owned(), Instant::now());
-        self.order.push_back(id.to_owned());
     }
 }
 

@@ -94,6 +94,15 @@ impl ActionError {
         Self::new(kind.name(), message)
     }
 
+    /// The error for an action agent `agent_id` does not have, worded as in Python
+    /// Agency (the runtime and an agent plugin's own dispatch answer it alike).
+    pub fn unknown_action(action: &str, agent_id: &str) -> Self {
+        Self::of(
+            Kind::Attribute,
+            format!("\"{action}\" not found on \"{agent_id}\""),
+        )
+    }
+
     /// Whether it is of the framework's kind `kind`.
     pub fn is(&self, kind: Kind) -> bool {
         self.kind == kind.name()

@@ -24,8 +24,8 @@ use serde_json::Value;
 
 use crate::{
     chain, handover,
-    log::MessageLog,
     mailbox::Mailbox,
+    message_log::MessageLog,
     metrics::{AgentCounts, TypeCounters},
     tap::{Taps, Traffic},
     validate_id,

@@ -16,7 +16,7 @@
 //! - `mailbox`: an agent's queue, bounded for deliveries from transport threads.
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
 //! - `chain`: request chains, so that a request cycle is answered at once.
-//! - `id`, `error`, `log`, `wait`: agent ids' rules, the space's errors, foreground
+//! - `id`, `error`, `message_log`, `wait`: agent ids' rules, the space's errors, foreground
 //!   agents' message logs, spin-then-sleep waits.
 //! - `text`: [`printable`], for showing what other processes sent.
 //! - [`tap`]: [`Tap`], copies of a space's traffic for whoever watches it.
@@ -28,8 +28,8 @@ mod endpoint;
 mod error;
 mod handover;
 mod id;
-mod log;
 mod mailbox;
+mod message_log;
 pub mod metrics;
 pub mod scheduler;
 pub mod space;
@@ -44,8 +44,8 @@ mod tests;
 pub use endpoint::{PermissionPrompt, SENT_LOG_CAPACITY};
 pub use error::SpaceError;
 pub use id::{validate_id, MAX_ID_BYTES};
-pub use log::Subscription;
 pub use mailbox::{never_wait_here, MAILBOX_LIMIT};
+pub use message_log::Subscription;
 pub use space::{AgentFactory, AgentSpec, Catalog, Foreground, Space, DEFAULT_STOP_TIMEOUT};
 pub use tap::Tap;
 pub use text::printable;
@@ -62,11 +62,11 @@ use agency_protocol::boundary::LogRecord;
 /// and prints by their own target.
 pub fn emit_log(source: &str, record: &LogRecord) {
     let level = match record.level.as_str() {
-        "error" => ::log::Level::Error,
-        "warn" => ::log::Level::Warn,
-        "info" => ::log::Level::Info,
-        "debug" => ::log::Level::Debug,
-        _ => ::log::Level::Trace,
+        "error" => log::Level::Error,
+        "warn" => log::Level::Warn,
+        "info" => log::Level::Info,
+        "debug" => log::Level::Debug,
+        _ => log::Level::Trace,
     };
     // A plugin's log line may quote what a peer sent (an id, a reason).
     let message = printable(&record.message);

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::{
     endpoint::{Endpoint, PermissionPrompt, SpaceCore, Work},
-    log::{MessageLog, Subscription},
     mailbox::{mailbox_of, Mailbox},
+    message_log::{MessageLog, Subscription},
     metrics::{AgentSnapshot, Snapshot, TypeCounters, TypeSnapshot, FOREGROUND_TYPE},
     scheduler::{self, Job, Task},
     tap::Tap,

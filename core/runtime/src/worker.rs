@@ -30,7 +30,6 @@ use agency_protocol::{
     spec::{Access, AgentTypeSpec},
     ActionError, Kind, Message,
 };
-use agency_sdk::agent::unknown_action;
 use serde_json::{Map, Value};
 
 use crate::{
@@ -242,7 +241,10 @@ impl Handler {
             if !message.is_broadcast() {
                 self.reply(
                     message,
-                    Err(unknown_action(&message.action.name, &self.endpoint.id)),
+                    Err(ActionError::unknown_action(
+                        &message.action.name,
+                        &self.endpoint.id,
+                    )),
                 );
             }
             return;

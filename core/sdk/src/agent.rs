@@ -401,7 +401,7 @@ impl<A: Actions> AgentCore for Dispatcher<A> {
         self.with_action(message, |agent, ctx, Action { name, args }| {
             agent
                 .dispatch(ctx, &name, &args)
-                .unwrap_or_else(|| Err(unknown_action(&name, ctx.id())))
+                .unwrap_or_else(|| Err(ActionError::unknown_action(&name, ctx.id())))
         })
     }
 
@@ -438,14 +438,6 @@ impl<A: Actions> Dispatcher<A> {
             Ok(())
         })
     }
-}
-
-/// The error for an action an agent does not have, worded as in Python Agency.
-pub fn unknown_action(action: &str, agent_id: &str) -> ActionError {
-    ActionError::of(
-        Kind::Attribute,
-        format!("\"{action}\" not found on \"{agent_id}\""),
-    )
 }
 
 /// Runs `f`, turning a panic into an `ActionError` of kind `Panic`.

@@ -33,7 +33,7 @@
 //!     #[action]
 //!     fn divide(&mut self, a: f64, b: f64) -> Result<f64, ActionError> {
 //!         if b == 0.0 {
-//!             return Err(ActionError::new("ValueError", "division by zero"));
+//!             return Err(ActionError::of(agency_sdk::Kind::Value, "division by zero"));
 //!         }
 //!         Ok(a / b)
 //!     }

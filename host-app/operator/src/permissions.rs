@@ -18,8 +18,8 @@ use std::{
     },
 };
 
+use agency_protocol::Message;
 use agency_runtime::Space;
-use agency_sdk::Message;
 
 /// One permission question: may `message` run `agent`'s `requested` action?
 #[derive(Debug)]

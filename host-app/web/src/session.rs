@@ -22,8 +22,8 @@ use std::{
 
 use agency_operator::{closest, parse_line, Notice, Permissions};
 use agency_protocol::Kind;
+use agency_protocol::Message;
 use agency_runtime::{Foreground, Space, HELP};
-use agency_sdk::Message;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 

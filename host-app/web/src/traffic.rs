@@ -24,11 +24,11 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use agency_operator::traffic::{Analyser, Observed};
 use agency_runtime::{
-    tap::{Tap, Traffic as Copy},
+    tap::{self, Tap},
     Space,
 };
-use agency_sdk::Message;
 use serde_json::{json, Value};
 
 /// How many recent messages are kept.
@@ -43,8 +43,6 @@ pub const ATTACH_PATIENCE: Duration = Duration::from_secs(1);
 const TAP_CAPACITY: usize = 4_096;
 /// The longest message text an entry carries.
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// How many requests are remembered to pair replies with them.
-const REQUESTS_REMEMBERED: usize = 10_000;
 
 /// The traffic of one space, as pages see it. Clones share it.
 #[derive(Clone)]
@@ -100,13 +98,19 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, entry: &Entry) -> bool {
-        let agent = self.agent.trim();
-        let action = self.action.trim();
-        (agent.is_empty() || entry.from == agent || entry.to == agent)
-            && (action.is_empty()
-                || entry.action == action
-                || entry.answers.as_deref() == Some(action))
+    /// The same filter as every view of the traffic reads it.
+    fn shared(&self) -> agency_operator::traffic::Filter {
+        let one = |text: &str| {
+            let text = text.trim();
+            (!text.is_empty())
+                .then(|| text.to_owned())
+                .into_iter()
+                .collect()
+        };
+        agency_operator::traffic::Filter {
+            agents: one(&self.agent),
+            actions: one(&self.action),
+        }
     }
 }
 
@@ -177,10 +181,13 @@ impl Viewer {
             let first = ring.entries.front().map_or(ring.next, |e| e.seq);
             // Overwritten before this page saw them.
             let mut skipped = first.saturating_sub(self.next);
+            let filter = self.filter.shared();
+            let keeps =
+                |e: &Entry| filter.keeps_message(&e.from, &e.to, &e.action, e.answers.as_deref());
             let matching: Vec<&Entry> = ring
                 .entries
                 .iter()
-                .filter(|e| e.seq >= self.next && self.filter.keeps(e))
+                .filter(|e| e.seq >= self.next && keeps(e))
                 .collect();
             let newest = matching.len().saturating_sub(SAMPLE);
             skipped += newest as u64;
@@ -275,7 +282,7 @@ impl Shared {
     /// Turns the tap's copies into ring entries, at most [`ANALYSED_PER_SECOND`], while
     /// a page views them.
     fn analyse(&self, mut tap: Tap) {
-        let mut requests = Requests::default();
+        let mut analyser = Analyser::default();
         let mut counts: HashMap<String, u64> = HashMap::new();
         let mut second = Instant::now();
         let mut analysed = 0;
@@ -303,7 +310,7 @@ impl Shared {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             };
             analysed += 1;
-            let (entry, json) = requests.entry(&copy);
+            let (entry, json) = entry(&mut analyser, &copy);
             *counts.entry(entry.from.clone()).or_default() += 1;
             self.push(entry, json);
         }
@@ -333,73 +340,53 @@ impl Shared {
     }
 }
 
-/// Requests seen lately (id -> when, which action), to pair replies with them.
-#[derive(Default)]
-struct Requests {
-    seen: HashMap<String, (Instant, String)>,
-    order: VecDeque<String>,
-}
-
-impl Requests {
-    /// The entry for one copy, and what the page receives of it (both without their
-    /// `seq`).
-    fn entry(&mut self, copy: &Copy) -> (Entry, Value) {
-        let (body, dead) = match copy {
-            Copy::Sent(body) => (body, false),
-            Copy::Undeliverable(body) => (body, true),
-        };
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let (text, truncated) = match body.char_indices().nth(BODY_LIMIT) {
-            Some((cut, _)) => (&body[..cut], true),
-            None => (body.as_str(), false),
-        };
-        let Ok(message) = Message::from_json(body) else {
+/// The entry for one copy, and what the page receives of it (both without their `seq`).
+fn entry(analyser: &mut Analyser, copy: &tap::Traffic) -> (Entry, Value) {
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let cut = |body: &str| match body.char_indices().nth(BODY_LIMIT) {
+        Some((cut, _)) => (body[..cut].to_owned(), true),
+        None => (body.to_owned(), false),
+    };
+    let (message, body, dead, answers) = match analyser.observe(copy) {
+        Observed::Malformed { body, .. } => {
+            let (text, truncated) = cut(body);
             let json = json!({"at": at, "kind": "malformed", "body": text,
                 "truncated": truncated});
             return (Entry::default(), json);
-        };
-        let parent = message.meta.parent_id.as_deref();
-        let asked = parent.and_then(|id| self.seen.get(id));
-        let answers = asked.map(|(_, action)| action.clone());
-        let latency_ms = asked.map(|(when, _)| when.elapsed().as_secs_f64() * 1000.0);
-        if !dead && message.reply().is_none() {
-            self.remember(&message.meta.id, &message.action.name);
         }
-        let json = json!({
-            "at": at,
-            "kind": if dead { "undeliverable" } else { "sent" },
-            "id": message.meta.id,
-            "parent_id": parent,
-            "from": message.from,
-            "to": message.to,
-            "action": message.action.name,
-            "answers": answers,
-            "latency_ms": latency_ms,
-            "body": text,
-            "truncated": truncated,
-        });
-        let entry = Entry {
-            from: message.from,
-            to: message.to,
-            action: message.action.name,
+        Observed::Message {
+            message,
+            body,
+            undeliverable,
             answers,
-            ..Entry::default()
-        };
-        (entry, json)
-    }
-
-    fn remember(&mut self, id: &str, action: &str) {
-        if self.order.len() == REQUESTS_REMEMBERED {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
-        }
-        self.order.push_back(id.to_owned());
-        self.seen
-            .insert(id.to_owned(), (Instant::now(), action.to_owned()));
-    }
+        } => (message, body, undeliverable, answers),
+    };
+    let (text, truncated) = cut(body);
+    let latency_ms = answers.as_ref().map(|a| a.after.as_secs_f64() * 1000.0);
+    let answers = answers.map(|a| a.action);
+    let json = json!({
+        "at": at,
+        "kind": if dead { "undeliverable" } else { "sent" },
+        "id": message.meta.id,
+        "parent_id": message.meta.parent_id,
+        "from": message.from,
+        "to": message.to,
+        "action": message.action.name,
+        "answers": answers,
+        "latency_ms": latency_ms,
+        "body": text,
+        "truncated": truncated,
+    });
+    let entry = Entry {
+        from: message.from,
+        to: message.to,
+        action: message.action.name,
+        answers,
+        ..Entry::default()
+    };
+    (entry, json)
 }
 
 #[cfg(test)]
@@ -407,14 +394,14 @@ mod tests {
     use super::*;
 
     /// A request from `from` to `to`, and `to`'s reply.
-    fn exchange(requests: &mut Requests, shared: &Shared, n: usize, from: &str, to: &str) {
+    fn exchange(analyser: &mut Analyser, shared: &Shared, n: usize, from: &str, to: &str) {
         let id = format!("m{n}");
         let request = json!({"meta": {"id": id}, "from": from, "to": to,
             "action": {"name": "add", "args": {"a": n}}});
         let reply = json!({"meta": {"id": format!("r{n}"), "parent_id": id}, "from": to,
             "to": from, "action": {"name": "[response]", "args": {"value": n}}});
         for message in [request, reply] {
-            let (entry, json) = requests.entry(&Copy::Sent(message.to_string()));
+            let (entry, json) = entry(analyser, &tap::Traffic::Sent(message.to_string()));
             shared.push(entry, json);
         }
     }
@@ -441,10 +428,10 @@ mod tests {
     fn a_sample_carries_the_newest_entries_and_counts_every_other_one() {
         let (traffic, mut viewer) = viewed();
         assert_eq!(viewer.sample(), None, "nothing happened");
-        let mut requests = Requests::default();
+        let mut analyser = Analyser::default();
         let exchanges = RING; // twice as many messages as the ring holds
         for n in 0..exchanges {
-            exchange(&mut requests, &traffic.shared, n, "a", "b");
+            exchange(&mut analyser, &traffic.shared, n, "a", "b");
         }
         assert_eq!(traffic.shared.ring.lock().unwrap().entries.len(), RING);
         let (shown, skipped) = entries(&viewer.sample().unwrap());
@@ -460,9 +447,9 @@ mod tests {
     #[test]
     fn filters_keep_an_agent_or_an_action_and_its_replies() {
         let (traffic, mut viewer) = viewed();
-        let mut requests = Requests::default();
-        exchange(&mut requests, &traffic.shared, 1, "a", "b");
-        exchange(&mut requests, &traffic.shared, 2, "c", "d");
+        let mut analyser = Analyser::default();
+        exchange(&mut analyser, &traffic.shared, 1, "a", "b");
+        exchange(&mut analyser, &traffic.shared, 2, "c", "d");
         viewer.filter.agent = "d".into();
         let (shown, _) = entries(&viewer.sample().unwrap());
         let pairs: Vec<(&str, &str)> = shown
@@ -474,12 +461,15 @@ mod tests {
             agent: String::new(),
             action: "add".into(),
         };
-        exchange(&mut requests, &traffic.shared, 3, "a", "b");
+        exchange(&mut analyser, &traffic.shared, 3, "a", "b");
         let (shown, _) = entries(&viewer.sample().unwrap());
         assert_eq!(shown.len(), 2, "the request and its reply: {shown:?}");
         let dead = json!({"meta": {"id": "x"}, "from": "a", "to": "nobody",
             "action": {"name": "add", "args": {}}});
-        let (entry, json) = requests.entry(&Copy::Undeliverable(dead.to_string()));
+        let (entry, json) = entry(
+            &mut analyser,
+            &tap::Traffic::Undeliverable(dead.to_string()),
+        );
         traffic.shared.push(entry, json);
         let (shown, _) = entries(&viewer.sample().unwrap());
         assert_eq!(shown[0]["kind"], "undeliverable");

@@ -90,7 +90,7 @@ fn everything() -> Vec<String> {
 impl Agent for Assistant {
     fn new(init: &Init) -> Result<Self, ActionError> {
         let config: Config = init.args()?;
-        let invalid = |message: String| ActionError::new("ValueError", message);
+        let invalid = |message: String| ActionError::of(agency_sdk::Kind::Value, message);
         if !(config.timeout_secs.is_finite() && config.timeout_secs > 0.0) {
             return Err(invalid("timeout_secs must be more than 0".into()));
         }

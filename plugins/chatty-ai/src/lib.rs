@@ -89,7 +89,7 @@ fn default_repeat_penalty() -> f32 {
 impl Agent for ChattyAi {
     fn new(init: &Init) -> Result<Self, ActionError> {
         let config: Config = init.args()?;
-        let invalid = |message: String| ActionError::new("ValueError", message);
+        let invalid = |message: String| ActionError::of(agency_sdk::Kind::Value, message);
         if !(config.temperature.is_finite() && config.temperature >= 0.0) {
             return Err(invalid("temperature must be 0 or more".into()));
         }
