@@ -23,7 +23,7 @@ use std::{
 };
 
 pub use agency_operator::traffic::Filter;
-use agency_operator::traffic::{Analyser, Observed};
+use agency_operator::traffic::{Analyser, Observed, Seen};
 use agency_protocol::{boundary::Inbound, Message};
 use agency_runtime::tap::Traffic;
 use serde_json::{json, Value};
@@ -140,7 +140,7 @@ impl Watch {
         if !self.filter.keeps(&observed) {
             return None;
         }
-        let (message, body, undeliverable, answers) = match observed {
+        let seen = match observed {
             Observed::Malformed { body, reason } => {
                 return Some(if self.json {
                     json!({"at": at, "kind": "malformed", "body": body}).to_string()
@@ -152,13 +152,14 @@ impl Watch {
                     )
                 })
             }
-            Observed::Message {
-                message,
-                body,
-                undeliverable,
-                answers,
-            } => (message, body, undeliverable, answers),
+            Observed::Message(seen) => seen,
         };
+        let Seen {
+            message,
+            body,
+            undeliverable,
+            answers,
+        } = seen;
         self.count(&message, undeliverable);
         if self.json {
             let kind = if undeliverable {

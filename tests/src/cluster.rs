@@ -139,33 +139,31 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// `rabbitmqctl list_queues` of this process's vhost: `queue`'s value of `column`.
-    pub fn queue_info(&self, queue: &str, column: &str) -> Option<String> {
-        let listing = self.ctl(&[
+    /// `rabbitmqctl list_queues` of this process's vhost: each queue's name and `column`,
+    /// a line each, tab-separated.
+    fn list_queues(&self, column: &str) -> String {
+        let vhost = self.vhost();
+        let args = [
             "list_queues",
             "-p",
-            self.vhost(),
+            vhost,
             "-q",
             "--no-table-headers",
             "name",
             column,
-        ]);
-        queue_column(&listing, queue).map(str::to_owned)
+        ];
+        self.ctl(&args)
+    }
+
+    /// `queue`'s value of `column` in `rabbitmqctl list_queues` of this process's vhost.
+    pub fn queue_info(&self, queue: &str, column: &str) -> Option<String> {
+        queue_column(&self.list_queues(column), queue).map(str::to_owned)
     }
 
     /// The queues of this process's vhost whose names start with `prefix`, each with how
     /// many messages it holds ready.
     pub fn queues(&self, prefix: &str) -> Vec<(String, u64)> {
-        let listing = self.ctl(&[
-            "list_queues",
-            "-p",
-            self.vhost(),
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-        ]);
-        listing
+        self.list_queues("messages_ready")
             .lines()
             .filter_map(|line| {
                 let (name, ready) = line.split_once('\t')?;

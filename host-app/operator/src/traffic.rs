@@ -31,16 +31,20 @@ pub enum Observed<'a> {
         reason: String,
     },
     /// A message.
-    Message {
-        /// The message, parsed.
-        message: Box<Message>,
-        /// Its JSON text as it came.
-        body: &'a str,
-        /// Whether it came back undeliverable: no agent holds its recipient.
-        undeliverable: bool,
-        /// For a reply to a request seen lately: what it answers.
-        answers: Option<Answered>,
-    },
+    Message(Seen<'a>),
+}
+
+/// A message seen in the traffic.
+#[derive(Debug)]
+pub struct Seen<'a> {
+    /// The message, parsed.
+    pub message: Box<Message>,
+    /// Its JSON text as it came.
+    pub body: &'a str,
+    /// Whether it came back undeliverable: no agent holds its recipient.
+    pub undeliverable: bool,
+    /// For a reply to a request seen lately: what it answers.
+    pub answers: Option<Answered>,
 }
 
 /// The request a reply answers, as seen here.
@@ -68,9 +72,9 @@ impl Filter {
     pub fn keeps(&self, observed: &Observed) -> bool {
         match observed {
             Observed::Malformed { .. } => self.agents.is_empty() && self.actions.is_empty(),
-            Observed::Message {
+            Observed::Message(Seen {
                 message, answers, ..
-            } => self.keeps_message(
+            }) => self.keeps_message(
                 &message.from,
                 &message.to,
                 &message.action.name,
@@ -120,12 +124,12 @@ impl Analyser {
         if !undeliverable && message.reply().is_none() {
             self.remember(&message.meta.id, &message.action.name);
         }
-        Observed::Message {
+        Observed::Message(Seen {
             message: Box::new(message),
             body,
             undeliverable,
             answers,
-        }
+        })
     }
 
     fn remember(&mut self, id: &str, action: &str) {
@@ -163,7 +167,7 @@ mod tests {
         };
         assert!(adds.keeps(&analyser.observe(&request)));
         let observed = analyser.observe(&reply);
-        let Observed::Message { answers, .. } = &observed else {
+        let Observed::Message(Seen { answers, .. }) = &observed else {
             panic!("{observed:?}")
         };
         assert_eq!(answers.as_ref().unwrap().action, "add");
@@ -193,7 +197,7 @@ mod tests {
             )
         };
         let answers = |analyser: &mut Analyser, id: &str| match analyser.observe(&reply_to(id)) {
-            Observed::Message { answers, .. } => answers.is_some(),
+            Observed::Message(seen) => seen.answers.is_some(),
             Observed::Malformed { .. } => unreachable!(),
         };
         assert!(!answers(&mut analyser, "m0"), "forgotten");

@@ -349,21 +349,17 @@ fn entry(analyser: &mut Analyser, copy: &tap::Traffic) -> (Entry, Value) {
         Some((cut, _)) => (body[..cut].to_owned(), true),
         None => (body.to_owned(), false),
     };
-    let (message, body, dead, answers) = match analyser.observe(copy) {
+    let seen = match analyser.observe(copy) {
         Observed::Malformed { body, .. } => {
             let (text, truncated) = cut(body);
             let json = json!({"at": at, "kind": "malformed", "body": text,
                 "truncated": truncated});
             return (Entry::default(), json);
         }
-        Observed::Message {
-            message,
-            body,
-            undeliverable,
-            answers,
-        } => (message, body, undeliverable, answers),
+        Observed::Message(seen) => seen,
     };
-    let (text, truncated) = cut(body);
+    let (text, truncated) = cut(seen.body);
+    let (message, dead, answers) = (seen.message, seen.undeliverable, seen.answers);
     let latency_ms = answers.as_ref().map(|a| a.after.as_secs_f64() * 1000.0);
     let answers = answers.map(|a| a.action);
     let json = json!({
