@@ -36,11 +36,11 @@ use std::{
 };
 
 use agency_operator::{
-    closest, parse_line,
+    closest,
+    command::{self, Command},
     permissions::{Listener, Notice, Permissions, Question},
 };
-use agency_protocol::Kind;
-use agency_protocol::{ActionError, Message};
+use agency_protocol::{message::BROADCAST, ActionError, Kind, Message};
 use agency_runtime::HELP;
 use agency_runtime::{Foreground, Space};
 use serde_json::Value;
@@ -483,22 +483,12 @@ impl Console<'_> {
 
     /// Runs a line typed as a command: a console command, or a message to send.
     fn on_command_line(&mut self, line: &str) {
-        if self.on_command(line.trim()) {
-            return;
-        }
-        match parse_line(line) {
-            Ok(None) => {}
-            Ok(Some(message)) => {
-                let expects_reply = message["to"] != "*";
-                let action = message["action"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let asked = format!(
-                    "{}.{}",
-                    inline(message["to"].as_str().unwrap_or_default()),
-                    inline(&action)
-                );
+        match command::parse(line) {
+            Ok(Command::Nothing) => {}
+            Ok(Command::Send(message)) => {
+                let expects_reply = message.to != BROADCAST;
+                let action = message.action.name.clone();
+                let asked = format!("{}.{}", inline(&message.to), inline(&action));
                 match self.me.send(message) {
                     Ok(id) if expects_reply => {
                         self.awaiting.insert(id.clone(), action);
@@ -512,7 +502,12 @@ impl Console<'_> {
                     Err(error) => self.fail(&format!("error: {}", block(&error.to_string()))),
                 }
             }
-            Err(error) => self.fail(&format!("error: {}", inline(&error))),
+            Ok(Command::Quit) => {
+                self.quitting = true;
+                return;
+            }
+            Ok(local) => self.on_local(local),
+            Err(error) => self.fail(&format!("error: {}", inline(&error.to_string()))),
         }
         self.next_line();
     }
@@ -540,12 +535,11 @@ impl Console<'_> {
         ));
     }
 
-    /// Runs a console command (`/help`, `/agents`, `/quit`); answers whether `line` was
-    /// one.
-    fn on_command(&mut self, line: &str) -> bool {
-        match line {
-            "/help" => self.say(CONSOLE_HELP.trim_end()),
-            "/agents" => {
+    /// Runs one of the console's own commands (but `/quit`, which ends it).
+    fn on_local(&mut self, command: Command) {
+        match command {
+            Command::Help => self.say(CONSOLE_HELP.trim_end()),
+            Command::Agents => {
                 let lines: Vec<String> = self
                     .space
                     .agents()
@@ -564,25 +558,19 @@ impl Console<'_> {
                     lines.join("\n")
                 ));
             }
-            "/quit" => {
-                self.quitting = true;
-                return true;
-            }
-            "/watch" => self.watch(),
-            "/watch off" => match self.watching.take() {
+            Command::Watch { on: true } => self.watch(),
+            Command::Watch { on: false } => match self.watching.take() {
                 Some((_, on)) => {
                     on.store(false, Ordering::Release);
                     self.say("watch: off");
                 }
                 None => self.say("watch: already off"),
             },
-            line => match agency_operator::stats::command(self.space, line) {
-                Some(text) => self.say(&text),
-                None => return false,
-            },
+            Command::Stats(id) => {
+                self.say(&agency_operator::stats::answer(self.space, id.as_deref()))
+            }
+            Command::Nothing | Command::Quit | Command::Send(_) => {}
         }
-        self.next_line();
-        true
     }
 
     /// Notes the agents of this host that completion does not know yet, and asks each

@@ -25,6 +25,7 @@ use std::{
     sync::{mpsc::Receiver, mpsc::SyncSender, Arc, Mutex},
 };
 
+use agency_operator::command::LOCAL_COMMANDS;
 use rustyline::{
     completion::{Completer, Pair},
     config::Configurer,
@@ -119,7 +120,7 @@ impl Known {
                 .keys()
                 .filter(|id| id.to_lowercase().starts_with(&lower))
                 .map(|id| pair(id, "."));
-            let commands = CONSOLE_COMMANDS
+            let commands = LOCAL_COMMANDS
                 .iter()
                 .filter(|command| command.starts_with(body))
                 .map(|command| pair(command, ""));
@@ -153,9 +154,6 @@ impl Known {
         self.agents.get(agent).and_then(Option::as_ref)
     }
 }
-
-/// The console's own commands, as completion offers them after `/`.
-const CONSOLE_COMMANDS: [&str; 4] = ["agents", "help", "quit", "watch"];
 
 /// Completion from [`Known`]; no hints, highlighting or validation.
 struct Completion(SharedKnown);

@@ -11,6 +11,6 @@ pub mod stats;
 pub mod suggest;
 pub mod traffic;
 
-pub use command::parse_line;
+pub use command::{Command, ParseError};
 pub use permissions::{Notice, Permissions, Question};
 pub use suggest::closest;

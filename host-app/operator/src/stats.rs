@@ -10,33 +10,28 @@ use agency_runtime::{
 /// How many of the busiest agents `/stats` lists.
 pub const BUSIEST: usize = 5;
 
-/// The answer to `/stats` (every type, the busiest agents) or `/stats ID` (that agent
-/// too); `None` if the line is no `/stats` command.
+/// The answer to `/stats` (`id` is `None`: every type, the busiest agents) or `/stats ID`
+/// (that agent).
 ///
 /// ```
 /// # use agency_runtime::{AgentSpec, Catalog, Space};
 /// # fn demo(space: &Space) {
-/// let text = agency_operator::stats::command(space, "/stats").unwrap();
+/// let text = agency_operator::stats::answer(space, None);
 /// assert!(text.starts_with("stats of the agents on this host"));
 /// # }
 /// ```
-pub fn command(space: &Space, line: &str) -> Option<String> {
-    let rest = line.strip_prefix("/stats")?;
-    if !rest.is_empty() && !rest.starts_with(' ') {
-        return None;
-    }
-    let id = rest.trim();
-    if id.is_empty() {
-        return Some(render(&space.metrics(BUSIEST, &[])));
-    }
+pub fn answer(space: &Space, id: Option<&str>) -> String {
+    let Some(id) = id else {
+        return render(&space.metrics(BUSIEST, &[]));
+    };
     let snapshot = space.metrics(0, &[id]);
-    Some(match snapshot.agents.first() {
+    match snapshot.agents.first() {
         Some(agent) => agent_line(agent),
         None => format!(
             "no agent {:?} on this host (/agents lists them)",
             printable(id)
         ),
-    })
+    }
 }
 
 /// A snapshot as `/stats` shows it.

@@ -3,7 +3,7 @@
 //!
 //! Every open page (every tab) shares one agent, `<console id>-web`, and one chat: what
 //! one tab sends and receives is shown in all of them, as [`events`](Session::events).
-//! Lines are read by the console's parser ([`agency_operator::parse_line`]), so the
+//! Lines are read by the console's parser ([`agency_operator::command::parse`]), so the
 //! syntax and its errors are the same.
 //!
 //! Agents are discovered the way the protocol allows on every transport: this host's are
@@ -20,7 +20,11 @@ use std::{
     time::Duration,
 };
 
-use agency_operator::{closest, parse_line, Notice, Permissions};
+use agency_operator::{
+    closest,
+    command::{self, Command},
+    Notice, Permissions,
+};
 use agency_protocol::Kind;
 use agency_protocol::Message;
 use agency_runtime::{Foreground, Space, HELP};
@@ -165,9 +169,9 @@ impl Session {
     /// Runs a line typed in the chat: a message to send (answers its id and what it
     /// asked), or a console command answered with text; or says what is wrong.
     pub fn line(&self, line: &str) -> Result<Value, String> {
-        match line.trim() {
-            "/help" => return Ok(json!({"text": HELP_TEXT})),
-            "/agents" => {
+        match command::parse(line).map_err(|e| e.to_string())? {
+            Command::Help => Ok(json!({"text": HELP_TEXT})),
+            Command::Agents => {
                 let ids: Vec<String> = self
                     .agents()
                     .as_array()
@@ -175,23 +179,22 @@ impl Session {
                     .flatten()
                     .filter_map(|agent| agent["id"].as_str().map(str::to_owned))
                     .collect();
-                return Ok(json!({"text": format!("agents: {}", ids.join(", "))}));
+                Ok(json!({"text": format!("agents: {}", ids.join(", "))}))
             }
-            "/watch" | "/watch off" => {
-                return Err("the page shows the traffic in its Traffic tab".into())
+            Command::Watch { .. } => Err("the page shows the traffic in its Traffic tab".into()),
+            Command::Quit => {
+                Err("close the tab to leave; the console's /quit ends the host".into())
             }
-            "/quit" => {
-                return Err("close the tab to leave; the console's /quit ends the host".into())
+            Command::Stats(id) => {
+                let text = agency_operator::stats::answer(&self.space, id.as_deref());
+                Ok(json!({ "text": text }))
             }
-            line => {
-                if let Some(text) = agency_operator::stats::command(&self.space, line) {
-                    return Ok(json!({ "text": text }));
-                }
+            Command::Send(message) => {
+                let message = json!({"to": message.to, "action": {
+                    "name": message.action.name, "args": message.action.args}});
+                self.send(message, Some(line))
             }
-        }
-        match parse_line(line)? {
-            Some(message) => self.send(message, Some(line)),
-            None => Err("nothing to send".into()),
+            Command::Nothing => Err("nothing to send".into()),
         }
     }
 
