@@ -36,9 +36,9 @@ use std::{
 };
 
 use agency_operator::{
-    closest,
     command::{self, Command},
-    permissions::{Listener, Notice, Permissions, Question},
+    permissions::{verdict, Listener, Notice, Permissions, Question},
+    suggest::did_you_mean,
 };
 use agency_protocol::{message::BROADCAST, ActionError, Kind, Message};
 use agency_runtime::HELP;
@@ -466,11 +466,7 @@ impl Console<'_> {
             Err(earlier) => format!(
                 "too late: {} was already {}",
                 describe(&question),
-                earlier.map_or("decided".into(), |d| format!(
-                    "{} by the {}",
-                    verdict(d.allowed),
-                    d.by
-                ))
+                earlier.map_or("decided".into(), |d| d.to_string())
             ),
         };
         self.say(&text);
@@ -653,7 +649,7 @@ impl Console<'_> {
             }
             (Some(Ok(value)), _) => block(&render(&value)),
             (Some(Err(error)), _) if error.is(Kind::Undeliverable) => {
-                let hint = closest(&message.from, &self.space.agent_ids())
+                let hint = did_you_mean(self.space, &message.from)
                     .map(|id| format!(" (did you mean {}?)", inline(&format!("{id:?}"))))
                     .unwrap_or_default();
                 self.fail(&format!("error: {}{hint}", inline(error.message())));
@@ -748,14 +744,6 @@ impl Console<'_> {
 
 /// The name this console answers questions under.
 const CONSOLE: &str = "console";
-
-fn verdict(allowed: bool) -> &'static str {
-    if allowed {
-        "allowed"
-    } else {
-        "refused"
-    }
-}
 
 /// A question as the user is asked it.
 fn prompt(question: &Question) -> String {

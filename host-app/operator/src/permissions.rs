@@ -57,6 +57,22 @@ pub struct Decision {
     pub by: String,
 }
 
+/// Shown as `allowed by the web page`, `refused by the console`.
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} by the {}", verdict(self.allowed), self.by)
+    }
+}
+
+/// A verdict in words: `allowed` or `refused`.
+pub fn verdict(allowed: bool) -> &'static str {
+    if allowed {
+        "allowed"
+    } else {
+        "refused"
+    }
+}
+
 /// The permission questions of one host, and the front ends listening for them. Clones
 /// share the same questions.
 ///

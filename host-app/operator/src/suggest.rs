@@ -1,5 +1,13 @@
 //! Did-you-mean: the known agent id nearest to one nobody holds.
 
+use agency_runtime::Space;
+
+/// For a message to `id` that no agent holds: the id of an agent of `space` it was maybe
+/// meant for.
+pub fn did_you_mean(space: &Space, id: &str) -> Option<String> {
+    closest(id, &space.agent_ids()).map(str::to_owned)
+}
+
 /// Of `ids`, the one most like `wanted` (ignoring case, at most two edits away), for a
 /// did-you-mean.
 pub fn closest<'a>(wanted: &str, ids: &'a [String]) -> Option<&'a str> {

@@ -21,8 +21,8 @@ use std::{
 };
 
 use agency_operator::{
-    closest,
     command::{self, Command},
+    suggest::did_you_mean,
     Notice, Permissions,
 };
 use agency_protocol::Kind;
@@ -224,15 +224,7 @@ impl Session {
         self.permissions
             .answer(id, allowed, PAGE)
             .map_err(|earlier| match earlier {
-                Some(decision) => format!(
-                    "already {} by the {}",
-                    if decision.allowed {
-                        "allowed"
-                    } else {
-                        "refused"
-                    },
-                    decision.by
-                ),
+                Some(decision) => format!("already {decision}"),
                 None => format!("no question {id} was asked"),
             })
     }
@@ -294,8 +286,7 @@ impl Session {
                 event["error"] = error.to_string().into();
                 if error.is(Kind::Undeliverable) {
                     event["undeliverable"] = true.into();
-                    let hint = closest(&message.from, &self.space.agent_ids()).map(str::to_owned);
-                    event["did_you_mean"] = hint.into();
+                    event["did_you_mean"] = did_you_mean(&self.space, &message.from).into();
                 }
             }
             None => {}
