@@ -36,7 +36,7 @@ use std::{
 };
 
 use agency_operator::{
-    command::{self, Command},
+    command::{self, help_lines, Command, STATS_HELP, SYNTAX_HELP},
     permissions::{verdict, Listener, Notice, Permissions, Question},
     suggest::did_you_mean,
 };
@@ -534,7 +534,7 @@ impl Console<'_> {
     /// Runs one of the console's own commands (but `/quit`, which ends it).
     fn on_local(&mut self, command: Command) {
         match command {
-            Command::Help => self.say(CONSOLE_HELP.trim_end()),
+            Command::Help => self.say(&console_help()),
             Command::Agents => {
                 let lines: Vec<String> = self
                     .space
@@ -807,17 +807,20 @@ fn render(value: &Value) -> String {
 }
 
 /// What `/help` prints.
-const CONSOLE_HELP: &str = "\
-console commands:
-  /Agent.action key:value ...   send an action to an agent (values: JSON or bare words)
-  /Agent.help                   what an agent can do
-  any other text                say it to every agent
-  /agents                       the agents in this space, on this host
-  /stats, /stats ID             what this host's agents counted (messages, errors, timings)
-  /watch, /watch off            show every message of this host's agents, or stop
-  /help                         this help
-  /quit                         leave (as do Ctrl-D and Ctrl-C)
-";
+fn console_help() -> String {
+    let own = [
+        ("/agents", "the agents in this space, on this host"),
+        STATS_HELP,
+        (
+            "/watch, /watch off",
+            "show every message of this host's agents, or stop",
+        ),
+        ("/help", "this help"),
+        ("/quit", "leave (as do Ctrl-D and Ctrl-C)"),
+    ];
+    let lines = help_lines(SYNTAX_HELP.iter().chain(&own), "  ");
+    format!("console commands:\n{lines}")
+}
 
 /// A `help` answer as a table, one line per action: `name(arg: type, ...) -> type` and
 /// its description; `None` if the value is not shaped like one.

@@ -31,6 +31,36 @@ pub enum Command {
     Send(Outgoing),
 }
 
+/// What both front ends' `/help` says of the syntax, a line each: what to type, and what
+/// it does.
+pub const SYNTAX_HELP: [(&str, &str); 3] = [
+    (
+        "/Agent.action key:value ...",
+        "send an action to an agent (values: JSON or bare words)",
+    ),
+    ("/Agent.help", "what an agent can do"),
+    ("any other text", "say it to every agent"),
+];
+
+/// `/stats` in both front ends' `/help`.
+pub const STATS_HELP: (&str, &str) = (
+    "/stats, /stats ID",
+    "what this host's agents counted (messages, errors, timings)",
+);
+
+/// Help lines as both front ends show them: what to type, padded, then what it does;
+/// each line after `indent`.
+pub fn help_lines<'a>(
+    lines: impl IntoIterator<Item = &'a (&'a str, &'a str)>,
+    indent: &str,
+) -> String {
+    lines
+        .into_iter()
+        .map(|(typed, does)| format!("{indent}{typed:<30}{does}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The operator's own commands, as completion offers them after `/`.
 pub const LOCAL_COMMANDS: [&str; 4] = ["agents", "help", "quit", "watch"];
 

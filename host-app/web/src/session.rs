@@ -21,7 +21,7 @@ use std::{
 };
 
 use agency_operator::{
-    command::{self, Command},
+    command::{self, help_lines, Command, STATS_HELP, SYNTAX_HELP},
     suggest::did_you_mean,
     Notice, Permissions,
 };
@@ -170,7 +170,7 @@ impl Session {
     /// asked), or a console command answered with text; or says what is wrong.
     pub fn line(&self, line: &str) -> Result<Value, String> {
         match command::parse(line).map_err(|e| e.to_string())? {
-            Command::Help => Ok(json!({"text": HELP_TEXT})),
+            Command::Help => Ok(json!({"text": help_text()})),
             Command::Agents => {
                 let ids: Vec<String> = self
                     .agents()
@@ -322,11 +322,12 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) {
 }
 
 /// What `/help` answers on the page.
-const HELP_TEXT: &str = "\
-/Agent.action key:value ...   send an action to an agent (values: JSON or bare words)
-/Agent.help                   what an agent can do
-any other text                say it to every agent
-/agents                       the agents known to this page
-/stats, /stats ID             what this host's agents counted (messages, errors, timings)
-/help                         this help
-Tab completes agent ids, actions and argument names.";
+fn help_text() -> String {
+    let own = [
+        ("/agents", "the agents known to this page"),
+        STATS_HELP,
+        ("/help", "this help"),
+    ];
+    let lines = help_lines(SYNTAX_HELP.iter().chain(&own), "");
+    format!("{lines}\nTab completes agent ids, actions and argument names.")
+}
