@@ -281,19 +281,19 @@ impl HostQueue {
         (generation, losses): (u64, LossReports),
     ) {
         while let Some(Ok(delivery)) = consumer.next().await {
-            let key = delivery.routing_key.as_str().to_owned();
             let handed = Arc::new(Handed {
                 delivery,
                 channel: channel.clone(),
                 acks: acks.clone(),
             });
+            let key = handed.delivery.routing_key.as_str();
             let routes = self.routes.read().unwrap();
             if key == BROADCAST_KEY {
                 for route in routes.values() {
                     let _ = route.send(handed.clone());
                 }
-            } else if let Some(route) = routes.get(&key) {
-                let _ = route.send(handed);
+            } else if let Some(route) = routes.get(key) {
+                let _ = route.send(handed.clone());
             }
         }
         if channel.status().connected() {
