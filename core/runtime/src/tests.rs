@@ -407,7 +407,16 @@ fn a_space_counts_messages_errors_and_durations_per_type() {
         json!(["\"x\"", "error: UndeliverableError"])
     );
 
-    let snapshot = space.metrics(1, &["b"]);
+    // An agent counts a message handled after its reply has left: wait for the last.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let snapshot = loop {
+        let snapshot = space.metrics(1, &["b"]);
+        let echo = snapshot.types.iter().find(|t| t.name == "Echo").unwrap();
+        if echo.counts.handled >= 6 || std::time::Instant::now() >= deadline {
+            break snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let echo = snapshot.types.iter().find(|t| t.name == "Echo").unwrap();
     assert_eq!(echo.agents, 2);
     assert_eq!(
