@@ -98,10 +98,7 @@ pub struct Outgoing {
 impl Outgoing {
     /// Reads an outgoing message from JSON text.
     pub fn from_json(text: &str) -> Result<Self, ActionError> {
-        if !text.trim_start().starts_with('{') {
-            return Err(not_an_object());
-        }
-        serde_json::from_str(text).map_err(invalid_message)
+        read(text)
     }
 
     /// Reads an outgoing message from a JSON value.
@@ -111,6 +108,46 @@ impl Outgoing {
         }
         serde_json::from_value(value).map_err(invalid_message)
     }
+}
+
+/// A message to send, typed or as JSON (`{"to", "action": {"name", "args"}}`): what a
+/// foreground agent's `send` and `request` take. A typed one is used as it is; JSON is
+/// read (and refused, as [`Outgoing::from_value`] says) first.
+pub trait IntoOutgoing {
+    /// The message, read if need be.
+    fn into_outgoing(self) -> Result<Outgoing, ActionError>;
+}
+
+impl IntoOutgoing for Outgoing {
+    fn into_outgoing(self) -> Result<Outgoing, ActionError> {
+        Ok(self)
+    }
+}
+
+impl IntoOutgoing for Value {
+    fn into_outgoing(self) -> Result<Outgoing, ActionError> {
+        Outgoing::from_value(self)
+    }
+}
+
+impl IntoOutgoing for &Value {
+    fn into_outgoing(self) -> Result<Outgoing, ActionError> {
+        Outgoing::from_value(self.clone())
+    }
+}
+
+/// Reads a message of either kind from JSON text: JSON that is not an object is a
+/// `TypeError`, anything else wrong (not JSON, a field missing or of the wrong type) a
+/// `ValueError` saying what.
+fn read<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, ActionError> {
+    serde_json::from_str(text).map_err(|error| {
+        let is_object = text.trim_start().starts_with('{');
+        if !is_object && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            not_an_object()
+        } else {
+            invalid_message(error)
+        }
+    })
 }
 
 fn not_an_object() -> ActionError {
@@ -183,9 +220,11 @@ impl TryFrom<PartialMeta> for Meta {
 }
 
 impl Message {
-    /// Parses and validates a message from JSON text, with a reason on failure.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        serde_json::from_str(text).map_err(|e| format!("invalid message: {e}"))
+    /// Parses and validates a message from JSON text; refuses it as
+    /// [`Outgoing::from_json`] does (a `TypeError` for JSON that is not an object, else a
+    /// `ValueError` saying what is wrong).
+    pub fn from_json(text: &str) -> Result<Self, ActionError> {
+        read(text)
     }
 
     /// The message as JSON text.
@@ -326,4 +365,35 @@ pub fn sender_of(body: &str) -> Option<String> {
 /// Agency.
 pub fn duplicate_id(agent_id: &str) -> String {
     format!("Agent '{agent_id}' already exists")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Message, Outgoing};
+
+    /// Both kinds of message refuse the same text alike: the kind, then what is wrong.
+    #[test]
+    fn delivered_and_outgoing_messages_are_refused_alike() {
+        let refusal = |text: &str| {
+            let delivered = Message::from_json(text).unwrap_err().to_string();
+            let outgoing = Outgoing::from_json(text).unwrap_err().to_string();
+            (delivered, outgoing)
+        };
+        for text in ["[1]", " 7", "\"to\"", "null"] {
+            let (delivered, outgoing) = refusal(text);
+            assert_eq!(delivered, outgoing);
+            assert!(delivered.starts_with("TypeError"), "{text}: {delivered}");
+        }
+        for text in ["not json", "{\"to\": 7}", "{", "[1"] {
+            let (delivered, outgoing) = refusal(text);
+            assert!(
+                delivered.starts_with("ValueError: invalid message: "),
+                "{text}: {delivered}"
+            );
+            assert!(
+                outgoing.starts_with("ValueError: invalid message: "),
+                "{text}: {outgoing}"
+            );
+        }
+    }
 }

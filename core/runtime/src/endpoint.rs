@@ -384,7 +384,7 @@ impl Endpoint {
 
     /// Checks a delivery; answers the message, and whether it was one of this agent's own
     /// (now its `UndeliverableError` reply).
-    fn check(&self, message: Result<Message, String>) -> Option<(Message, bool)> {
+    fn check(&self, message: Result<Message, ActionError>) -> Option<(Message, bool)> {
         let message = match message {
             Ok(message) => message,
             Err(reason) => {
@@ -540,7 +540,7 @@ impl HostLink for Endpoint {
     }
 
     fn ask_permission(&self, message: &str) -> Result<bool, ActionError> {
-        let message = Message::from_json(message).map_err(|e| ActionError::of(Kind::Value, e))?;
+        let message = Message::from_json(message)?;
         Ok(Endpoint::ask_permission(self, &message))
     }
 

@@ -8,7 +8,7 @@ use std::{
 
 use agency_protocol::{
     boundary::{AgentCore, HostLink, TransportSpace},
-    message::Outgoing,
+    message::IntoOutgoing,
     spec::AgentTypeSpec,
     ActionError, Message,
 };
@@ -662,22 +662,18 @@ impl Foreground {
     }
 
     /// Sends a message (`from` and `meta.id` are filled in); answers its id.
-    pub fn send(&self, message: impl Serialize) -> Result<String, ActionError> {
-        self.endpoint
-            .send(Outgoing::from_value(serde_json::to_value(message)?)?)
+    pub fn send(&self, message: impl IntoOutgoing) -> Result<String, ActionError> {
+        self.endpoint.send(message.into_outgoing()?)
     }
 
     /// Sends a message and waits up to `timeout` for the value of its `[response]`; an
     /// `[error]` reply or the timeout (kind `TimeoutError`) is an error.
     pub fn request(
         &self,
-        message: impl Serialize,
+        message: impl IntoOutgoing,
         timeout: Duration,
     ) -> Result<Value, ActionError> {
-        self.endpoint.request(
-            Outgoing::from_value(serde_json::to_value(message)?)?,
-            timeout,
-        )
+        self.endpoint.request(message.into_outgoing()?, timeout)
     }
 
     /// Every message this agent sent and received so far, in order (Agency's message log).
