@@ -16,16 +16,20 @@
 //! so a line typed at the command prompt never answers a question that appeared while it
 //! was being typed.
 //!
-//! Completion knows what the console learnt ([`Known`]): agent ids, and from their `help`
-//! answers, action and argument names.
+//! Completion knows what the console's session learnt (its
+//! [`Catalogue`](agency_operator::Catalogue)): agent ids, and from their `help` answers,
+//! action and argument names.
 
 use std::{
-    collections::BTreeMap,
     path::PathBuf,
-    sync::{mpsc::Receiver, mpsc::SyncSender, Arc, Mutex},
+    sync::{mpsc::Receiver, mpsc::SyncSender, Arc},
 };
 
-use agency_operator::command::LOCAL_COMMANDS;
+use crate::{
+    events::{Event, Reading},
+    terminal, threads,
+};
+use agency_operator::{command::LOCAL_COMMANDS, Catalogue, Session};
 use rustyline::{
     completion::{Completer, Pair},
     config::Configurer,
@@ -36,12 +40,6 @@ use rustyline::{
     validate::Validator,
     CompletionType, Config, Editor, Helper,
 };
-use serde_json::Value;
-
-use crate::{
-    events::{Event, Reading},
-    terminal, threads,
-};
 
 /// What the console lets the reader read next.
 pub enum Ask {
@@ -51,112 +49,64 @@ pub enum Ask {
     Answer,
 }
 
-/// What completion knows: agent ids, and for those whose `help` answered, their actions
-/// and each action's argument names.
-#[derive(Default)]
-pub struct Known {
-    agents: BTreeMap<String, Option<BTreeMap<String, Vec<String>>>>,
-}
-
-/// [`Known`], shared by the console (which learns) and the editor (which completes).
-pub type SharedKnown = Arc<Mutex<Known>>;
-
-impl Known {
-    /// Notes an agent id; answers whether it is new.
-    pub fn add_agent(&mut self, id: &str) -> bool {
-        if self.agents.contains_key(id) {
-            return false;
-        }
-        self.agents.insert(id.to_owned(), None);
-        true
-    }
-
-    /// Learns an agent's actions from its `help` answer (action name -> `{"args": {...}}`).
-    pub fn learn_help(&mut self, id: &str, help: &Value) {
-        let Some(actions) = help.as_object() else {
-            return;
-        };
-        let actions = actions
-            .iter()
-            .map(|(name, entry)| {
-                let args = entry["args"]
-                    .as_object()
-                    .map(|args| args.keys().cloned().collect())
-                    .unwrap_or_default();
-                (name.clone(), args)
-            })
-            .collect();
-        self.agents.insert(id.to_owned(), Some(actions));
-    }
-
-    /// The completions of `line` (up to the cursor): where the word being completed
-    /// starts, and the candidates for it.
-    pub fn complete(&self, line: &str) -> (usize, Vec<Pair>) {
-        let Some(body) = line.strip_prefix('/') else {
-            return (0, Vec::new());
-        };
-        let pair = |name: &str, suffix: &str| Pair {
-            display: name.to_owned(),
-            replacement: format!("{name}{suffix}"),
-        };
-        let Some((target, rest)) = body.split_once(char::is_whitespace) else {
-            if let Some((agent, partial)) = body.rsplit_once('.') {
-                let mut names: Vec<&str> = self.actions(agent).map_or(Vec::new(), |actions| {
-                    actions.keys().map(String::as_str).collect()
-                });
-                if !names.contains(&"help") {
-                    names.push("help");
-                }
-                let found = names
-                    .into_iter()
-                    .filter(|name| name.starts_with(partial))
-                    .map(|name| pair(name, " "))
-                    .collect();
-                return (1 + agent.len() + 1, found);
+/// The completions of `line` (up to the cursor) from what the session learnt: where the
+/// word being completed starts, and the candidates for it (agent ids, local commands,
+/// action names, argument names not given yet).
+fn complete(catalogue: &Catalogue, line: &str) -> (usize, Vec<Pair>) {
+    let Some(body) = line.strip_prefix('/') else {
+        return (0, Vec::new());
+    };
+    let pair = |name: &str, suffix: &str| Pair {
+        display: name.to_owned(),
+        replacement: format!("{name}{suffix}"),
+    };
+    let Some((target, rest)) = body.split_once(char::is_whitespace) else {
+        if let Some((agent, partial)) = body.rsplit_once('.') {
+            let mut names = catalogue.actions(agent);
+            if !names.contains(&"help") {
+                names.push("help");
             }
-            let lower = body.to_lowercase();
-            let agents = self
-                .agents
-                .keys()
-                .filter(|id| id.to_lowercase().starts_with(&lower))
-                .map(|id| pair(id, "."));
-            let commands = LOCAL_COMMANDS
-                .iter()
-                .filter(|command| command.starts_with(body))
-                .map(|command| pair(command, ""));
-            return (1, agents.chain(commands).collect());
-        };
-        let Some((agent, action)) = target.rsplit_once('.') else {
-            return (0, Vec::new());
-        };
-        let word_start =
-            line.len() - rest.len() + rest.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        let word = &line[word_start..];
-        if word.contains(':') {
-            return (0, Vec::new());
+            let found = names
+                .into_iter()
+                .filter(|name| name.starts_with(partial))
+                .map(|name| pair(name, " "))
+                .collect();
+            return (1 + agent.len() + 1, found);
         }
-        let given: Vec<&str> = rest
-            .split_whitespace()
-            .filter_map(|part| part.split_once(':').map(|(key, _)| key))
-            .collect();
-        let found = self
-            .actions(agent)
-            .and_then(|actions| actions.get(action))
-            .into_iter()
-            .flatten()
-            .filter(|arg| arg.starts_with(word) && !given.contains(&arg.as_str()))
-            .map(|arg| pair(arg, ":"))
-            .collect();
-        (word_start, found)
+        let lower = body.to_lowercase();
+        let agents = catalogue
+            .ids()
+            .filter(|id| id.to_lowercase().starts_with(&lower))
+            .map(|id| pair(id, "."));
+        let commands = LOCAL_COMMANDS
+            .iter()
+            .filter(|command| command.starts_with(body))
+            .map(|command| pair(command, ""));
+        return (1, agents.chain(commands).collect());
+    };
+    let Some((agent, action)) = target.rsplit_once('.') else {
+        return (0, Vec::new());
+    };
+    let word_start = line.len() - rest.len() + rest.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let word = &line[word_start..];
+    if word.contains(':') {
+        return (0, Vec::new());
     }
-
-    fn actions(&self, agent: &str) -> Option<&BTreeMap<String, Vec<String>>> {
-        self.agents.get(agent).and_then(Option::as_ref)
-    }
+    let given: Vec<&str> = rest
+        .split_whitespace()
+        .filter_map(|part| part.split_once(':').map(|(key, _)| key))
+        .collect();
+    let found = catalogue
+        .args(agent, action)
+        .into_iter()
+        .filter(|arg| arg.starts_with(word) && !given.contains(arg))
+        .map(|arg| pair(arg, ":"))
+        .collect();
+    (word_start, found)
 }
 
-/// Completion from [`Known`]; no hints, highlighting or validation.
-struct Completion(SharedKnown);
+/// Completion from the session's catalogue; no hints, highlighting or validation.
+struct Completion(Arc<Session>);
 
 impl Completer for Completion {
     type Candidate = Pair;
@@ -167,7 +117,7 @@ impl Completer for Completion {
         pos: usize,
         _: &rustyline::Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        Ok(self.0.lock().unwrap().complete(&line[..pos]))
+        Ok(complete(&self.0.catalogue(), &line[..pos]))
     }
 }
 
@@ -197,7 +147,7 @@ const HISTORY_LINES: usize = 1000;
 /// calls `interrupt`.
 pub fn start(
     prompt: String,
-    known: SharedKnown,
+    session: Arc<Session>,
     asks: Receiver<Ask>,
     events: SyncSender<Event>,
     interrupt: impl Fn() + Send + 'static,
@@ -221,7 +171,7 @@ pub fn start(
     };
     let _ = editor.set_max_history_size(HISTORY_LINES);
     let _ = editor.set_history_ignore_dups(true);
-    editor.set_helper(Some(Completion(known)));
+    editor.set_helper(Some(Completion(session)));
     let history = history_file().and_then(|path| match load_history(&mut editor, &path) {
         Ok(()) => Some(path),
         Err(error) => {
@@ -310,16 +260,18 @@ fn remember(editor: &mut Editor<Completion, FileHistory>, file: Option<&PathBuf>
 mod tests {
     use serde_json::json;
 
-    use super::Known;
+    use agency_operator::Catalogue;
 
-    fn completions(known: &Known, line: &str) -> (usize, Vec<String>) {
-        let (start, pairs) = known.complete(line);
+    use super::complete;
+
+    fn completions(known: &Catalogue, line: &str) -> (usize, Vec<String>) {
+        let (start, pairs) = complete(known, line);
         (start, pairs.into_iter().map(|p| p.replacement).collect())
     }
 
     #[test]
     fn completes_ids_actions_and_argument_names() {
-        let mut known = Known::default();
+        let mut known = Catalogue::default();
         known.add_agent("Calculator");
         known.add_agent("Chatty");
         known.learn_help(

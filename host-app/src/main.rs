@@ -35,7 +35,7 @@ use std::{
 };
 
 use agency_loader::Plugins;
-use agency_operator::Permissions;
+use agency_operator::{Permissions, Session};
 use agency_runtime::AgentSpec;
 use clap::{Args, Parser, Subcommand};
 use config::Config;
@@ -464,7 +464,8 @@ fn run(
         // Whatever ends the console (end of input, Ctrl-C, a closed output: quietly, as
         // `rg | head` does), the space is destroyed cleanly after it.
         let outcome = threads::guarded("console", || {
-            console::run(&space, me, &permissions, wait, watch)
+            let session = Session::new(space.clone(), me, permissions.clone(), console::CONSOLE);
+            console::run(session, wait, watch)
         });
         stop.store(true, Ordering::Release);
         outcome

@@ -147,7 +147,7 @@ impl Watch {
                 } else {
                     format!(
                         "{at}  (not a message: {}) {}",
-                        inline(&reason),
+                        inline(reason.message()),
                         inline(body)
                     )
                 })

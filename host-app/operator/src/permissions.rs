@@ -64,6 +64,27 @@ impl std::fmt::Display for Decision {
     }
 }
 
+/// Why an answer to a permission question was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TooLate {
+    /// Another answer came first.
+    Decided(Decision),
+    /// No question of that number was asked.
+    NeverAsked(u64),
+}
+
+/// `already allowed by the console`, `no question 7 was asked`.
+impl std::fmt::Display for TooLate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Decided(decision) => write!(f, "already {decision}"),
+            Self::NeverAsked(id) => write!(f, "no question {id} was asked"),
+        }
+    }
+}
+
+impl std::error::Error for TooLate {}
+
 /// A verdict in words: `allowed` or `refused`.
 pub fn verdict(allowed: bool) -> &'static str {
     if allowed {
@@ -188,16 +209,17 @@ impl Permissions {
     }
 
     /// Answers question `id` for front end `by`; fails with the decision already taken
-    /// (or `None` for a number never asked) when this answer came too late.
-    pub fn answer(&self, id: u64, allowed: bool, by: &str) -> Result<(), Option<Decision>> {
+    /// when this answer came too late.
+    pub fn answer(&self, id: u64, allowed: bool, by: &str) -> Result<(), TooLate> {
         let mut state = self.shared.state.lock().unwrap();
         if !state.open.contains_key(&id) {
-            return Err(state.decisions.get(&id).cloned().or_else(|| {
+            let earlier = state.decisions.get(&id).cloned().or_else(|| {
                 (id <= state.next_id).then(|| Decision {
                     allowed: false,
                     by: "an earlier answer".into(),
                 })
-            }));
+            });
+            return Err(earlier.map_or(TooLate::NeverAsked(id), TooLate::Decided));
         }
         decide(&mut state, id, allowed, by);
         self.shared.decided.notify_all();
@@ -273,11 +295,15 @@ mod tests {
         permissions.answer(question.id, true, "web page").unwrap();
         let late = permissions.answer(question.id, false, "console");
         assert_eq!(
-            late.unwrap_err().unwrap(),
-            Decision {
+            late.unwrap_err(),
+            TooLate::Decided(Decision {
                 allowed: true,
                 by: "web page".into()
-            }
+            })
+        );
+        assert_eq!(
+            permissions.answer(1000, true, "console").unwrap_err(),
+            TooLate::NeverAsked(1000)
         );
         assert!(asker.join().unwrap());
         for listener in [&console, &page] {

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agency_protocol::Message;
+use agency_protocol::{ActionError, Message};
 use agency_runtime::tap::Traffic;
 
 /// How many requests are remembered to pair replies with them.
@@ -28,7 +28,7 @@ pub enum Observed<'a> {
         /// The text as it came.
         body: &'a str,
         /// Why it is no message.
-        reason: String,
+        reason: ActionError,
     },
     /// A message.
     Message(Seen<'a>),

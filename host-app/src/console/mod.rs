@@ -17,6 +17,11 @@
 //! never in this process's memory. A closed output ends it quietly; a line of input that
 //! is not UTF-8 is reported and skipped.
 //!
+//! What a line or a message means is the operator [`Session`]'s; this module is the loop
+//! and its state (which line is read for what, what holds input back, how it ends), with
+//! the threads that feed it in [`feeds`], permission prompts in [`questions`], and the
+//! words in [`show`].
+//!
 //! Answers (values, and errors agents reply) go to standard output. The console's own
 //! errors go to standard error and make the exit code 1 ([`Outcome::exit_code`]): a line
 //! not understood or not sent, a message for an agent nobody holds (with the nearest id
@@ -24,8 +29,8 @@
 //! Ctrl-C exits at once, without waiting for busy agents.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    io::{BufRead, IsTerminal},
+    collections::VecDeque,
+    io::IsTerminal,
     process::ExitCode,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -36,21 +41,21 @@ use std::{
 };
 
 use agency_operator::{
-    command::{self, help_lines, Command, STATS_HELP, SYNTAX_HELP},
-    permissions::{verdict, Listener, Notice, Permissions, Question},
-    suggest::did_you_mean,
+    command::{self, Command},
+    session, Notice, Question, Session,
 };
-use agency_protocol::{message::BROADCAST, ActionError, Kind, Message};
-use agency_runtime::HELP;
-use agency_runtime::{Foreground, Space};
-use serde_json::Value;
+use agency_protocol::Message;
 
 use crate::{
-    editor::{self, Ask, SharedKnown},
+    editor::{self, Ask},
     events::{Event, Reading},
     terminal::{self, block, inline, red, Stream},
-    threads, traffic,
+    traffic,
 };
+
+mod feeds;
+mod questions;
+mod show;
 
 /// How the console ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,54 +86,48 @@ impl Outcome {
 /// in the console agent's subscription (bounded too), and then at the broker.
 const EVENTS_BOUND: usize = 64;
 
-/// Runs the console until the end of input (plus `wait` for replies), Ctrl-C, or the end
-/// of its output.
-pub fn run(
-    space: &Space,
-    me: Foreground,
-    permissions: &Permissions,
-    wait: Duration,
-    watch: bool,
-) -> Outcome {
+/// The name the console answers permission questions under.
+pub const CONSOLE: &str = "console";
+
+/// Runs the console of `session` until the end of input (plus `wait` for replies),
+/// Ctrl-C, or the end of its output.
+pub fn run(session: Session, wait: Duration, watch: bool) -> Outcome {
     // This thread drains the console's subscription (through the event queue): what it
     // sends to its own agent must not wait for room there.
     agency_runtime::never_wait_here();
+    let session = Arc::new(session);
     let (events, queue) = mpsc::sync_channel(EVENTS_BOUND);
     let (ready, next_line) = mpsc::channel();
     let interrupted = Arc::new(AtomicBool::new(false));
-    let known = SharedKnown::default();
     let editing = {
         let (events, interrupted) = (events.clone(), interrupted.clone());
-        let prompt = format!("{}> ", inline(me.id()));
+        let prompt = format!("{}> ", inline(session.me().id()));
         editor::start(
             prompt,
-            known.clone(),
+            session.clone(),
             next_line,
             events.clone(),
-            move || interrupt(&interrupted, &events),
+            move || feeds::interrupt(&interrupted, &events),
         )
     };
     let editing = match editing {
         Ok(()) => true,
         Err(next_line) => {
-            read_stdin(events.clone(), next_line);
+            feeds::read_stdin(events.clone(), next_line);
             false
         }
     };
-    forward_incoming(&me, events.clone());
-    forward_questions(permissions.listen(), events.clone());
-    let events_for_taps = events.clone();
+    feeds::forward_incoming(session.me(), events.clone());
+    feeds::forward_questions(session.listen(), events.clone());
     let flag = interrupted.clone();
-    if let Err(error) = ctrlc::set_handler(move || interrupt(&flag, &events)) {
+    let on_ctrl_c = events.clone();
+    if let Err(error) = ctrlc::set_handler(move || feeds::interrupt(&flag, &on_ctrl_c)) {
         tracing::warn!(%error, "Ctrl-C will end the process without a clean shutdown");
     }
     let mut console = Console {
-        space,
-        me,
-        awaiting: HashMap::new(),
+        session,
         quitting: false,
         prompts: VecDeque::new(),
-        permissions: permissions.clone(),
         stale_answer: false,
         blocking: None,
         failures: 0,
@@ -136,9 +135,7 @@ pub fn run(
         ready,
         reader_busy: false,
         editing,
-        known,
-        quiet: HashSet::new(),
-        events: events_for_taps,
+        events,
         watching: None,
         wait,
         interrupted,
@@ -148,24 +145,13 @@ pub fn run(
         console.say_banner();
     }
     if editing {
-        console.learn_agents();
+        console.session.learn_all();
     }
     if watch {
         console.watch();
     }
     console.next_line();
     console.run(queue)
-}
-
-/// Ctrl-C: sets `interrupted` and wakes the console, which then ends. A second Ctrl-C
-/// does not wait for a clean shutdown (an action still running): it exits at once.
-fn interrupt(interrupted: &AtomicBool, events: &SyncSender<Event>) {
-    if interrupted.swap(true, Ordering::AcqRel) {
-        report!("interrupted again: exiting now");
-        std::process::exit(130);
-    }
-    // The queue may be full: the flag is seen at the next event; the event only wakes.
-    let _ = events.try_send(Event::Interrupt);
 }
 
 /// After the input ends, how long the console keeps listening once nothing is awaited
@@ -180,25 +166,29 @@ struct Ending {
     last_heard: Instant,
 }
 
-struct Console<'a> {
-    space: &'a Space,
-    me: Foreground,
-    /// Ids of sent messages whose reply has not arrived yet.
-    awaiting: HashMap<String, String>,
+/// The command whose reply holds back the next line.
+struct Blocking {
+    /// The id of the message sent.
+    id: String,
+    /// Until when the reply is awaited.
+    until: Instant,
+    /// What it asked (`Agent.action`), escaped.
+    asked: String,
+}
+
+struct Console {
+    session: Arc<Session>,
     /// Set by `/quit`: the console ends as at the end of its input.
     quitting: bool,
     /// Permission questions waiting for a y/n line; the first one is on screen.
     prompts: VecDeque<Arc<Question>>,
-    /// Where questions are answered (shared with the web page, if one is open).
-    permissions: Permissions,
     /// Whether the question being answered was decided elsewhere: the next line, if it
     /// reads as an answer, is dropped instead of sent.
     stale_answer: bool,
     /// Whether the first question is the last thing printed (the cursor after it).
     prompt_on_screen: bool,
-    /// The command whose reply holds back the next line: its id, until when, and what
-    /// it asked (`Agent.action`).
-    blocking: Option<(String, Instant, String)>,
+    /// The command whose reply holds back the next line.
+    blocking: Option<Blocking>,
     /// How many lines failed (see [`Outcome::Failed`]).
     failures: usize,
     /// Lets the reader go on to the next line, saying what it is for.
@@ -206,13 +196,9 @@ struct Console<'a> {
     /// Whether the reader was let go on and has not read its line yet.
     reader_busy: bool,
     /// Whether lines are read by the line editor (at a terminal): a question is then its
-    /// prompt, and everything printed appears above the line being typed.
+    /// prompt, everything printed appears above the line being typed, and the agents
+    /// met are asked for their `help` to complete their actions.
     editing: bool,
-    /// What completion knows of the agents, learnt from the space and `help` answers.
-    known: SharedKnown,
-    /// Ids of the `help` requests the console sent to learn actions: their replies fill
-    /// `known` and are not printed.
-    quiet: HashSet<String>,
     /// Where the console's events go, for a tap's copies.
     events: SyncSender<Event>,
     /// While the console shows the traffic (`/watch`): how it renders it, and the switch
@@ -233,7 +219,7 @@ fn after(wait: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(u32::MAX.into()))
 }
 
-impl Console<'_> {
+impl Console {
     fn run(mut self, queue: Receiver<Event>) -> Outcome {
         let mut ending: Option<Ending> = None;
         loop {
@@ -244,24 +230,24 @@ impl Console<'_> {
                 self.say("interrupted");
                 return Outcome::Interrupted;
             }
+            let awaiting = self.session.awaiting();
             if let Some(end) = &ending {
                 let now = Instant::now();
-                if self.awaiting.is_empty() && now >= end.last_heard + QUIET {
+                if awaiting == 0 && now >= end.last_heard + QUIET {
                     return self.ended();
                 }
-                if now >= end.give_up && !self.awaiting.is_empty() {
-                    let count = self.awaiting.len();
+                if now >= end.give_up && awaiting > 0 {
                     self.fail(&format!(
-                        "error: stopped waiting for {count} repl{}",
-                        plural(count)
+                        "error: stopped waiting for {awaiting} {}",
+                        show::replies(awaiting)
                     ));
                     return self.ended();
                 }
             }
             let deadline = match &ending {
-                Some(end) if self.awaiting.is_empty() => Some(end.last_heard + QUIET),
+                Some(end) if awaiting == 0 => Some(end.last_heard + QUIET),
                 Some(end) => Some(end.give_up),
-                None => self.blocking.as_ref().map(|(_, until, _)| *until),
+                None => self.blocking.as_ref().map(|blocking| blocking.until),
             };
             let event = match deadline {
                 None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -272,9 +258,12 @@ impl Console<'_> {
             let event = match event {
                 Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some((_, _, asked)) = &self.blocking {
-                        let error =
-                            format!("error: no reply from {asked} within {}", seconds(self.wait));
+                    if let Some(blocking) = &self.blocking {
+                        let error = format!(
+                            "error: no reply from {} within {}",
+                            blocking.asked,
+                            show::seconds(self.wait)
+                        );
                         self.fail(&error);
                     }
                     self.unblock();
@@ -309,16 +298,15 @@ impl Console<'_> {
                     if let Some(end) = &mut ending {
                         end.last_heard = Instant::now();
                     }
-                    self.on_incoming(&message);
+                    for event in self.session.on_message(message) {
+                        self.on_session_event(event);
+                    }
                 }
                 Event::Permission(Notice::Asked(question)) => {
                     if ending.is_some() {
                         self.refuse(&question, "no input left to ask permission");
                     } else {
-                        self.prompts.push_back(question);
-                        if self.prompts.len() == 1 {
-                            self.ask();
-                        }
+                        self.on_asked(question);
                     }
                 }
                 Event::Permission(Notice::Decided { id, allowed, by }) => {
@@ -400,7 +388,6 @@ impl Console<'_> {
         }
     }
 
-    /// Lets the reader go on to the next line.
     /// Lets the reader go on to the next line, unless it is already reading one: a
     /// command line, or with the line editor and a question waiting, its answer.
     fn next_line(&mut self) {
@@ -423,57 +410,30 @@ impl Console<'_> {
     }
 
     fn on_line(&mut self, line: &str, reading: Reading) {
-        if std::mem::take(&mut self.stale_answer) && (is_answer(line) || line.trim().is_empty()) {
+        if std::mem::take(&mut self.stale_answer)
+            && (questions::is_answer(line) || line.trim().is_empty())
+        {
             self.say("not sent: that question was already answered elsewhere");
             return self.next_line();
         }
-        if self.prompts.is_empty() || reading == Reading::Command {
-            if !self.prompts.is_empty() && is_answer(line) {
-                // Typed at the command prompt while the question appeared above it.
-                self.say(&format!(
-                    "not sent: {} was typed before the question was asked; answer it now",
-                    inline(&format!("{:?}", line.trim()))
-                ));
-            } else {
-                self.on_command_line(line);
-            }
-            if self.editing {
-                self.refresh_known();
-            }
-            if !self.prompts.is_empty() {
-                // The question goes first, even while a reply holds commands back.
-                self.ask();
-            }
-            return;
+        if !self.prompts.is_empty() && reading != Reading::Command {
+            return self.on_answer(line);
         }
-        self.prompt_on_screen = false;
-        let allowed = match line.trim().to_lowercase().as_str() {
-            "y" | "yes" => true,
-            "" | "n" | "no" => false,
-            _ => {
-                self.say(&format!(
-                    "please answer y (yes) or n (no), not {}",
-                    inline(line.trim())
-                ));
-                self.show_prompt();
-                self.next_line();
-                return;
-            }
-        };
-        let question = self.prompts.pop_front().expect("a question is asked");
-        let text = match self.permissions.answer(question.id, allowed, CONSOLE) {
-            Ok(()) => format!("{} {}", verdict(allowed), describe(&question)),
-            Err(earlier) => format!(
-                "too late: {} was already {}",
-                describe(&question),
-                earlier.map_or("decided".into(), |d| d.to_string())
-            ),
-        };
-        self.say(&text);
+        if !self.prompts.is_empty() && questions::is_answer(line) {
+            // Typed at the command prompt while the question appeared above it.
+            self.say(&format!(
+                "not sent: {} was typed before the question was asked; answer it now",
+                inline(&format!("{:?}", line.trim()))
+            ));
+        } else {
+            self.on_command_line(line);
+        }
+        if self.editing {
+            self.session.discover_local();
+        }
         if !self.prompts.is_empty() {
+            // The question goes first, even while a reply holds commands back.
             self.ask();
-        } else if self.blocking.is_none() {
-            self.next_line();
         }
     }
 
@@ -482,17 +442,16 @@ impl Console<'_> {
         match command::parse(line) {
             Ok(Command::Nothing) => {}
             Ok(Command::Send(message)) => {
-                let expects_reply = message.to != BROADCAST;
-                let action = message.action.name.clone();
-                let asked = format!("{}.{}", inline(&message.to), inline(&action));
-                match self.me.send(message) {
-                    Ok(id) if expects_reply => {
-                        self.awaiting.insert(id.clone(), action);
-                        // `--wait 0`: the next line is not held back for the reply.
-                        if !self.wait.is_zero() {
-                            self.blocking = Some((id, after(self.wait), asked));
-                            return;
-                        }
+                let asked = format!("{}.{}", inline(&message.to), inline(&message.action.name));
+                match self.session.send(message) {
+                    // `--wait 0`: the next line is not held back for the reply.
+                    Ok(sent) if sent.expects_reply && !self.wait.is_zero() => {
+                        self.blocking = Some(Blocking {
+                            id: sent.id,
+                            until: after(self.wait),
+                            asked,
+                        });
+                        return;
                     }
                     Ok(_) => {}
                     Err(error) => self.fail(&format!("error: {}", block(&error.to_string()))),
@@ -510,17 +469,19 @@ impl Console<'_> {
 
     /// Greets a person at a terminal: which agents are here, and where help is.
     fn say_banner(&mut self) {
+        let me = self.session.me().id();
         let agents: Vec<String> = self
-            .space
+            .session
+            .space()
             .agents()
             .into_iter()
-            .filter(|(id, _)| id != self.me.id())
+            .filter(|(id, _)| id != me)
             .map(|(id, kind)| match kind {
                 Some(kind) => format!("{} ({})", inline(&id), inline(&kind)),
                 None => inline(&id).into_owned(),
             })
             .collect();
-        let me = inline(self.me.id()).into_owned();
+        let me = inline(me).into_owned();
         self.say(&format!(
             "you are {me}; agents here: {}. /help for help",
             if agents.is_empty() {
@@ -534,16 +495,18 @@ impl Console<'_> {
     /// Runs one of the console's own commands (but `/quit`, which ends it).
     fn on_local(&mut self, command: Command) {
         match command {
-            Command::Help => self.say(&console_help()),
+            Command::Help => self.say(&show::console_help()),
             Command::Agents => {
+                let me = self.session.me().id();
                 let lines: Vec<String> = self
-                    .space
+                    .session
+                    .space()
                     .agents()
                     .into_iter()
                     .map(|(id, kind)| {
                         let kind = match kind {
                             Some(kind) => inline(&kind).into_owned(),
-                            None if id == self.me.id() => "this console".into(),
+                            None if id == me => "this console".into(),
                             None => "no type".into(),
                         };
                         format!("  {} ({kind})", inline(&id))
@@ -563,400 +526,67 @@ impl Console<'_> {
                 None => self.say("watch: already off"),
             },
             Command::Stats(id) => {
-                self.say(&agency_operator::stats::answer(self.space, id.as_deref()))
+                let text = self.session.stats(id.as_deref());
+                self.say(&text)
             }
             Command::Nothing | Command::Quit | Command::Send(_) => {}
         }
     }
 
-    /// Notes the agents of this host that completion does not know yet, and asks each
-    /// for its `help`.
-    fn refresh_known(&mut self) {
-        for id in self.space.agent_ids() {
-            self.discover(&id);
-        }
-    }
-
-    /// Notes agent `id`; if it is new, asks for its `help` (quietly, see `quiet`).
-    fn discover(&mut self, id: &str) {
-        if id != self.me.id() && self.known.lock().unwrap().add_agent(id) {
-            self.learn_from(id);
-        }
-    }
-
-    /// Asks `to` (an agent, or `*` for every agent) for its `help`, quietly.
-    fn learn_from(&mut self, to: &str) {
-        let request = serde_json::json!({"to": to, "action": {"name": HELP, "args": {}}});
-        if let Ok(id) = self.me.send(request) {
-            self.quiet.insert(id);
-        }
-    }
-
-    /// At the start, with the line editor: learns what every agent in the space can do,
-    /// with one broadcast `help`.
-    fn learn_agents(&mut self) {
-        for id in self.space.agent_ids() {
-            if id != self.me.id() {
-                self.known.lock().unwrap().add_agent(&id);
-            }
-        }
-        self.learn_from("*");
-    }
-
-    fn on_incoming(&mut self, message: &Message) {
-        let reply = message.reply();
-        let undeliverable = matches!(&reply, Some(Err(error)) if error.is(Kind::Undeliverable));
-        if let Some(parent) = &message.meta.parent_id {
-            if self.quiet.contains(parent) {
-                if let Some(Ok(help)) = &reply {
-                    self.known.lock().unwrap().learn_help(&message.from, help);
-                }
-                return;
-            }
-        }
-        if self.editing && !undeliverable {
-            self.discover(&message.from);
-        }
-        let mut asked = None;
-        let mut answers_blocking = false;
-        if let Some(parent) = &message.meta.parent_id {
-            asked = self.awaiting.remove(parent);
-            answers_blocking = self
-                .blocking
-                .as_ref()
-                .is_some_and(|(id, _, _)| id == parent);
-        }
-        self.show_incoming(message, reply, asked);
-        // The next line is read once the reply is on screen.
-        if answers_blocking {
-            self.unblock();
-        }
-    }
-
-    /// Prints a message for the console's agent: a reply (to `asked`, if the console sent
-    /// it), or an action another agent sent.
-    fn show_incoming(
-        &mut self,
-        message: &Message,
-        reply: Option<Result<Value, ActionError>>,
-        asked: Option<String>,
-    ) {
-        let args = &message.action.args;
-        let text = match (reply, message.action.name.as_str()) {
-            (Some(Ok(value)), _) if asked.as_deref() == Some(HELP) => {
-                self.known.lock().unwrap().learn_help(&message.from, &value);
-                help_table(&value).unwrap_or_else(|| block(&render(&value)))
-            }
-            (Some(Ok(value)), _) => block(&render(&value)),
-            (Some(Err(error)), _) if error.is(Kind::Undeliverable) => {
-                let hint = did_you_mean(self.space, &message.from)
-                    .map(|id| format!(" (did you mean {}?)", inline(&format!("{id:?}"))))
-                    .unwrap_or_default();
-                self.fail(&format!("error: {}{hint}", inline(error.message())));
-                return;
-            }
-            (Some(Err(error)), _) => {
-                let error = format!("error: {}", block(&error.to_string()));
-                red(&error, Stream::Stdout).into_owned()
-            }
-            (None, "say") => format!(
-                "says: {}",
-                block(&render(args.get("content").unwrap_or(&Value::Null)))
-            ),
-            (None, name) => format!(
-                "-> {} {}",
-                inline(name),
-                inline(&Value::Object(args.clone()).to_string())
-            ),
+    /// Shows what a message for the console's agent meant; the next line is read once
+    /// the reply it waited for is on screen. With the line editor, an agent met is
+    /// asked for its `help`, to complete its actions.
+    fn on_session_event(&mut self, event: session::Event) {
+        let answers_blocking = |message: &Message, blocking: &Option<Blocking>| {
+            matches!((&message.meta.parent_id, blocking),
+                (Some(parent), Some(blocking)) if *parent == blocking.id)
         };
-        self.say(&format!("{}: {text}", inline(&message.from)));
-    }
-
-    /// Puts the first question: what was typed before it is discarded (at a terminal),
-    /// then the next line is its answer.
-    /// While the line editor reads a command, the question is only announced: it is
-    /// asked once that line ends.
-    fn ask(&mut self) {
-        if self.editing && self.reader_busy {
-            if let Some(question) = self.prompts.front() {
-                let text = format!(
-                    "permission wanted: {}. Press Enter to answer (a line being typed is run \
-                     first, as a command)",
-                    describe(question)
-                );
-                self.say(&text);
-            }
-            return;
-        }
-        terminal::discard_typed_ahead();
-        self.show_prompt();
-        self.next_line();
-    }
-
-    fn show_prompt(&mut self) {
-        if let Some(question) = self.prompts.front() {
-            if terminal::print(&prompt(question)).is_err() {
-                self.output_closed = true;
-            }
-            self.prompt_on_screen = true;
-        }
-    }
-
-    fn refuse_prompts(&mut self, why: &str) {
-        self.leave_prompt();
-        let refused: Vec<_> = self.prompts.drain(..).collect();
-        for question in refused {
-            self.refuse(&question, why);
-        }
-    }
-
-    /// Refuses `question` (unless decided elsewhere first), saying why.
-    fn refuse(&mut self, question: &Question, why: &str) {
-        if self.permissions.answer(question.id, false, CONSOLE).is_ok() {
-            self.say(&format!("refused {}: {why}", describe(question)));
-        }
-    }
-
-    /// Question `id` was decided by `by`: unless that was this console, it is taken off
-    /// the queue and its outcome shown; the next question, if any, is asked.
-    fn decided_elsewhere(&mut self, id: u64, allowed: bool, by: &str) {
-        if by == CONSOLE {
-            return;
-        }
-        let Some(position) = self.prompts.iter().position(|q| q.id == id) else {
-            return;
-        };
-        let question = self.prompts.remove(position).expect("found");
-        let asking = position == 0 && self.leave_prompt();
-        self.say(&format!(
-            "{} by the {}: {}",
-            verdict(allowed),
-            inline(by),
-            describe(&question)
-        ));
-        // The line being read was meant as its answer.
-        self.stale_answer |= asking;
-        if position == 0 && !self.prompts.is_empty() {
-            self.ask();
-        }
-    }
-}
-
-/// The name this console answers questions under.
-const CONSOLE: &str = "console";
-
-/// A question as the user is asked it.
-fn prompt(question: &Question) -> String {
-    format!("permission: allow {}? [y/N] ", describe(question))
-}
-
-/// `User -> Host.run_command {"command":"ls"}`: exactly what would run and for whom
-/// (`(broadcast)` when the message went to every agent), every part escaped (any of them
-/// may come from another process).
-fn describe(question: &Question) -> String {
-    let message = &question.message;
-    format!(
-        "{} -> {}.{} {}{}",
-        inline(&message.from),
-        inline(&question.agent),
-        inline(&message.action.name),
-        inline(&Value::Object(message.action.args.clone()).to_string()),
-        if message.is_broadcast() {
-            " (broadcast)"
-        } else {
-            ""
-        }
-    )
-}
-
-/// Passes permission notices to the console loop, for as long as the process runs.
-fn forward_questions(listener: Listener, events: SyncSender<Event>) {
-    threads::spawn("console questions", move || {
-        while let Ok(notice) = listener.notices().recv() {
-            if events.send(Event::Permission(notice)).is_err() {
-                return;
-            }
-        }
-    });
-}
-
-/// Whether a line reads as an answer to a permission question.
-fn is_answer(line: &str) -> bool {
-    matches!(
-        line.trim().to_lowercase().as_str(),
-        "y" | "yes" | "n" | "no"
-    )
-}
-
-/// Compact JSON longer than this is shown indented, one field or item a line.
-const COMPACT_WIDTH: usize = 100;
-
-/// Strings as they are, anything else as JSON: compact when short, else indented.
-fn render(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => {
-            let compact = other.to_string();
-            if compact.len() <= COMPACT_WIDTH {
-                compact
-            } else {
-                serde_json::to_string_pretty(other).unwrap_or(compact)
-            }
-        }
-    }
-}
-
-/// What `/help` prints.
-fn console_help() -> String {
-    let own = [
-        ("/agents", "the agents in this space, on this host"),
-        STATS_HELP,
-        (
-            "/watch, /watch off",
-            "show every message of this host's agents, or stop",
-        ),
-        ("/help", "this help"),
-        ("/quit", "leave (as do Ctrl-D and Ctrl-C)"),
-    ];
-    let lines = help_lines(SYNTAX_HELP.iter().chain(&own), "  ");
-    format!("console commands:\n{lines}")
-}
-
-/// A `help` answer as a table, one line per action: `name(arg: type, ...) -> type` and
-/// its description; `None` if the value is not shaped like one.
-fn help_table(help: &Value) -> Option<String> {
-    let actions = help.as_object()?;
-    let mut rows = Vec::new();
-    for (name, entry) in actions {
-        let entry = entry.as_object()?;
-        let args: Vec<String> = entry
-            .get("args")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .map(|(arg, doc)| format!("{arg}: {}", doc["type"].as_str().unwrap_or("any")))
-            .collect();
-        let returns = entry
-            .get("returns")
-            .and_then(|r| r["type"].as_str())
-            .map(|t| format!(" -> {t}"))
-            .unwrap_or_default();
-        let signature = inline(&format!("{name}({}){returns}", args.join(", "))).into_owned();
-        let description = entry
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        rows.push((signature, inline(description).into_owned()));
-    }
-    let width = rows
-        .iter()
-        .map(|(s, _)| s.chars().count())
-        .max()
-        .unwrap_or(0);
-    let count = rows.len();
-    let lines: Vec<String> = rows
-        .into_iter()
-        .map(|(signature, description)| format!("  {signature:width$}  {description}"))
-        .collect();
-    Some(format!(
-        "{count} action{}\n{}",
-        if count == 1 { "" } else { "s" },
-        lines.join("\n")
-    ))
-}
-
-/// `5 s`, `0.5 s`: a duration as a person reads it.
-fn seconds(duration: Duration) -> String {
-    format!("{} s", duration.as_secs_f64())
-}
-
-fn plural(count: usize) -> &'static str {
-    if count == 1 {
-        "y"
-    } else {
-        "ies"
-    }
-}
-
-/// Reads lines one at a time, each after the console's go-ahead. A line that is not UTF-8
-/// is passed on as such (and skipped), not taken for the end.
-fn read_stdin(events: SyncSender<Event>, next_line: Receiver<Ask>) {
-    threads::spawn("console input", move || {
-        let mut input = std::io::stdin().lock();
-        let mut bytes = Vec::new();
-        for number in 1.. {
-            if next_line.recv().is_err() {
-                return;
-            }
-            bytes.clear();
-            if !matches!(input.read_until(b'\n', &mut bytes), Ok(1..)) {
-                break;
-            }
-            if bytes.ends_with(b"\n") {
-                bytes.pop();
-                if bytes.ends_with(b"\r") {
-                    bytes.pop();
+        match event {
+            session::Event::Learned(_) => {}
+            session::Event::Reply {
+                message,
+                asked,
+                result,
+            } => {
+                self.discover(&message.from);
+                let text = show::reply(&result, asked.as_deref());
+                self.say(&format!("{}: {text}", inline(&message.from)));
+                if answers_blocking(&message, &self.blocking) {
+                    self.unblock();
                 }
             }
-            let event = match String::from_utf8(std::mem::take(&mut bytes)) {
-                Ok(line) => Event::Line(line, Reading::Any),
-                Err(error) => Event::BadLine(number, error.utf8_error().to_string()),
-            };
-            if events.send(event).is_err() {
-                return;
+            session::Event::Undeliverable {
+                message,
+                error,
+                did_you_mean,
+            } => {
+                self.fail(&show::undeliverable(&error, did_you_mean.as_deref()));
+                if answers_blocking(&message, &self.blocking) {
+                    self.unblock();
+                }
+            }
+            session::Event::Action(message) => {
+                self.discover(&message.from);
+                let text = show::action(&message);
+                self.say(&format!("{}: {text}", inline(&message.from)));
             }
         }
-        let _ = events.send(Event::EndOfInput);
-    });
-}
+    }
 
-/// How many copies of the traffic may wait for the console; beyond, they are dropped
-/// and counted, never holding the space back.
-const TAP_CAPACITY: usize = 10_000;
+    /// With the line editor, notes agent `id` for completion (asking for its `help`).
+    fn discover(&self, id: &str) {
+        if self.editing {
+            self.session.discover(id);
+        }
+    }
 
-impl Console<'_> {
     /// Starts showing every message of the space's agents (`/watch`).
     fn watch(&mut self) {
         if self.watching.is_some() {
             return self.say("watch: already on (/watch off stops it)");
         }
-        let mut tap = self.space.tap(TAP_CAPACITY);
-        let on = Arc::new(AtomicBool::new(true));
-        let (running, events) = (on.clone(), self.events.clone());
-        threads::spawn("console watch", move || {
-            let mut reported = 0;
-            while running.load(Ordering::Acquire) {
-                let event = match tap.next_within(Duration::from_millis(100)) {
-                    Ok(copy) => Event::Traffic(copy),
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                };
-                if events.send(event).is_err() {
-                    return;
-                }
-                let skipped = tap.skipped();
-                if skipped > reported {
-                    reported = skipped;
-                    if events.send(Event::TrafficSkipped(skipped)).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let on = feeds::forward_traffic(self.session.space(), self.events.clone());
         self.watching = Some((traffic::Watch::new(Default::default(), false), on));
         self.say("watch: on; every message of this host's agents is shown (/watch off stops it)");
     }
-}
-
-/// Passes the console agent's messages to the loop; while the loop is behind, they wait
-/// in the agent's subscription.
-fn forward_incoming(me: &Foreground, events: SyncSender<Event>) {
-    let incoming = me.subscribe();
-    threads::spawn("console output", move || {
-        for message in incoming {
-            if events.send(Event::Incoming(message)).is_err() {
-                return;
-            }
-        }
-    });
 }

@@ -4,8 +4,9 @@
 //!
 //! - [`auth`]: who may see the page (a token, then a cookie), and the checks that keep
 //!   other sites out (Host, Origin, a CSRF header).
-//! - [`session`]: the page's agent in the space (`<console id>-web`): what the page
-//!   sends, what it receives, and the agents it learnt of from `help` answers.
+//! - [`pages`]: what every open page shares: one operator session (its agent in the
+//!   space, `<console id>-web`, what it sends and receives, the agents it learnt of from
+//!   `help` answers), the chat and the traffic; [`events`]: what the pages are told.
 //! - [`traffic`]: the space's traffic for the page, kept in a bounded ring and sampled.
 //! - [`routes`]: the HTTP API and the WebSocket that carries events to the page.
 //! - [`metrics`]: the Prometheus endpoint of `agency run --metrics`; [`process`]: the
@@ -31,11 +32,12 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod events;
 pub mod metrics;
+pub mod pages;
 pub mod process;
 pub mod routes;
 pub mod server;
-pub mod session;
 pub mod traffic;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -94,7 +96,7 @@ pub struct WebUi {
     url: String,
     addr: SocketAddr,
     server: Option<Server>,
-    session: Arc<session::Session>,
+    pages: Arc<pages::Pages>,
 }
 
 impl WebUi {
@@ -126,22 +128,22 @@ impl WebUi {
                     let space = space.clone();
                     Arc::new(move || metrics::Exposition::of(space.metrics(0, &[])))
                 });
-                let session = session::Session::start(space, me, permissions, options.wait);
-                let router = routes::router(session.clone(), Arc::new(keys), health);
-                page = Some((url, session));
+                let pages = pages::Pages::start(space, me, permissions, options.wait);
+                let router = routes::router(pages.clone(), Arc::new(keys), health);
+                page = Some((url, pages));
                 Ok(router)
             },
         );
         match (server, page) {
-            (Ok(server), Some((url, session))) => Ok(Self {
+            (Ok(server), Some((url, pages))) => Ok(Self {
                 url,
                 addr: server.addr(),
                 server: Some(server),
-                session,
+                pages,
             }),
             (server, page) => {
-                if let Some((_, session)) = page {
-                    session.close();
+                if let Some((_, pages)) = page {
+                    pages.close();
                 }
                 Err(server
                     .err()
@@ -164,6 +166,6 @@ impl WebUi {
 impl Drop for WebUi {
     fn drop(&mut self) {
         drop(self.server.take());
-        self.session.close();
+        self.pages.close();
     }
 }

@@ -1,10 +1,8 @@
-//! The page's side of the space: its agent, what it sends and receives, and the agents
-//! it knows of.
-//!
-//! Every open page (every tab) shares one agent, `<console id>-web`, and one chat: what
-//! one tab sends and receives is shown in all of them, as [`events`](Session::events).
-//! Lines are read by the console's parser ([`agency_operator::command::parse`]), so the
-//! syntax and its errors are the same.
+//! What every open page shares: one operator [`Session`] (its agent, `<console id>-web`,
+//! what it sent and awaits, the agents it knows of), one chat, one traffic view. What one
+//! tab sends and receives is shown in all of them, as [`events`](Pages::events). Lines
+//! are read by the console's parser ([`agency_operator::command::parse`]), so the syntax
+//! and its errors are the same; what a message means is the session's, as at the console.
 //!
 //! Agents are discovered the way the protocol allows on every transport: this host's are
 //! listed by the space, and a broadcast `help` (at start, and on each page's request)
@@ -12,7 +10,7 @@
 //! answers are not shown in the chat; they fill the agents view and the completion.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -22,35 +20,26 @@ use std::{
 
 use agency_operator::{
     command::{self, help_lines, Command, STATS_HELP, SYNTAX_HELP},
-    suggest::did_you_mean,
-    Notice, Permissions,
+    session, Permissions, Session,
 };
-use agency_protocol::Kind;
-use agency_protocol::Message;
-use agency_runtime::{Foreground, Space, HELP};
+use agency_protocol::{message::Outgoing, ActionError, Message};
+use agency_runtime::{Foreground, Space};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::traffic::Traffic;
-
-/// How many `help` requests are remembered to recognise their answers.
-const HELP_REMEMBERED: usize = 1024;
+use crate::{events::PageEvent, traffic::Traffic};
 
 /// How many events may wait for a slow page before it misses some (it is told how many).
 const EVENTS_BOUND: usize = 1024;
 
-/// The page's agent and what it learnt; shared by every request and WebSocket.
-pub struct Session {
-    space: Arc<Space>,
-    me: Foreground,
-    permissions: Permissions,
+/// The name the page answers permission questions under.
+const PAGE: &str = "web page";
+
+/// The pages' session and what they share; shared by every request and WebSocket.
+pub struct Pages {
+    session: Session,
     wait: Duration,
     events: broadcast::Sender<Arc<str>>,
-    /// Agents heard from (by their `help` answers): id -> help.
-    heard: Mutex<BTreeMap<String, Value>>,
-    /// Ids of the `help` requests sent, each with whether it was sent to learn the
-    /// agents (its answers are then not chat). Answers to all of them fill `heard`.
-    asked_help: Mutex<HashMap<String, bool>>,
     traffic: Traffic,
     closed: Arc<AtomicBool>,
     /// Held from sending a message until its `sent` event is out, and by the incoming
@@ -58,62 +47,57 @@ pub struct Session {
     order: Mutex<()>,
 }
 
-/// What the page's name is when it answers a permission question.
-const PAGE: &str = "web page";
-
-impl Session {
-    /// Starts the session of agent `me`: its incoming messages and the permission
-    /// questions become events, and a broadcast `help` asks every agent what it does.
+impl Pages {
+    /// Starts the pages' session, driving agent `me`: its incoming messages and the
+    /// permission questions become events, and a broadcast `help` asks every agent what
+    /// it does.
     pub fn start(
         space: Arc<Space>,
         me: Foreground,
         permissions: Permissions,
         wait: Duration,
     ) -> Arc<Self> {
+        let session = Session::new(space, me, permissions, PAGE);
         let (events, _) = broadcast::channel(EVENTS_BOUND);
-        let session = Arc::new(Self {
-            traffic: Traffic::start(space.clone()),
-            space,
-            me,
-            permissions,
+        let pages = Arc::new(Self {
+            traffic: Traffic::start(session.space().clone()),
+            session,
             wait,
             events,
-            heard: Mutex::default(),
-            asked_help: Mutex::default(),
             closed: Arc::default(),
             order: Mutex::default(),
         });
         spawn("web page messages", {
-            let session = session.clone();
-            let incoming = session.me.subscribe();
+            let pages = pages.clone();
+            let incoming = pages.session.me().subscribe();
             move || {
-                while !session.closed.load(Ordering::Acquire) {
+                while !pages.closed.load(Ordering::Acquire) {
                     if let Some(message) = incoming.recv_timeout(Duration::from_millis(200)) {
-                        session.on_incoming(message);
+                        pages.on_incoming(message);
                     }
                 }
             }
         });
         spawn("web page questions", {
             let (listener, events, closed) = (
-                session.permissions.listen(),
-                session.events.clone(),
-                session.closed.clone(),
+                pages.session.listen(),
+                pages.events.clone(),
+                pages.closed.clone(),
             );
             move || {
                 while !closed.load(Ordering::Acquire) {
                     if let Ok(notice) = listener.notices().recv_timeout(Duration::from_millis(200))
                     {
-                        let _ = events.send(notice_event(&notice).to_string().into());
+                        let _ = events.send(PageEvent::notice(&notice).text().into());
                     }
                 }
             }
         });
-        session.refresh();
-        session
+        pages.refresh();
+        pages
     }
 
-    /// The events every page receives, as JSON texts (see `assets/app.js`).
+    /// The events every page receives, as JSON texts (see [`PageEvent`]).
     pub fn events(&self) -> broadcast::Receiver<Arc<str>> {
         self.events.subscribe()
     }
@@ -125,33 +109,29 @@ impl Session {
 
     /// The first event a page receives: who it is, how long it waits for a reply, the
     /// agents and the questions open.
-    pub fn hello(&self) -> Value {
-        let questions: Vec<Value> = self
-            .permissions
-            .open()
-            .into_iter()
-            .map(|question| notice_event(&Notice::Asked(question)))
-            .collect();
-        json!({
-            "type": "hello",
-            "me": self.me.id(),
-            "wait_ms": self.wait.as_millis() as u64,
-            "agents": self.agents(),
-            "questions": questions,
-        })
+    pub fn hello(&self) -> String {
+        let open = self.session.open_questions();
+        PageEvent::Hello {
+            me: self.session.me().id(),
+            wait_ms: self.wait.as_millis() as u64,
+            agents: self.agents(),
+            questions: open.iter().map(|q| PageEvent::question(q)).collect(),
+        }
+        .text()
     }
 
     /// Every agent known: this host's (with their type) and those that answered `help`.
     pub fn agents(&self) -> Value {
+        let me = self.session.me().id();
         let mut agents: BTreeMap<String, Value> = BTreeMap::new();
-        for (id, kind) in self.space.agents() {
-            if id != self.me.id() {
+        for (id, kind) in self.session.space().agents() {
+            if id != me {
                 agents.insert(id.clone(), json!({"id": id, "type": kind, "local": true}));
             }
         }
-        for (id, help) in self.heard.lock().unwrap().iter() {
+        for (id, help) in self.session.catalogue().helped() {
             let entry = agents
-                .entry(id.clone())
+                .entry(id.to_owned())
                 .or_insert_with(|| json!({"id": id, "type": null, "local": false}));
             entry["help"] = help.clone();
         }
@@ -160,10 +140,7 @@ impl Session {
 
     /// Asks every agent for its `help`, quietly (the answers update the agents view).
     pub fn refresh(&self) {
-        let request = json!({"to": "*", "action": {"name": HELP, "args": {}}});
-        if let Ok(id) = self.me.send(request) {
-            self.note_help(id, true);
-        }
+        self.session.learn_all();
     }
 
     /// Runs a line typed in the chat: a message to send (answers its id and what it
@@ -185,132 +162,96 @@ impl Session {
             Command::Quit => {
                 Err("close the tab to leave; the console's /quit ends the host".into())
             }
-            Command::Stats(id) => {
-                let text = agency_operator::stats::answer(&self.space, id.as_deref());
-                Ok(json!({ "text": text }))
-            }
-            Command::Send(message) => {
-                let message = json!({"to": message.to, "action": {
-                    "name": message.action.name, "args": message.action.args}});
-                self.send(message, Some(line))
-            }
+            Command::Stats(id) => Ok(json!({ "text": self.session.stats(id.as_deref()) })),
+            Command::Send(message) => self.send(message, Some(line)),
             Command::Nothing => Err("nothing to send".into()),
         }
     }
 
-    /// Sends a message (`{"to", "action": {"name", "args"}}`) as the page's agent; every
-    /// page is told (`sent`), with `line` as the user typed it, if typed.
-    pub fn send(&self, message: Value, line: Option<&str>) -> Result<Value, String> {
+    /// Sends a message (`{"to", "action": {"name", "args"}}`, from a form) as the page's
+    /// agent; every page is told, as for a typed line.
+    pub fn send_json(&self, message: Value) -> Result<Value, String> {
+        let message = Outgoing::from_value(message).map_err(|e| e.to_string())?;
+        self.send(message, None)
+    }
+
+    /// Sends a message as the page's agent; every page is told (`sent`), with `line` as
+    /// the user typed it, if typed.
+    fn send(&self, message: Outgoing, line: Option<&str>) -> Result<Value, String> {
+        let (to, action) = (message.to.clone(), message.action.clone());
         let _order = self.order.lock().unwrap();
-        let id = self.me.send(&message).map_err(|e| e.to_string())?;
-        if message["action"]["name"] == HELP {
-            self.note_help(id.clone(), false);
-        }
-        let sent = json!({
-            "type": "sent",
-            "id": id,
-            "to": message["to"],
-            "action": message["action"],
-            "line": line,
-            "expects_reply": message["to"] != "*",
-        });
-        let _ = self.events.send(sent.to_string().into());
-        Ok(json!({"id": id}))
+        let sent = self.session.send(message).map_err(|e| e.to_string())?;
+        let event = PageEvent::Sent {
+            id: &sent.id,
+            to: &to,
+            action: &action,
+            line,
+            expects_reply: sent.expects_reply,
+        };
+        let _ = self.events.send(event.text().into());
+        Ok(json!({"id": sent.id}))
     }
 
     /// Answers permission question `id` for the page; fails with how it was decided, if
     /// another answer came first.
     pub fn answer(&self, id: u64, allowed: bool) -> Result<(), String> {
-        self.permissions
-            .answer(id, allowed, PAGE)
-            .map_err(|earlier| match earlier {
-                Some(decision) => format!("already {decision}"),
-                None => format!("no question {id} was asked"),
-            })
+        self.session
+            .answer(id, allowed)
+            .map_err(|too_late| too_late.to_string())
     }
 
-    /// Remembers a `help` request (the latest [`HELP_REMEMBERED`]).
-    fn note_help(&self, id: String, quiet: bool) {
-        let mut asked = self.asked_help.lock().unwrap();
-        if asked.len() >= HELP_REMEMBERED {
-            asked.clear();
-        }
-        asked.insert(id, quiet);
-    }
-
-    /// Stops the session's threads and takes its agent out of the space.
+    /// Stops the pages' threads and takes their agent out of the space.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.traffic.close();
-        let _ = self.space.remove(self.me.id());
+        let _ = self.session.space().remove(self.session.me().id());
     }
 
-    /// A message for the page's agent: a `help` answer it asked for quietly fills the
-    /// agents view; anything else becomes a `message` event.
+    /// A message for the page's agent, as the session reads it: a `help` answer updates
+    /// the agents view; anything not asked quietly becomes a `message` event.
     fn on_incoming(&self, message: Message) {
         drop(self.order.lock().unwrap());
-        let reply = message.reply();
-        let asked_help = message
-            .meta
-            .parent_id
-            .as_ref()
-            .and_then(|parent| self.asked_help.lock().unwrap().get(parent).copied());
-        let quiet = asked_help == Some(true);
-        if let (Some(Ok(help)), Some(_)) = (&reply, asked_help) {
-            if help.is_object() {
-                self.heard
-                    .lock()
-                    .unwrap()
-                    .insert(message.from.clone(), help.clone());
-                let _ = self.events.send(
-                    json!({"type": "agents", "agents": self.agents()})
-                        .to_string()
-                        .into(),
-                );
-            }
-        }
-        if quiet {
-            return;
-        }
-        let mut event = json!({
-            "type": "message",
-            "from": message.from,
-            "id": message.meta.id,
-            "parent_id": message.meta.parent_id,
-            "action": message.action.name,
-            "args": message.action.args,
-        });
-        match reply {
-            Some(Ok(value)) => event["value"] = value,
-            Some(Err(error)) => {
-                event["error"] = error.to_string().into();
-                if error.is(Kind::Undeliverable) {
-                    event["undeliverable"] = true.into();
-                    event["did_you_mean"] = did_you_mean(&self.space, &message.from).into();
+        for event in self.session.on_message(message) {
+            let text = match &event {
+                session::Event::Learned(_) => PageEvent::Agents {
+                    agents: self.agents(),
                 }
-            }
-            None => {}
+                .text(),
+                session::Event::Reply {
+                    message, result, ..
+                } => message_event(message, Some(result), None),
+                session::Event::Undeliverable {
+                    message,
+                    error,
+                    did_you_mean,
+                } => message_event(message, Some(&Err(error.clone())), Some(did_you_mean)),
+                session::Event::Action(message) => message_event(message, None, None),
+            };
+            let _ = self.events.send(text.into());
         }
-        let _ = self.events.send(event.to_string().into());
     }
 }
 
-/// A permission notice as the page receives it.
-fn notice_event(notice: &Notice) -> Value {
-    match notice {
-        Notice::Asked(question) => json!({
-            "type": "question",
-            "id": question.id,
-            "agent": question.agent,
-            "from": question.message.from,
-            "action": question.message.action.name,
-            "args": question.message.action.args,
-            "broadcast": question.message.is_broadcast(),
-        }),
-        Notice::Decided { id, allowed, by } => {
-            json!({"type": "decided", "id": id, "allowed": allowed, "by": by})
-        }
+/// A `message` event: a reply's value or error, an undeliverable one's suggestion.
+fn message_event(
+    message: &Message,
+    result: Option<&Result<Value, ActionError>>,
+    did_you_mean: Option<&Option<String>>,
+) -> String {
+    PageEvent::Message {
+        from: &message.from,
+        id: &message.meta.id,
+        parent_id: message.meta.parent_id.as_deref(),
+        action: &message.action.name,
+        args: &message.action.args,
+        value: result.and_then(|r| r.as_ref().ok()),
+        error: result
+            .and_then(|r| r.as_ref().err())
+            .map(ToString::to_string),
+        undeliverable: did_you_mean.is_some(),
+        did_you_mean: did_you_mean.map(Option::as_deref),
     }
+    .text()
 }
 
 /// Starts a named thread.

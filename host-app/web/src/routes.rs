@@ -10,7 +10,7 @@
 //! | `POST /api/send` `{"to", "action": {"name", "args"}}` | sends a message (the forms): `{"id"}` |
 //! | `POST /api/refresh` | asks every agent for its `help` again |
 //! | `POST /api/questions/{id}` `{"allow"}` | answers a permission question; `409` if another answer came first |
-//! | `GET /api/events` | WebSocket: the events of [`Session`] and, while the page asks for them (`{"traffic": true, "filter": {...}}`), traffic samples every [`TICK`] |
+//! | `GET /api/events` | WebSocket: the events of [`Pages`] and, while the page asks for them (`{"traffic": true, "filter": {...}}`), traffic samples every [`TICK`] |
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,8 +31,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     auth::{self, Keys},
+    events::PageEvent,
     metrics::Source,
-    session::Session,
+    pages::Pages,
     traffic::{Filter, Viewer},
 };
 
@@ -45,15 +46,15 @@ const STYLE: &str = include_str!("../assets/style.css");
 
 #[derive(Clone)]
 struct Page {
-    session: Arc<Session>,
+    pages: Arc<Pages>,
     keys: Arc<Keys>,
     health: Source,
 }
 
 /// The page's routes, guarded; the Health view reads `health`.
-pub fn router(session: Arc<Session>, keys: Arc<Keys>, health: Source) -> Router {
+pub fn router(pages: Arc<Pages>, keys: Arc<Keys>, health: Source) -> Router {
     let page = Page {
-        session,
+        pages,
         keys: keys.clone(),
         health,
     };
@@ -92,7 +93,7 @@ async fn index(State(page): State<Page>, request: Request) -> Response {
 }
 
 async fn agents(State(page): State<Page>) -> Json<Value> {
-    Json(page.session.agents())
+    Json(page.pages.agents())
 }
 
 async fn health_now(State(page): State<Page>) -> Response {
@@ -105,7 +106,7 @@ async fn health_now(State(page): State<Page>) -> Response {
 }
 
 async fn refresh(State(page): State<Page>) -> StatusCode {
-    page.session.refresh();
+    page.pages.refresh();
     StatusCode::NO_CONTENT
 }
 
@@ -115,7 +116,7 @@ struct Line {
 }
 
 async fn line(State(page): State<Page>, Json(body): Json<Line>) -> Response {
-    answer_with(page.session.line(&body.line))
+    answer_with(page.pages.line(&body.line))
 }
 
 #[derive(Deserialize)]
@@ -126,7 +127,7 @@ struct Send {
 
 async fn send(State(page): State<Page>, Json(body): Json<Send>) -> Response {
     let message = json!({"to": body.to, "action": body.action});
-    answer_with(page.session.send(message, None))
+    answer_with(page.pages.send_json(message))
 }
 
 #[derive(Deserialize)]
@@ -139,7 +140,7 @@ async fn answer(
     Path(id): Path<u64>,
     Json(body): Json<Answer>,
 ) -> Response {
-    match page.session.answer(id, body.allow) {
+    match page.pages.answer(id, body.allow) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => (StatusCode::CONFLICT, Json(json!({"error": error}))).into_response(),
     }
@@ -153,7 +154,7 @@ fn answer_with(result: Result<Value, String>) -> Response {
 }
 
 async fn events(State(page): State<Page>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| stream(socket, page.session))
+    upgrade.on_upgrade(move |socket| stream(socket, page.pages))
 }
 
 /// What a page asks for over its WebSocket; each wish is answered with
@@ -168,12 +169,12 @@ struct Wish {
 
 impl Wish {
     /// Starts or stops the page's traffic view, and sets its filter.
-    fn apply(self, session: &Session, viewer: &mut Option<Viewer>, filter: &mut Filter) {
+    fn apply(self, pages: &Pages, viewer: &mut Option<Viewer>, filter: &mut Filter) {
         if let Some(wanted) = self.filter {
             *filter = wanted;
         }
         match self.traffic {
-            Some(true) if viewer.is_none() => *viewer = Some(session.traffic().view()),
+            Some(true) if viewer.is_none() => *viewer = Some(pages.traffic().view()),
             Some(false) => *viewer = None,
             _ => {}
         }
@@ -183,18 +184,10 @@ impl Wish {
     }
 }
 
-/// The event telling a page it fell behind and missed `count` events.
-fn missed(count: u64) -> String {
-    json!({"type": "missed", "count": count}).to_string()
-}
-
 /// Feeds one page: `hello`, then every event, and traffic samples while it wants them.
-async fn stream(mut socket: WebSocket, session: Arc<Session>) {
-    let mut events = session.events();
-    if send_text(&mut socket, session.hello().to_string())
-        .await
-        .is_err()
-    {
+async fn stream(mut socket: WebSocket, pages: Arc<Pages>) {
+    let mut events = pages.events();
+    if send_text(&mut socket, pages.hello()).await.is_err() {
         return;
     }
     let mut viewer = None;
@@ -204,7 +197,7 @@ async fn stream(mut socket: WebSocket, session: Arc<Session>) {
         let outgoing = tokio::select! {
             event = events.recv() => match event {
                 Ok(text) => text.to_string(),
-                Err(RecvError::Lagged(count)) => missed(count),
+                Err(RecvError::Lagged(count)) => PageEvent::Missed { count }.text(),
                 Err(RecvError::Closed) => return,
             },
             _ = tick.tick() => match viewer.as_mut().and_then(Viewer::sample) {
@@ -214,10 +207,10 @@ async fn stream(mut socket: WebSocket, session: Arc<Session>) {
             incoming = socket.recv() => match incoming {
                 Some(Ok(Frame::Text(text))) => {
                     match serde_json::from_str::<Wish>(&text) {
-                        Ok(wish) => wish.apply(&session, &mut viewer, &mut filter),
+                        Ok(wish) => wish.apply(&pages, &mut viewer, &mut filter),
                         Err(_) => continue,
                     }
-                    json!({"type": "viewing", "traffic": viewer.is_some()}).to_string()
+                    PageEvent::Viewing { traffic: viewer.is_some() }.text()
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return,
