@@ -329,7 +329,9 @@ fn watch(setup: Setup, mut lines: traffic::Watch) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let (copies, received) = std::sync::mpsc::sync_channel(1024);
     let watcher = format!("agency-watch-{}", std::process::id());
-    space.attach(&watcher, std::sync::Arc::new(traffic::Copies(copies)))?;
+    space
+        .attach(&watcher, std::sync::Arc::new(traffic::Copies(copies)))
+        .map_err(|e| e.to_string())?;
     let interrupted = std::sync::Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     if let Err(error) = ctrlc::set_handler(move || flag.store(true, Ordering::Release)) {

@@ -31,7 +31,7 @@ pub mod python;
 
 use agency_loader::Plugins;
 use agency_runtime::{AgentSpec, Foreground, Space};
-use agency_sdk::transport::{Inbound, TransportSpace};
+use agency_sdk::transport::{Inbound, TransportError, TransportSpace};
 use serde_json::Value;
 
 /// The packages built as plugin libraries for the tests.
@@ -48,6 +48,18 @@ const PLUGIN_PACKAGES: &[&str] = &[
 
 /// How long tests wait for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long a test waits for what crosses the broker, another process or a Python agent
+/// (a reply, a line on a screen), on a loaded 2-core machine.
+pub const BROKER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a test waits for a whole load to be handled: hundreds to thousands of
+/// messages, a cycle of requests, a burst after a fault.
+pub const LOAD_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How long the broker's own figures (a queue's ready count, a queue expiring) may take
+/// to settle.
+pub const SETTLE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// What one `cargo build` of the plugins and the binary produced.
 struct Built {
@@ -319,13 +331,13 @@ pub fn open_space_with_wire(transport: &str) -> (Space, Wire) {
 pub struct Wire(Arc<dyn TransportSpace>);
 
 impl TransportSpace for Wire {
-    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), TransportError> {
         self.0.attach(agent_id, sink)
     }
     fn detach(&self, agent_id: &str) {
         self.0.detach(agent_id)
     }
-    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+    fn publish(&self, to: &str, body: &str) -> Result<(), TransportError> {
         self.0.publish(to, body)
     }
     fn close(&self) {

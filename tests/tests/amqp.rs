@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use agency_runtime::{AgentSpec, Space, MAILBOX_LIMIT};
+use agency_sdk::transport::TransportError;
 use agency_tests::{
     action, ask,
     broker::{
@@ -15,7 +16,8 @@ use agency_tests::{
     driver, plugins,
     process::{Host, START_PATIENCE},
     proxy::Proxy,
-    python, space_options, unique_name, wait_for_received, with_options,
+    python, space_options, unique_name, wait_for_received, with_options, BROKER_PATIENCE,
+    SETTLE_PATIENCE,
 };
 use serde_json::{json, Value};
 
@@ -206,12 +208,17 @@ fn a_host_queue_holds_its_ids_and_hands_each_agent_a_broadcast_once() {
     first.attach("X", sink()).unwrap();
     for other in [&second, &own] {
         let error = other.attach("X", sink()).unwrap_err();
-        assert!(error.contains("Agent 'X' already exists"), "{error}");
+        assert!(
+            matches!(&error, TransportError::DuplicateId { id, .. } if id == "X"),
+            "{error}"
+        );
     }
     own.attach("Y", sink()).unwrap();
     let error = first.attach("Y", sink()).unwrap_err();
     assert!(
-        error.contains("Agent 'Y' already exists: another process holds its queue"),
+        error
+            .to_string()
+            .starts_with("Agent 'Y' already exists: another process holds its queue"),
         "{error}"
     );
     first.detach("X");
@@ -463,7 +470,7 @@ fn a_slow_agent_leaves_the_backlog_in_the_broker() {
     // While the agent sleeps, the broker's ready count settles: at the backlog the mailbox
     // bound leaves there, or at 0 if the consumer took everything into memory.
     let queue = format!("{}Slow", options["queue_prefix"].as_str().unwrap());
-    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    let deadline = std::time::Instant::now() + SETTLE_PATIENCE;
     let mut ready = ready_in_broker(&queue).unwrap_or(0);
     loop {
         std::thread::sleep(Duration::from_secs(1));
@@ -518,7 +525,7 @@ fn python_and_rust_share_a_space(queue_per: &str) {
     host.stdout.wait_for(&format!("{py}: HELLO FROM RUST"));
     host.type_line(&format!("/{py}.ask to:\"{rust}\""));
     host.stdout
-        .wait_for_count(&format!("{py}: 42"), 1, Duration::from_secs(20));
+        .wait_for_count(&format!("{py}: 42"), 1, BROKER_PATIENCE);
     // Python Agency publishes without `mandatory`: its message to nobody is dropped by the
     // broker, as Python Agency expects, and nothing comes back to it. A Rust agent's
     // message to nobody comes back as an error.
@@ -568,7 +575,10 @@ fn quorum_queues_refuse_a_taken_id_and_expire_unused() {
     let (first, second) = (transport(), transport());
     first.attach("Q", sink()).unwrap();
     let error = second.attach("Q", sink()).unwrap_err();
-    assert!(error.contains("Agent 'Q' already exists"), "{error}");
+    assert!(
+        matches!(&error, TransportError::DuplicateId { id, .. } if id == "Q"),
+        "{error}"
+    );
     let types = || {
         agency_tests::broker::rabbitmqctl_in_vhost(
             "list_queues",
@@ -584,7 +594,7 @@ fn quorum_queues_refuse_a_taken_id_and_expire_unused() {
     let expiring = std::time::Instant::now();
     while types().contains(&format!("{prefix}Q\t")) {
         assert!(
-            expiring.elapsed() < Duration::from_secs(30),
+            expiring.elapsed() < SETTLE_PATIENCE,
             "the unused queues expire: {}",
             types()
         );
@@ -599,7 +609,7 @@ fn quorum_queues_refuse_a_taken_id_and_expire_unused() {
         .unwrap();
     classic.attach("C", sink()).unwrap();
     classic.close();
-    let error = second.attach("C", sink()).unwrap_err();
+    let error = second.attach("C", sink()).unwrap_err().to_string();
     assert!(
         error.contains("its queues exist with other settings")
             && error.contains("x-queue-type")

@@ -4,7 +4,7 @@ use agency_loader::{OpenError, Plugins};
 use agency_runtime::AgentSpec;
 use std::sync::Arc;
 
-use agency_sdk::transport::{Inbound, TransportSpace};
+use agency_sdk::transport::{Inbound, TransportError, TransportSpace};
 use agency_tests::{
     action, ask, assert_nothing_else_received, driver, for_each_transport, foreign_library,
     library_name, library_path, open_space, open_space_with_wire, plugin_of, plugins_folder_with,
@@ -218,7 +218,13 @@ fn duplicate_attach_is_refused_by_the_transport_too(transport: &str) {
         .unwrap();
     transport.attach("Twice", Arc::new(Nowhere)).unwrap();
     let error = transport.attach("Twice", Arc::new(Nowhere)).unwrap_err();
-    assert!(error.contains("Agent 'Twice' already exists"), "{error}");
+    assert!(
+        matches!(&error, TransportError::DuplicateId { id, .. } if id == "Twice"),
+        "{error}"
+    );
+    assert!(error
+        .to_string()
+        .starts_with("Agent 'Twice' already exists"));
     transport.detach("Twice");
     transport.attach("Twice", Arc::new(Nowhere)).unwrap();
     transport.close();

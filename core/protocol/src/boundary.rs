@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{spec::PluginMetrics, ActionError};
+use crate::{message::duplicate_id, spec::PluginMetrics, ActionError};
 
 /// What the host offers one agent: sending, requests, the permission prompt, its sent
 /// messages and logging.
@@ -90,11 +90,87 @@ pub trait Inbound: Send + Sync {
     fn deliver(&self, body: &str);
 }
 
+/// Why a transport did not attach an agent or publish a body.
+///
+/// Across the library boundary it travels as its text (the ABI is frozen); the host
+/// reads a refused id back from [`duplicate_id`]'s wording, which every transport uses.
+///
+/// ```
+/// use agency_protocol::boundary::TransportError;
+///
+/// let taken = TransportError::DuplicateId { id: "Chat".into(), detail: None };
+/// assert_eq!(taken.to_string(), "Agent 'Chat' already exists");
+/// assert_eq!(TransportError::read("Chat", &taken.to_string()), taken);
+/// let down = TransportError::from("the local space is closed".to_owned());
+/// assert_eq!(TransportError::read("Chat", &down.to_string()), down);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// Another agent holds the id: in this space, or on a shared broker in another
+    /// process (then `detail` says where).
+    DuplicateId {
+        /// The id asked for.
+        id: String,
+        /// Where it is held, if the transport knows.
+        detail: Option<String>,
+    },
+    /// Anything else, as the transport words it: the space is closed, the broker is
+    /// unreachable or refuses, the outbox is full, an id is too long for the broker.
+    Failed(String),
+}
+
+impl TransportError {
+    /// Reads back the text of an error about agent `agent_id` that crossed the library
+    /// boundary.
+    pub fn read(agent_id: &str, text: &str) -> Self {
+        let taken = duplicate_id(agent_id);
+        match text.strip_prefix(taken.as_str()) {
+            Some("") => Self::DuplicateId {
+                id: agent_id.to_owned(),
+                detail: None,
+            },
+            Some(rest) if rest.starts_with(": ") => Self::DuplicateId {
+                id: agent_id.to_owned(),
+                detail: Some(rest[2..].to_owned()),
+            },
+            _ => Self::Failed(text.to_owned()),
+        }
+    }
+}
+
+/// `Agent 'Chat' already exists[: detail]`, or the transport's own words.
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DuplicateId { id, detail: None } => f.write_str(&duplicate_id(id)),
+            Self::DuplicateId {
+                id,
+                detail: Some(detail),
+            } => write!(f, "{}: {detail}", duplicate_id(id)),
+            Self::Failed(text) => f.write_str(text),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+impl From<String> for TransportError {
+    fn from(text: String) -> Self {
+        Self::Failed(text)
+    }
+}
+
+impl From<&str> for TransportError {
+    fn from(text: &str) -> Self {
+        Self::Failed(text.to_owned())
+    }
+}
+
 /// An open space on a transport: it moves bodies, it does not interpret them.
 pub trait TransportSpace: Send + Sync {
-    /// Attaches an agent id with the sink for its messages; refuses a duplicate id (with
-    /// [`crate::message::duplicate_id`]'s text).
-    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String>;
+    /// Attaches an agent id with the sink for its messages; refuses a duplicate id
+    /// ([`TransportError::DuplicateId`]).
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), TransportError>;
     /// Detaches an agent id; unknown ids are ignored.
     fn detach(&self, agent_id: &str);
     /// Publishes `body` to agent `to`, or to every attached agent when `to` is `*`.
@@ -103,7 +179,7 @@ pub trait TransportSpace: Send + Sync {
     /// sink of the agent its `from` names ([`crate::message::sender_of`]) if that agent is
     /// attached to this space, else dropped. The runtime turns it into an
     /// `UndeliverableError` reply to its sender.
-    fn publish(&self, to: &str, body: &str) -> Result<(), String>;
+    fn publish(&self, to: &str, body: &str) -> Result<(), TransportError>;
     /// Releases the space.
     fn close(&self);
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    boundary::{AgentCore, HostLink, Inbound, LogRecord, TransportSpace},
+    boundary::{AgentCore, HostLink, Inbound, LogRecord, TransportError, TransportSpace},
     spec::PluginMetrics,
     ActionError, Kind,
 };
@@ -526,7 +526,7 @@ impl TransportObj for ExportedTransport {
         guarded(|| {
             self.0
                 .attach(agent_id.as_str(), Arc::new(ImportedSink(sink)))
-                .map_err(RString::from)
+                .map_err(|error| RString::from(error.to_string()))
                 .into()
         })
     }
@@ -542,7 +542,7 @@ impl TransportObj for ExportedTransport {
         guarded(|| {
             self.0
                 .publish(to.as_str(), body.as_str())
-                .map_err(RString::from)
+                .map_err(|error| RString::from(error.to_string()))
                 .into()
         })
     }
@@ -559,23 +559,23 @@ impl TransportObj for ExportedTransport {
 pub struct ImportedTransport(pub TransportBox);
 
 impl TransportSpace for ImportedTransport {
-    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), TransportError> {
         let sink = SinkObj_TO::from_ptr(RArc::new(ExportedSink(sink)), TD_Opaque);
         self.0
             .attach(agent_id.into(), sink)
             .into_result()
-            .map_err(RString::into_string)
+            .map_err(|text| TransportError::read(agent_id, &text))
     }
 
     fn detach(&self, agent_id: &str) {
         self.0.detach(agent_id.into());
     }
 
-    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+    fn publish(&self, to: &str, body: &str) -> Result<(), TransportError> {
         self.0
             .publish(to.into(), body.into())
             .into_result()
-            .map_err(RString::into_string)
+            .map_err(|text| TransportError::Failed(text.into_string()))
     }
 
     fn close(&self) {

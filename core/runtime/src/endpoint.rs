@@ -335,7 +335,7 @@ impl Endpoint {
             }
             sent.push_back((id, body));
         }
-        published.map_err(|e| ActionError::of(Kind::Transport, e))
+        published.map_err(|e| ActionError::of(Kind::Transport, e.to_string()))
     }
 
     fn sent_message(&self, id: &str) -> Option<String> {

@@ -25,6 +25,9 @@ pub enum SpaceError {
         /// The types available, comma-separated.
         known: String,
     },
+    /// Two agent types of one name (in a catalogue of types).
+    #[error("agent type {0:?} is provided twice")]
+    DuplicateType(String),
     /// A background agent needs a type.
     #[error("agent '{0}' has no type; only foreground agents may be untyped")]
     MissingType(String),
@@ -44,7 +47,7 @@ pub enum SpaceError {
         /// The agent id.
         id: String,
         /// What the transport said.
-        reason: String,
+        reason: agency_protocol::boundary::TransportError,
     },
     /// The space was destroyed; open a new one.
     #[error("the space has been destroyed")]

@@ -62,10 +62,10 @@ impl Catalog {
     }
 
     /// Adds a type; refuses a name already present.
-    pub fn insert(&mut self, factory: Arc<dyn AgentFactory>) -> Result<(), String> {
+    pub fn insert(&mut self, factory: Arc<dyn AgentFactory>) -> Result<(), SpaceError> {
         let name = factory.spec().name.clone();
         if self.types.contains_key(&name) {
-            return Err(format!("agent type {name:?} is provided twice"));
+            return Err(SpaceError::DuplicateType(name));
         }
         self.types.insert(name, factory);
         Ok(())

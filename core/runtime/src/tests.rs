@@ -13,7 +13,7 @@ use std::{
 
 use agency_sdk::{
     prelude::*,
-    transport::{duplicate_id, sender_of, Inbound, TransportSpace, BROADCAST},
+    transport::{sender_of, Inbound, TransportError, TransportSpace, BROADCAST},
 };
 
 use crate::{
@@ -33,10 +33,13 @@ struct Loopback {
 }
 
 impl TransportSpace for Loopback {
-    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), TransportError> {
         let mut sinks = self.sinks.lock().unwrap();
         if sinks.contains_key(agent_id) {
-            return Err(duplicate_id(agent_id));
+            return Err(TransportError::DuplicateId {
+                id: agent_id.into(),
+                detail: None,
+            });
         }
         sinks.insert(agent_id.into(), sink);
         Ok(())
@@ -46,7 +49,7 @@ impl TransportSpace for Loopback {
         self.sinks.lock().unwrap().remove(agent_id);
     }
 
-    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+    fn publish(&self, to: &str, body: &str) -> Result<(), TransportError> {
         self.published
             .lock()
             .unwrap()

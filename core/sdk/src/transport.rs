@@ -1,8 +1,8 @@
 //! Transports: the traits a transport implements and how a plugin registers one.
 
 pub use agency_protocol::{
-    boundary::{Inbound, TransportSpace},
-    message::{duplicate_id, sender_of, BROADCAST, BROADCAST_KEY},
+    boundary::{Inbound, TransportError, TransportSpace},
+    message::{sender_of, BROADCAST, BROADCAST_KEY},
 };
 
 /// A registered transport: a name and how to open a space from a JSON configuration.
@@ -26,15 +26,19 @@ pub fn transport_types() -> impl Iterator<Item = &'static TransportType> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use agency_sdk::transport::{Inbound, TransportSpace};
+/// use agency_sdk::transport::{Inbound, TransportError, TransportSpace};
 ///
 /// /// A transport that loses everything.
 /// struct Void;
 ///
 /// impl TransportSpace for Void {
-///     fn attach(&self, _id: &str, _sink: Arc<dyn Inbound>) -> Result<(), String> { Ok(()) }
+///     fn attach(&self, _id: &str, _sink: Arc<dyn Inbound>) -> Result<(), TransportError> {
+///         Ok(())
+///     }
 ///     fn detach(&self, _id: &str) {}
-///     fn publish(&self, _to: &str, _body: &str) -> Result<(), String> { Ok(()) }
+///     fn publish(&self, _to: &str, _body: &str) -> Result<(), TransportError> {
+///         Err(TransportError::Failed("the void sends nothing".into()))
+///     }
 ///     fn close(&self) {}
 /// }
 ///

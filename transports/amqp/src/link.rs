@@ -288,7 +288,7 @@ fn id_taken(id: &str) {
 /// Why an agent could not be subscribed.
 pub enum SubscribeError {
     /// Another connection was needed and could not be opened.
-    Connect(String),
+    Connect(session::ConnectError),
     /// The broker refused a step (see [`consumer::is_duplicate`]).
     Broker(lapin::Error),
 }
@@ -296,7 +296,7 @@ pub enum SubscribeError {
 impl std::fmt::Display for SubscribeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Connect(reason) => f.write_str(reason),
+            Self::Connect(error) => error.fmt(f),
             Self::Broker(error) => error.fmt(f),
         }
     }

@@ -38,40 +38,103 @@ pub fn any_broker(config: &Config) -> usize {
     (uuid::Uuid::new_v4().as_u128() % config.brokers.len() as u128) as usize
 }
 
+/// Why one broker could not be used (its address shown without the password).
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerFailure {
+    /// The connection was refused or failed.
+    #[error("cannot connect to the AMQP broker at {broker}: {error}")]
+    Connect {
+        /// The broker.
+        broker: String,
+        /// What lapin said.
+        error: lapin::Error,
+    },
+    /// Nothing answered within the connect timeout.
+    #[error("cannot connect to the AMQP broker at {broker}: no answer within {seconds}s")]
+    NoAnswer {
+        /// The broker.
+        broker: String,
+        /// The connect timeout.
+        seconds: f64,
+    },
+    /// Connected, but no channel could be opened.
+    #[error("cannot open a channel on the AMQP broker at {broker}: {error}")]
+    Channel {
+        /// The broker.
+        broker: String,
+        /// What lapin said.
+        error: lapin::Error,
+    },
+    /// The space's exchange could not be declared (it exists with other settings, say).
+    #[error("cannot declare the topic exchange {exchange:?} on {broker}: {error}")]
+    Exchange {
+        /// The broker.
+        broker: String,
+        /// The exchange.
+        exchange: String,
+        /// What the broker said.
+        error: lapin::Error,
+    },
+}
+
+/// Why no broker of the space could be used: each one's failure, in the order tried.
+#[derive(Debug)]
+pub struct ConnectError(pub Vec<BrokerFailure>);
+
+/// The failures, `; `-separated.
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, failure) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            failure.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
 /// Connects to a broker, trying each in turn from broker `first`, and declares the
 /// space's exchange (topic, durable, as Python Agency); each try within the connect
 /// timeout.
-pub async fn connect(config: &Config, first: usize) -> Result<Live, String> {
+pub async fn connect(config: &Config, first: usize) -> Result<Live, ConnectError> {
     let mut failures = Vec::new();
     for step in 0..config.brokers.len() {
         let broker = (first + step) % config.brokers.len();
         match tokio::time::timeout(config.connect_timeout, open(config, broker)).await {
             Ok(Ok(live)) => return Ok(live),
             Ok(Err(failure)) => failures.push(failure),
-            Err(_) => failures.push(format!(
-                "cannot connect to the AMQP broker at {}: no answer within {}s",
-                config.broker(broker),
-                config.connect_timeout.as_secs_f64()
-            )),
+            Err(_) => failures.push(BrokerFailure::NoAnswer {
+                broker: config.broker(broker),
+                seconds: config.connect_timeout.as_secs_f64(),
+            }),
         }
     }
-    Err(failures.join("; "))
+    Err(ConnectError(failures))
 }
 
-async fn open(config: &Config, index: usize) -> Result<Live, String> {
-    let broker = config.broker(index);
+async fn open(config: &Config, index: usize) -> Result<Live, BrokerFailure> {
+    let broker = || config.broker(index);
     // Named for the broker's list of connections: which process, which space.
     let properties = ConnectionProperties::default().with_connection_name(
         format!("agency (pid {}) {}", std::process::id(), config.exchange).into(),
     );
     let connection = Connection::connect_uri(config.brokers[index].clone(), properties)
         .await
-        .map_err(|e| format!("cannot connect to the AMQP broker at {broker}: {e}"))?;
+        .map_err(|error| BrokerFailure::Connect {
+            broker: broker(),
+            error,
+        })?;
     let events = Box::pin(connection.events_listener());
     let channel = connection
         .create_channel()
         .await
-        .map_err(|e| format!("cannot open a channel on the AMQP broker at {broker}: {e}"))?;
+        .map_err(|error| BrokerFailure::Channel {
+            broker: broker(),
+            error,
+        })?;
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
@@ -84,11 +147,10 @@ async fn open(config: &Config, index: usize) -> Result<Live, String> {
             FieldTable::default(),
         )
         .await
-        .map_err(|e| {
-            format!(
-                "cannot declare the topic exchange {:?} on {broker}: {e}",
-                config.exchange
-            )
+        .map_err(|error| BrokerFailure::Exchange {
+            broker: broker(),
+            exchange: config.exchange.clone(),
+            error,
         })?;
     let _ = channel.close(200, "exchange declared".into()).await;
     Ok(Live {

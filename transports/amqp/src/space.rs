@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agency_sdk::transport::{duplicate_id, Inbound, TransportSpace, BROADCAST, BROADCAST_KEY};
+use agency_sdk::transport::{Inbound, TransportError, TransportSpace, BROADCAST, BROADCAST_KEY};
 use lapin::options::QueueDeleteOptions;
 use tokio::{
     runtime::Runtime,
@@ -64,7 +64,9 @@ impl AmqpSpace {
     /// Connects to the broker and starts the supervisor and publisher tasks.
     pub fn open(config: Config) -> Result<Self, String> {
         let runtime = runtime();
-        let live = runtime.block_on(session::connect(&config, session::any_broker(&config)))?;
+        let live = runtime
+            .block_on(session::connect(&config, session::any_broker(&config)))
+            .map_err(|e| e.to_string())?;
         tracing::info!(broker = %config.broker(live.broker), exchange = %config.exchange, "connected to the AMQP broker");
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let (losses, lost) = mpsc::unbounded_channel();
@@ -127,7 +129,7 @@ impl AmqpSpace {
     /// Counts one more unconfirmed message, within `outbox_capacity`. At the bound it
     /// waits for room while connected (the broker is slower than the senders), and fails
     /// at once while disconnected, so nothing piles up unseen.
-    fn reserve(&self) -> Result<(), String> {
+    fn reserve(&self) -> Result<(), TransportError> {
         let capacity = self.shared.config.outbox_capacity;
         let deadline = Instant::now() + FULL_OUTBOX_WAIT;
         loop {
@@ -153,36 +155,43 @@ impl AmqpSpace {
                     } else {
                         " (reconnecting)"
                     },
-                ));
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(1));
         }
     }
 
     /// The error for an agent whose connection was lost while it was being added.
-    fn lost(&self, agent_id: &str) -> String {
+    fn lost(&self, agent_id: &str) -> TransportError {
         format!(
             "cannot add agent '{agent_id}': the connection to the AMQP broker at {} was \
              lost; try again",
             self.shared.broker()
         )
+        .into()
     }
 
     /// The error for an agent the broker would not subscribe.
-    fn cannot_add(&self, agent_id: &str, error: SubscribeError) -> String {
+    fn cannot_add(&self, agent_id: &str, error: SubscribeError) -> TransportError {
         let config = &self.shared.config;
-        match error {
-            SubscribeError::Broker(error) if consumer::is_duplicate(&error) => format!(
-                "{}: another process {} its queue {:?} on {}",
-                duplicate_id(agent_id),
-                if self.shared.host.is_some() {
-                    "holds"
-                } else {
-                    "consumes"
-                },
-                config.direct_queue(agent_id),
-                self.shared.broker()
-            ),
+        let text = match error {
+            SubscribeError::Broker(error) if consumer::is_duplicate(&error) => {
+                let detail = format!(
+                    "another process {} its queue {:?} on {}",
+                    if self.shared.host.is_some() {
+                        "holds"
+                    } else {
+                        "consumes"
+                    },
+                    config.direct_queue(agent_id),
+                    self.shared.broker()
+                );
+                return TransportError::DuplicateId {
+                    id: agent_id.to_owned(),
+                    detail: Some(detail),
+                };
+            }
             SubscribeError::Broker(error) if consumer::is_inequivalent(&error) => format!(
                 "cannot add agent '{agent_id}' on {}: its queues exist with other settings \
                  ({error}); use the `queue_type` and `queue_expires_secs` they were made \
@@ -193,15 +202,19 @@ impl AmqpSpace {
                 "cannot add agent '{agent_id}' on {}: {error}",
                 self.shared.broker()
             ),
-        }
+        };
+        TransportError::Failed(text)
     }
 
     /// Takes `agent_id` in the link while it is added, refusing a duplicate; answers the
     /// link's generation. The lock is held to check the id, not across the broker round
     /// trips: agents attach in parallel.
-    fn join(link: &mut Link, agent_id: &str) -> Result<u64, String> {
+    fn join(link: &mut Link, agent_id: &str) -> Result<u64, TransportError> {
         if link.agents.contains_key(agent_id) || link.joining.contains(agent_id) {
-            return Err(duplicate_id(agent_id));
+            return Err(TransportError::DuplicateId {
+                id: agent_id.to_owned(),
+                detail: None,
+            });
         }
         link.joining.insert(agent_id.to_owned());
         Ok(link.generation)
@@ -212,7 +225,7 @@ impl AmqpSpace {
         &self,
         agent_id: &str,
         sink: Arc<dyn Inbound>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TransportError> {
         let config = &self.shared.config;
         let (connection, index, generation) = {
             let mut link = self.shared.link.lock().await;
@@ -258,7 +271,7 @@ impl AmqpSpace {
         host: &HostQueue,
         agent_id: &str,
         sink: Arc<dyn Inbound>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TransportError> {
         let (connection, generation) = {
             let mut link = self.shared.link.lock().await;
             let Some(pooled) = link.connections.first() else {
@@ -300,13 +313,13 @@ impl AmqpSpace {
         ))
     }
 
-    fn closed_error(&self) -> String {
-        "the amqp space is closed".into()
+    fn closed_error(&self) -> TransportError {
+        TransportError::Failed("the amqp space is closed".into())
     }
 }
 
 impl TransportSpace for AmqpSpace {
-    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), TransportError> {
         let config = &self.shared.config;
         let queue = config.broadcast_queue(agent_id);
         if queue.len() > MAX_NAME_BYTES {
@@ -314,7 +327,8 @@ impl TransportSpace for AmqpSpace {
                 "agent id '{agent_id}' is too long for AMQP: its queue name {queue:?} has {} \
                  bytes, the limit is {MAX_NAME_BYTES}",
                 queue.len()
-            ));
+            )
+            .into());
         }
         runtime().block_on(async {
             // While reconnecting, wait (up to the connect timeout) for the connection.
@@ -328,7 +342,8 @@ impl TransportSpace for AmqpSpace {
                     "cannot add agent '{agent_id}': the connection to the AMQP broker at {} \
                      is down (reconnecting); try again",
                     self.shared.broker()
-                ));
+                )
+                .into());
             }
             match &self.shared.host {
                 Some(host) => self.attach_to_host(host, agent_id, sink).await,
@@ -389,7 +404,7 @@ impl TransportSpace for AmqpSpace {
         }
     }
 
-    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+    fn publish(&self, to: &str, body: &str) -> Result<(), TransportError> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
@@ -397,7 +412,8 @@ impl TransportSpace for AmqpSpace {
             return Err(format!(
                 "recipient id of {} bytes is too long for an AMQP routing key (at most {MAX_NAME_BYTES})",
                 to.len()
-            ));
+            )
+            .into());
         }
         let message = Outgoing {
             routing_key: if to == BROADCAST { BROADCAST_KEY } else { to }.to_owned(),

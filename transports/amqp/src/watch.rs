@@ -36,7 +36,7 @@ use std::{
 
 use agency_sdk::{
     metrics::{report_metrics, PluginMetrics},
-    transport::{Inbound, TransportSpace},
+    transport::{Inbound, TransportError, TransportSpace},
 };
 use futures_util::StreamExt;
 use lapin::{
@@ -71,7 +71,9 @@ pub struct WatchSpace {
 impl WatchSpace {
     /// Connects to the broker.
     pub fn open(config: Config) -> Result<Self, String> {
-        let live = runtime().block_on(session::connect(&config, session::any_broker(&config)))?;
+        let live = runtime()
+            .block_on(session::connect(&config, session::any_broker(&config)))
+            .map_err(|e| e.to_string())?;
         tracing::info!(broker = %config.broker(live.broker), exchange = %config.exchange, "watching from the AMQP broker");
         report_metrics(&PluginMetrics {
             info: stats::place(&config, live.broker),
@@ -197,7 +199,7 @@ impl WatchSpace {
 impl TransportSpace for WatchSpace {
     /// Starts sending `sink` a copy of every message published in the space; fails when
     /// the broker's firehose is off.
-    fn attach(&self, watcher: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+    fn attach(&self, watcher: &str, sink: Arc<dyn Inbound>) -> Result<(), TransportError> {
         let channel = runtime().block_on(self.watch(watcher, sink))?;
         self.watchers
             .lock()
@@ -212,7 +214,7 @@ impl TransportSpace for WatchSpace {
         }
     }
 
-    fn publish(&self, _to: &str, _body: &str) -> Result<(), String> {
+    fn publish(&self, _to: &str, _body: &str) -> Result<(), TransportError> {
         Err("this amqp space was opened to watch (`watch = true`): it sends nothing".into())
     }
 

@@ -13,7 +13,7 @@ use std::{
     },
 };
 
-use agency_sdk::transport::{duplicate_id, sender_of, Inbound, TransportSpace, BROADCAST};
+use agency_sdk::transport::{sender_of, Inbound, TransportError, TransportSpace, BROADCAST};
 
 agency_sdk::register_transport!("local", open);
 agency_sdk::export_plugin!();
@@ -41,6 +41,11 @@ fn open(config: &str) -> Result<Box<dyn TransportSpace>, String> {
     Ok(Box::new(LocalSpace::default()))
 }
 
+/// What a closed space answers.
+fn closed() -> TransportError {
+    TransportError::Failed("the local space is closed".into())
+}
+
 #[derive(Default)]
 struct LocalSpace {
     agents: RwLock<HashMap<String, Arc<dyn Inbound>>>,
@@ -48,13 +53,16 @@ struct LocalSpace {
 }
 
 impl TransportSpace for LocalSpace {
-    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), String> {
+    fn attach(&self, agent_id: &str, sink: Arc<dyn Inbound>) -> Result<(), TransportError> {
         if self.closed.load(Ordering::Acquire) {
-            return Err("the local space is closed".into());
+            return Err(closed());
         }
         let mut agents = self.agents.write().unwrap();
         if agents.contains_key(agent_id) {
-            return Err(duplicate_id(agent_id));
+            return Err(TransportError::DuplicateId {
+                id: agent_id.to_owned(),
+                detail: None,
+            });
         }
         agents.insert(agent_id.to_owned(), sink);
         Ok(())
@@ -64,9 +72,9 @@ impl TransportSpace for LocalSpace {
         self.agents.write().unwrap().remove(agent_id);
     }
 
-    fn publish(&self, to: &str, body: &str) -> Result<(), String> {
+    fn publish(&self, to: &str, body: &str) -> Result<(), TransportError> {
         if self.closed.load(Ordering::Acquire) {
-            return Err("the local space is closed".into());
+            return Err(closed());
         }
         // Sinks are taken out of the map before delivering: a delivery may wait for room
         // in a full mailbox, and must not hold the lock that `attach` needs meanwhile.
