@@ -12,7 +12,7 @@ use agency_tests::{
     chat_server::{ChatServer, Step},
     driver, open_space, plugins_dir,
     process::{agency_run, config, Host},
-    python, unique_name, PATIENCE,
+    python, unique_name, BROKER_PATIENCE, PATIENCE,
 };
 use serde_json::{json, Value};
 
@@ -57,7 +57,7 @@ fn space(
 fn say(user: &Foreground, content: &str) -> Result<Value, agency_sdk::ActionError> {
     user.request(
         action("Assistant", "say", json!({"content": content})),
-        Duration::from_secs(30),
+        BROKER_PATIENCE,
     )
 }
 
@@ -447,7 +447,7 @@ fn a_python_agency_agents_action_is_a_tool() {
     let mut host = Host::start(&config, &[]);
     host.wait_until_started();
     // The Python agent's help answer comes over the broker: ask until it is learnt.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + BROKER_PATIENCE;
     for asked in 1.. {
         host.type_line("/Assistant.tools");
         let screen = host.stdout.wait_for_count("Assistant: ", asked, PATIENCE);

@@ -12,9 +12,9 @@ use agency_tests::{
     assert_lines, library_name, plugins_dir, plugins_folder_with,
     process::{
         agency, agency_run, config, finish, finish_within, run_piped, spawn_piped, start, text,
-        Screen,
+        Screen, FINISH_PATIENCE,
     },
-    scratch_dir,
+    scratch_dir, BROKER_PATIENCE, PATIENCE,
 };
 
 const DEMO_CONFIG: &str = r#"
@@ -89,7 +89,7 @@ impl Terminal {
 
     /// Waits for `text` on screen, ignoring the escape sequences of line editing.
     fn wait_for(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + BROKER_PATIENCE;
         loop {
             let screen = strip_escapes(&self.screen.contents());
             if screen.contains(text) {
@@ -269,7 +269,7 @@ fn wait_zero_holds_nothing_back_and_loses_no_reply() {
 fn commands_to_unknown_agents_are_answered_at_once_with_a_suggestion() {
     let mut run = agency_run(plugins_dir(), &config(DEMO_CONFIG), &["--wait", "600"]);
     let input = "/calculator.add a:1 b:2\n/Calculator.add a:1 b:2\n";
-    let output = finish_within(spawn_piped(&mut run), input, Duration::from_secs(60));
+    let output = finish_within(spawn_piped(&mut run), input, FINISH_PATIENCE);
     assert_lines(&text(&output.stdout), &["Calculator: 3.0"]);
     assert_lines(
         &text(&output.stderr),
@@ -318,7 +318,7 @@ fn at_a_terminal_the_console_greets_and_colours_errors() {
         let output = finish_within(
             child,
             "/Calculator.divide a:1 b:0\n/calculator.add a:1 b:2\n",
-            Duration::from_secs(60),
+            FINISH_PATIENCE,
         );
         text(&output.stdout).replace('\r', "")
     };
@@ -450,7 +450,7 @@ fn a_permission_question_stays_last_on_screen() {
     writeln!(stdin, "/Q.sleep seconds:1\n/Host.list_files path:\"/\"").unwrap();
     let question = "permission: allow User -> Host.list_files {\"path\":\"/\"}? [y/N] ";
     screen.wait_for("Q: awake");
-    let shown = screen.wait_for_count(question, 2, Duration::from_secs(20));
+    let shown = screen.wait_for_count(question, 2, BROKER_PATIENCE);
     assert!(shown.ends_with(question), "{shown}");
     assert!(
         shown.contains(&format!("{question}\nQ: awake\n{question}")),
@@ -563,7 +563,7 @@ fn a_second_ctrl_c_forces_the_exit() {
     screen.wait_for("interrupted");
     interrupt();
     errors.wait_for("interrupted again: exiting now");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + PATIENCE;
     let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -586,7 +586,7 @@ fn an_unanswered_command_fails_the_run() {
                   [[agents]]\ntype = \"Receiver\"\nid = \"Q\"\n";
     let mut run = agency_run(plugins_dir(), &config(agents), &["--wait", "0.5"]);
     let input = "/R.sleep seconds:3\n/Q.value\n";
-    let output = finish_within(spawn_piped(&mut run), input, Duration::from_secs(60));
+    let output = finish_within(spawn_piped(&mut run), input, FINISH_PATIENCE);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_lines(&stdout, &["Q: 42"]);
     assert_lines(

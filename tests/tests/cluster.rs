@@ -14,7 +14,7 @@ use agency_tests::{
     cluster::{cluster, NODES},
     driver, plugins,
     process::Host,
-    python, unique_name, with_options,
+    python, unique_name, with_options, BROKER_PATIENCE,
 };
 use serde_json::{json, Value};
 
@@ -289,7 +289,7 @@ fn a_python_agency_agent_on_the_cluster_talks_to_rust_agents() {
     host.stdout.wait_for(&format!("{py}: HELLO CLUSTER"));
     host.type_line(&format!("/{py}.ask to:\"{rust}\""));
     host.stdout
-        .wait_for_count(&format!("{py}: 42"), 1, Duration::from_secs(20));
+        .wait_for_count(&format!("{py}: 42"), 1, BROKER_PATIENCE);
     drop(python.stdin.take());
     let status = python.wait().unwrap();
     assert!(status.success(), "{}", python_err.contents());

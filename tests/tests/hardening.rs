@@ -15,8 +15,11 @@ use agency_tests::{
         rabbitmqctl_in_vhost, ready_in_broker,
     },
     plugins_dir,
-    process::{agency, agency_run, config, finish_within, spawn_piped, start, text, Host, Screen},
-    scratch_dir, unique_name, PATIENCE,
+    process::{
+        agency, agency_run, config, finish_within, spawn_piped, start, text, Host, Screen,
+        FINISH_PATIENCE,
+    },
+    scratch_dir, unique_name, LOAD_PATIENCE, PATIENCE, SETTLE_PATIENCE,
 };
 
 /// Runs `command` with no input, waiting up to `patience` for it to exit (killing it and
@@ -204,7 +207,7 @@ fn a_closed_output_ends_the_host_cleanly() {
     stdin
         .write_all(b"/R.add a:1 b:1\n/R.add a:2 b:2\n")
         .unwrap();
-    let status = exits_within(&mut child, Duration::from_secs(20));
+    let status = exits_within(&mut child, FINISH_PATIENCE);
     drop(stdin);
     let mut stderr = String::new();
     child
@@ -224,7 +227,7 @@ fn out_of_range_durations_are_refused_or_mean_forever() {
     let config = config(ONE_RECEIVER);
     let run = |wait: &str, input: &str| {
         let run = &mut agency_run(plugins_dir(), &config, &[&format!("--wait={wait}")]);
-        finish_within(spawn_piped(run), input, Duration::from_secs(20))
+        finish_within(spawn_piped(run), input, FINISH_PATIENCE)
     };
     for wait in ["1e19", "-1", "NaN", "inf", "soon"] {
         let output = run(wait, "");
@@ -284,7 +287,7 @@ fn strange_files_in_the_plugins_folder_are_each_named_and_refused() {
     ];
     let started = Instant::now();
     let listing = &mut agency(&["plugins", "--plugins-dir", dir.to_str().unwrap()]);
-    let stdout = text(&output_within(listing, Duration::from_secs(30)).stdout);
+    let stdout = text(&output_within(listing, FINISH_PATIENCE).stdout);
     for (name, reason) in expected {
         let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(name)).collect();
         assert_eq!(lines.len(), 1, "one line for {name}:\n{stdout}");
@@ -293,7 +296,7 @@ fn strange_files_in_the_plugins_folder_are_each_named_and_refused() {
     assert!(stdout.contains("agent type Receiver"), "{stdout}");
     for (name, reason) in expected {
         let check = &mut agency(&["plugins", "check", dir.join(name).to_str().unwrap()]);
-        let output = output_within(check, Duration::from_secs(10));
+        let output = output_within(check, FINISH_PATIENCE);
         let stderr = text(&output.stderr);
         assert!(
             !output.status.success() && stderr.contains(reason),
@@ -309,7 +312,7 @@ fn strange_files_in_the_plugins_folder_are_each_named_and_refused() {
 fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
     let child = start(plugins_dir(), ONE_RECEIVER, &[]);
     let input = b"/R.add a:1 b:1\n\xff\xfe bad\n/R.add a:2 b:2\n";
-    let output = finish_within(child, input, Duration::from_secs(20));
+    let output = finish_within(child, input, FINISH_PATIENCE);
     assert_lines(&text(&output.stdout), &["R: 2.0", "R: 4.0"]);
     assert_lines(
         &text(&output.stderr),
@@ -347,7 +350,7 @@ fn a_console_that_does_not_keep_up_leaves_the_backlog_at_the_broker() {
     }
     // The broker's count settles at the backlog (0 if the process took everything).
     let mut ready = ready_in_broker(&console).unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + SETTLE_PATIENCE;
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let now = ready_in_broker(&console).unwrap_or(0);
@@ -361,7 +364,7 @@ fn a_console_that_does_not_keep_up_leaves_the_backlog_at_the_broker() {
         "the broker keeps what the console cannot print yet: {ready} ready"
     );
     let stdout = Screen::attach(&mut child);
-    stdout.wait_for_count("Sender: -> note", count, Duration::from_secs(120));
+    stdout.wait_for_count("Sender: -> note", count, LOAD_PATIENCE);
     assert!(stdout
         .contents()
         .contains(&format!("{{\"n\":{}}}", count - 1)));
@@ -391,7 +394,7 @@ fn a_config_that_is_not_a_small_regular_file_is_refused() {
     ];
     for (path, reason) in cases {
         let run = &mut agency_run(plugins_dir(), &path, &[]);
-        let output = output_within(run, Duration::from_secs(10));
+        let output = output_within(run, FINISH_PATIENCE);
         let stderr = text(&output.stderr);
         assert!(!output.status.success(), "{path:?}");
         let line = format!("error: config {}: ", path.display());
@@ -528,7 +531,7 @@ fn a_flood_of_garbage_writes_a_handful_of_warnings() {
     // The agent handles its queue in order: once this is answered, the garbage was seen.
     host.type_line(&format!("/{receiver}.add a:2 b:2"));
     host.stdout
-        .wait_for_count(&format!("{receiver}: 4.0"), 1, Duration::from_secs(60));
+        .wait_for_count(&format!("{receiver}: 4.0"), 1, LOAD_PATIENCE);
     let log = host.stderr.wait_for("count=10000");
     let warnings = log
         .lines()
@@ -560,7 +563,7 @@ fn agents_beyond_the_brokers_channel_limit_get_more_connections() {
         for id in &ids {
             // Generous: 20 agents on 6 connections start in a debug build on a busy machine.
             host.stdout
-                .wait_for_count(&format!("{id}: 42"), round, Duration::from_secs(60));
+                .wait_for_count(&format!("{id}: 42"), round, LOAD_PATIENCE);
         }
     };
     ask_all(&mut host, 1);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agency_runtime::{AgentSpec, Space};
 use agency_sdk::Message;
-use agency_tests::{driver, open_space};
+use agency_tests::{driver, open_space, LOAD_PATIENCE};
 use serde_json::{json, Value};
 
 /// This process's threads (Linux).
@@ -41,7 +41,7 @@ fn ask_each(me: &agency_runtime::Foreground, ids: &[String], action: &str) -> Ve
     let mut arrived = Vec::new();
     while arrived.len() < ids.len() {
         let reply = replies
-            .recv_timeout(Duration::from_secs(120))
+            .recv_timeout(LOAD_PATIENCE)
             .unwrap_or_else(|| panic!("only {} of {} replies", arrived.len(), ids.len()));
         arrived.push(reply);
     }
@@ -88,7 +88,7 @@ fn agents_blocked_in_a_sleep_do_not_stop_a_thousand_others() {
     }
     for answered in 0..others.len() {
         let reply = replies
-            .recv_timeout(Duration::from_secs(120))
+            .recv_timeout(LOAD_PATIENCE)
             .unwrap_or_else(|| panic!("{answered} of 1,000 answered"));
         assert_eq!(
             reply.reply(),
@@ -157,10 +157,10 @@ fn remove_while_busy(spec: AgentSpec, action: Value, count: usize, done: Value) 
     // remove returned while the actions still run: their replies come after.
     me.send(json!({"to": "quick0", "action": {"name": "value", "args": {}}}))
         .unwrap();
-    let first = replies.recv_timeout(Duration::from_secs(30)).unwrap();
+    let first = replies.recv_timeout(LOAD_PATIENCE).unwrap();
     assert_eq!(first.from, "quick0");
     for _ in 0..count {
-        let reply = replies.recv_timeout(Duration::from_secs(30)).unwrap();
+        let reply = replies.recv_timeout(LOAD_PATIENCE).unwrap();
         assert_eq!(
             (reply.from.as_str(), reply.reply()),
             (spec.id.as_str(), Some(Ok(done.clone())))

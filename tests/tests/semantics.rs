@@ -12,7 +12,7 @@ use std::{
 use agency_runtime::{AgentSpec, Space, SpaceError, MAILBOX_LIMIT, MAX_ID_BYTES};
 use agency_tests::{
     action, ask, assert_nothing_else_received, driver, for_each_transport, open_space, plugin_of,
-    plugins, space_options, unique_name, wait_for_received, PATIENCE,
+    plugins, space_options, unique_name, wait_for_received, LOAD_PATIENCE, PATIENCE,
 };
 use serde_json::{json, Value};
 
@@ -675,7 +675,7 @@ fn request_cycles_fail_at_once(transport: &str) {
     let asker = driver(&space, "Asker");
     let chain = |to: &str, path: &[&str]| {
         let message = action(to, "chain", json!({ "path": path }));
-        asker.request(message, Duration::from_secs(60))
+        asker.request(message, LOAD_PATIENCE)
     };
     assert_eq!(chain("A", &["B", "C"]).unwrap(), 42);
     assert_eq!(
@@ -758,7 +758,7 @@ fn request_cycles_through_a_concurrent_agent_answer(transport: &str) {
     let asker = driver(&space, "Asker");
     let chain = |to: &str, path: &[&str]| {
         let message = action(to, "chain", json!({ "path": path }));
-        asker.request(message, Duration::from_secs(60))
+        asker.request(message, LOAD_PATIENCE)
     };
     assert_eq!(chain("P", &["A", "P"]).unwrap(), 42);
     assert_eq!(chain("P", &["P"]).unwrap(), 42);
