@@ -17,7 +17,7 @@
 //! was being typed.
 //!
 //! Completion knows what the console's session learnt (its
-//! [`Catalogue`](agency_operator::Catalogue)): agent ids, and from their `help` answers,
+//! [`Catalogue`]): agent ids, and from their `help` answers,
 //! action and argument names.
 
 use std::{

@@ -74,8 +74,12 @@ fn built() -> &'static Built {
         for package in PLUGIN_PACKAGES {
             args.extend(["-p", package]);
         }
-        if !cfg!(debug_assertions) {
-            args.push("--release");
+        // `AGENCY_PLUGINS_PROFILE=profiling`: plugins with symbols, for `perf`.
+        let profile = std::env::var("AGENCY_PLUGINS_PROFILE").ok();
+        match &profile {
+            Some(profile) => args.extend(["--profile", profile]),
+            None if !cfg!(debug_assertions) => args.push("--release"),
+            None => {}
         }
         let built = cargo_build(&args);
         let plugins_dir = scratch_dir("plugins");
