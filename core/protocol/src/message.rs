@@ -232,6 +232,41 @@ impl Message {
         serde_json::to_string(self).expect("a message always serialises")
     }
 
+    /// The message as JSON text, made of `sent`, the text it was read from as an
+    /// [`Outgoing`] (with only `to` and `action`, the sender's host filling in the rest):
+    /// its `meta` and `from` are written before `sent`'s own fields, which are kept as
+    /// they came instead of being encoded again. When `sent` may hold either key (the
+    /// text `"meta"` or `"from"` anywhere, or an escape that could spell one), the
+    /// message is encoded whole, as [`Message::to_json`] does.
+    ///
+    /// ```
+    /// use agency_protocol::{message::Outgoing, Message};
+    ///
+    /// let sent = r#"{"to":"b","action":{"name":"tick","args":{"n":1}}}"#;
+    /// let outgoing = Outgoing::from_json(sent).unwrap();
+    /// let text = r#"{"meta":{"id":"7"},"from":"a","to":"b","action":{"name":"tick","args":{"n":1}}}"#;
+    /// let message = Message::from_json(text).unwrap();
+    /// assert_eq!(message.action, outgoing.action);
+    /// assert_eq!(message.to_json_reusing(sent), text);
+    /// ```
+    pub fn to_json_reusing(&self, sent: &str) -> String {
+        let sent = sent.trim_start();
+        let Some(fields) = sent.strip_prefix('{') else {
+            return self.to_json();
+        };
+        if sent.contains("\"meta\"") || sent.contains("\"from\"") || sent.contains('\\') {
+            return self.to_json();
+        }
+        let mut text = Vec::with_capacity(sent.len() + 96);
+        text.extend_from_slice(b"{\"meta\":");
+        serde_json::to_writer(&mut text, &self.meta).expect("a meta always serialises");
+        text.extend_from_slice(b",\"from\":");
+        serde_json::to_writer(&mut text, &self.from).expect("a string always serialises");
+        text.push(b',');
+        text.extend_from_slice(fields.as_bytes());
+        String::from_utf8(text).expect("JSON text and UTF-8 pieces")
+    }
+
     /// Whether the message is addressed to every agent.
     pub fn is_broadcast(&self) -> bool {
         self.to == BROADCAST
@@ -370,6 +405,40 @@ pub fn duplicate_id(agent_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::{Message, Outgoing};
+
+    /// A message written around the text it was sent as reads back as the message;
+    /// text that might carry `meta` or `from` is encoded whole.
+    #[test]
+    fn a_message_reuses_the_text_it_was_sent_as_only_when_it_may() {
+        // Spaced as no encoder writes them: reused text is told from encoded text.
+        let sent = [
+            r#"{"to": "b", "action": {"name": "tick", "args": {"n": 1}}}"#,
+            r#"  { "action" : {"name":"x"}, "to" : "*" } "#,
+            r#"{"to": "b", "action": {"name": "say", "args": {"content": "from"}}}"#,
+            r#"{"to": "b", "action": {"name": "say", "args": {"content": "a \"quote\""}}}"#,
+            r#"{"meta": {"parent_id": "p"}, "to": "b", "action": {"name": "x"}}"#,
+            r#"{"from": "a", "to": "b", "action": {"name": "x"}}"#,
+        ];
+        for (n, sent) in sent.into_iter().enumerate() {
+            let outgoing = Outgoing::from_json(sent).unwrap();
+            let mut extra = serde_json::Map::new();
+            extra.insert("request_chain".into(), serde_json::json!(["a"]));
+            let message = Message {
+                meta: super::Meta {
+                    id: format!("id-{n}"),
+                    parent_id: outgoing.meta.parent_id.clone(),
+                    extra,
+                },
+                from: "a".into(),
+                to: outgoing.to,
+                action: outgoing.action,
+            };
+            let text = message.to_json_reusing(sent);
+            assert_eq!(Message::from_json(&text).unwrap(), message, "{sent}");
+            let reused = text.ends_with(sent.trim_start().strip_prefix('{').unwrap());
+            assert_eq!(reused, n < 2, "{sent} -> {text}");
+        }
+    }
 
     /// Both kinds of message refuse the same text alike: the kind, then what is wrong.
     #[test]

@@ -310,13 +310,18 @@ impl Endpoint {
     }
 
     fn publish(&self, message: Message) -> Result<(), ActionError> {
+        let body = message.to_json();
+        self.publish_as(message, body)
+    }
+
+    /// Publishes `message`, whose text is `body`.
+    fn publish_as(&self, message: Message, body: String) -> Result<(), ActionError> {
         if self.core.destroyed.load(Ordering::Acquire) {
             return Err(ActionError::of(
                 Kind::Runtime,
                 "the space has been destroyed",
             ));
         }
-        let body = message.to_json();
         let (id, to) = (message.meta.id.clone(), message.to.clone());
         let reply = message.is_reply();
         if let Some(log) = &self.log {
@@ -516,8 +521,14 @@ fn timeout_of(seconds: f64) -> Result<Duration, ActionError> {
 }
 
 impl HostLink for Endpoint {
-    fn send(&self, message: &str) -> Result<String, ActionError> {
-        Endpoint::send(self, Outgoing::from_json(message)?)
+    /// The text a plugin sent is kept in the message's own (see
+    /// [`Message::to_json_reusing`]): a message is read once here, not encoded again.
+    fn send(&self, text: &str) -> Result<String, ActionError> {
+        let message = self.complete(Outgoing::from_json(text)?)?;
+        let id = message.meta.id.clone();
+        let body = message.to_json_reusing(text);
+        self.publish_as(message, body)?;
+        Ok(id)
     }
 
     fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError> {
