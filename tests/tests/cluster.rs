@@ -81,13 +81,16 @@ fn a_host_moves_to_another_node_when_its_node_dies_and_no_request_is_lost() {
     cluster.heal();
     let exchange = unique_name("agency-cluster");
     let counter = format!("counter-{exchange}");
-    let answering = Host::start_logging(
+    let mut answering = Host::start_logging(
         &host_config(&exchange, ("Sequence", &counter)),
         "warn,agency_transport_amqp=info",
         &[],
     );
     let connected = "connected to the AMQP broker";
     answering.stderr.wait_for(connected);
+    // Started (its console attached too) before its node may die: a host whose broker
+    // goes away while it starts refuses to start, which is not what this test is about.
+    answering.wait_until_started();
     let doomed = node_in_log(&answering.stderr.contents(), connected).expect("its node");
     let others: Vec<usize> = (0..NODES).filter(|&i| i != doomed).collect();
     let space = plugins()
@@ -309,9 +312,11 @@ fn with_classic_queues_a_host_waits_for_the_node_of_its_queues() {
     let counter = format!("counter-{exchange}");
     let config =
         host_config(&exchange, ("Sequence", &counter)).replace("queue_type = \"quorum\"\n", "");
-    let answering = Host::start_logging(&config, "warn,agency_transport_amqp=info", &[]);
+    let mut answering = Host::start_logging(&config, "warn,agency_transport_amqp=info", &[]);
     let connected = "connected to the AMQP broker";
     answering.stderr.wait_for(connected);
+    // Started before its node dies (see the test above).
+    answering.wait_until_started();
     let doomed = node_in_log(&answering.stderr.contents(), connected).expect("its node");
     let others: Vec<usize> = (0..NODES).filter(|&i| i != doomed).collect();
     let space = plugins()
