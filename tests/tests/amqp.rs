@@ -134,6 +134,56 @@ fn agents_added_from_many_threads_at_once_all_join_and_answer() {
     assert_eq!(connections_to(&exchange), 11);
 }
 
+/// Agents added one after the other while the connection is cut three times under them
+/// (a host starting while its broker goes away) are each added on the next connection:
+/// none is refused, and all answer.
+fn agents_added_across_cuts_all_join(transport: &str) {
+    let options = space_options(transport);
+    let line = Proxy::to_broker();
+    let space = open(&options, json!({"url": line.amqp_url()}));
+    let ids: Vec<String> = (0..60).map(|n| format!("R{n}")).collect();
+    let added = std::sync::atomic::AtomicUsize::new(0);
+    let (failures, cuts) = std::thread::scope(|scope| {
+        let adding = scope.spawn(|| {
+            let mut failures = Vec::new();
+            for id in &ids {
+                if let Err(error) = space.add(&AgentSpec::new("Receiver", id)) {
+                    failures.push(format!("{id}: {error}"));
+                }
+                added.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            failures
+        });
+        let mut cuts = 0;
+        for at in [10, 25, 40] {
+            while added.load(std::sync::atomic::Ordering::Acquire) < at {
+                std::thread::yield_now();
+            }
+            cuts += line.cut();
+        }
+        (adding.join().unwrap(), cuts)
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        cuts >= 3,
+        "the line was cut under the adds ({cuts} connections)"
+    );
+    let asker = driver(&space, "Asker");
+    for id in &ids {
+        assert_eq!(ask(&asker, id, "value").unwrap(), 42, "{id}");
+    }
+}
+
+#[test]
+fn agents_added_while_the_connection_is_cut_join_on_the_next_one() {
+    agents_added_across_cuts_all_join("amqp");
+}
+
+#[test]
+fn agents_added_to_a_host_queue_while_the_connection_is_cut_join_on_the_next_one() {
+    agents_added_across_cuts_all_join("amqp-per-host");
+}
+
 #[test]
 fn cutting_the_publisher_then_the_consumer_loses_and_duplicates_nothing() {
     let options = space_options("amqp");

@@ -38,6 +38,19 @@ const MAX_NAME_BYTES: usize = 255;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `publish` waits for room in a full outbox while connected.
 const FULL_OUTBOX_WAIT: Duration = Duration::from_secs(30);
+/// The pause before adding an agent again after its connection was lost meanwhile.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why one attempt to add an agent failed.
+enum Failure {
+    /// The connection it was made on was lost meanwhile: it is made again on the next
+    /// one, within the connect timeout (a host starting while its broker goes down waits
+    /// for the next broker instead of giving up).
+    Lost(TransportError),
+    /// The answer: the broker refused (a duplicate id, other queue settings), or the
+    /// space is closed.
+    Final(TransportError),
+}
 
 /// The plugin's own runtime, shared by every space it opens.
 pub fn runtime() -> &'static Runtime {
@@ -225,24 +238,28 @@ impl AmqpSpace {
         &self,
         agent_id: &str,
         sink: Arc<dyn Inbound>,
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), Failure> {
         let config = &self.shared.config;
+        let mut watching = self.shared.connection.subscribe();
         let (connection, index, generation) = {
             let mut link = self.shared.link.lock().await;
             if link.connections.is_empty() {
-                return Err(self.lost(agent_id));
+                return Err(Failure::Lost(self.lost(agent_id)));
             }
-            let generation = Self::join(&mut link, agent_id)?;
+            let generation = Self::join(&mut link, agent_id).map_err(Failure::Final)?;
             match link.place(&self.shared).await {
                 Ok((connection, index)) => (connection, index, generation),
                 Err(error) => {
                     link.joining.remove(agent_id);
-                    return Err(self.cannot_add(agent_id, error));
+                    return Err(Failure::Final(self.cannot_add(agent_id, error)));
                 }
             }
         };
         let inbox = self.inbox(agent_id, sink);
-        let subscribed = consumer::subscribe(config, &connection, &inbox).await;
+        let subscribed = consumer::subscribe(config, &connection, &inbox);
+        let subscribed = self
+            .step(agent_id, &mut watching, &connection, subscribed)
+            .await;
         let mut link = self.shared.link.lock().await;
         link.joining.remove(agent_id);
         let current = link.generation == generation;
@@ -254,12 +271,12 @@ impl AmqpSpace {
                 Ok(())
             }
             // Reconnected (or closed) meanwhile: that channel's connection is gone.
-            Ok(_) => Err(self.lost(agent_id)),
-            Err(error) => {
+            Ok(_) => Err(Failure::Lost(self.lost(agent_id))),
+            Err(failure) => {
                 if current {
                     link.unplace(index);
                 }
-                Err(self.cannot_add(agent_id, SubscribeError::Broker(error)))
+                Err(failure)
             }
         }
     }
@@ -271,18 +288,23 @@ impl AmqpSpace {
         host: &HostQueue,
         agent_id: &str,
         sink: Arc<dyn Inbound>,
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), Failure> {
+        let mut watching = self.shared.connection.subscribe();
         let (connection, generation) = {
             let mut link = self.shared.link.lock().await;
             let Some(pooled) = link.connections.first() else {
-                return Err(self.lost(agent_id));
+                return Err(Failure::Lost(self.lost(agent_id)));
             };
             let connection = pooled.connection.clone();
-            (connection, Self::join(&mut link, agent_id)?)
+            let generation = Self::join(&mut link, agent_id).map_err(Failure::Final)?;
+            (connection, generation)
         };
         let inbox = self.inbox(agent_id, sink);
         host.route(agent_id, inbox.clone());
-        let claimed = host.claim(&self.shared.config, &connection, agent_id).await;
+        let claimed = host.claim(&self.shared.config, &connection, agent_id);
+        let claimed = self
+            .step(agent_id, &mut watching, &connection, claimed)
+            .await;
         let mut link = self.shared.link.lock().await;
         link.joining.remove(agent_id);
         let current = link.generation == generation;
@@ -297,9 +319,35 @@ impl AmqpSpace {
         }
         match claimed {
             // Reconnected (or closed) meanwhile: the claim went with that connection.
-            Ok(()) => Err(self.lost(agent_id)),
-            Err(error) => Err(self.cannot_add(agent_id, SubscribeError::Broker(error))),
+            Ok(()) => Err(Failure::Lost(self.lost(agent_id))),
+            Err(failure) => Err(failure),
         }
+    }
+
+    /// Runs the broker step of adding `agent_id` on `connection`. It fails as `Lost` when
+    /// the connection went down under it, and is abandoned as soon as the supervisor
+    /// reports a loss after `watching` was taken: a step on a connection cut under it
+    /// can otherwise wait out its whole timeout (lapin issue 409).
+    async fn step<T>(
+        &self,
+        agent_id: &str,
+        watching: &mut watch::Receiver<Option<Arc<lapin::Connection>>>,
+        connection: &lapin::Connection,
+        step: impl std::future::Future<Output = lapin::Result<T>>,
+    ) -> Result<T, Failure> {
+        let result = tokio::select! {
+            biased;
+            _ = watching.changed() => return Err(Failure::Lost(self.lost(agent_id))),
+            result = step => result,
+        };
+        result.map_err(|error| {
+            let error = self.cannot_add(agent_id, SubscribeError::Broker(error));
+            if connection.status().connected() {
+                Failure::Final(error)
+            } else {
+                Failure::Lost(error)
+            }
+        })
     }
 
     /// A new inbox for `agent_id`'s deliveries.
@@ -331,23 +379,34 @@ impl TransportSpace for AmqpSpace {
             .into());
         }
         runtime().block_on(async {
-            // While reconnecting, wait (up to the connect timeout) for the connection.
-            let mut connected = self.shared.connection.subscribe();
-            let waited = connected.wait_for(Option::is_some);
-            if tokio::time::timeout(config.connect_timeout, waited)
-                .await
-                .is_err()
-            {
-                return Err(format!(
-                    "cannot add agent '{agent_id}': the connection to the AMQP broker at {} \
-                     is down (reconnecting); try again",
-                    self.shared.broker()
-                )
-                .into());
-            }
-            match &self.shared.host {
-                Some(host) => self.attach_to_host(host, agent_id, sink).await,
-                None => self.attach_with_own_queues(agent_id, sink).await,
+            let deadline = tokio::time::Instant::now() + config.connect_timeout;
+            let mut connections = self.shared.connection.subscribe();
+            loop {
+                // While reconnecting, wait (up to the connect timeout) for the connection.
+                let live = |c: &Option<Arc<lapin::Connection>>| {
+                    c.as_ref().is_some_and(|c| c.status().connected())
+                };
+                let reconnected = connections.wait_for(live);
+                if !matches!(tokio::time::timeout_at(deadline, reconnected).await, Ok(Ok(_))) {
+                    return Err(format!(
+                        "cannot add agent '{agent_id}': the connection to the AMQP broker at \
+                         {} is down (reconnecting); try again",
+                        self.shared.broker()
+                    )
+                    .into());
+                }
+                let attempt = match &self.shared.host {
+                    Some(host) => self.attach_to_host(host, agent_id, sink.clone()).await,
+                    None => self.attach_with_own_queues(agent_id, sink.clone()).await,
+                };
+                match attempt {
+                    Ok(()) => return Ok(()),
+                    Err(Failure::Lost(error)) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(agent = %agent_id, %error, "adding the agent again once reconnected");
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    Err(Failure::Lost(error) | Failure::Final(error)) => return Err(error),
+                }
             }
         })
     }
