@@ -47,8 +47,8 @@ enum Failure {
     /// one, within the connect timeout (a host starting while its broker goes down waits
     /// for the next broker instead of giving up).
     Lost(TransportError),
-    /// The answer: the broker refused (a duplicate id, other queue settings), or the
-    /// space is closed.
+    /// The answer: the broker refused (a duplicate id, other queue settings) or did not
+    /// answer in time on a live connection, or the id is being added already here.
     Final(TransportError),
 }
 
