@@ -29,15 +29,13 @@ use agency_sdk::{
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{
-        BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions,
-        QueueDeclareOptions,
-    },
+    options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable},
     Channel, Connection, Consumer,
 };
 
 use crate::{
+    acks::Acks,
     config::{Config, QueueType},
     counts::Counts,
 };
@@ -251,12 +249,13 @@ async fn open(
             return Err(the_reason(failures));
         }
     };
+    let acks = Acks::start(channel.clone());
     for consumer in [direct_consumer, broadcast_consumer] {
         deliveries().spawn(consume(
             consumer,
             inbox.clone(),
             channel.clone(),
-            tokio::runtime::Handle::current(),
+            acks.clone(),
         ));
     }
     Ok(channel)
@@ -346,8 +345,8 @@ pub fn is_inequivalent(error: &lapin::Error) -> bool {
 /// through at once again. Only the first wait of such a spell holds a delivery thread;
 /// the runtime has several, and idle ones take over the queued consumers meanwhile.
 ///
-/// Each delivery is acknowledged once it is in the agent's mailbox, by a task on the
-/// transport's runtime (`acks`), so this thread goes on to the next delivery instead of
+/// Each delivery is acknowledged once it is in the agent's mailbox, by the channel's
+/// acknowledger ([`Acks`]), so this thread goes on to the next delivery instead of
 /// waiting for lapin to write the ack.
 ///
 /// Order across a lost connection: the broker delivers again, in order, what was not
@@ -356,23 +355,14 @@ pub fn is_inequivalent(error: &lapin::Error) -> bool {
 /// nor may the old one go on with what lapin had buffered: a consumer hands over one
 /// delivery at a time under the inbox's `turn`, and only while its channel is open. (The
 /// copy of the delivery the old consumer handed over is then dropped by [`RecentIds`].)
-async fn consume(
-    mut consumer: Consumer,
-    inbox: Arc<Inbox>,
-    channel: Channel,
-    acks: tokio::runtime::Handle,
-) {
+async fn consume(mut consumer: Consumer, inbox: Arc<Inbox>, channel: Channel, acks: Acks) {
     let mut held_back = false;
     while let Some(Ok(delivery)) = consumer.next().await {
         if !inbox.hand_over(&delivery, &channel, &mut held_back).await {
             // Its connection is gone: the broker delivers it again to the new consumer.
             break;
         }
-        // A failed ack means the connection is gone: the broker will deliver the message
-        // again after reconnection, and `RecentIds` drops that copy.
-        acks.spawn(async move {
-            let _ = delivery.ack(BasicAckOptions::default()).await;
-        });
+        acks.handed_over(delivery.delivery_tag);
     }
     if channel.status().connected() {
         let _ = inbox.cancel_reports.send(Cancelled {

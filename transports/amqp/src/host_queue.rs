@@ -38,8 +38,8 @@ use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions,
-        QueueDeclareOptions, QueueDeleteOptions,
+        BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
     },
     types::FieldTable,
     Channel, Connection, Consumer,
@@ -47,6 +47,7 @@ use lapin::{
 use tokio::sync::mpsc;
 
 use crate::{
+    acks::Acks,
     config::Config,
     consumer::{self, deliveries, Inbox},
     session::LossReports,
@@ -69,17 +70,12 @@ const POOLED_CHANNELS: usize = 16;
 struct Handed {
     delivery: Delivery,
     channel: Channel,
-    acks: tokio::runtime::Handle,
+    acks: Acks,
 }
 
 impl Drop for Handed {
     fn drop(&mut self) {
-        // A failed ack means the connection is gone: the broker delivers the message
-        // again after reconnection, and the inbox drops that copy.
-        let acker = self.delivery.acker.clone();
-        self.acks.spawn(async move {
-            let _ = acker.ack(BasicAckOptions::default()).await;
-        });
+        self.acks.handed_over(self.delivery.delivery_tag);
     }
 }
 
@@ -132,7 +128,7 @@ impl HostQueue {
                 return Err(consumer::the_reason(failures));
             }
         };
-        let acks = tokio::runtime::Handle::current();
+        let acks = Acks::start(channel.clone());
         deliveries().spawn(self.clone().dispatch(
             consumer,
             channel.clone(),
@@ -277,7 +273,7 @@ impl HostQueue {
         self: Arc<Self>,
         mut consumer: Consumer,
         channel: Channel,
-        acks: tokio::runtime::Handle,
+        acks: Acks,
         (generation, losses): (u64, LossReports),
     ) {
         while let Some(Ok(delivery)) = consumer.next().await {

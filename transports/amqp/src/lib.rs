@@ -43,6 +43,7 @@
 //! - [`config`]: the `[transports.amqp]` keys and the `AMQP_*` environment.
 //! - `session`: the connection, its supervision and reconnection.
 //! - `consumer`: an agent's queues, consumers, and de-duplication.
+//! - `acks`: acknowledging what was handed over, several deliveries per ack.
 //! - `host_queue`: one queue for all the agents of a process (`queue_per = "host"`).
 //! - `publisher`: the outbox and the confirm-mode publishing task.
 //! - `space`: the [`TransportSpace`] the host sees.
@@ -51,6 +52,7 @@
 //! - `watch`: a read-only space (`watch = true`): copies of all traffic, from the
 //!   broker's firehose, for `agency watch`.
 
+mod acks;
 pub mod config;
 mod consumer;
 mod counts;
