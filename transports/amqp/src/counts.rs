@@ -10,6 +10,8 @@ pub struct Counts {
     pub reconnects: AtomicU64,
     /// Messages the broker confirmed.
     pub confirmed: AtomicU64,
+    /// Publishes the broker refused (a negative confirm): each went again, on a new channel.
+    pub publishes_refused: AtomicU64,
     /// Messages the broker returned: no queue was bound to their recipient.
     pub returned: AtomicU64,
     /// Deliveries dropped as copies of one already delivered.

@@ -34,9 +34,11 @@
 //! when it loses it (`session`). Classic queues live on one node: while it is down, their
 //! agents are out of the space (messages to them come back as dead letters) and their
 //! host retries until it is back. Quorum queues (`queue_type = "quorum"`) outlive a
-//! minority of nodes, with the guarantee above, except for order in one case: the
+//! minority of nodes, with the guarantee above, except for order in two cases: the
 //! deliveries a consumer held (up to `prefetch`) when its own node died are given back by
-//! the broker after newer ones. Quorum queues ignore `exclusive` consumers, so an
+//! the broker after newer ones, and a publish the broker refused while the queue's leader
+//! was being elected (it is published again, `publisher`) may come after later ones the
+//! broker took meanwhile. Quorum queues ignore `exclusive` consumers, so an
 //! exclusive queue of the connection, `<id>-owner`, holds each agent's id.
 //!
 //! ## Modules

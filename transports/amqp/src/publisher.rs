@@ -11,11 +11,21 @@
 //! Messages to one agent are published `mandatory`: one no queue takes (no agent holds the
 //! id) comes back with its confirm and is returned to its sender in this process.
 //!
+//! **A refusal** (a negative confirm) is answered with a new channel: the refused message
+//! and everything after it are published again, in order, on a channel opened after a
+//! pause (0.1 s, doubling to 5 s while refusals go on, back to 0.1 s at the next confirm).
+//! Not on the same channel: RabbitMQ (3.10) refuses a publish to a quorum queue whose
+//! leader is being elected, and a channel whose first publish to that queue was such a
+//! one went on refusing every later publish to it (`tests/cluster.rs` saw 150,000
+//! refusals in 3 minutes), while a new channel's were taken within a second. A queue that
+//! keeps refusing (a `reject-publish` overflow policy at its limit) holds back the
+//! space's later messages, as a lost connection does, until it takes them.
+//!
 //! lapin's `basic_publish` (and channel set-up) can wait forever once the broker closes
 //! the connection under it (lapin issue 409): every such step is abandoned as soon as
 //! the supervisor reports the connection lost ([`unless_lost`]).
 
-use std::{collections::VecDeque, sync::atomic::Ordering, sync::Arc};
+use std::{collections::VecDeque, sync::atomic::Ordering, sync::Arc, time::Duration};
 
 use agency_sdk::transport::BROADCAST_KEY;
 use lapin::{
@@ -25,6 +35,11 @@ use lapin::{
 use tokio::sync::{mpsc, watch};
 
 use crate::{counts::Counts, link::Shared};
+
+/// The pause before publishing again on a new channel after the first refusal of a spell.
+const FIRST_REFUSAL_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between refusals.
+const LONGEST_REFUSAL_PAUSE: Duration = Duration::from_secs(5);
 
 /// A message waiting for the broker.
 pub struct Outgoing {
@@ -40,6 +55,7 @@ pub struct Outgoing {
 pub async fn run(shared: Arc<Shared>, mut outbox: mpsc::UnboundedReceiver<Outgoing>) {
     let mut connections = shared.connection.subscribe();
     let mut waiting = VecDeque::new();
+    let mut pause = FIRST_REFUSAL_PAUSE;
     loop {
         let current = connections.borrow_and_update().clone();
         let channel = match current {
@@ -54,17 +70,28 @@ pub async fn run(shared: Arc<Shared>, mut outbox: mpsc::UnboundedReceiver<Outgoi
             }
             continue;
         };
-        match pump(
+        let pumped = pump(
             &shared,
             &channel,
             &mut outbox,
             &mut waiting,
             &mut connections,
+            &mut pause,
         )
-        .await
-        {
+        .await;
+        match pumped {
             Ok(()) => return,
-            Err(error) => {
+            Err(Paused::Refused) => {
+                let to = waiting.front().map_or("", |m| m.routing_key.as_str());
+                tracing::warn!(
+                    %to, unconfirmed = waiting.len(), ?pause,
+                    "the broker refused a message; publishing it and the ones after it again on a new channel"
+                );
+                tokio::spawn(async move { channel.close(200, "refused".into()).await });
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_REFUSAL_PAUSE);
+            }
+            Err(Paused::Failed(error)) => {
                 tracing::debug!(%error, unconfirmed = waiting.len(), "publishing paused")
             }
         }
@@ -77,6 +104,14 @@ async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     Ok(channel)
+}
+
+/// Why publishing on a channel stopped.
+enum Paused {
+    /// The broker refused a message: it goes again on a new channel, first.
+    Refused,
+    /// The channel or its connection failed.
+    Failed(String),
 }
 
 /// What woke the publishing loop.
@@ -107,26 +142,29 @@ impl Verdict {
     }
 }
 
-/// Publishes on one channel until it fails (unconfirmed messages end up in `waiting`), or
-/// until the outbox is closed and everything in it confirmed.
+/// Publishes on one channel until it fails or the broker refuses a message (unconfirmed
+/// messages end up in `waiting`, in order), or until the outbox is closed and everything
+/// in it confirmed. A confirm sets `pause` back to the first one.
 async fn pump(
     shared: &Shared,
     channel: &Channel,
     outbox: &mut mpsc::UnboundedReceiver<Outgoing>,
     waiting: &mut VecDeque<Outgoing>,
     connections: &mut watch::Receiver<Option<Arc<Connection>>>,
-) -> Result<(), String> {
+    pause: &mut Duration,
+) -> Result<(), Paused> {
     let limit = shared.config.max_unconfirmed;
     let mut in_flight: VecDeque<(Outgoing, PublisherConfirm)> = VecDeque::new();
     let mut open = true;
-    let error = loop {
+    let mut refused = None;
+    let paused = loop {
         if in_flight.len() < limit {
             if let Some(message) = waiting.pop_front() {
                 match unless_lost(connections, publish(shared, channel, &message)).await {
                     Ok(confirm) => in_flight.push_back((message, confirm)),
                     Err(error) => {
                         waiting.push_front(message);
-                        break error;
+                        break Paused::Failed(error);
                     }
                 }
                 continue;
@@ -144,14 +182,14 @@ async fn pump(
             next = outbox.recv(), if open && in_flight.len() < limit => Event::Next(next),
         };
         match event {
-            Event::ConnectionChanged => break "connection lost".into(),
+            Event::ConnectionChanged => break Paused::Failed("connection lost".into()),
             Event::Next(None) => open = false,
             Event::Next(Some(message)) => {
                 match unless_lost(connections, publish(shared, channel, &message)).await {
                     Ok(confirm) => in_flight.push_back((message, confirm)),
                     Err(error) => {
                         waiting.push_front(message);
-                        break error;
+                        break Paused::Failed(error);
                     }
                 }
             }
@@ -164,20 +202,24 @@ async fn pump(
                     shared.return_to_sender(body).await;
                 }
                 if verdict.refused {
-                    tracing::warn!(to = %message.routing_key, "the broker refused a message; publishing it again");
-                    waiting.push_back(message);
-                } else {
-                    Counts::one(&shared.counts.confirmed);
-                    shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
+                    Counts::one(&shared.counts.publishes_refused);
+                    refused = Some(message);
+                    break Paused::Refused;
                 }
+                *pause = FIRST_REFUSAL_PAUSE;
+                Counts::one(&shared.counts.confirmed);
+                shared.unconfirmed.fetch_sub(1, Ordering::AcqRel);
             }
-            Event::Confirmed(Err(error)) => break error,
+            Event::Confirmed(Err(error)) => break Paused::Failed(error),
         }
     };
-    for (message, _) in in_flight.into_iter().rev() {
+    let unconfirmed = refused
+        .into_iter()
+        .chain(in_flight.into_iter().map(|(m, _)| m));
+    for message in unconfirmed.rev() {
         waiting.push_front(message);
     }
-    Err(error)
+    Err(paused)
 }
 
 /// Runs one broker step, unless the supervisor reports the connection lost first.

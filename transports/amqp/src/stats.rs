@@ -49,6 +49,7 @@ async fn figures(shared: &Shared) -> PluginMetrics {
         counters: vec![
             count("amqp_reconnects", "Connections to the broker lost and made again.", &counts.reconnects),
             count("amqp_confirmed", "Messages the broker confirmed.", &counts.confirmed),
+            count("amqp_publishes_refused", "Publishes the broker refused (a negative confirm); each went again, on a new channel.", &counts.publishes_refused),
             count("amqp_returned", "Messages the broker returned: no queue was bound to their recipient (dead letters).", &counts.returned),
             count("amqp_copies_dropped", "Deliveries dropped as copies of a message already delivered (de-duplication).", &counts.copies_dropped),
             count("amqp_deliveries_refused", "Deliveries refused for their size or encoding.", &counts.refused),
