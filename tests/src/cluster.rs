@@ -173,6 +173,29 @@ impl Cluster {
             .collect()
     }
 
+    /// The node of each connection this process holds to the space on `exchange` (the
+    /// transport names them `agency (pid N) EXCHANGE`), by the port it goes to.
+    pub fn nodes_of(&self, exchange: &str) -> Vec<usize> {
+        let name = format!("agency (pid {}) {exchange}\"", std::process::id());
+        let args = [
+            "list_connections",
+            "-p",
+            self.vhost(),
+            "-q",
+            "--no-table-headers",
+            "port",
+            "client_properties",
+        ];
+        self.ctl(&args)
+            .lines()
+            .filter(|line| line.contains(&name))
+            .filter_map(|line| {
+                let port = line.split('\t').next()?;
+                (0..NODES).find(|&i| self.nodes.nodes[i].port.to_string() == port)
+            })
+            .collect()
+    }
+
     /// The node that holds the leader of the quorum queue `queue` (in this vhost).
     pub fn leader_of(&self, queue: &str) -> Option<usize> {
         let leader = self.queue_info(queue, "leader")?;

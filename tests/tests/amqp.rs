@@ -543,6 +543,63 @@ fn a_slow_agent_leaves_the_backlog_in_the_broker() {
     );
 }
 
+/// A queue that refuses publishes while it is full (a `reject-publish` overflow policy at
+/// its `max-length`) gets every message sent to it once its agent works through the
+/// backlog: the refused ones go again, on a new channel, after a pause. None is lost and
+/// none arrives twice.
+#[test]
+fn messages_a_full_queue_refused_arrive_once_it_has_room() {
+    const LIMIT: u64 = 100;
+    let options = space_options("amqp");
+    let queue = format!("{}Counter", options["queue_prefix"].as_str().unwrap());
+    let policy = unique_name("agency-test-reject-publish");
+    let pattern = format!("^{}$", queue.replace('.', "\\."));
+    let definition = json!({"max-length": LIMIT, "overflow": "reject-publish"}).to_string();
+    let apply = ["--apply-to", "queues", &policy, &pattern, &definition];
+    rabbitmqctl_in_vhost("set_policy", &apply);
+    let receiving = open(&options, json!({}));
+    receiving
+        .add(&AgentSpec::new("Sequence", "Counter"))
+        .unwrap();
+    let sending = open(&options, json!({}));
+    let sender = driver(&sending, "Sender");
+    sender
+        .send(action("Counter", "pause", json!({"seconds": 10})))
+        .unwrap();
+    // More than the agent's mailbox, its consumer's prefetch (200) and the queue hold: the
+    // broker refuses the rest while the agent sleeps.
+    let messages = MAILBOX_LIMIT as u64 + 200 + LIMIT + 2_000;
+    for n in 0..messages {
+        sender
+            .send(action("Counter", "next", json!({ "n": n })))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + SETTLE_PATIENCE;
+    while ready_in_broker(&queue) != Some(LIMIT) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue fills up to its limit: {:?} ready",
+            ready_in_broker(&queue)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A refused message may come after the tally, which the broker took meanwhile: asked
+    // again until every one is counted.
+    let deadline = std::time::Instant::now() + STREAM_PATIENCE;
+    let tally = loop {
+        let tally = sender
+            .request(action("Counter", "tally", json!({})), STREAM_PATIENCE)
+            .unwrap();
+        if tally["answered"] == messages || std::time::Instant::now() > deadline {
+            break tally;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    rabbitmqctl_in_vhost("clear_policy", &[&policy]);
+    assert_eq!(tally["answered"], messages, "{tally}");
+    assert_eq!(tally["distinct"], messages, "none twice: {tally}");
+}
+
 /// A Rust agent and a Python Agency agent on one exchange message each other: the
 /// console (Rust) requests the Python agent's action, and the Python agent requests a Rust
 /// agent's action from inside its own.
