@@ -25,9 +25,16 @@
 //! the connection under it (lapin issue 409): every such step is abandoned as soon as
 //! the supervisor reports the connection lost ([`unless_lost`]).
 
-use std::{collections::VecDeque, sync::atomic::Ordering, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    future::{poll_fn, Future},
+    sync::{atomic::Ordering, Arc},
+    task::Poll,
+    time::Duration,
+};
 
 use agency_sdk::transport::BROADCAST_KEY;
+use futures_util::future::maybe_done;
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
     BasicProperties, Channel, Confirmation, Connection, PublisherConfirm,
@@ -158,16 +165,38 @@ async fn pump(
     let mut open = true;
     let mut refused = None;
     let paused = loop {
-        if in_flight.len() < limit {
-            if let Some(message) = waiting.pop_front() {
-                match unless_lost(connections, publish(shared, channel, &message)).await {
-                    Ok(confirm) => in_flight.push_back((message, confirm)),
-                    Err(error) => {
-                        waiting.push_front(message);
-                        break Paused::Failed(error);
+        let room = limit.saturating_sub(in_flight.len()).min(waiting.len());
+        if room > 0 {
+            let batch: Vec<Outgoing> = waiting.drain(..room).collect();
+            let publishing = async { Ok(publish_all(shared, channel, &batch).await) };
+            let written = unless_lost(connections, publishing).await;
+            let mut unsent = VecDeque::new();
+            let mut failure = None;
+            match written {
+                Ok(confirms) => {
+                    for (message, confirm) in batch.into_iter().zip(confirms) {
+                        match confirm {
+                            Ok(confirm) if failure.is_none() => {
+                                in_flight.push_back((message, confirm))
+                            }
+                            Ok(_) => unsent.push_back(message),
+                            Err(error) => {
+                                failure.get_or_insert_with(|| error.to_string());
+                                unsent.push_back(message);
+                            }
+                        }
                     }
                 }
-                continue;
+                Err(error) => {
+                    failure = Some(error);
+                    unsent.extend(batch);
+                }
+            }
+            unsent.append(waiting);
+            *waiting = unsent;
+            match failure {
+                Some(error) => break Paused::Failed(error),
+                None => continue,
             }
         }
         if !open && in_flight.is_empty() && waiting.is_empty() {
@@ -185,11 +214,16 @@ async fn pump(
             Event::ConnectionChanged => break Paused::Failed("connection lost".into()),
             Event::Next(None) => open = false,
             Event::Next(Some(message)) => {
-                match unless_lost(connections, publish(shared, channel, &message)).await {
-                    Ok(confirm) => in_flight.push_back((message, confirm)),
-                    Err(error) => {
-                        waiting.push_front(message);
-                        break Paused::Failed(error);
+                // With what else the outbox holds, up to the limit: published at once.
+                waiting.push_back(message);
+                while in_flight.len() + waiting.len() < limit {
+                    match outbox.try_recv() {
+                        Ok(message) => waiting.push_back(message),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
                     }
                 }
             }
@@ -232,6 +266,38 @@ async fn unless_lost<T>(
         _ = connections.changed() => Err("connection lost".into()),
         result = step => result.map_err(|e| e.to_string()),
     }
+}
+
+/// Publishes `batch`, in order, without waiting for one to be written before handing over
+/// the next: the first poll of a publish hands its frames (and its delivery tag) to
+/// lapin, in the order polled, so the publishes are first polled here one after the
+/// other, then waited for together. (Awaiting each in turn costs a wake-up of lapin's
+/// I/O loop and back per message.) Answers each one's confirm, or why it failed.
+async fn publish_all(
+    shared: &Shared,
+    channel: &Channel,
+    batch: &[Outgoing],
+) -> Vec<lapin::Result<PublisherConfirm>> {
+    let mut writes: Vec<_> = batch
+        .iter()
+        .map(|message| Box::pin(maybe_done(publish(shared, channel, message))))
+        .collect();
+    poll_fn(|cx| {
+        let mut done = true;
+        for write in &mut writes {
+            done &= write.as_mut().poll(cx).is_ready();
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    writes
+        .iter_mut()
+        .map(|write| write.as_mut().take_output().expect("every publish is done"))
+        .collect()
 }
 
 async fn publish(
