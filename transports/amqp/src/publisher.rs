@@ -2,7 +2,9 @@
 //!
 //! `publish` puts a message into a bounded outbox and returns. One task per space takes
 //! messages in order and publishes them on a confirm-mode channel, pipelined: up to
-//! `max_unconfirmed` wait for the broker's confirm at once. A message leaves the
+//! `max_unconfirmed` wait for the broker's confirm at once, and whatever the outbox holds
+//! is handed to lapin as one batch before its writes are waited for ([`publish_all`]). A
+//! message leaves the
 //! transport's care only when the broker confirms it. When the connection drops, the
 //! unconfirmed messages go back to the front of the line and are published again, in
 //! order, on the next connection; the broker may have routed some of them already, so
