@@ -158,6 +158,126 @@ fn invalid_message(error: serde_json::Error) -> ActionError {
     ActionError::of(Kind::Value, format!("invalid message: {error}"))
 }
 
+/// The fields of `sent` (a message's JSON text without `meta` and `from`) after its
+/// opening brace, if they can be kept as they are: not when the text might hold either
+/// key (the text `"meta"` or `"from"` anywhere, or an escape that could spell one).
+fn fields_of(sent: &str) -> Option<&str> {
+    let sent = sent.trim_start();
+    let fields = sent.strip_prefix('{')?;
+    let may_hold_keys =
+        sent.contains("\"meta\"") || sent.contains("\"from\"") || sent.contains('\\');
+    (!may_hold_keys).then_some(fields)
+}
+
+/// `{"meta":…,"from":…,` followed by `fields`, the rest of a sent text kept as it came.
+fn text_around(meta: &Meta, from: &str, fields: &str) -> String {
+    let mut text = Vec::with_capacity(fields.len() + 96);
+    text.extend_from_slice(b"{\"meta\":");
+    serde_json::to_writer(&mut text, meta).expect("a meta always serialises");
+    text.extend_from_slice(b",\"from\":");
+    serde_json::to_writer(&mut text, from).expect("a string always serialises");
+    text.push(b',');
+    text.extend_from_slice(fields.as_bytes());
+    String::from_utf8(text).expect("JSON text and UTF-8 pieces")
+}
+
+/// A message an agent sent as JSON text with only `to` and `action`, read without
+/// building its arguments: what its host needs to complete and route it. Text that has
+/// `meta` or `from`, escapes, arguments that are not an object, or anything else
+/// [`Outgoing::from_json`] would refuse is not read this way (`None`): it takes the full
+/// path, which says what is wrong.
+///
+/// ```
+/// use agency_protocol::message::{BareOutgoing, Meta};
+///
+/// let sent = r#"{"to":"b","action":{"name":"tick","args":{"n":1}}}"#;
+/// let bare = BareOutgoing::read(sent).unwrap();
+/// assert_eq!((bare.to, bare.name), ("b", "tick"));
+/// let meta = Meta { id: "7".into(), ..Meta::default() };
+/// assert_eq!(
+///     bare.text(&meta, "a"),
+///     r#"{"meta":{"id":"7"},"from":"a","to":"b","action":{"name":"tick","args":{"n":1}}}"#
+/// );
+/// assert!(BareOutgoing::read(r#"{"to":"b","action":{"name":"x","args":[1]}}"#).is_none());
+/// assert!(BareOutgoing::read(r#"{"meta":{},"to":"b","action":{"name":"x"}}"#).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BareOutgoing<'a> {
+    /// The recipient's id, or [`BROADCAST`].
+    pub to: &'a str,
+    /// The action's name.
+    pub name: &'a str,
+    /// The sent text after its opening brace.
+    fields: &'a str,
+}
+
+impl<'a> BareOutgoing<'a> {
+    /// Reads `sent` if it is a valid outgoing message with only `to` and `action`,
+    /// neither escaped, and arguments (if any) an object.
+    pub fn read(sent: &'a str) -> Option<Self> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields<'a> {
+            to: &'a str,
+            #[serde(borrow)]
+            action: ActionFields<'a>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ActionFields<'a> {
+            name: &'a str,
+            /// Not an `Option`: that would take `"args": null` for no arguments.
+            #[serde(default, rename = "args")]
+            _args: SkippedObject,
+        }
+        let fields = fields_of(sent)?;
+        let read: Fields = serde_json::from_str(sent).ok()?;
+        Some(Self {
+            to: read.to,
+            name: read.action.name,
+            fields,
+        })
+    }
+
+    /// Whether the message is a `[response]` or `[error]` reply.
+    pub fn is_reply(&self) -> bool {
+        self.name == RESPONSE || self.name == ERROR
+    }
+
+    /// The whole message's text, with `meta` and `from`, as [`Message::to_json_reusing`]
+    /// writes it.
+    pub fn text(&self, meta: &Meta, from: &str) -> String {
+        text_around(meta, from, self.fields)
+    }
+}
+
+/// A JSON object, checked and skipped: nothing of it is kept.
+#[derive(Default)]
+struct SkippedObject;
+
+impl<'de> Deserialize<'de> for SkippedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+            type Value = SkippedObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SkippedObject, A::Error> {
+                use serde::de::IgnoredAny;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(SkippedObject)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// `meta` before the `id` rule is applied: an outgoing message may leave `id` out (the
 /// sender's host fills it in), a delivered one may not.
 ///
@@ -250,21 +370,10 @@ impl Message {
     /// assert_eq!(message.to_json_reusing(sent), text);
     /// ```
     pub fn to_json_reusing(&self, sent: &str) -> String {
-        let sent = sent.trim_start();
-        let Some(fields) = sent.strip_prefix('{') else {
-            return self.to_json();
-        };
-        if sent.contains("\"meta\"") || sent.contains("\"from\"") || sent.contains('\\') {
-            return self.to_json();
+        match fields_of(sent) {
+            Some(fields) => text_around(&self.meta, &self.from, fields),
+            None => self.to_json(),
         }
-        let mut text = Vec::with_capacity(sent.len() + 96);
-        text.extend_from_slice(b"{\"meta\":");
-        serde_json::to_writer(&mut text, &self.meta).expect("a meta always serialises");
-        text.extend_from_slice(b",\"from\":");
-        serde_json::to_writer(&mut text, &self.from).expect("a string always serialises");
-        text.push(b',');
-        text.extend_from_slice(fields.as_bytes());
-        String::from_utf8(text).expect("JSON text and UTF-8 pieces")
     }
 
     /// Whether the message is addressed to every agent.
@@ -437,6 +546,50 @@ mod tests {
             assert_eq!(Message::from_json(&text).unwrap(), message, "{sent}");
             let reused = text.ends_with(sent.trim_start().strip_prefix('{').unwrap());
             assert_eq!(reused, n < 2, "{sent} -> {text}");
+        }
+    }
+
+    /// A bare read takes exactly the texts a full read takes that have neither `meta`
+    /// nor `from` nor an escape, and finds the same recipient and action.
+    #[test]
+    fn a_bare_read_takes_what_a_full_read_takes_without_meta_or_from() {
+        let texts = [
+            (
+                r#"{"to":"b","action":{"name":"tick","args":{"n":1}}}"#,
+                true,
+            ),
+            (r#" {"action":{"args":{},"name":"x"},"to":"*"}"#, true),
+            (r#"{"to":"b","action":{"name":"x"}}"#, true),
+            (
+                r#"{"to":"b","action":{"name":"x","args":{"a":[{"b":null}]}}}"#,
+                true,
+            ),
+            (r#"{"to":"b","action":{"name":"x","args":null}}"#, false),
+            (r#"{"to":"b","action":{"name":"x","args":[1]}}"#, false),
+            (r#"{"to":"b","action":{"name":"x","args":"a"}}"#, false),
+            (r#"{"to":"b","action":{"name":"x","extra":1}}"#, false),
+            (r#"{"to":"b","action":{"name":"x"},"extra":1}"#, false),
+            (r#"{"to":"b","action":{"args":{}}}"#, false),
+            (r#"{"action":{"name":"x"}}"#, false),
+            (r#"{"to":1,"action":{"name":"x"}}"#, false),
+            (r#"{"to":"b","to":"c","action":{"name":"x"}}"#, false),
+            (r#"{"to":"b","action":{"name":"x"}} 1"#, false),
+            (r#"{"to":"b","action":{"name":"x"}"#, false),
+            (r#"{"to":"b\u0041","action":{"name":"x"}}"#, false),
+            (r#"{"meta":{},"to":"b","action":{"name":"x"}}"#, false),
+            (r#"{"from":"a","to":"b","action":{"name":"x"}}"#, false),
+            ("[1]", false),
+        ];
+        for (text, bare) in texts {
+            let read = super::BareOutgoing::read(text);
+            assert_eq!(read.is_some(), bare, "{text}");
+            let full = Outgoing::from_json(text);
+            if let Some(read) = read {
+                let full = full.unwrap();
+                assert_eq!((read.to, read.name), (&*full.to, &*full.action.name));
+            } else if !text.contains("meta") && !text.contains("from") && !text.contains('\\') {
+                assert!(full.is_err(), "{text}");
+            }
         }
     }
 

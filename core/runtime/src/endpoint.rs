@@ -15,8 +15,8 @@ use std::{
 };
 
 use agency_protocol::{
-    boundary::{HostLink, Inbound, LogRecord, TransportSpace},
-    message::{Meta, Outgoing, PartialMeta, BROADCAST},
+    boundary::{HostLink, Inbound, LogRecord, TransportError, TransportSpace},
+    message::{BareOutgoing, Meta, Outgoing, PartialMeta, BROADCAST},
     ActionError, Kind, Message,
 };
 use agency_sdk::Repeated;
@@ -284,14 +284,7 @@ impl Endpoint {
             }
             _ => {}
         }
-        if outgoing.to != BROADCAST {
-            validate_id(&outgoing.to).map_err(|e| {
-                ActionError::of(
-                    Kind::Value,
-                    format!("invalid recipient {:?}: {e}", outgoing.to),
-                )
-            })?;
-        }
+        check_recipient(&outgoing.to)?;
         let PartialMeta {
             id,
             parent_id,
@@ -299,7 +292,7 @@ impl Endpoint {
         } = outgoing.meta;
         Ok(Message {
             meta: Meta {
-                id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                id: id.unwrap_or_else(new_id),
                 parent_id,
                 extra,
             },
@@ -314,22 +307,59 @@ impl Endpoint {
         self.publish_as(message, body)
     }
 
-    /// Publishes `message`, whose text is `body`.
+    /// Publishes `message`, whose text is `body`, on offer to a receiver in this process
+    /// (see [`handover`]).
     fn publish_as(&self, message: Message, body: String) -> Result<(), ActionError> {
+        self.check_open()?;
+        if let Some(log) = &self.log {
+            log.record(message.clone(), false);
+        }
+        let (id, to) = (message.meta.id.clone(), message.to.clone());
+        let reply = message.is_reply();
+        let published = handover::offering(&body, message, || self.transmit(&to, &body));
+        self.published(id, reply, body, published)
+    }
+
+    /// Completes and publishes a message sent as `bare` text: its receiver reads it.
+    fn send_bare(&self, bare: BareOutgoing) -> Result<String, ActionError> {
+        check_recipient(bare.to)?;
+        let meta = Meta {
+            id: new_id(),
+            ..Meta::default()
+        };
+        let body = bare.text(&meta, &self.id);
+        self.check_open()?;
+        let published = self.transmit(bare.to, &body);
+        self.published(meta.id.clone(), bare.is_reply(), body, published)?;
+        Ok(meta.id)
+    }
+
+    /// Fails once the space is destroyed.
+    fn check_open(&self) -> Result<(), ActionError> {
         if self.core.destroyed.load(Ordering::Acquire) {
             return Err(ActionError::of(
                 Kind::Runtime,
                 "the space has been destroyed",
             ));
         }
-        let (id, to) = (message.meta.id.clone(), message.to.clone());
-        let reply = message.is_reply();
-        if let Some(log) = &self.log {
-            log.record(message.clone(), false);
-        }
-        self.core.taps.offer(|| Traffic::Sent(body.clone()));
-        let published =
-            handover::offering(&body, message, || self.core.transport.publish(&to, &body));
+        Ok(())
+    }
+
+    /// Shows `body` to the taps and hands it to the transport.
+    fn transmit(&self, to: &str, body: &str) -> Result<(), TransportError> {
+        self.core.taps.offer(|| Traffic::Sent(body.to_owned()));
+        self.core.transport.publish(to, body)
+    }
+
+    /// Counts a message published and remembers it (replies excepted) for
+    /// `parent_message` look-ups.
+    fn published(
+        &self,
+        id: String,
+        reply: bool,
+        body: String,
+        published: Result<(), TransportError>,
+    ) -> Result<(), ActionError> {
         if published.is_ok() {
             self.count(|c| &c.sent);
         }
@@ -508,6 +538,20 @@ impl Inbound for Endpoint {
     }
 }
 
+/// A new message id: a random UUID.
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Refuses a recipient that is neither [`BROADCAST`] nor a valid agent id.
+fn check_recipient(to: &str) -> Result<(), ActionError> {
+    if to == BROADCAST {
+        return Ok(());
+    }
+    validate_id(to)
+        .map_err(|e| ActionError::of(Kind::Value, format!("invalid recipient {to:?}: {e}")))
+}
+
 /// A request's timeout in seconds as a duration: beyond what a duration holds is
 /// "forever"; negative or not a number is an error.
 fn timeout_of(seconds: f64) -> Result<Duration, ActionError> {
@@ -523,7 +567,14 @@ fn timeout_of(seconds: f64) -> Result<Duration, ActionError> {
 impl HostLink for Endpoint {
     /// The text a plugin sent is kept in the message's own (see
     /// [`Message::to_json_reusing`]): a message is read once here, not encoded again.
+    /// Unless a log keeps it, a message to one agent with only `to` and `action` is not
+    /// even read whole here (see [`BareOutgoing`]): its receiver reads it.
     fn send(&self, text: &str) -> Result<String, ActionError> {
+        if self.log.is_none() {
+            if let Some(bare) = BareOutgoing::read(text).filter(|bare| bare.to != BROADCAST) {
+                return self.send_bare(bare);
+            }
+        }
         let message = self.complete(Outgoing::from_json(text)?)?;
         let id = message.meta.id.clone();
         let body = message.to_json_reusing(text);
