@@ -540,7 +540,11 @@ impl Inbound for Endpoint {
 
 /// A new message id: a random UUID.
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let mut text = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 /// Refuses a recipient that is neither [`BROADCAST`] nor a valid agent id.

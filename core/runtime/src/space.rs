@@ -24,7 +24,7 @@ use crate::{
     scheduler::{self, Job, Task},
     tap::Tap,
     validate_id,
-    worker::{Crew, Handler, Worker},
+    worker::{Crew, Handler, Skipped, Worker},
     SpaceError,
 };
 
@@ -494,6 +494,7 @@ impl Space {
                     agent,
                     spec: spec.clone(),
                     announce: announce_on_join,
+                    skipped: Skipped::default(),
                 })
                 .collect();
             let job: Box<dyn Job> = match handlers.len() {

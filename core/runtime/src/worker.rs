@@ -48,6 +48,17 @@ pub(crate) struct Handler {
     pub spec: Arc<AgentTypeSpec>,
     /// Whether `after_add` is followed by an announcement (see [`crate::AgentSpec`]).
     pub announce: bool,
+    /// The callbacks around actions that the agent does not implement.
+    pub skipped: Skipped,
+}
+
+/// The callbacks around actions that an agent answered "unsupported" to (it keeps the
+/// SDK's default, which does nothing, or its plugin is older than the callback): they
+/// are not called again, two crossings of the plugin boundary fewer per message.
+#[derive(Default)]
+pub(crate) struct Skipped {
+    before_action: bool,
+    after_action: bool,
 }
 
 /// An ordinary agent's worker: its messages one at a time, in arrival order.
@@ -260,8 +271,10 @@ impl Handler {
             self.reply(message, Err(error));
             return;
         }
-        let result = self.agent.before_action(json);
-        self.callback("before_action", result);
+        if !self.skipped.before_action {
+            let result = self.agent.before_action(json);
+            self.skipped.before_action = self.callback("before_action", result);
+        }
         let outcome = match &self.endpoint.metrics {
             Some(metrics) => {
                 let started = Instant::now();
@@ -271,9 +284,13 @@ impl Handler {
             }
             None => self.agent.action(json),
         };
-        self.reply(message, outcome.clone());
-        let result = self.agent.after_action(&outcome);
-        self.callback("after_action", result);
+        if self.skipped.after_action {
+            self.reply(message, outcome);
+        } else {
+            self.reply(message, outcome.clone());
+            let result = self.agent.after_action(&outcome);
+            self.skipped.after_action = self.callback("after_action", result);
+        }
     }
 
     fn permitted(&mut self, access: Access, json: &str) -> bool {
@@ -331,14 +348,16 @@ impl Handler {
         }
     }
 
-    /// Logs a callback's failure; a callback the agent's plugin does not know (an older
-    /// one) is one it does not implement.
-    fn callback(&self, name: &str, result: Result<(), ActionError>) {
+    /// Logs a callback's failure; answers whether the agent does not implement the
+    /// callback (it said "unsupported": its plugin is older, or it keeps the default).
+    fn callback(&self, name: &str, result: Result<(), ActionError>) -> bool {
         match result {
-            Err(error) if !error.is_unsupported() => {
+            Err(error) if error.is_unsupported() => true,
+            Err(error) => {
                 tracing::warn!(agent = %self.endpoint.id, callback = name, %error, "callback failed");
+                false
             }
-            _ => {}
+            Ok(()) => false,
         }
     }
 }

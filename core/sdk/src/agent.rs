@@ -94,12 +94,15 @@ pub trait Agent: Sized + Send + 'static {
     fn before_remove(&mut self, _ctx: &mut Context) {}
 
     /// Called before an existing, permitted action runs; the message is
-    /// `ctx.current_message()`.
-    fn before_action(&mut self, _ctx: &mut Context) {}
+    /// `ctx.current_message()`. An agent that keeps this default is not called for it.
+    fn before_action(&mut self, ctx: &mut Context) {
+        ctx.kept_default();
+    }
 
     /// Called after every action that ran, with what it returned (if anything) or the
-    /// error it raised.
-    fn after_action(&mut self, _ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {
+    /// error it raised. An agent that keeps this default is not called for it.
+    fn after_action(&mut self, ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {
+        ctx.kept_default();
     }
 
     /// Receives `[response]` values that no pending request was waiting for.
@@ -182,11 +185,17 @@ pub trait ConcurrentAgent: Sized + Send + Sync + 'static {
     /// Called before the agent leaves the space, after every message.
     fn before_remove(&self, _ctx: &mut Context) {}
 
-    /// Called before an existing, permitted action runs, on its thread.
-    fn before_action(&self, _ctx: &mut Context) {}
+    /// Called before an existing, permitted action runs, on its thread. An agent that
+    /// keeps this default is not called for it.
+    fn before_action(&self, ctx: &mut Context) {
+        ctx.kept_default();
+    }
 
-    /// Called after every action that ran, on its thread.
-    fn after_action(&self, _ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {}
+    /// Called after every action that ran, on its thread. An agent that keeps this
+    /// default is not called for it.
+    fn after_action(&self, ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {
+        ctx.kept_default();
+    }
 
     /// Receives `[response]` values that no pending request was waiting for.
     fn handle_action_value(&self, _ctx: &mut Context, _value: &Value) {}
@@ -393,7 +402,7 @@ impl<A: Actions> AgentCore for Dispatcher<A> {
     fn before_action(&mut self, message: &str) -> Result<(), ActionError> {
         self.with(Some(message), |agent, ctx| {
             agent.before_action(ctx);
-            Ok(())
+            ctx.took_default("before_action")
         })
     }
 
@@ -413,7 +422,7 @@ impl<A: Actions> AgentCore for Dispatcher<A> {
         let outcome = outcome.as_ref().map(Option::as_ref);
         catch_panic(|| {
             self.agent.after_action(&mut self.ctx, outcome);
-            Ok(())
+            self.ctx.took_default("after_action")
         })
     }
 

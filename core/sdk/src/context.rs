@@ -16,6 +16,8 @@ pub struct Context {
     id: String,
     host: Arc<dyn HostLink>,
     current: Option<Current>,
+    /// Set by a callback's default body: the agent does not implement it.
+    kept_default: bool,
 }
 
 /// The message being handled: its text, parsed only when someone looks at it.
@@ -31,7 +33,22 @@ impl Context {
             id: id.into(),
             host,
             current: None,
+            kept_default: false,
         }
+    }
+
+    /// Marks the callback running as the SDK's default body (see [`crate::Agent`]).
+    pub(crate) fn kept_default(&mut self) {
+        self.kept_default = true;
+    }
+
+    /// Whether the callback `name` just ran its default body: then it answers
+    /// "unsupported", and the host stops calling it (its default does nothing).
+    pub(crate) fn took_default(&mut self, name: &str) -> Result<(), ActionError> {
+        if std::mem::take(&mut self.kept_default) {
+            return Err(ActionError::unsupported(name));
+        }
+        Ok(())
     }
 
     /// This agent's id.
