@@ -2,7 +2,8 @@
 //!
 //! An agent with work is *scheduled*: put on the run queue, taken by one pool thread,
 //! which handles up to a batch of its messages, then puts it back at the end of the
-//! queue if more wait (so a busy agent does not starve the others), or leaves it idle.
+//! queue if more wait and other agents are queued (so a busy agent does not starve the
+//! others; with nobody queued it keeps its thread for another batch), or leaves it idle.
 //! An agent's `Task` moves `IDLE -> QUEUED -> RUNNING` and back by compare-and-swap; a
 //! delivery to a running agent marks it `NOTIFIED`, and it is queued again when its turn
 //! ends. Invariant: **an agent never runs on two threads at once, and no delivery is
@@ -104,18 +105,25 @@ impl Task {
         }
     }
 
-    /// One turn, on a pool thread.
+    /// One turn, on a pool thread; more turns at once while the agent has more work and
+    /// no other agent waits for a thread (handing it to the queue would only move it to
+    /// another thread, and wake one).
     fn run(self: Arc<Self>) {
-        self.state.store(RUNNING, SeqCst);
-        let turn = {
-            let mut job = self.job.lock().unwrap();
-            match job.as_mut() {
-                None => Turn::Idle,
-                Some(job) => std::panic::catch_unwind(AssertUnwindSafe(|| job.turn()))
-                    .unwrap_or_else(|_| {
-                        tracing::error!("an agent's turn panicked; the agent is stopped");
-                        Turn::Done
-                    }),
+        let turn = loop {
+            self.state.store(RUNNING, SeqCst);
+            let turn = {
+                let mut job = self.job.lock().unwrap();
+                match job.as_mut() {
+                    None => Turn::Idle,
+                    Some(job) => std::panic::catch_unwind(AssertUnwindSafe(|| job.turn()))
+                        .unwrap_or_else(|_| {
+                            tracing::error!("an agent's turn panicked; the agent is stopped");
+                            Turn::Done
+                        }),
+                }
+            };
+            if !matches!(turn, Turn::More) || pool().queued.load(SeqCst) > 0 {
+                break turn;
             }
         };
         match turn {
