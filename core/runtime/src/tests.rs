@@ -145,6 +145,37 @@ impl Tally {
     }
 }
 
+/// Counts its callbacks around actions: both overridden, so both are called for every
+/// action (defaults kept by other agents are skipped after the first message).
+pub struct Around;
+
+/// How many times `Around`'s `before_action` and `after_action` ran.
+static AROUND: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+impl Agent for Around {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        Ok(Around)
+    }
+
+    fn before_action(&mut self, _ctx: &mut Context) {
+        AROUND[0].fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn after_action(&mut self, _ctx: &mut Context, _outcome: Result<Option<&Value>, &ActionError>) {
+        AROUND[1].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts its callbacks around actions.
+#[actions]
+impl Around {
+    /// Answers 1.
+    #[action]
+    fn ping(&mut self) -> u64 {
+        1
+    }
+}
+
 fn request(
     me: &crate::Foreground,
     to: &str,
@@ -187,6 +218,25 @@ fn a_request_is_answered_and_the_rules_hold_in_process() {
 /// Requests made together are all sent before any reply is waited for, and each gets
 /// its own outcome in order: a value, a dead letter, a request cycle (to the asking
 /// agent itself), a timeout (an agent that never answers) within the one shared timeout.
+#[test]
+fn callbacks_an_agent_implements_run_around_every_action_beside_one_keeping_defaults() {
+    let (space, _) = loopback_space();
+    space.add(&AgentSpec::new("Around", "around")).unwrap();
+    space.add(&AgentSpec::new("Echo", "echo")).unwrap();
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    for n in 0..3 {
+        assert_eq!(request(&me, "around", "ping", json!({})).unwrap(), json!(1));
+        let text = format!("hello {n}");
+        assert_eq!(
+            request(&me, "echo", "echo", json!({"text": text})).unwrap(),
+            json!(text)
+        );
+    }
+    let counts = AROUND.each_ref().map(|count| count.load(Ordering::SeqCst));
+    assert_eq!(counts, [3, 3]);
+    space.destroy();
+}
+
 #[test]
 fn requests_made_together_each_get_their_own_outcome() {
     let (space, wire) = loopback_space();
