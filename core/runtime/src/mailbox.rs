@@ -11,9 +11,6 @@
 //! would wait for each other forever. The agents' pool threads are such threads (an
 //! in-process transport delivers on the sender's thread: a mailbox asks the scheduler
 //! whether it is on one); others say so with [`never_wait_here`], as the console does.
-//!
-//! An agent's worker counts out what it took once per turn ([`MailboxReceiver::batch`]):
-//! the count then runs ahead of the queue by at most a turn's worth of messages.
 
 use std::{
     cell::Cell,
@@ -151,46 +148,6 @@ impl<T> MailboxReceiver<T> {
             self.state.queued.fetch_sub(1, Ordering::AcqRel);
         }
         item
-    }
-}
-
-impl<T> MailboxReceiver<T> {
-    /// Takes items one after the other, counted out together when the batch ends: the
-    /// count is written by every sender, so a receiver that wrote it for each item would
-    /// pull its cache line away from them each time. Meanwhile the count runs ahead of
-    /// the queue by the items taken (at most a turn's worth).
-    pub fn batch(&self) -> Batch<'_, T> {
-        Batch {
-            mailbox: self,
-            taken: 0,
-        }
-    }
-}
-
-/// Items taken from a mailbox, counted out when it is dropped (see
-/// [`MailboxReceiver::batch`]).
-pub(crate) struct Batch<'a, T> {
-    mailbox: &'a MailboxReceiver<T>,
-    taken: usize,
-}
-
-impl<T> Batch<'_, T> {
-    /// The next item if there is one, as [`MailboxReceiver::try_next`] answers it.
-    pub fn try_next(&mut self) -> Result<T, mpsc::TryRecvError> {
-        let item = self.mailbox.receiver.try_recv();
-        self.taken += usize::from(item.is_ok());
-        item
-    }
-}
-
-impl<T> Drop for Batch<'_, T> {
-    fn drop(&mut self) {
-        if self.taken > 0 {
-            self.mailbox
-                .state
-                .queued
-                .fetch_sub(self.taken, Ordering::AcqRel);
-        }
     }
 }
 

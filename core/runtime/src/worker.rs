@@ -79,9 +79,8 @@ impl Job for Worker {
             self.started = true;
             self.handler.after_add();
         }
-        let mut batch = self.mailbox.batch();
         for _ in 0..BATCH {
-            match batch.try_next() {
+            match self.mailbox.try_next() {
                 Ok(Work::Message(incoming)) => self.handler.accept(*incoming),
                 Ok(Work::Stop) | Err(TryRecvError::Disconnected) => {
                     self.handler.before_remove();
