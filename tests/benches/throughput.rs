@@ -12,6 +12,9 @@
 //! allocator, as third-party plugins would.
 //!
 //! Run with `cargo bench -p agency-tests`. Figures go to standard output, one table.
+//! `cargo bench -p agency-tests --bench throughput -- one-way` (or `round-trips`)
+//! measures that part alone, agency against its reference, in more rounds: a quick
+//! before/after check of one change.
 
 use std::{
     sync::Arc,
@@ -36,6 +39,58 @@ const ROUND_TRIPS: u64 = 20_000;
 const ROUNDS: usize = 7;
 
 fn main() {
+    // `cargo bench` passes `--bench`; a focus is the one argument without dashes.
+    match std::env::args().skip(1).find(|arg| !arg.starts_with('-')) {
+        None => everything(),
+        Some(part) => focused(&part),
+    }
+}
+
+/// Rounds of a focused run: each is short, so more of them.
+const FOCUSED_ROUNDS: usize = 15;
+
+/// One part, agency against its reference, [`FOCUSED_ROUNDS`] interleaved rounds:
+/// the medians, their ratio and the spread of each.
+fn focused(part: &str) {
+    let (space, driver) = bench_space(true);
+    let spread = |runs: &[f64]| (percentile(runs, 0.0), percentile(runs, 1.0));
+    match part {
+        "one-way" => {
+            let (mut agency, mut reference) = (Vec::new(), Vec::new());
+            for _ in 0..FOCUSED_ROUNDS {
+                agency.push(agency_one_way(&driver));
+                reference.push(reference_one_way(Encode::EachMessage));
+            }
+            let (a, r) = (percentile(&agency, 0.5), percentile(&reference, 0.5));
+            println!(
+                "one-way msg/s: agency {a:.0} (runs {:.0?}), reference (encode + decode) {r:.0} (runs {:.0?}): {:.2}x",
+                spread(&agency),
+                spread(&reference),
+                a / r
+            );
+        }
+        "round-trips" => {
+            let (mut agency, mut reference) = (Vec::new(), Vec::new());
+            for _ in 0..FOCUSED_ROUNDS {
+                agency.extend(agency_round_trips(&driver));
+                reference.extend(reference_round_trips());
+            }
+            for q in [0.5, 0.9, 0.99] {
+                let (a, r) = (percentile(&agency, q), percentile(&reference, q));
+                println!(
+                    "round trip p{:.0} µs: agency {a:.1}, reference {r:.1}: {:.2}x",
+                    q * 100.0,
+                    a / r
+                );
+            }
+        }
+        other => panic!("no part {other:?} to measure alone: give one-way or round-trips"),
+    }
+    space.destroy();
+}
+
+/// The whole bench: every table.
+fn everything() {
     let (space, driver) = bench_space(true);
     let (uncounted, uncounted_driver) = bench_space(false);
     let mut floods: [Vec<f64>; 6] = Default::default();
