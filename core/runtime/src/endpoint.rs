@@ -23,7 +23,7 @@ use agency_sdk::Repeated;
 use serde_json::Value;
 
 use crate::{
-    chain, handover,
+    chain, direct, handover,
     mailbox::Mailbox,
     message_log::MessageLog,
     metrics::{AgentCounts, TypeCounters},
@@ -81,12 +81,14 @@ impl Work {
 /// A reply that completes a pending request.
 type Reply = Result<Value, ActionError>;
 
-/// A published request: what its timeout error names, and where its reply will come.
+/// A published request: what its timeout error names, where its reply will come, and
+/// the agent it woke, if kept to take its turn here (see [`direct`]).
 struct SentRequest {
     id: String,
     to: String,
     action: String,
     reply: mpsc::Receiver<Reply>,
+    woken: Option<direct::Next>,
 }
 
 pub(crate) struct Endpoint {
@@ -168,12 +170,13 @@ impl Endpoint {
     }
 
     /// Sends a message and waits up to `timeout` for its reply's value. The message
-    /// carries the request chain (see [`crate::chain`]).
+    /// carries the request chain (see [`crate::chain`]). An agent of this process that
+    /// the request wakes may take its turn on this thread meanwhile (see [`direct`]).
     pub fn request(&self, outgoing: Outgoing, timeout: Duration) -> Result<Value, ActionError> {
         let started = Instant::now();
         let chain = chain::extended(&self.id);
         self.waiting(|| {
-            let sent = self.start_request(outgoing, chain)?;
+            let sent = self.start_request(outgoing, chain, true)?;
             self.finish_request(sent, &Waiter::new(), started, timeout)
         })
     }
@@ -192,7 +195,7 @@ impl Endpoint {
         self.waiting(|| {
             let sent: Vec<_> = requests
                 .into_iter()
-                .map(|outgoing| self.start_request(outgoing?, chain.clone()))
+                .map(|outgoing| self.start_request(outgoing?, chain.clone(), false))
                 .collect();
             let waiter = Waiter::new();
             sent.into_iter()
@@ -210,8 +213,13 @@ impl Endpoint {
     }
 
     /// Publishes one request carrying `chain`, registered before it leaves so that no
-    /// reply can miss it.
-    fn start_request(&self, outgoing: Outgoing, chain: Value) -> Result<SentRequest, ActionError> {
+    /// reply can miss it; keeps the agent it wakes if `keep_woken`.
+    fn start_request(
+        &self,
+        outgoing: Outgoing,
+        chain: Value,
+        keep_woken: bool,
+    ) -> Result<SentRequest, ActionError> {
         let mut message = self.complete(outgoing)?;
         message
             .meta
@@ -224,7 +232,13 @@ impl Endpoint {
         );
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         self.pending.lock().unwrap().insert(id.clone(), reply_tx);
-        if let Err(error) = self.publish(message) {
+        let (published, woken) = if keep_woken {
+            let (published, woken) = direct::keeping_woken(|| self.publish(message));
+            (published, Some(woken))
+        } else {
+            (self.publish(message), None)
+        };
+        if let Err(error) = published {
             self.pending.lock().unwrap().remove(&id);
             return Err(error);
         }
@@ -233,17 +247,21 @@ impl Endpoint {
             to,
             action,
             reply: reply_rx,
+            woken,
         })
     }
 
     /// Waits for a published request's reply until `timeout` after `started`.
     fn finish_request(
         &self,
-        sent: SentRequest,
+        mut sent: SentRequest,
         waiter: &Waiter,
         started: Instant,
         timeout: Duration,
     ) -> Result<Value, ActionError> {
+        if let Some(woken) = sent.woken.take() {
+            woken.run_if_quick(&sent.action, timeout.saturating_sub(started.elapsed()));
+        }
         let left = timeout.saturating_sub(started.elapsed());
         let reply = waiter.receive(&sent.reply, left);
         if let Some(metrics) = &self.metrics {

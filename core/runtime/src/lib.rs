@@ -13,6 +13,7 @@
 //!   replies), a turn at a time.
 //! - [`scheduler`]: the pool of threads that runs agents' turns; waits hand the thread
 //!   over.
+//! - `direct`: a request's callee taking its turn on the requester's thread.
 //! - `mailbox`: an agent's queue, bounded for deliveries from transport threads.
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
 //! - `chain`: request chains, so that a request cycle is answered at once.
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod chain;
+mod direct;
 mod endpoint;
 mod error;
 mod handover;

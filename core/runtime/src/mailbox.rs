@@ -140,6 +140,11 @@ impl<T> MailboxReceiver<T> {
         item
     }
 
+    /// Whether no item is queued (one being put counts as queued).
+    pub fn is_empty(&self) -> bool {
+        self.state.queued.load(Ordering::Acquire) == 0
+    }
+
     /// The next item if there is one; `Disconnected` once every sender is gone and the
     /// mailbox is empty.
     pub fn try_next(&self) -> Result<T, mpsc::TryRecvError> {

@@ -7,7 +7,9 @@
 //! An agent's `Task` moves `IDLE -> QUEUED -> RUNNING` and back by compare-and-swap; a
 //! delivery to a running agent marks it `NOTIFIED`, and it is queued again when its turn
 //! ends. Invariant: **an agent never runs on two threads at once, and no delivery is
-//! missed.** An idle agent costs its task, its mailbox and its state: no thread.
+//! missed.** An idle agent costs its task, its mailbox and its state: no thread. A
+//! request that wakes an agent may keep it, queued, to run its turn on the requester's
+//! own thread instead of the queue's ([`crate::direct`]).
 //!
 //! Actions are synchronous and may block. The pool keeps as many threads *running* as
 //! there are cores. A thread that waits (for a reply in `ctx.request`, for a permission
@@ -30,7 +32,10 @@ use std::{
     time::Duration,
 };
 
-use crate::metrics::PoolSnapshot;
+use crate::{
+    direct::{self, Speeds},
+    metrics::PoolSnapshot,
+};
 
 /// The default bound on the pool's threads.
 pub const DEFAULT_MAX_THREADS: usize = 512;
@@ -39,8 +44,11 @@ pub const DEFAULT_MAX_THREADS: usize = 512;
 pub const WATCHDOG_AFTER: Duration = Duration::from_millis(10);
 /// How long a thread beyond the cores stays without work before it ends.
 pub const IDLE_RETIRE: Duration = Duration::from_secs(5);
+/// The stack of a pool thread: room for a few agents' turns nested by hand-offs (see
+/// [`crate::direct`]). Only the pages used take memory.
+const POOL_STACK: usize = 8 << 20;
 /// How many messages an agent handles in one turn before others get theirs.
-pub(crate) const BATCH: usize = 64;
+const BATCH: usize = 64;
 
 const IDLE: u8 = 0;
 const QUEUED: u8 = 1;
@@ -60,14 +68,16 @@ pub(crate) enum Turn {
 
 /// What a task runs, one turn at a time.
 pub(crate) trait Job: Send {
-    /// Handles some of the work waiting (at most [`BATCH`] messages).
-    fn turn(&mut self) -> Turn;
+    /// Handles some of the work waiting: at most `budget` messages.
+    fn turn(&mut self, budget: usize) -> Turn;
 }
 
 /// An agent's place in the pool.
 pub(crate) struct Task {
     state: AtomicU8,
     job: Mutex<Option<Box<dyn Job>>>,
+    /// How quickly the agent handles each action (see [`crate::direct`]).
+    speeds: Speeds,
 }
 
 impl Task {
@@ -77,7 +87,13 @@ impl Task {
         Arc::new(Self {
             state: AtomicU8::new(RUNNING),
             job: Mutex::new(None),
+            speeds: Speeds::default(),
         })
+    }
+
+    /// How quickly the agent handles each action, for hand-offs to it.
+    pub fn speeds(&self) -> &Speeds {
+        &self.speeds
     }
 
     /// Gives the task its job and schedules its first turn.
@@ -87,8 +103,9 @@ impl Task {
         pool().push(self.clone());
     }
 
-    /// Work arrived: schedules the task unless it is queued already; a running task is
-    /// told to look again when its turn ends.
+    /// Work arrived: schedules the task unless it is queued already (a request leaving
+    /// this thread may keep it, see [`crate::direct`]); a running task is told to look
+    /// again when its turn ends.
     pub fn notify(self: &Arc<Self>) {
         let mut state = self.state.load(SeqCst);
         loop {
@@ -98,7 +115,12 @@ impl Task {
                 _ => return,
             };
             match self.state.compare_exchange(state, next, SeqCst, SeqCst) {
-                Ok(_) if next == QUEUED => return pool().push(self.clone()),
+                Ok(_) if next == QUEUED => {
+                    if !direct::keep(self) {
+                        pool().push(self.clone());
+                    }
+                    return;
+                }
                 Ok(_) => return,
                 Err(actual) => state = actual,
             }
@@ -110,22 +132,37 @@ impl Task {
     /// another thread, and wake one).
     fn run(self: Arc<Self>) {
         let turn = loop {
-            self.state.store(RUNNING, SeqCst);
-            let turn = {
-                let mut job = self.job.lock().unwrap();
-                match job.as_mut() {
-                    None => Turn::Idle,
-                    Some(job) => std::panic::catch_unwind(AssertUnwindSafe(|| job.turn()))
-                        .unwrap_or_else(|_| {
-                            tracing::error!("an agent's turn panicked; the agent is stopped");
-                            Turn::Done
-                        }),
-                }
-            };
+            let turn = self.turn(BATCH);
             if !matches!(turn, Turn::More) || pool().queued.load(SeqCst) > 0 {
                 break turn;
             }
         };
+        self.end_turn(turn);
+    }
+
+    /// One turn of one message, on the thread of a request that woke the task (it was
+    /// queued, kept by the request: see [`crate::direct`]).
+    pub fn run_once(self: Arc<Self>) {
+        let turn = self.turn(1);
+        self.end_turn(turn);
+    }
+
+    /// Runs the job for up to `budget` messages.
+    fn turn(&self, budget: usize) -> Turn {
+        self.state.store(RUNNING, SeqCst);
+        let mut job = self.job.lock().unwrap();
+        match job.as_mut() {
+            None => Turn::Idle,
+            Some(job) => std::panic::catch_unwind(AssertUnwindSafe(|| job.turn(budget)))
+                .unwrap_or_else(|_| {
+                    tracing::error!("an agent's turn panicked; the agent is stopped");
+                    Turn::Done
+                }),
+        }
+    }
+
+    /// Queues the task again, leaves it idle or drops its job, as its turn ended.
+    fn end_turn(self: Arc<Self>, turn: Turn) {
         match turn {
             Turn::More => {
                 self.state.store(QUEUED, SeqCst);
@@ -245,6 +282,11 @@ pub fn stats() -> PoolSnapshot {
     }
 }
 
+/// Puts a queued task on the pool's queue.
+pub(crate) fn queue(task: Arc<Task>) {
+    pool().push(task);
+}
+
 impl Pool {
     fn push(&self, task: Arc<Task>) {
         self.queue.lock().unwrap().push_back(task);
@@ -287,6 +329,7 @@ impl Pool {
         self.running.fetch_add(1, SeqCst);
         let started = std::thread::Builder::new()
             .name("agency agents".into())
+            .stack_size(POOL_STACK)
             .spawn(pool_thread);
         if started.is_err() {
             self.threads.fetch_sub(1, SeqCst);

@@ -176,6 +176,50 @@ impl Around {
     }
 }
 
+/// Requests other agents and says on which thread each side ran: for hand-offs (see
+/// [`crate::direct`]).
+pub struct Relay;
+
+impl Agent for Relay {
+    fn new(_init: &Init) -> Result<Self, ActionError> {
+        Ok(Relay)
+    }
+}
+
+/// This thread's name and id, to compare.
+fn this_thread() -> String {
+    format!("{:?}", std::thread::current().id())
+}
+
+/// Requests other agents; says on which thread it runs.
+#[actions]
+impl Relay {
+    /// Answers the thread it runs on.
+    #[action]
+    fn thread(&mut self) -> String {
+        this_thread()
+    }
+
+    /// Sleeps `ms` milliseconds, then answers them.
+    #[action]
+    fn nap(&mut self, ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+
+    /// Requests `name` with `args` from `to`, waiting up to `ms` milliseconds; answers
+    /// `{"value": ...}` or `{"error": kind}`, and the thread this action ran on.
+    #[action]
+    fn ask(&mut self, ctx: &Context, to: String, name: String, args: Value, ms: u64) -> Value {
+        let outcome = ctx.request_action(&to, &name, args, Duration::from_millis(ms));
+        let thread = this_thread();
+        match outcome {
+            Ok(value) => json!({"value": value, "thread": thread}),
+            Err(error) => json!({"error": error.kind(), "thread": thread}),
+        }
+    }
+}
+
 fn request(
     me: &crate::Foreground,
     to: &str,
@@ -215,9 +259,6 @@ fn a_request_is_answered_and_the_rules_hold_in_process() {
     space.destroy();
 }
 
-/// Requests made together are all sent before any reply is waited for, and each gets
-/// its own outcome in order: a value, a dead letter, a request cycle (to the asking
-/// agent itself), a timeout (an agent that never answers) within the one shared timeout.
 #[test]
 fn callbacks_an_agent_implements_run_around_every_action_beside_one_keeping_defaults() {
     let (space, _) = loopback_space();
@@ -237,6 +278,9 @@ fn callbacks_an_agent_implements_run_around_every_action_beside_one_keeping_defa
     space.destroy();
 }
 
+/// Requests made together are all sent before any reply is waited for, and each gets
+/// its own outcome in order: a value, a dead letter, a request cycle (to the asking
+/// agent itself), a timeout (an agent that never answers) within the one shared timeout.
 #[test]
 fn requests_made_together_each_get_their_own_outcome() {
     let (space, wire) = loopback_space();
@@ -302,6 +346,57 @@ fn an_announcing_agent_tells_the_space_what_it_can_do() {
 
 /// A concurrent type compiled into the host gets its handles as a plugin's does: one
 /// agent value behind all three, every message answered once.
+/// A request to an idle agent that answered the same action quickly before takes the
+/// callee's turn on the requester's thread; a request for an action never handled, or
+/// handled slowly since, does not, and so times out on time.
+#[test]
+fn a_quick_callee_takes_its_turn_on_the_requesters_thread_and_a_slow_one_never_delays_a_timeout() {
+    let (space, _) = loopback_space();
+    space.add(&AgentSpec::new("Relay", "asker")).unwrap();
+    space.add(&AgentSpec::new("Relay", "callee")).unwrap();
+    space.add(&AgentSpec::new("Relay", "napper")).unwrap();
+    let me = space.add_foreground(&AgentSpec::untyped("me")).unwrap();
+    let ask_of = |to: &str, name: &str, args: Value, ms: u64| {
+        let args = json!({"to": to, "name": name, "args": args, "ms": ms});
+        request(&me, "asker", "ask", args).unwrap()
+    };
+    let ask = |name: &str, args: Value, ms: u64| ask_of("callee", name, args, ms);
+    let same_thread: Vec<bool> = (0..20)
+        .map(|_| {
+            let answer = ask("thread", json!({}), 5_000);
+            answer["value"] == answer["thread"]
+        })
+        .collect();
+    assert!(
+        !same_thread[0],
+        "first handled elsewhere: not known quick yet"
+    );
+    let handed_off = same_thread.iter().filter(|&&same| same).count();
+    // A callee still ending its turn on another thread when asked is not handed off.
+    assert!(handed_off >= 15, "{same_thread:?}");
+
+    // Never handled: queued, and the requester gives up at its timeout.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        ask("nap", json!({"ms": 1_600}), 1_100)["error"],
+        "TimeoutError"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+    // Quick, then slow once (handed off): never handed off again, so the timeout fires
+    // on time.
+    for ms in [0, 0, 30] {
+        assert_eq!(
+            ask_of("napper", "nap", json!({"ms": ms}), 5_000)["value"],
+            ms
+        );
+    }
+    let started = std::time::Instant::now();
+    let answer = ask_of("napper", "nap", json!({"ms": 1_600}), 1_100);
+    assert_eq!(answer["error"], "TimeoutError", "{answer}");
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+    space.destroy();
+}
+
 #[test]
 fn a_builtin_concurrent_agent_is_one_value_behind_its_handles() {
     let (space, _wire) = loopback_space();

@@ -33,9 +33,10 @@ use agency_protocol::{
 use serde_json::{Map, Value};
 
 use crate::{
+    direct::Speeds,
     endpoint::{Endpoint, Incoming, Work},
     mailbox::MailboxReceiver,
-    scheduler::{self, Job, Task, Turn, BATCH},
+    scheduler::{self, Job, Task, Turn},
 };
 
 /// The name of the built-in action that describes the others.
@@ -64,6 +65,8 @@ pub(crate) struct Skipped {
 /// An ordinary agent's worker: its messages one at a time, in arrival order.
 pub(crate) struct Worker {
     pub handler: Handler,
+    /// Its place in the pool, where it notes how quickly it answers requests.
+    pub task: Arc<Task>,
     pub mailbox: MailboxReceiver<Work>,
     /// Whether `after_add` ran.
     pub started: bool,
@@ -72,16 +75,18 @@ pub(crate) struct Worker {
 }
 
 impl Job for Worker {
-    /// Runs `after_add` first; then up to [`BATCH`] messages; at [`Work::Stop`] (or once
+    /// Runs `after_add` first; then up to `budget` messages; at [`Work::Stop`] (or once
     /// the space is gone), `before_remove`, and the worker is done.
-    fn turn(&mut self) -> Turn {
+    fn turn(&mut self, budget: usize) -> Turn {
         if !self.started {
             self.started = true;
             self.handler.after_add();
         }
-        for _ in 0..BATCH {
+        for _ in 0..budget {
             match self.mailbox.try_next() {
-                Ok(Work::Message(incoming)) => self.handler.accept(*incoming),
+                Ok(Work::Message(incoming)) => {
+                    self.handler.accept(*incoming, Some(self.task.speeds()));
+                }
                 Ok(Work::Stop) | Err(TryRecvError::Disconnected) => {
                     self.handler.before_remove();
                     return Turn::Done;
@@ -89,7 +94,12 @@ impl Job for Worker {
                 Err(TryRecvError::Empty) => return Turn::Idle,
             }
         }
-        Turn::More
+        // Anything put from now on notifies the task, which runs again.
+        if self.mailbox.is_empty() {
+            Turn::Idle
+        } else {
+            Turn::More
+        }
     }
 }
 
@@ -110,16 +120,16 @@ pub(crate) struct Crew {
 }
 
 impl Job for Crew {
-    /// Runs `after_add` first; then gives out up to [`BATCH`] messages while handles are
+    /// Runs `after_add` first; then gives out up to `budget` messages while handles are
     /// free; once removed, runs `before_remove` when every handle is back.
-    fn turn(&mut self) -> Turn {
+    fn turn(&mut self, budget: usize) -> Turn {
         if !self.started {
             self.started = true;
             if let Some(handler) = self.free.lock().unwrap().first_mut() {
                 handler.after_add();
             }
         }
-        for _ in 0..BATCH {
+        for _ in 0..budget {
             let mut free = self.free.lock().unwrap();
             if self.stopping {
                 if free.len() < self.handles {
@@ -162,9 +172,9 @@ struct Shift {
 }
 
 impl Job for Shift {
-    fn turn(&mut self) -> Turn {
+    fn turn(&mut self, _budget: usize) -> Turn {
         if let (Some(handler), Some(incoming)) = (&mut self.handler, self.incoming.take()) {
-            handler.accept(incoming);
+            handler.accept(incoming, None);
         }
         Turn::Done
     }
@@ -209,15 +219,21 @@ impl Handler {
     }
 
     /// Checks a message (unless it came parsed) and handles it, with its request chain
-    /// as the chain of requests made meanwhile.
-    fn accept(&mut self, Incoming { body, parsed }: Incoming) {
+    /// as the chain of requests made meanwhile; notes in `speeds`, if given, how long a
+    /// request took (a request of this runtime carries a chain).
+    fn accept(&mut self, Incoming { body, parsed }: Incoming, speeds: Option<&Speeds>) {
         let accepted = match parsed {
             Some(message) => Some((message, body)),
             None => self.endpoint.accept(body),
         };
         if let Some((message, body)) = accepted {
             self.endpoint.count(|c| &c.received);
-            crate::chain::handling(crate::chain::of(&message), || self.handle(&message, &body));
+            let chain = crate::chain::of(&message);
+            let timed = (!chain.is_empty()).then(Instant::now).zip(speeds);
+            crate::chain::handling(chain, || self.handle(&message, &body));
+            if let Some((started, speeds)) = timed {
+                speeds.record(&message.action.name, started.elapsed());
+            }
             self.endpoint.count(|c| &c.handled);
         }
         scheduler::progressed();
