@@ -21,6 +21,15 @@ pub trait HostLink: Send + Sync {
     /// Sends a message and waits up to `timeout_secs` (any `f64`: the host checks it) for
     /// the value of its `[response]`; an `[error]` reply or the timeout is an error.
     fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError>;
+    /// [`HostLink::request`] with the message as JSON text, read once by the host
+    /// instead of going through a [`Value`]. The default (a host from before this call)
+    /// reads it into a [`Value`] and calls [`HostLink::request`].
+    fn request_text(&self, message: &str, timeout_secs: f64) -> Result<Value, ActionError> {
+        let message = serde_json::from_str(message).map_err(|e| {
+            ActionError::of(crate::Kind::Type, format!("a request must be JSON: {e}"))
+        })?;
+        self.request(message, timeout_secs)
+    }
     /// Sends every message at once, then waits up to `timeout_secs` in all for their
     /// replies; answers each one's outcome as [`HostLink::request`] would, in order.
     ///

@@ -11,7 +11,10 @@
 //! implements the trait) and an ABI box behind the trait (`Imported*`, for the side that
 //! calls it). Every exported method body runs under [`guarded`]: a panic becomes an error.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{
+    borrow::Cow,
+    sync::{Arc, OnceLock},
+};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -151,6 +154,8 @@ pub enum HostCall<'a> {
     Send(&'a str),
     /// [`HostLink::request`]: the message and the timeout in seconds.
     Request(Value, f64),
+    /// [`HostLink::request_text`]: the message's text and the timeout in seconds.
+    RequestText(&'a str, f64),
     /// [`HostLink::request_all`]: the messages and the timeout in seconds.
     RequestAll(Vec<Value>, f64),
     /// [`HostLink::ask_permission`]
@@ -167,6 +172,14 @@ pub enum HostCall<'a> {
 #[derive(Serialize, Deserialize)]
 struct RequestPayload {
     message: Value,
+    timeout: f64,
+}
+
+/// The payload of [`HostCall::RequestText`]: the message is kept as it was written.
+#[derive(Deserialize)]
+struct RequestTextPayload<'a> {
+    #[serde(borrow)]
+    message: &'a serde_json::value::RawValue,
     timeout: f64,
 }
 
@@ -223,6 +236,11 @@ impl<'a> HostCall<'a> {
                 };
                 ("request", json(&payload).into())
             }
+            Self::RequestText(message, timeout) => {
+                // The message is JSON text already: written in, not encoded again.
+                let payload = format!(r#"{{"message":{message},"timeout":{}}}"#, json(timeout));
+                ("request_text", payload.into())
+            }
             Self::RequestAll(messages, timeout) => {
                 let payload = RequestAllPayload {
                     messages: messages.clone(),
@@ -248,6 +266,10 @@ impl<'a> HostCall<'a> {
                 let RequestPayload { message, timeout } = parse(payload)?;
                 Self::Request(message, timeout)
             }
+            "request_text" => {
+                let RequestTextPayload { message, timeout } = parse(payload)?;
+                Self::RequestText(message.get(), timeout)
+            }
             "request_all" => {
                 let RequestAllPayload { messages, timeout } = parse(payload)?;
                 Self::RequestAll(messages, timeout)
@@ -265,6 +287,7 @@ impl<'a> HostCall<'a> {
         match self {
             Self::Send(message) => host.send(message).map(json),
             Self::Request(message, timeout) => host.request(message, timeout).map(json),
+            Self::RequestText(message, timeout) => host.request_text(message, timeout).map(json),
             Self::RequestAll(messages, timeout) => {
                 let outcomes: Vec<RequestOutcome> = host
                     .request_all(messages, timeout)
@@ -333,12 +356,34 @@ impl HostObj for ExportedHost {
 }
 
 /// Host services as a plugin sees them (plugin side).
-pub struct ImportedHost(pub HostBox);
+pub struct ImportedHost {
+    host: HostBox,
+    /// Whether the host knows [`HostCall::RequestText`], once asked.
+    reads_request_text: OnceLock<bool>,
+}
 
 impl ImportedHost {
+    /// The host services behind `host`.
+    pub fn new(host: HostBox) -> Self {
+        Self {
+            host,
+            reads_request_text: OnceLock::new(),
+        }
+    }
+
     fn call(&self, call: HostCall<'_>) -> Result<String, ActionError> {
         let (op, payload) = call.encode();
-        from_call_result(self.0.call(op.into(), payload.as_ref().into()))
+        from_call_result(self.host.call(op.into(), payload.as_ref().into()))
+    }
+
+    /// Whether the host knows `request_text`: asked once, with an empty payload, which a
+    /// host that knows it refuses as malformed and an older one as unsupported. (A
+    /// request's own error cannot tell: any peer may answer "unsupported".)
+    fn reads_request_text(&self) -> bool {
+        *self.reads_request_text.get_or_init(|| {
+            let answer = from_call_result(self.host.call("request_text".into(), "".into()));
+            !matches!(answer, Err(error) if error.is_unsupported())
+        })
     }
 }
 
@@ -349,6 +394,14 @@ impl HostLink for ImportedHost {
 
     fn request(&self, message: Value, timeout_secs: f64) -> Result<Value, ActionError> {
         parse(&self.call(HostCall::Request(message, timeout_secs))?)
+    }
+
+    /// Falls back to [`HostLink::request`] on a host from before `request_text`.
+    fn request_text(&self, message: &str, timeout_secs: f64) -> Result<Value, ActionError> {
+        if !self.reads_request_text() {
+            return self.request(parse(message)?, timeout_secs);
+        }
+        parse(&self.call(HostCall::RequestText(message, timeout_secs))?)
     }
 
     /// Falls back to one request at a time on a host from before `request_all`.
@@ -632,6 +685,7 @@ mod tests {
         for call in [
             HostCall::Send(message),
             HostCall::Request(serde_json::json!({"to": "b"}), 1.5),
+            HostCall::RequestText(r#"{"to": "b"}"#, 1.5),
             HostCall::RequestAll(vec![serde_json::json!({"to": "b"}), Value::Null], 2.0),
             HostCall::AskPermission(message),
             HostCall::SentMessage("1".into()),
@@ -667,15 +721,44 @@ mod tests {
         }
     }
 
-    /// A host from before `request_all`: it knows every other call.
+    /// A host from before `request_all` and `request_text`: it knows every other call.
     struct OldHost(HostBox);
 
     impl HostObj for OldHost {
         fn call(&self, op: RStr<'_>, payload: RStr<'_>) -> CallResult {
-            if op.as_str() == "request_all" {
-                return to_call_result(Err(ActionError::unsupported("request_all")));
+            if ["request_all", "request_text"].contains(&op.as_str()) {
+                return to_call_result(Err(ActionError::unsupported(op.as_str())));
             }
             self.0.call(op, payload)
+        }
+    }
+
+    /// The host behind `host` as a plugin sees it, or as it sees a host from before
+    /// `request_all` and `request_text`.
+    fn imported(host: impl HostLink + 'static, old: bool) -> ImportedHost {
+        let exported = export_host(Arc::new(host));
+        ImportedHost::new(match old {
+            false => exported,
+            true => HostObj_TO::from_ptr(RArc::new(OldHost(exported)), TD_Opaque),
+        })
+    }
+
+    #[test]
+    fn a_request_crosses_as_its_text_or_as_a_value_on_an_older_host() {
+        for old in [false, true] {
+            let host = imported(Echo, old);
+            assert_eq!(host.reads_request_text(), !old);
+            assert_eq!(
+                host.request_text(r#"{"to": "b"}"#, 1.0),
+                Ok(Value::from("b"))
+            );
+            assert_eq!(
+                host.request_text(r#"{"to": "fail"}"#, 1.0),
+                Err(ActionError::new("TimeoutError", "late")),
+                "a request's error is its own, never taken for an older host's"
+            );
+            let error = host.request_text("{", 1.0).unwrap_err();
+            assert_eq!(error.kind(), "TypeError", "{error}");
         }
     }
 
@@ -691,13 +774,11 @@ mod tests {
             Err(ActionError::new("TimeoutError", "late")),
             Ok(Value::from("b")),
         ];
-        let host = ImportedHost(export_host(Arc::new(Echo)));
-        assert_eq!(host.request_all(messages.clone(), 1.0), expected);
-        let old = ImportedHost(HostObj_TO::from_ptr(
-            RArc::new(OldHost(export_host(Arc::new(Echo)))),
-            TD_Opaque,
-        ));
-        assert_eq!(old.request_all(messages, 1.0), expected);
+        assert_eq!(
+            imported(Echo, false).request_all(messages.clone(), 1.0),
+            expected
+        );
+        assert_eq!(imported(Echo, true).request_all(messages, 1.0), expected);
     }
 
     #[test]

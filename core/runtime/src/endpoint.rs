@@ -609,6 +609,11 @@ impl HostLink for Endpoint {
         Endpoint::request(self, Outgoing::from_value(message)?, timeout)
     }
 
+    fn request_text(&self, message: &str, timeout_secs: f64) -> Result<Value, ActionError> {
+        let timeout = timeout_of(timeout_secs)?;
+        Endpoint::request(self, Outgoing::from_json(message)?, timeout)
+    }
+
     fn request_all(
         &self,
         messages: Vec<Value>,

@@ -145,7 +145,7 @@ impl Context {
         timeout: Duration,
     ) -> Result<Value, ActionError> {
         self.host
-            .request(serde_json::to_value(message)?, timeout.as_secs_f64())
+            .request_text(&serde_json::to_string(&message)?, timeout.as_secs_f64())
     }
 
     /// Sends every message at once, then waits up to `timeout` in all for their replies:

@@ -58,7 +58,7 @@ pub fn manifest() -> Manifest {
 extern "C" fn plugin_init(host: HostBox, config: RStr<'_>) -> CallResult {
     guarded(|| {
         let config: PluginConfig = serde_json::from_str(config.as_str()).unwrap_or_default();
-        let host = Arc::new(ImportedHost(host));
+        let host = Arc::new(ImportedHost::new(host));
         crate::logging::forward_to_host(host.clone(), &config.max_log_level);
         crate::metrics::install(host);
         let manifest = serde_json::to_string(&manifest()).map_err(|e| RString::from(e.to_string()));
@@ -79,7 +79,7 @@ extern "C" fn plugin_new_agent(
             let NewAgent { id, args, share } =
                 serde_json::from_str(init.as_str()).map_err(|e| e.to_string())?;
             let init = Init { id, args };
-            let host = Arc::new(ImportedHost(host));
+            let host = Arc::new(ImportedHost::new(host));
             let Some(share) = share else {
                 let mut handles = (kind.create)(&init, 1, host).map_err(|e| e.to_string())?;
                 return Ok(export_agent(handles.remove(0)));
