@@ -260,10 +260,10 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<Value, ActionError> {
         if let Some(woken) = sent.woken.take() {
-            woken.run_if_quick(&sent.action, timeout.saturating_sub(started.elapsed()));
+            // Published just now: the time left is the timeout.
+            woken.run_if_quick(&sent.action, timeout);
         }
-        let left = timeout.saturating_sub(started.elapsed());
-        let reply = waiter.receive(&sent.reply, left);
+        let reply = waiter.receive(&sent.reply, started.checked_add(timeout));
         if let Some(metrics) = &self.metrics {
             metrics.request.observe(started.elapsed());
             match reply {

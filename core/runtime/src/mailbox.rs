@@ -18,7 +18,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc, Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -133,7 +133,9 @@ impl<T> MailboxReceiver<T> {
     /// The next item, waiting up to `timeout`; `None` after that, or once every sender is
     /// gone and the mailbox is empty.
     pub fn next(&self, timeout: Duration) -> Option<T> {
-        let item = self.waiter.receive(&self.receiver, timeout);
+        let item = self
+            .waiter
+            .receive(&self.receiver, Instant::now().checked_add(timeout));
         if item.is_some() {
             self.state.queued.fetch_sub(1, Ordering::AcqRel);
         }

@@ -1,10 +1,6 @@
 //! Waiting for the next message or a reply without paying for a sleep when it is close.
 
-use std::{
-    cell::Cell,
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::{cell::Cell, sync::mpsc, time::Instant};
 
 /// Receives from a queue, spinning briefly before sleeping: a reply or the next message
 /// usually comes within microseconds, and waking a sleeping thread costs far more.
@@ -24,10 +20,9 @@ impl Waiter {
         }
     }
 
-    /// Answers the next item of `queue`, or `None` once `timeout` passes or every sender
-    /// is gone.
-    pub fn receive<T>(&self, queue: &mpsc::Receiver<T>, timeout: Duration) -> Option<T> {
-        let started = Instant::now();
+    /// Answers the next item of `queue`, or `None` once `deadline` passes (never if
+    /// `None`) or every sender is gone. The clock is read only if the spin ends.
+    pub fn receive<T>(&self, queue: &mpsc::Receiver<T>, deadline: Option<Instant>) -> Option<T> {
         let rounds = self.rounds.get();
         for round in 0..rounds {
             match queue.try_recv() {
@@ -42,8 +37,12 @@ impl Waiter {
         }
         self.rounds.set((rounds / 2).max(MIN_ROUNDS));
         // On a pool thread, the pool runs other agents meanwhile.
-        crate::scheduler::blocking(|| queue.recv_timeout(timeout.saturating_sub(started.elapsed())))
-            .ok()
+        crate::scheduler::blocking(|| match deadline {
+            Some(deadline) => queue
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok(),
+            None => queue.recv().ok(),
+        })
     }
 }
 
