@@ -24,7 +24,7 @@
 use std::{
     cell::{Cell, RefCell},
     sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU32, Ordering},
         Arc,
     },
     time::Duration,
@@ -120,11 +120,11 @@ impl Drop for Next {
 /// Which actions an agent handled quickly, and which slowly: two sets of bits, two per
 /// action name (a Bloom filter; a name taken for another's can only make an action
 /// look slow, or quick only when it has never run). Written by the agent's own turns
-/// only, one at a time.
+/// only, one at a time. 12 bytes: every agent has one.
 #[derive(Default)]
 pub(crate) struct Speeds {
-    quick: AtomicU64,
-    slow: AtomicU64,
+    quick: AtomicU32,
+    slow: AtomicU32,
     /// Requests handled in under [`SLOW`] since the last slow one.
     unslow: AtomicU32,
 }
@@ -159,12 +159,12 @@ impl Speeds {
     }
 }
 
-/// Two bits of 64 for a name (FNV-1a).
-fn bits_of(name: &str) -> u64 {
+/// Two bits of 32 for a name (FNV-1a).
+fn bits_of(name: &str) -> u32 {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
-    (1 << (hash & 63)) | (1 << ((hash >> 6) & 63))
+    (1 << (hash & 31)) | (1 << ((hash >> 5) & 31))
 }
 
 #[cfg(test)]

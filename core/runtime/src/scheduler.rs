@@ -68,8 +68,10 @@ pub(crate) enum Turn {
 
 /// What a task runs, one turn at a time.
 pub(crate) trait Job: Send {
-    /// Handles some of the work waiting: at most `budget` messages.
-    fn turn(&mut self, budget: usize) -> Turn;
+    /// Handles some of the work waiting: at most `budget` messages; notes in `speeds`
+    /// how quickly it answered requests, if it handles them one at a time (see
+    /// [`crate::direct`]).
+    fn turn(&mut self, budget: usize, speeds: &Speeds) -> Turn;
 }
 
 /// An agent's place in the pool.
@@ -153,11 +155,13 @@ impl Task {
         let mut job = self.job.lock().unwrap();
         match job.as_mut() {
             None => Turn::Idle,
-            Some(job) => std::panic::catch_unwind(AssertUnwindSafe(|| job.turn(budget)))
-                .unwrap_or_else(|_| {
-                    tracing::error!("an agent's turn panicked; the agent is stopped");
-                    Turn::Done
-                }),
+            Some(job) => {
+                { std::panic::catch_unwind(AssertUnwindSafe(|| job.turn(budget, &self.speeds))) }
+                    .unwrap_or_else(|_| {
+                        tracing::error!("an agent's turn panicked; the agent is stopped");
+                        Turn::Done
+                    })
+            }
         }
     }
 

@@ -500,7 +500,6 @@ impl Space {
             let job: Box<dyn Job> = match handlers.len() {
                 1 => Box::new(Worker {
                     handler: handlers.remove(0),
-                    task: task.clone(),
                     mailbox: queue_rx,
                     started: false,
                     _ended: ended_tx,

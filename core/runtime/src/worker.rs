@@ -65,8 +65,6 @@ pub(crate) struct Skipped {
 /// An ordinary agent's worker: its messages one at a time, in arrival order.
 pub(crate) struct Worker {
     pub handler: Handler,
-    /// Its place in the pool, where it notes how quickly it answers requests.
-    pub task: Arc<Task>,
     pub mailbox: MailboxReceiver<Work>,
     /// Whether `after_add` ran.
     pub started: bool,
@@ -77,7 +75,7 @@ pub(crate) struct Worker {
 impl Job for Worker {
     /// Runs `after_add` first; then up to `budget` messages; at [`Work::Stop`] (or once
     /// the space is gone), `before_remove`, and the worker is done.
-    fn turn(&mut self, budget: usize) -> Turn {
+    fn turn(&mut self, budget: usize, speeds: &Speeds) -> Turn {
         if !self.started {
             self.started = true;
             self.handler.after_add();
@@ -85,7 +83,7 @@ impl Job for Worker {
         for _ in 0..budget {
             match self.mailbox.try_next() {
                 Ok(Work::Message(incoming)) => {
-                    self.handler.accept(*incoming, Some(self.task.speeds()));
+                    self.handler.accept(*incoming, Some(speeds));
                 }
                 Ok(Work::Stop) | Err(TryRecvError::Disconnected) => {
                     self.handler.before_remove();
@@ -122,7 +120,7 @@ pub(crate) struct Crew {
 impl Job for Crew {
     /// Runs `after_add` first; then gives out up to `budget` messages while handles are
     /// free; once removed, runs `before_remove` when every handle is back.
-    fn turn(&mut self, budget: usize) -> Turn {
+    fn turn(&mut self, budget: usize, _speeds: &Speeds) -> Turn {
         if !self.started {
             self.started = true;
             if let Some(handler) = self.free.lock().unwrap().first_mut() {
@@ -172,7 +170,7 @@ struct Shift {
 }
 
 impl Job for Shift {
-    fn turn(&mut self, _budget: usize) -> Turn {
+    fn turn(&mut self, _budget: usize, _speeds: &Speeds) -> Turn {
         if let (Some(handler), Some(incoming)) = (&mut self.handler, self.incoming.take()) {
             handler.accept(incoming, None);
         }
