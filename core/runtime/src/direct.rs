@@ -17,20 +17,13 @@
 //! handed off again until that many quicker requests passed. Turns nest (the callee
 //! may request in its turn) up to [`MAX_DEPTH`].
 //!
-//! Invariant: **a task kept for a hand-off is queued and owned by one [`Next`]**, which
-//! runs its turn or, dropped, puts it on the pool's queue: it is neither lost nor run
-//! twice.
+//! This module holds the policy; the [`crate::scheduler`] keeps the woken agent and runs
+//! its turn (`keeping_woken`, `Next`).
 
 use std::{
-    cell::{Cell, RefCell},
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc,
-    },
+    sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
-
-use crate::scheduler::{self, Task};
 
 /// A request handled in less time than this makes its action quick.
 pub const QUICK: Duration = Duration::from_millis(1);
@@ -45,76 +38,10 @@ pub const MIN_LEFT: Duration = Duration::from_secs(1);
 /// How many turns may be nested in one another on one thread by hand-offs.
 pub const MAX_DEPTH: usize = 4;
 
-/// What a thread keeps of the tasks its publishing wakes.
-enum Keeping {
-    /// Nothing: woken tasks go to the pool's queue.
-    Off,
-    /// The first task woken is kept.
-    Open,
-    /// This task was woken and kept.
-    Kept(Arc<Task>),
-}
-
-thread_local! {
-    static KEEPING: RefCell<Keeping> = const { RefCell::new(Keeping::Off) };
-    /// How many handed-off turns this thread is inside.
-    static DEPTH: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Runs `publish` (a request leaving), keeping the first agent it wakes for a hand-off,
-/// on a pool thread not yet [`MAX_DEPTH`] turns deep.
-pub(crate) fn keeping_woken<R>(publish: impl FnOnce() -> R) -> (R, Next) {
-    if DEPTH.get() >= MAX_DEPTH || !scheduler::on_pool_thread() {
-        return (publish(), Next(None));
-    }
-    let before = KEEPING.replace(Keeping::Open);
-    let result = publish();
-    let kept = match KEEPING.replace(before) {
-        Keeping::Kept(task) => Some(task),
-        Keeping::Off | Keeping::Open => None,
-    };
-    (result, Next(kept))
-}
-
-/// Keeps `task`, just woken (now queued), if this thread keeps the first task woken;
-/// answers whether it did (else the caller queues it).
-pub(crate) fn keep(task: &Arc<Task>) -> bool {
-    KEEPING.with_borrow_mut(|keeping| match keeping {
-        Keeping::Open => {
-            *keeping = Keeping::Kept(task.clone());
-            true
-        }
-        Keeping::Off | Keeping::Kept(_) => false,
-    })
-}
-
-/// An agent woken by a request, kept to take its turn on the requester's thread.
-pub(crate) struct Next(Option<Arc<Task>>);
-
-impl Next {
-    /// Runs the agent's turn here, for one message, if it handles `action` quickly and
-    /// `left` (the requester's time) is at least [`MIN_LEFT`]; otherwise queues the
-    /// agent.
-    pub fn run_if_quick(mut self, action: &str, left: Duration) {
-        let Some(task) = self
-            .0
-            .take_if(|task| left >= MIN_LEFT && task.speeds().quick(action))
-        else {
-            return;
-        };
-        DEPTH.set(DEPTH.get() + 1);
-        task.run_once();
-        DEPTH.set(DEPTH.get() - 1);
-    }
-}
-
-impl Drop for Next {
-    /// Queues the agent, not run here.
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            scheduler::queue(task);
-        }
-    }
+/// Whether a request for `action` that may wait `timeout` is handed off to an agent
+/// with these `speeds`.
+pub(crate) fn may_hand_off(speeds: &Speeds, action: &str, timeout: Duration) -> bool {
+    timeout >= MIN_LEFT && speeds.quick(action)
 }
 
 /// Which actions an agent handled quickly, and which slowly: two sets of bits, two per

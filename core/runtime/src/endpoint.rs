@@ -27,6 +27,7 @@ use crate::{
     mailbox::Mailbox,
     message_log::MessageLog,
     metrics::{AgentCounts, TypeCounters},
+    scheduler,
     tap::{Taps, Traffic},
     validate_id,
     wait::Waiter,
@@ -88,7 +89,7 @@ struct SentRequest {
     to: String,
     action: String,
     reply: mpsc::Receiver<Reply>,
-    woken: Option<direct::Next>,
+    woken: Option<scheduler::Next>,
 }
 
 pub(crate) struct Endpoint {
@@ -233,7 +234,7 @@ impl Endpoint {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         self.pending.lock().unwrap().insert(id.clone(), reply_tx);
         let (published, woken) = if keep_woken {
-            let (published, woken) = direct::keeping_woken(|| self.publish(message));
+            let (published, woken) = scheduler::keeping_woken(|| self.publish(message));
             (published, Some(woken))
         } else {
             (self.publish(message), None)
@@ -261,7 +262,7 @@ impl Endpoint {
     ) -> Result<Value, ActionError> {
         if let Some(woken) = sent.woken.take() {
             // Published just now: the time left is the timeout.
-            woken.run_if_quick(&sent.action, timeout);
+            woken.run_if(|speeds| direct::may_hand_off(speeds, &sent.action, timeout));
         }
         let reply = waiter.receive(&sent.reply, started.checked_add(timeout));
         if let Some(metrics) = &self.metrics {

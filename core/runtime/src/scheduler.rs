@@ -9,7 +9,7 @@
 //! ends. Invariant: **an agent never runs on two threads at once, and no delivery is
 //! missed.** An idle agent costs its task, its mailbox and its state: no thread. A
 //! request that wakes an agent may keep it, queued, to run its turn on the requester's
-//! own thread instead of the queue's ([`crate::direct`]).
+//! own thread instead of the queue's (module `direct`).
 //!
 //! Actions are synchronous and may block. The pool keeps as many threads *running* as
 //! there are cores. A thread that waits (for a reply in `ctx.request`, for a permission
@@ -22,7 +22,7 @@
 //! retire once the others run again, or after [`IDLE_RETIRE`] without work.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::VecDeque,
     panic::AssertUnwindSafe,
     sync::{
@@ -33,7 +33,7 @@ use std::{
 };
 
 use crate::{
-    direct::{self, Speeds},
+    direct::{Speeds, MAX_DEPTH},
     metrics::PoolSnapshot,
 };
 
@@ -93,11 +93,6 @@ impl Task {
         })
     }
 
-    /// How quickly the agent handles each action, for hand-offs to it.
-    pub fn speeds(&self) -> &Speeds {
-        &self.speeds
-    }
-
     /// Gives the task its job and schedules its first turn.
     pub fn start(self: &Arc<Self>, job: Box<dyn Job>) {
         *self.job.lock().unwrap() = Some(job);
@@ -118,7 +113,7 @@ impl Task {
             };
             match self.state.compare_exchange(state, next, SeqCst, SeqCst) {
                 Ok(_) if next == QUEUED => {
-                    if !direct::keep(self) {
+                    if !keep(self) {
                         pool().push(self.clone());
                     }
                     return;
@@ -144,7 +139,7 @@ impl Task {
 
     /// One turn of one message, on the thread of a request that woke the task (it was
     /// queued, kept by the request: see [`crate::direct`]).
-    pub fn run_once(self: Arc<Self>) {
+    fn run_once(self: Arc<Self>) {
         let turn = self.turn(1);
         self.end_turn(turn);
     }
@@ -188,6 +183,77 @@ impl Task {
                 let job = self.job.lock().unwrap().take();
                 drop(job);
             }
+        }
+    }
+}
+
+/// What a thread keeps of the tasks its publishing wakes (see [`crate::direct`]).
+enum Keeping {
+    /// Nothing: woken tasks go to the pool's queue.
+    Off,
+    /// The first task woken is kept.
+    Open,
+    /// This task was woken and kept.
+    Kept(Arc<Task>),
+}
+
+thread_local! {
+    static KEEPING: RefCell<Keeping> = const { RefCell::new(Keeping::Off) };
+    /// How many handed-off turns this thread is inside.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `publish` (a request leaving), keeping the first agent it wakes for a hand-off,
+/// on a pool thread not yet [`MAX_DEPTH`] turns deep.
+pub(crate) fn keeping_woken<R>(publish: impl FnOnce() -> R) -> (R, Next) {
+    if DEPTH.get() >= MAX_DEPTH || !on_pool_thread() {
+        return (publish(), Next(None));
+    }
+    let before = KEEPING.replace(Keeping::Open);
+    let result = publish();
+    let kept = match KEEPING.replace(before) {
+        Keeping::Kept(task) => Some(task),
+        Keeping::Off | Keeping::Open => None,
+    };
+    (result, Next(kept))
+}
+
+/// Keeps `task`, just woken (now queued), if this thread keeps the first task woken;
+/// answers whether it did (else the caller queues it).
+fn keep(task: &Arc<Task>) -> bool {
+    KEEPING.with_borrow_mut(|keeping| match keeping {
+        Keeping::Open => {
+            *keeping = Keeping::Kept(task.clone());
+            true
+        }
+        Keeping::Off | Keeping::Kept(_) => false,
+    })
+}
+
+/// An agent woken by a request, kept to take its turn on the requester's thread.
+///
+/// Invariant: **a kept task is queued and owned by one `Next`**, which runs its turn or,
+/// dropped, puts it on the pool's queue: it is neither lost nor run twice.
+pub(crate) struct Next(Option<Arc<Task>>);
+
+impl Next {
+    /// Runs the agent's turn here, for one message, if `may` says so given how quickly
+    /// it handles each action (see [`direct::may_hand_off`]); otherwise queues it.
+    pub fn run_if(mut self, may: impl FnOnce(&Speeds) -> bool) {
+        let Some(task) = self.0.take_if(|task| may(&task.speeds)) else {
+            return;
+        };
+        DEPTH.set(DEPTH.get() + 1);
+        task.run_once();
+        DEPTH.set(DEPTH.get() - 1);
+    }
+}
+
+impl Drop for Next {
+    /// Queues the agent, not run here.
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            pool().push(task);
         }
     }
 }
@@ -284,11 +350,6 @@ pub fn stats() -> PoolSnapshot {
         queued: load(&pool.queued),
         compensations: pool.compensations.load(SeqCst),
     }
-}
-
-/// Puts a queued task on the pool's queue.
-pub(crate) fn queue(task: Arc<Task>) {
-    pool().push(task);
 }
 
 impl Pool {
