@@ -238,7 +238,7 @@ pub(crate) struct Next(Option<Arc<Task>>);
 
 impl Next {
     /// Runs the agent's turn here, for one message, if `may` says so given how quickly
-    /// it handles each action (see [`direct::may_hand_off`]); otherwise queues it.
+    /// it handles each action (see [`crate::direct::may_hand_off`]); otherwise queues it.
     pub fn run_if(mut self, may: impl FnOnce(&Speeds) -> bool) {
         let Some(task) = self.0.take_if(|task| may(&task.speeds)) else {
             return;
