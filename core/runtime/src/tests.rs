@@ -375,13 +375,13 @@ fn a_quick_callee_takes_its_turn_on_the_requesters_thread_and_a_slow_one_never_d
     // A callee still ending its turn on another thread when asked is not handed off.
     assert!(handed_off >= 15, "{same_thread:?}");
 
-    // Never handled: queued, and the requester gives up at its timeout.
-    let started = std::time::Instant::now();
+    // Never handled: queued, and the requester gives up at its timeout. (A handed-off
+    // nap would hold the requester until it ends, and answer its value instead: the
+    // outcome tells, no clock needed.)
     assert_eq!(
         ask("nap", json!({"ms": 1_600}), 1_100)["error"],
         "TimeoutError"
     );
-    assert!(started.elapsed() < Duration::from_millis(1_500));
     // Quick, then slow once (handed off): never handed off again, so the timeout fires
     // on time.
     for ms in [0, 0, 30] {
@@ -390,10 +390,8 @@ fn a_quick_callee_takes_its_turn_on_the_requesters_thread_and_a_slow_one_never_d
             ms
         );
     }
-    let started = std::time::Instant::now();
     let answer = ask_of("napper", "nap", json!({"ms": 1_600}), 1_100);
     assert_eq!(answer["error"], "TimeoutError", "{answer}");
-    assert!(started.elapsed() < Duration::from_millis(1_500));
     space.destroy();
 }
 
