@@ -4,6 +4,8 @@
 //! "args"?}}`, exactly as in Python Agency: unknown keys at the top level or inside
 //! `action` are refused, `meta` keeps any extra keys, `args` may be left out.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -69,6 +71,110 @@ pub struct Action {
     /// Named arguments.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub args: Map<String, Value>,
+}
+
+/// What a host needs of a delivered message to route, check and answer it: everything but
+/// the arguments, which are checked to be an object and skipped, not built. Read from a
+/// body (borrowing its text) or taken from a [`Message`], it refuses exactly the texts
+/// [`Message::from_json`] refuses.
+///
+/// ```
+/// use agency_protocol::{message::Head, Message};
+/// let text = r#"{"meta":{"id":"q"},"from":"a","to":"b","action":{"name":"add","args":{"x":1}}}"#;
+/// let head = Head::read(text).unwrap();
+/// assert_eq!((&*head.from, &*head.action.name), ("a", "add"));
+/// assert_eq!(head.response(serde_json::json!(3)).to, "a");
+/// assert!(Head::read(r#"{"meta":{"id":"q"},"from":"a","to":"b","action":{"name":"x","args":[1]}}"#).is_err());
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head<'a> {
+    /// Identity and correlation data.
+    pub meta: Cow<'a, Meta>,
+    /// The sender's id.
+    #[serde(borrow)]
+    pub from: Cow<'a, str>,
+    /// The recipient's id, or [`BROADCAST`].
+    #[serde(borrow)]
+    pub to: Cow<'a, str>,
+    /// The action's name.
+    #[serde(borrow)]
+    pub action: ActionHead<'a>,
+}
+
+/// The `action` part of a [`Head`]: its name; its arguments checked, not kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionHead<'a> {
+    /// The action's name.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// Not an `Option`: that would take `"args": null` for no arguments.
+    #[serde(default, rename = "args")]
+    _args: SkippedObject,
+}
+
+impl<'a> Head<'a> {
+    /// Reads the head of a delivered message from its JSON text; refuses it as
+    /// [`Message::from_json`] does.
+    pub fn read(text: &'a str) -> Result<Self, ActionError> {
+        read(text)
+    }
+
+    /// The head of a message already read.
+    pub fn of(message: &'a Message) -> Self {
+        Head {
+            meta: Cow::Borrowed(&message.meta),
+            from: Cow::Borrowed(&message.from),
+            to: Cow::Borrowed(&message.to),
+            action: ActionHead {
+                name: Cow::Borrowed(&message.action.name),
+                _args: SkippedObject,
+            },
+        }
+    }
+
+    /// Whether the message is addressed to every agent.
+    pub fn is_broadcast(&self) -> bool {
+        self.to == BROADCAST
+    }
+
+    /// Whether the message is a `[response]` or `[error]` reply.
+    pub fn is_reply(&self) -> bool {
+        self.action.name == RESPONSE || self.action.name == ERROR
+    }
+
+    /// Whether this delivery to `agent_id` is one of its own messages to another agent,
+    /// handed back by the transport because no agent holds the recipient's id (see
+    /// [`crate::boundary::TransportSpace::publish`]).
+    pub fn is_returned_to(&self, agent_id: &str) -> bool {
+        self.from == agent_id && self.to != agent_id && !self.is_broadcast()
+    }
+
+    /// An unaddressed reply to this message: a `[response]` carrying `value`.
+    pub fn response(&self, value: Value) -> Outgoing {
+        self.answer(RESPONSE, VALUE, value)
+    }
+
+    /// An unaddressed reply to this message: an `[error]` carrying `"<Kind>: <text>"`.
+    pub fn error_reply(&self, error: &ActionError) -> Outgoing {
+        self.answer(ERROR, ERROR_TEXT, Value::String(error.to_string()))
+    }
+
+    fn answer(&self, name: &str, key: &str, value: Value) -> Outgoing {
+        Outgoing {
+            meta: PartialMeta {
+                parent_id: Some(self.meta.id.clone()),
+                ..PartialMeta::default()
+            },
+            from: None,
+            to: self.from.clone().into_owned(),
+            action: Action {
+                name: name.to_owned(),
+                args: Map::from_iter([(key.to_owned(), value)]),
+            },
+        }
+    }
 }
 
 /// A message as an agent hands it over for sending: `from` and `meta.id` may be left out,
@@ -251,8 +357,8 @@ impl<'a> BareOutgoing<'a> {
     }
 }
 
-/// A JSON object, checked and skipped: nothing of it is kept.
-#[derive(Default)]
+/// A JSON object, checked and skipped: nothing of it is kept. Refused as a `Map` is.
+#[derive(Debug, Default)]
 struct SkippedObject;
 
 impl<'de> Deserialize<'de> for SkippedObject {
@@ -262,7 +368,7 @@ impl<'de> Deserialize<'de> for SkippedObject {
             type Value = SkippedObject;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
+                f.write_str("a map")
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -378,19 +484,18 @@ impl Message {
 
     /// Whether the message is addressed to every agent.
     pub fn is_broadcast(&self) -> bool {
-        self.to == BROADCAST
+        Head::of(self).is_broadcast()
     }
 
     /// Whether the message is a `[response]` or `[error]` reply.
     pub fn is_reply(&self) -> bool {
-        self.action.name == RESPONSE || self.action.name == ERROR
+        Head::of(self).is_reply()
     }
 
-    /// Whether this delivery to `agent_id` is one of its own messages to another agent,
-    /// handed back by the transport because no agent holds the recipient's id (see
-    /// [`crate::boundary::TransportSpace::publish`]).
+    /// Whether this delivery to `agent_id` is one of its own messages to another agent;
+    /// see [`Head::is_returned_to`].
     pub fn is_returned_to(&self, agent_id: &str) -> bool {
-        self.from == agent_id && self.to != agent_id && !self.is_broadcast()
+        Head::of(self).is_returned_to(agent_id)
     }
 
     /// The `[error]` reply the sender of this message gets when no agent holds its
@@ -444,27 +549,12 @@ impl Message {
     /// assert_eq!(reply.action.name, "[response]");
     /// ```
     pub fn response(&self, value: Value) -> Outgoing {
-        self.answer(RESPONSE, VALUE, value)
+        Head::of(self).response(value)
     }
 
     /// An unaddressed reply to this message: an `[error]` carrying `"<Kind>: <text>"`.
     pub fn error_reply(&self, error: &ActionError) -> Outgoing {
-        self.answer(ERROR, ERROR_TEXT, Value::String(error.to_string()))
-    }
-
-    fn answer(&self, name: &str, key: &str, value: Value) -> Outgoing {
-        Outgoing {
-            meta: PartialMeta {
-                parent_id: Some(self.meta.id.clone()),
-                ..PartialMeta::default()
-            },
-            from: None,
-            to: self.from.clone(),
-            action: Action {
-                name: name.to_owned(),
-                args: Map::from_iter([(key.to_owned(), value)]),
-            },
-        }
+        Head::of(self).error_reply(error)
     }
 }
 
@@ -513,7 +603,9 @@ pub fn duplicate_id(agent_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Message, Outgoing};
+    use serde_json::Value;
+
+    use super::{Head, Message, Outgoing};
 
     /// A message written around the text it was sent as reads back as the message;
     /// text that might carry `meta` or `from` is encoded whole.
@@ -589,6 +681,49 @@ mod tests {
                 assert_eq!((read.to, read.name), (&*full.to, &*full.action.name));
             } else if !text.contains("meta") && !text.contains("from") && !text.contains('\\') {
                 assert!(full.is_err(), "{text}");
+            }
+        }
+    }
+
+    /// A head takes and refuses what a full read does, with the same error, and reads
+    /// the same fields.
+    #[test]
+    fn a_head_reads_what_a_full_read_reads() {
+        let texts = [
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x"}}"#,
+            r#"{"meta":{"id":"1","parent_id":"0","request_chain":["a"],"k":[1]},"from":"a","to":"*","action":{"name":"x","args":{"n":{"m":[1,2]}}}}"#,
+            r#"{"action":{"args":{},"name":"x"},"to":"b","from":"a","meta":{"id":"1"}}"#,
+            r#"{"meta":{"id":"\u0031"},"from":"\"a","to":"b\n","action":{"name":"\u00e9"}}"#,
+            r#"{"meta":{"id":"1","parent_id":null},"from":"a","to":"b","action":{"name":"x"}}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x","args":null}}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x","args":[1]}}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x","args":{"n":}}}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x","extra":1}}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x"},"extra":1}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","to":"c","action":{"name":"x"}}"#,
+            r#"{"meta":{"id":1},"from":"a","to":"b","action":{"name":"x"}}"#,
+            r#"{"meta":{"parent_id":"0"},"from":"a","to":"b","action":{"name":"x"}}"#,
+            r#"{"meta":{"id":"1"},"to":"b","action":{"name":"x"}}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"args":{}}}"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x"}} 1"#,
+            r#"{"meta":{"id":"1"},"from":"a","to":"b","action":{"name":"x"}"#,
+            r#"{"meta":[],"from":"a","to":"b","action":{"name":"x"}}"#,
+            "[1]",
+            "null",
+            "not json",
+        ];
+        for text in texts {
+            match (Head::read(text), Message::from_json(text)) {
+                (Ok(head), Ok(full)) => {
+                    assert_eq!(*head.meta, full.meta, "{text}");
+                    let read = (&*head.from, &*head.to, &*head.action.name);
+                    assert_eq!(read, (&*full.from, &*full.to, &*full.action.name), "{text}");
+                    let of = Head::of(&full);
+                    assert_eq!((&*of.from, &*of.to, &*of.action.name), read, "{text}");
+                    assert_eq!(head.response(Value::Null), full.response(Value::Null));
+                }
+                (Err(head), Err(full)) => assert_eq!(head.to_string(), full.to_string()),
+                (head, full) => panic!("{text}: head {head:?}, full {full:?}"),
             }
         }
     }

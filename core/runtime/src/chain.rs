@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 
-use agency_sdk::{ActionError, Kind, Message};
+use agency_sdk::{message::Meta, ActionError, Kind};
 use serde_json::Value;
 
 thread_local! {
@@ -44,9 +44,9 @@ pub fn handling<T>(chain: Vec<String>, handle: impl FnOnce() -> T) -> T {
 /// The `meta` key holding a request's chain.
 pub const REQUEST_CHAIN: &str = "request_chain";
 
-/// The chain a message carries (empty for one that is no request of ours).
-pub fn of(message: &Message) -> Vec<String> {
-    match message.meta.extra.get(REQUEST_CHAIN) {
+/// The chain a message carries in its `meta` (empty for one that is no request of ours).
+pub fn of(meta: &Meta) -> Vec<String> {
+    match meta.extra.get(REQUEST_CHAIN) {
         Some(Value::Array(ids)) => ids
             .iter()
             .filter_map(|id| id.as_str().map(str::to_owned))

@@ -16,7 +16,7 @@ use std::{
 
 use agency_protocol::{
     boundary::{HostLink, Inbound, LogRecord, TransportError, TransportSpace},
-    message::{BareOutgoing, Meta, Outgoing, PartialMeta, BROADCAST},
+    message::{BareOutgoing, Head, Meta, Outgoing, PartialMeta, BROADCAST},
     ActionError, Kind, Message,
 };
 use agency_sdk::Repeated;
@@ -77,6 +77,21 @@ impl Work {
     fn message(body: String, parsed: Option<Message>) -> Self {
         Self::Message(Box::new(Incoming { body, parsed }))
     }
+}
+
+/// A delivered body a worker handles, as [`Endpoint::accept`] read it.
+pub(crate) enum Accepted<'a> {
+    /// A message for this agent, read but for its arguments.
+    Head(Head<'a>),
+    /// The `UndeliverableError` reply one of this agent's returned messages became.
+    Returned(Message),
+}
+
+/// What [`Endpoint::check`] says of a delivery.
+enum Verdict {
+    Drop,
+    Keep,
+    Returned,
 }
 
 /// A reply that completes a pending request.
@@ -427,48 +442,68 @@ impl Drop for Endpoint {
 }
 
 impl Endpoint {
-    /// Parses a delivered body and checks it is for this agent; logs and drops it if not.
-    /// Answers the message and its text: one of this agent's own messages returned by the
-    /// transport becomes the `UndeliverableError` reply to it.
-    pub fn accept(&self, body: String) -> Option<(Message, String)> {
-        let (message, returned) = self.check(Message::from_json(&body))?;
-        let body = if returned { message.to_json() } else { body };
-        Some((message, body))
-    }
-
-    /// Checks a delivery; answers the message, and whether it was one of this agent's own
-    /// (now its `UndeliverableError` reply).
-    fn check(&self, message: Result<Message, ActionError>) -> Option<(Message, bool)> {
-        let message = match message {
-            Ok(message) => message,
+    /// Reads a delivered body's head (its arguments are left to the agent) and checks it
+    /// is for this agent; logs and drops it if not. One of this agent's own messages
+    /// returned by the transport is read whole: it becomes the `UndeliverableError`
+    /// reply to it.
+    pub fn accept<'a>(&self, body: &'a str) -> Option<Accepted<'a>> {
+        let head = match Head::read(body) {
+            Ok(head) => head,
             Err(reason) => {
-                if let Some(count) = self.dropped.occurred() {
-                    tracing::warn!(agent = %self.id, ?reason, count, "dropped a message");
-                }
+                self.malformed(reason);
                 return None;
             }
         };
-        if message.is_returned_to(&self.id) {
-            self.core.dead_letters.fetch_add(1, Ordering::Relaxed);
-            if let Some(metrics) = &self.metrics {
-                metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
-            }
-            self.core
-                .taps
-                .offer(|| Traffic::Undeliverable(message.to_json()));
-            tracing::debug!(agent = %self.id, to = ?message.to, "a message of this agent was undeliverable");
-            return Some((message.undeliverable(), true));
+        match self.check(&head) {
+            Verdict::Drop => None,
+            Verdict::Keep => Some(Accepted::Head(head)),
+            Verdict::Returned => match Message::from_json(body) {
+                Ok(message) => Some(Accepted::Returned(self.undeliverable(&message))),
+                Err(reason) => {
+                    self.malformed(reason);
+                    None
+                }
+            },
         }
-        if message.to != self.id && !message.is_broadcast() {
+    }
+
+    /// Logs (some of) the malformed deliveries dropped.
+    fn malformed(&self, reason: ActionError) {
+        if let Some(count) = self.dropped.occurred() {
+            tracing::warn!(agent = %self.id, ?reason, count, "dropped a message");
+        }
+    }
+
+    /// What to do with a delivery: drop it (logged if it was for another agent), keep
+    /// it, or answer it as undeliverable (one of this agent's own messages, returned).
+    fn check(&self, head: &Head) -> Verdict {
+        if head.is_returned_to(&self.id) {
+            return Verdict::Returned;
+        }
+        if head.to != self.id && !head.is_broadcast() {
             if let Some(count) = self.dropped.occurred() {
-                tracing::warn!(agent = %self.id, to = ?message.to, count, "dropped a message addressed to another agent");
+                tracing::warn!(agent = %self.id, to = ?head.to, count, "dropped a message addressed to another agent");
             }
-            return None;
+            return Verdict::Drop;
         }
-        if message.is_broadcast() && message.from == self.id && !self.receive_own_broadcasts {
-            return None;
+        if head.is_broadcast() && head.from == self.id && !self.receive_own_broadcasts {
+            return Verdict::Drop;
         }
-        Some((message, false))
+        Verdict::Keep
+    }
+
+    /// The `UndeliverableError` reply one of this agent's messages becomes when the
+    /// transport returns it; counted as a dead letter and shown to the taps.
+    fn undeliverable(&self, message: &Message) -> Message {
+        self.core.dead_letters.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+        }
+        self.core
+            .taps
+            .offer(|| Traffic::Undeliverable(message.to_json()));
+        tracing::debug!(agent = %self.id, to = ?message.to, "a message of this agent was undeliverable");
+        message.undeliverable()
     }
 
     /// Answers at once, with a `DeadlockError`, a request that closes a cycle through this
@@ -481,7 +516,7 @@ impl Endpoint {
         {
             return false;
         }
-        let Some(error) = chain::cycle(&chain::of(message), &self.id) else {
+        let Some(error) = chain::cycle(&chain::of(&message.meta), &self.id) else {
             return false;
         };
         self.core.cycles_refused.fetch_add(1, Ordering::Relaxed);
@@ -530,10 +565,14 @@ impl Inbound for Endpoint {
             worker.put(Work::message(body.to_owned(), None));
             return;
         }
-        let Some((message, returned)) =
-            self.check(handed_over.ok_or(()).or_else(|()| Message::from_json(body)))
-        else {
-            return;
+        let message = match handed_over.map_or_else(|| Message::from_json(body), Ok) {
+            Ok(message) => message,
+            Err(reason) => return self.malformed(reason),
+        };
+        let (message, returned) = match self.check(&Head::of(&message)) {
+            Verdict::Drop => return,
+            Verdict::Keep => (message, false),
+            Verdict::Returned => (self.undeliverable(&message), true),
         };
         if let Some(log) = &self.log {
             log.record(message.clone(), true);

@@ -26,7 +26,7 @@ use std::{
 
 use agency_protocol::{
     boundary::AgentCore,
-    message::{Outgoing, ANNOUNCEMENT, BROADCAST, RESPONSE},
+    message::{Head, Outgoing, ANNOUNCEMENT, BROADCAST, RESPONSE},
     spec::{Access, AgentTypeSpec},
     ActionError, Kind, Message,
 };
@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     direct::Speeds,
-    endpoint::{Endpoint, Incoming, Work},
+    endpoint::{Accepted, Endpoint, Incoming, Work},
     mailbox::MailboxReceiver,
     scheduler::{self, Job, Task, Turn},
 };
@@ -216,31 +216,40 @@ impl Handler {
         self.callback("before_remove", result);
     }
 
-    /// Checks a message (unless it came parsed) and handles it, with its request chain
-    /// as the chain of requests made meanwhile; notes in `speeds`, if given, how long a
-    /// request took (a request of this runtime carries a chain).
+    /// Checks a message (reading its head, unless it came parsed) and handles it, with
+    /// its request chain as the chain of requests made meanwhile; notes in `speeds`, if
+    /// given, how long a request took (a request of this runtime carries a chain).
     fn accept(&mut self, Incoming { body, parsed }: Incoming, speeds: Option<&Speeds>) {
-        let accepted = match parsed {
-            Some(message) => Some((message, body)),
-            None => self.endpoint.accept(body),
+        let returned: (Message, String);
+        let accepted = match &parsed {
+            Some(message) => Some((Head::of(message), body.as_str())),
+            None => match self.endpoint.accept(&body) {
+                Some(Accepted::Head(head)) => Some((head, body.as_str())),
+                Some(Accepted::Returned(message)) => {
+                    let json = message.to_json();
+                    returned = (message, json);
+                    Some((Head::of(&returned.0), returned.1.as_str()))
+                }
+                None => None,
+            },
         };
-        if let Some((message, body)) = accepted {
+        if let Some((head, json)) = accepted {
             self.endpoint.count(|c| &c.received);
-            let chain = crate::chain::of(&message);
+            let chain = crate::chain::of(&head.meta);
             let timed = (!chain.is_empty()).then(Instant::now).zip(speeds);
-            crate::chain::handling(chain, || self.handle(&message, &body));
+            crate::chain::handling(chain, || self.handle(&head, json));
             if let Some((started, speeds)) = timed {
-                speeds.record(&message.action.name, started.elapsed());
+                speeds.record(&head.action.name, started.elapsed());
             }
             self.endpoint.count(|c| &c.handled);
         }
         scheduler::progressed();
     }
 
-    /// Handles one message; `json` is its text as it arrived.
-    fn handle(&mut self, message: &Message, json: &str) {
-        if message.is_reply() {
-            let (name, result) = if message.action.name == RESPONSE {
+    /// Handles one message, of which `head` was read; `json` is its text as it arrived.
+    fn handle(&mut self, head: &Head, json: &str) {
+        if head.is_reply() {
+            let (name, result) = if head.action.name == RESPONSE {
                 ("handle_action_value", self.agent.handle_action_value(json))
             } else {
                 ("handle_action_error", self.agent.handle_action_error(json))
@@ -248,26 +257,26 @@ impl Handler {
             self.callback(name, result);
             return;
         }
-        if message.action.name == HELP {
+        if head.action.name == HELP {
+            let message = Message::from_json(json).ok();
             let only = message
-                .action
-                .args
-                .get("action_name")
+                .as_ref()
+                .and_then(|m| m.action.args.get("action_name"))
                 .and_then(Value::as_str);
-            self.reply(message, Ok(Some(self.help(only))));
+            self.reply(head, Ok(Some(self.help(only))));
             return;
         }
         let Some(action) = self
             .spec
             .actions
             .iter()
-            .find(|a| a.name == message.action.name)
+            .find(|a| a.name == head.action.name)
         else {
-            if !message.is_broadcast() {
+            if !head.is_broadcast() {
                 self.reply(
-                    message,
+                    head,
                     Err(ActionError::unknown_action(
-                        &message.action.name,
+                        &head.action.name,
                         &self.endpoint.id,
                     )),
                 );
@@ -279,10 +288,10 @@ impl Handler {
                 Kind::Permission,
                 format!(
                     "\"{}.{}\" not permitted",
-                    self.endpoint.id, message.action.name
+                    self.endpoint.id, head.action.name
                 ),
             );
-            self.reply(message, Err(error));
+            self.reply(head, Err(error));
             return;
         }
         if !self.skipped.before_action {
@@ -299,9 +308,9 @@ impl Handler {
             None => self.agent.action(json),
         };
         if self.skipped.after_action {
-            self.reply(message, outcome);
+            self.reply(head, outcome);
         } else {
-            self.reply(message, outcome.clone());
+            self.reply(head, outcome.clone());
             let result = self.agent.after_action(&outcome);
             self.skipped.after_action = self.callback("after_action", result);
         }
@@ -343,16 +352,16 @@ impl Handler {
     }
 
     /// Sends the value (if any) as `[response]`, or the error as `[error]`.
-    fn reply(&self, message: &Message, outcome: Result<Option<Value>, ActionError>) {
+    fn reply(&self, head: &Head, outcome: Result<Option<Value>, ActionError>) {
         let reply = match outcome {
             Ok(None) => return,
-            Ok(Some(value)) => message.response(value),
+            Ok(Some(value)) => head.response(value),
             Err(error) => {
                 if let Some(metrics) = &self.endpoint.metrics {
                     self.endpoint.count(|c| &c.errors);
                     metrics.error(error.kind());
                 }
-                message.error_reply(&error)
+                head.error_reply(&error)
             }
         };
         if let Err(error) = self.endpoint.send(reply) {
