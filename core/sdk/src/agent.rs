@@ -2,6 +2,7 @@
 //! dispatcher that turns host operations into calls on an agent value.
 
 use std::{
+    borrow::Cow,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::Arc,
 };
@@ -347,8 +348,18 @@ struct Dispatcher<A> {
 
 /// The part of a message an action needs; the rest is skipped, not allocated.
 #[derive(serde::Deserialize)]
-struct ActionPart {
-    action: Action,
+struct ActionPart<'a> {
+    #[serde(borrow)]
+    action: ActionRef<'a>,
+}
+
+/// A message's action, its name borrowed from the text when it holds no escape.
+#[derive(serde::Deserialize)]
+struct ActionRef<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    args: Map<String, Value>,
 }
 
 impl<A: Actions> Dispatcher<A> {
@@ -367,7 +378,7 @@ impl<A: Actions> Dispatcher<A> {
     fn with_action<T>(
         &mut self,
         message: &str,
-        f: impl FnOnce(&mut A, &mut Context, Action) -> Result<T, ActionError>,
+        f: impl FnOnce(&mut A, &mut Context, ActionRef) -> Result<T, ActionError>,
     ) -> Result<T, ActionError> {
         self.with(Some(message), |agent, ctx| {
             let part: ActionPart = serde_json::from_str(message)
@@ -407,7 +418,7 @@ impl<A: Actions> AgentCore for Dispatcher<A> {
     }
 
     fn action(&mut self, message: &str) -> Result<Option<Value>, ActionError> {
-        self.with_action(message, |agent, ctx, Action { name, args }| {
+        self.with_action(message, |agent, ctx, ActionRef { name, args }| {
             agent
                 .dispatch(ctx, &name, &args)
                 .unwrap_or_else(|| Err(ActionError::unknown_action(&name, ctx.id())))
@@ -438,7 +449,11 @@ impl<A: Actions> AgentCore for Dispatcher<A> {
 impl<A: Actions> Dispatcher<A> {
     /// Hands a reply no request waited for to the agent's handler for its kind.
     fn handle_reply(&mut self, message: &str) -> Result<(), ActionError> {
-        self.with_action(message, |agent, ctx, action| {
+        self.with_action(message, |agent, ctx, ActionRef { name, args }| {
+            let action = Action {
+                name: name.into_owned(),
+                args,
+            };
             match action.reply() {
                 Some(Ok(value)) => agent.handle_action_value(ctx, &value),
                 Some(Err(error)) => agent.handle_action_error(ctx, &error),

@@ -20,6 +20,10 @@ pub struct Context {
     kept_default: bool,
 }
 
+/// The largest buffer a context keeps for the next message's text when that text is
+/// shorter.
+const KEPT_BUFFER: usize = 4096;
+
 /// The message being handled: its text, parsed only when someone looks at it.
 struct Current {
     json: String,
@@ -70,10 +74,19 @@ impl Context {
         self.current.as_ref().map(|current| current.json.as_str())
     }
 
-    /// Makes the message with this text the current one (kept if it already is).
+    /// Makes the message with this text the current one (kept if it already is). The
+    /// text is copied into the last one's buffer unless that buffer is larger than both
+    /// the text and [`KEPT_BUFFER`]: one large message does not stay allocated.
     pub(crate) fn set_current_json(&mut self, json: Option<&str>) {
         match (json, &mut self.current) {
             (Some(json), Some(current)) if current.json == json => {}
+            (Some(json), Some(current))
+                if current.json.capacity() <= json.len().max(KEPT_BUFFER) =>
+            {
+                current.json.clear();
+                current.json.push_str(json);
+                current.parsed = OnceCell::new();
+            }
             (Some(json), _) => {
                 self.current = Some(Current {
                     json: json.to_owned(),
