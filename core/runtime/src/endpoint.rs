@@ -551,7 +551,7 @@ impl Endpoint {
 
 impl Inbound for Endpoint {
     /// Runs on the transport's thread. While no request of this agent is pending, a body
-    /// for a worker is queued as it is and parsed on the worker's thread (no reply can be
+    /// for a worker is queued as it is and read (its head) on the worker's thread (no reply can be
     /// waited for, since a request registers before it publishes); otherwise it is parsed
     /// here so that a reply reaches its waiting request even while the worker is busy.
     ///
