@@ -551,9 +551,10 @@ impl Endpoint {
 
 impl Inbound for Endpoint {
     /// Runs on the transport's thread. While no request of this agent is pending, a body
-    /// for a worker is queued as it is and read (its head) on the worker's thread (no reply can be
-    /// waited for, since a request registers before it publishes); otherwise it is parsed
-    /// here so that a reply reaches its waiting request even while the worker is busy.
+    /// for a worker is queued as it is and read (its head) on the worker's thread (no
+    /// reply can be waited for, since a request registers before it publishes);
+    /// otherwise it is read here so that a reply reaches its waiting request even while
+    /// the worker is busy.
     ///
     /// A message for the worker is counted as received by the worker (see
     /// `Handler::accept`): counting it here, on the sender's thread, would share a cache
