@@ -108,22 +108,30 @@ fn of_two_processes_started_at_once_with_one_id_exactly_one_wins() {
                 (own, Host::start(&config, &[]))
             })
             .collect();
-        let mut losers = 0;
-        let mut logs = String::new();
         for (own, host) in &mut hosts {
-            // Agents start before the console attaches: once the console has an answer,
-            // the refusal, if any, is on record.
             host.type_line(&format!("/{own}.value"));
             host.stdout.wait_for(&format!("{own}: 42"));
             host.type_line(&format!("/{shared}.value"));
             host.stdout.wait_for(&format!("{shared}: 42"));
-            let log = host.stderr.contents();
-            if log.contains(&format!("Agent '{shared}' already exists")) {
-                losers += 1;
-            }
-            assert!(!log.contains("reconnecting"), "round {round}: {log}");
-            logs += &log;
         }
+        // Agents start before the console attaches: once the console has an answer, the
+        // refusal, if any, has been written. The threads that collect each process's
+        // error output may still lag behind its console's, so the refusal is waited for.
+        // (Both refused would leave `shared` unanswered above.)
+        let refusal = format!("Agent '{shared}' already exists");
+        let deadline = Instant::now() + PATIENCE;
+        let (losers, logs) = loop {
+            let logs: Vec<String> = hosts
+                .iter()
+                .map(|(_, host)| host.stderr.contents())
+                .collect();
+            let losers = logs.iter().filter(|log| log.contains(&refusal)).count();
+            if losers > 0 || Instant::now() > deadline {
+                break (losers, logs.concat());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(!logs.contains("reconnecting"), "round {round}: {logs}");
         assert_eq!(
             losers, 1,
             "round {round}: exactly one process is refused; their logs:\n{logs}"
