@@ -9,7 +9,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-        mpsc, Arc, Mutex, RwLock,
+        Arc, Mutex, RwLock,
     },
     time::{Duration, Instant},
 };
@@ -30,7 +30,7 @@ use crate::{
     scheduler,
     tap::{Taps, Traffic},
     validate_id,
-    wait::Waiter,
+    wait::{ReplySlot, Waiter},
 };
 
 /// How many sent messages an agent remembers for `parent_message` look-ups. Its replies
@@ -103,7 +103,7 @@ struct SentRequest {
     id: String,
     to: String,
     action: String,
-    reply: mpsc::Receiver<Reply>,
+    reply: Arc<ReplySlot<Reply>>,
     woken: Option<scheduler::Next>,
 }
 
@@ -113,7 +113,7 @@ pub(crate) struct Endpoint {
     core: Arc<SpaceCore>,
     worker: Option<Mailbox<Work>>,
     log: Option<MessageLog>,
-    pending: Mutex<HashMap<String, mpsc::SyncSender<Reply>>>,
+    pending: Mutex<HashMap<String, Arc<ReplySlot<Reply>>>>,
     /// How many of the agent's handles wait, or are about to wait, for replies.
     pending_count: AtomicUsize,
     /// How many messages the agent handles at once (1 but for a concurrent agent).
@@ -246,8 +246,11 @@ impl Endpoint {
             message.to.clone(),
             message.action.name.clone(),
         );
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.pending.lock().unwrap().insert(id.clone(), reply_tx);
+        let reply = ReplySlot::new();
+        self.pending
+            .lock()
+            .unwrap()
+            .insert(id.clone(), Arc::clone(&reply));
         let (published, woken) = if keep_woken {
             let (published, woken) = scheduler::keeping_woken(|| self.publish(message));
             (published, Some(woken))
@@ -262,7 +265,7 @@ impl Endpoint {
             id,
             to,
             action,
-            reply: reply_rx,
+            reply,
             woken,
         })
     }
@@ -279,7 +282,7 @@ impl Endpoint {
             // Published just now: the time left is the timeout.
             woken.run_if(|speeds| direct::may_hand_off(speeds, &sent.action, timeout));
         }
-        let reply = waiter.receive(&sent.reply, started.checked_add(timeout));
+        let reply = waiter.receive(&*sent.reply, started.checked_add(timeout));
         if let Some(metrics) = &self.metrics {
             metrics.request.observe(started.elapsed());
             match reply {
@@ -544,7 +547,7 @@ impl Endpoint {
         let Some(waiter) = waiter else {
             return Some(message);
         };
-        let _ = waiter.try_send(reply);
+        waiter.fill(reply);
         None
     }
 }
