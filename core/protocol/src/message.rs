@@ -538,6 +538,19 @@ impl Message {
         self.action.reply()
     }
 
+    /// What this reply carries, as [`Message::reply`] answers it, the value moved out
+    /// instead of copied.
+    ///
+    /// ```
+    /// # use agency_protocol::Message;
+    /// let text = r#"{"meta":{"id":"r"},"from":"b","to":"a","action":{"name":"[response]","args":{"value":[1,2]}}}"#;
+    /// let value = Message::from_json(text).unwrap().into_reply().unwrap().unwrap();
+    /// assert_eq!(value, serde_json::json!([1, 2]));
+    /// ```
+    pub fn into_reply(self) -> Option<Result<Value, ActionError>> {
+        self.action.into_reply()
+    }
+
     /// An unaddressed reply to this message: a `[response]` carrying `value`.
     ///
     /// ```
@@ -571,6 +584,15 @@ impl Action {
             ))),
             _ => None,
         }
+    }
+
+    /// What this action carries if it is a reply, the value moved out; see
+    /// [`Message::into_reply`].
+    pub fn into_reply(mut self) -> Option<Result<Value, ActionError>> {
+        if self.name == RESPONSE {
+            return Some(Ok(self.args.remove(VALUE).unwrap_or(Value::Null)));
+        }
+        self.reply()
     }
 }
 

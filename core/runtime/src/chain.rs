@@ -46,10 +46,27 @@ pub const REQUEST_CHAIN: &str = "request_chain";
 
 /// The chain a message carries in its `meta` (empty for one that is no request of ours).
 pub fn of(meta: &Meta) -> Vec<String> {
-    match meta.extra.get(REQUEST_CHAIN) {
-        Some(Value::Array(ids)) => ids
-            .iter()
-            .filter_map(|id| id.as_str().map(str::to_owned))
+    meta.extra
+        .get(REQUEST_CHAIN)
+        .cloned()
+        .map_or_else(Vec::new, ids)
+}
+
+/// The chain a message carries, taken out of its `meta` (its ids moved, not copied):
+/// for a message read for the one turn that handles it.
+pub fn take(meta: &mut Meta) -> Vec<String> {
+    meta.extra.remove(REQUEST_CHAIN).map_or_else(Vec::new, ids)
+}
+
+/// The ids of a chain's value (none if it is not a list; only its texts).
+fn ids(chain: Value) -> Vec<String> {
+    match chain {
+        Value::Array(ids) => ids
+            .into_iter()
+            .filter_map(|id| match id {
+                Value::String(id) => Some(id),
+                _ => None,
+            })
             .collect(),
         _ => Vec::new(),
     }

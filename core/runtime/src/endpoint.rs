@@ -533,12 +533,9 @@ impl Endpoint {
 
     /// Hands a reply to the request waiting for it; gives the message back otherwise.
     fn complete_request(&self, message: Message) -> Option<Message> {
-        if self.pending_count.load(Ordering::Acquire) == 0 {
+        if self.pending_count.load(Ordering::Acquire) == 0 || !message.is_reply() {
             return Some(message);
         }
-        let Some(reply) = message.reply() else {
-            return Some(message);
-        };
         let waiter = message
             .meta
             .parent_id
@@ -547,7 +544,9 @@ impl Endpoint {
         let Some(waiter) = waiter else {
             return Some(message);
         };
-        waiter.fill(reply);
+        if let Some(reply) = message.into_reply() {
+            waiter.fill(reply);
+        }
         None
     }
 }

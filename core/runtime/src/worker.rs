@@ -219,12 +219,20 @@ impl Handler {
     /// Checks a message (reading its head, unless it came parsed) and handles it, with
     /// its request chain as the chain of requests made meanwhile; notes in `speeds`, if
     /// given, how long a request took (a request of this runtime carries a chain).
-    fn accept(&mut self, Incoming { body, parsed }: Incoming, speeds: Option<&Speeds>) {
+    fn accept(&mut self, Incoming { body, mut parsed }: Incoming, speeds: Option<&Speeds>) {
         let returned: (Message, String);
-        let accepted = match &parsed {
-            Some(message) => Some((Head::of(message), body.as_str())),
+        let mut chain = Vec::new();
+        let accepted = match &mut parsed {
+            Some(message) => {
+                chain = crate::chain::take(&mut message.meta);
+                Some((Head::of(message), body.as_str()))
+            }
             None => match self.endpoint.accept(&body) {
-                Some(Accepted::Head(head)) => Some((head, body.as_str())),
+                Some(Accepted::Head(mut head)) => {
+                    // Read from the text: the head owns its meta, `to_mut` copies nothing.
+                    chain = crate::chain::take(head.meta.to_mut());
+                    Some((head, body.as_str()))
+                }
                 Some(Accepted::Returned(message)) => {
                     let json = message.to_json();
                     returned = (message, json);
@@ -235,7 +243,6 @@ impl Handler {
         };
         if let Some((head, json)) = accepted {
             self.endpoint.count(|c| &c.received);
-            let chain = crate::chain::of(&head.meta);
             let timed = (!chain.is_empty()).then(Instant::now).zip(speeds);
             crate::chain::handling(chain, || self.handle(&head, json));
             if let Some((started, speeds)) = timed {
