@@ -185,6 +185,11 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// Completes and publishes a reply (nobody asks for a reply's id).
+    pub fn answer(&self, reply: Outgoing) -> Result<(), ActionError> {
+        self.publish(self.complete(reply)?)
+    }
+
     /// Sends a message and waits up to `timeout` for its reply's value. The message
     /// carries the request chain (see [`crate::chain`]). An agent of this process that
     /// the request wakes may take its turn on this thread meanwhile (see [`direct`]).
@@ -351,10 +356,11 @@ impl Endpoint {
         if let Some(log) = &self.log {
             log.record(message.clone(), false);
         }
-        let (id, to) = (message.meta.id.clone(), message.to.clone());
-        let reply = message.is_reply();
+        // Replies are not remembered (see `published`): their ids are not needed.
+        let id = (!message.is_reply()).then(|| message.meta.id.clone());
+        let to = message.to.clone();
         let published = handover::offering(&body, message, || self.transmit(&to, &body));
-        self.published(id, reply, body, published)
+        self.published(id, body, published)
     }
 
     /// Completes and publishes a message sent as `bare` text: its receiver reads it.
@@ -367,7 +373,8 @@ impl Endpoint {
         let body = bare.text(&meta, &self.id);
         self.check_open()?;
         let published = self.transmit(bare.to, &body);
-        self.published(meta.id.clone(), bare.is_reply(), body, published)?;
+        let id = (!bare.is_reply()).then(|| meta.id.clone());
+        self.published(id, body, published)?;
         Ok(meta.id)
     }
 
@@ -388,19 +395,18 @@ impl Endpoint {
         self.core.transport.publish(to, body)
     }
 
-    /// Counts a message published and remembers it (replies excepted) for
-    /// `parent_message` look-ups.
+    /// Counts a message published and remembers it for `parent_message` look-ups if it
+    /// has an `id` (replies are given none).
     fn published(
         &self,
-        id: String,
-        reply: bool,
+        id: Option<String>,
         body: String,
         published: Result<(), TransportError>,
     ) -> Result<(), ActionError> {
         if published.is_ok() {
             self.count(|c| &c.sent);
         }
-        if !reply {
+        if let Some(id) = id {
             let mut sent = self.sent.lock().unwrap();
             if sent.len() == SENT_LOG_CAPACITY {
                 sent.pop_front();
@@ -523,7 +529,7 @@ impl Endpoint {
             return false;
         };
         self.core.cycles_refused.fetch_add(1, Ordering::Relaxed);
-        if let Err(error) = self.send(message.error_reply(&error)) {
+        if let Err(error) = self.answer(message.error_reply(&error)) {
             if let Some(count) = self.unsent_replies.occurred() {
                 tracing::warn!(agent = %self.id, ?error, count, "could not send a reply");
             }

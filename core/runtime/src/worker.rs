@@ -371,7 +371,7 @@ impl Handler {
                 head.error_reply(&error)
             }
         };
-        if let Err(error) = self.endpoint.send(reply) {
+        if let Err(error) = self.endpoint.answer(reply) {
             if let Some(count) = self.endpoint.unsent_replies.occurred() {
                 tracing::warn!(agent = %self.endpoint.id, ?error, count, "could not send a reply");
             }
