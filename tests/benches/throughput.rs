@@ -88,7 +88,7 @@ fn focused(part: &str) {
             for q in [0.5, 0.9, 0.99] {
                 let (a, r) = (percentile(&agency, q), percentile(&reference, q));
                 println!(
-                    "round trip p{:.0} µs: agency {a:.1}, reference {r:.1}: {:.2}x",
+                    "round trip p{:.0} µs: agency {a:.2}, reference {r:.2}: {:.2}x",
                     q * 100.0,
                     a / r
                 );
