@@ -18,7 +18,8 @@
 //! - `handover`: parsed messages passed through in-process transports without re-parsing.
 //! - `chain`: request chains, so that a request cycle is answered at once.
 //! - `id`, `error`, `message_log`, `wait`: agent ids' rules, the space's errors, foreground
-//!   agents' message logs, spin-then-sleep waits.
+//!   agents' message logs, spin-then-sleep waits (and the slot a request's reply is put
+//!   in).
 //! - `text`: [`printable`], for showing what other processes sent.
 //! - [`tap`]: [`Tap`], copies of a space's traffic for whoever watches it.
 //! - [`metrics`]: what a space counts ([`Space::metrics`]), for whoever shows it.

@@ -17,19 +17,30 @@ use std::{
     time::Instant,
 };
 
+/// Why a [`Source`] has no item now.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Empty {
+    /// One may still come.
+    Now,
+    /// None ever will (every sender is gone).
+    Forever,
+}
+
 /// Where a [`Waiter`] takes an item from.
 pub(crate) trait Source<T> {
-    /// The item if there is one now; `Err(true)` if none can ever come.
-    fn poll(&self) -> Result<T, bool>;
+    /// The item if there is one now.
+    fn poll(&self) -> Result<T, Empty>;
     /// Sleeps until there is an item (answered), `deadline` passes, or none can ever
     /// come (both `None`).
     fn sleep_until(&self, deadline: Option<Instant>) -> Option<T>;
 }
 
 impl<T> Source<T> for mpsc::Receiver<T> {
-    fn poll(&self) -> Result<T, bool> {
-        self.try_recv()
-            .map_err(|e| e == mpsc::TryRecvError::Disconnected)
+    fn poll(&self) -> Result<T, Empty> {
+        self.try_recv().map_err(|e| match e {
+            mpsc::TryRecvError::Empty => Empty::Now,
+            mpsc::TryRecvError::Disconnected => Empty::Forever,
+        })
     }
 
     fn sleep_until(&self, deadline: Option<Instant>) -> Option<T> {
@@ -76,12 +87,12 @@ impl<T> ReplySlot<T> {
 }
 
 impl<T> Source<T> for ReplySlot<T> {
-    /// Never `Err(true)`: a reply can come as long as the request is pending.
-    fn poll(&self) -> Result<T, bool> {
+    /// Never [`Empty::Forever`]: a reply can come as long as the request is pending.
+    fn poll(&self) -> Result<T, Empty> {
         if !self.filled.load(Ordering::Acquire) {
-            return Err(false);
+            return Err(Empty::Now);
         }
-        self.item.lock().unwrap().take().ok_or(false)
+        self.item.lock().unwrap().take().ok_or(Empty::Now)
     }
 
     /// Parks the requesting thread. A wake-up may be spurious (or meant for another
@@ -134,9 +145,9 @@ impl Waiter {
                     self.rounds.set((rounds * 2).min(MAX_ROUNDS));
                     return Some(item);
                 }
-                Err(true) => return None,
-                Err(false) if round < rounds / 2 => std::hint::spin_loop(),
-                Err(false) => std::thread::yield_now(),
+                Err(Empty::Forever) => return None,
+                Err(Empty::Now) if round < rounds / 2 => std::hint::spin_loop(),
+                Err(Empty::Now) => std::thread::yield_now(),
             }
         }
         self.rounds.set((rounds / 2).max(MIN_ROUNDS));
@@ -165,15 +176,15 @@ mod tests {
             filler.fill(1);
             filler.fill(2);
         });
-        let waiter = Waiter::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        assert_eq!(
-            waiter.receive(&*slot, Some(deadline)),
-            Some(1),
-            "slept, woken"
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
+        assert_eq!(Waiter::new().receive(&*slot, Some(deadline)), Some(1));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "woken by the reply, not by the deadline"
         );
         late.join().unwrap();
-        assert_eq!(slot.poll(), Err(false), "the second reply was ignored");
+        assert_eq!(slot.poll(), Err(Empty::Now), "the second reply was ignored");
     }
 
     #[test]
